@@ -1,0 +1,34 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace DeviceGate.Api;
+
+public sealed record SendResponse(string Id, string Status);
+
+public sealed record RecipientsResponse(int Recipients);
+
+public sealed record GroupResponse(string Group, IReadOnlyList<string> Devices);
+
+public sealed record DeviceSummary(string Id, DateTimeOffset ConnectedAt, string Node);
+
+public sealed record DeviceListResponse(IReadOnlyList<DeviceSummary> Devices, string? Next);
+
+public sealed record DeviceResponse(
+    string Id,
+    bool Online,
+    DateTimeOffset? ConnectedAt,
+    DateTimeOffset? LastSeen,
+    string Node,
+    IReadOnlyList<string> Groups,
+    int Queued);
+
+public sealed record HealthResponse(string Status);
+
+[JsonSourceGenerationOptions(JsonSerializerDefaults.Web)]
+[JsonSerializable(typeof(SendResponse))]
+[JsonSerializable(typeof(RecipientsResponse))]
+[JsonSerializable(typeof(GroupResponse))]
+[JsonSerializable(typeof(DeviceListResponse))]
+[JsonSerializable(typeof(DeviceResponse))]
+[JsonSerializable(typeof(HealthResponse))]
+internal sealed partial class ApiJsonContext : JsonSerializerContext;

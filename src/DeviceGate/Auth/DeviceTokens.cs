@@ -1,0 +1,81 @@
+using System.Security.Claims;
+using Microsoft.IdentityModel.JsonWebTokens;
+using Microsoft.IdentityModel.Tokens;
+using DeviceGate.Hosting;
+
+namespace DeviceGate.Auth;
+
+/// <summary>What a valid device token says.</summary>
+public sealed record DeviceIdentity(string DeviceId, DateTimeOffset? ExpiresAt, JsonWebToken? Token);
+
+public enum TokenCheck { Valid, Invalid, WrongDevice }
+
+/// <summary>Mints and validates HS256 device tokens (JWT, <c>sub</c> = device id).</summary>
+public sealed class DeviceTokens
+{
+    private readonly JsonWebTokenHandler _handler = new() { SetDefaultTimesOnTokenCreation = false };
+    private readonly SymmetricSecurityKey _key;
+    private readonly TokenValidationParameters _validation;
+    private readonly TimeProvider _time;
+
+    public DeviceTokens(GatewaySecrets secrets, TimeProvider time)
+    {
+        _time = time;
+        _key = new SymmetricSecurityKey(secrets.TokenSecret);
+        _validation = new TokenValidationParameters
+        {
+            IssuerSigningKey = _key,
+            ValidAlgorithms = [SecurityAlgorithms.HmacSha256],
+            RequireSignedTokens = true,
+            ValidateIssuerSigningKey = true,
+            ValidateIssuer = false,
+            ValidateAudience = false,
+            ValidateLifetime = true,
+            RequireExpirationTime = false,
+            ClockSkew = Defaults.TokenClockSkew,
+            // The JWT library reads the clock itself; route it through our TimeProvider so tests can move time.
+            LifetimeValidator = ValidateLifetime,
+        };
+    }
+
+    public string Mint(string deviceId, TimeSpan? ttl, IReadOnlyDictionary<string, object>? extraClaims = null)
+    {
+        var now = _time.GetUtcNow();
+        var claims = new Dictionary<string, object>(extraClaims ?? new Dictionary<string, object>())
+        {
+            [JwtRegisteredClaimNames.Sub] = deviceId,
+            [JwtRegisteredClaimNames.Iat] = now.ToUnixTimeSeconds(),
+        };
+        if (ttl is { } t) claims[JwtRegisteredClaimNames.Exp] = now.Add(t).ToUnixTimeSeconds();
+        return _handler.CreateToken(new SecurityTokenDescriptor
+        {
+            Claims = claims,
+            SigningCredentials = new SigningCredentials(_key, SecurityAlgorithms.HmacSha256),
+        });
+    }
+
+    public async Task<(TokenCheck Result, DeviceIdentity? Identity)> ValidateAsync(string token, string deviceId)
+    {
+        TokenValidationResult result;
+        try
+        {
+            result = await _handler.ValidateTokenAsync(token, _validation).ConfigureAwait(false);
+        }
+        catch (ArgumentException)
+        {
+            return (TokenCheck.Invalid, null);
+        }
+        if (!result.IsValid || result.SecurityToken is not JsonWebToken jwt) return (TokenCheck.Invalid, null);
+        if (!string.Equals(jwt.Subject, deviceId, StringComparison.Ordinal)) return (TokenCheck.WrongDevice, null);
+        DateTimeOffset? exp = jwt.TryGetPayloadValue<long>(JwtRegisteredClaimNames.Exp, out var e) ? DateTimeOffset.FromUnixTimeSeconds(e) : null;
+        return (TokenCheck.Valid, new DeviceIdentity(deviceId, exp, jwt));
+    }
+
+    private bool ValidateLifetime(DateTime? notBefore, DateTime? expires, SecurityToken token, TokenValidationParameters p)
+    {
+        var now = _time.GetUtcNow().UtcDateTime;
+        if (notBefore is { } nbf && nbf > now + p.ClockSkew) return false;
+        if (expires is { } exp && exp < now - p.ClockSkew) return false;
+        return true;
+    }
+}

@@ -1,0 +1,129 @@
+using System.CommandLine;
+using System.Net.WebSockets;
+using System.Text;
+using DeviceGate.Auth;
+
+namespace DeviceGate.Cli;
+
+/// <summary>
+/// <c>connect</c>: an interactive device. Prints every message that arrives (one per line on stdout) and sends each
+/// line typed as a text message; end of input closes with 1000. Status lines go to stderr.
+/// </summary>
+internal static class ConnectCommand
+{
+    public static Command Create()
+    {
+        var device = new Option<string?>("--device") { Description = "Device id to connect as" };
+        var token = new Option<string?>("--token") { Description = "Device token (default: $DEVICEGATE_TOKEN, else one minted from the local secret)" };
+        var echo = new Option<bool>("--echo") { Description = "Connect to the echo endpoint /ws/echo instead" };
+        var command = CommandLine.Client("connect", "Connect as a device: print what arrives, send each line typed.");
+        command.Options.Add(device);
+        command.Options.Add(token);
+        command.Options.Add(echo);
+        command.SetAction(async (parse, ct) =>
+        {
+            var id = parse.GetValue(device);
+            var isEcho = parse.GetValue(echo);
+            if (id is null && !isEcho) return CommandLine.Fail("Pass --device <id> (or --echo).");
+            var server = CliConfig.ServerUrl(parse.GetValue(CommandLine.Server));
+            var ws = new UriBuilder(server) { Scheme = server.Scheme == "https" ? "wss" : "ws" };
+            ws.Path = ws.Path.TrimEnd('/') + (isEcho ? "/ws/echo" : "/ws");
+            if (!isEcho) ws.Query = "deviceId=" + Uri.EscapeDataString(id!);
+
+            string? jwt = null;
+            if (!isEcho)
+            {
+                jwt = parse.GetValue(token) ?? Environment.GetEnvironmentVariable("DEVICEGATE_TOKEN");
+                if (jwt is null)
+                {
+                    try
+                    {
+                        var options = CliConfig.Load(parse.UnmatchedTokens);
+                        jwt = new DeviceTokens(GatewaySecrets.Load(options.Auth, options.Store.Path), TimeProvider.System).Mint(id!, TimeSpan.FromHours(12));
+                    }
+                    catch (Exception e) when (e is InvalidOperationException or IOException or UnauthorizedAccessException)
+                    {
+                        return CommandLine.Fail($"No token: pass --token or set DEVICEGATE_TOKEN ({e.Message}).");
+                    }
+                }
+            }
+            return await RunAsync(ws.Uri, jwt, ct).ConfigureAwait(false);
+        });
+        return command;
+    }
+
+    private static async Task<int> RunAsync(Uri uri, string? token, CancellationToken ct)
+    {
+        using var socket = new ClientWebSocket();
+        socket.Options.CollectHttpResponseDetails = true;
+        if (token is not null) socket.Options.SetRequestHeader("Authorization", "Bearer " + token);
+        try
+        {
+            await socket.ConnectAsync(uri, ct).ConfigureAwait(false);
+        }
+        catch (WebSocketException e)
+        {
+            var status = socket.HttpStatusCode != 0 ? $"HTTP {(int)socket.HttpStatusCode}" : e.Message;
+            return CommandLine.Fail($"Could not connect to {uri.GetLeftPart(UriPartial.Path)}: {status}");
+        }
+        Console.Error.WriteLine($"connected to {uri.GetLeftPart(UriPartial.Path)}; type a line to send it, end input (Ctrl-D) to close");
+
+        var receiving = ReceiveAsync(socket);
+        var input = Task.Run(() => SendLinesAsync(socket, ct), CancellationToken.None);
+        var first = await Task.WhenAny(receiving, input).ConfigureAwait(false);
+        if (first == input && socket.State == WebSocketState.Open)
+        {
+            // End of input: close politely and wait (bounded) for the server's answer.
+            try
+            {
+                await socket.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, "bye", CancellationToken.None).ConfigureAwait(false);
+                await receiving.WaitAsync(TimeSpan.FromSeconds(5), CancellationToken.None).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is WebSocketException or TimeoutException)
+            {
+                socket.Abort();
+            }
+        }
+        await receiving.ConfigureAwait(false);
+        Console.Error.WriteLine($"closed: {(int?)socket.CloseStatus ?? 1006} {socket.CloseStatusDescription}");
+        return 0;
+    }
+
+    private static async Task ReceiveAsync(ClientWebSocket socket)
+    {
+        var buffer = new byte[16 * 1024];
+        using var message = new MemoryStream();
+        try
+        {
+            while (true)
+            {
+                var r = await socket.ReceiveAsync(buffer, CancellationToken.None).ConfigureAwait(false);
+                if (r.MessageType == WebSocketMessageType.Close) return;
+                message.Write(buffer, 0, r.Count);
+                if (!r.EndOfMessage) continue;
+                Console.WriteLine(r.MessageType == WebSocketMessageType.Text
+                    ? Encoding.UTF8.GetString(message.GetBuffer(), 0, (int)message.Length)
+                    : $"[binary {message.Length} bytes] {Convert.ToBase64String(message.GetBuffer(), 0, (int)message.Length)}");
+                message.SetLength(0);
+            }
+        }
+        catch (WebSocketException)
+        {
+        }
+    }
+
+    private static async Task SendLinesAsync(ClientWebSocket socket, CancellationToken ct)
+    {
+        try
+        {
+            while (await Console.In.ReadLineAsync(ct).ConfigureAwait(false) is { } line)
+            {
+                if (socket.State != WebSocketState.Open) return;
+                await socket.SendAsync(Encoding.UTF8.GetBytes(line), WebSocketMessageType.Text, true, ct).ConfigureAwait(false);
+            }
+        }
+        catch (Exception e) when (e is WebSocketException or OperationCanceledException)
+        {
+        }
+    }
+}

@@ -1,0 +1,55 @@
+using System.Collections.Concurrent;
+using DeviceGate.Protocol;
+
+namespace DeviceGate.Connections;
+
+/// <summary>Device id to its one live connection. Lock-free; a newer connection for an id replaces the older one.</summary>
+internal sealed class ConnectionRegistry
+{
+    private readonly ConcurrentDictionary<string, DeviceConnection> _devices = new(StringComparer.Ordinal);
+
+    public int Count => _devices.Count;
+
+    public ICollection<DeviceConnection> All => _devices.Values;
+
+    /// <summary>Registers <paramref name="connection"/>, closing any older connection of the same id with 4000.</summary>
+    /// <returns>The connection that was replaced, if any.</returns>
+    public DeviceConnection? Register(DeviceConnection connection)
+    {
+        connection.Closing += Unregister;
+        while (true)
+        {
+            if (_devices.TryGetValue(connection.DeviceId, out var old))
+            {
+                if (_devices.TryUpdate(connection.DeviceId, connection, old))
+                {
+                    old.RequestClose(CloseCodes.Replaced, CloseReasons.Replaced, dropBacklog: true);
+                    return old;
+                }
+            }
+            else if (_devices.TryAdd(connection.DeviceId, connection))
+            {
+                return null;
+            }
+        }
+    }
+
+    /// <summary>Removes the connection only if it is still the one registered for its id.</summary>
+    public void Unregister(DeviceConnection connection) =>
+        _devices.TryRemove(new KeyValuePair<string, DeviceConnection>(connection.DeviceId, connection));
+
+    public bool TryGet(string deviceId, [System.Diagnostics.CodeAnalysis.MaybeNullWhen(false)] out DeviceConnection connection) =>
+        _devices.TryGetValue(deviceId, out connection);
+
+    /// <summary>Queues a message for the device's live connection; retries once if it was replaced meanwhile.</summary>
+    public EnqueueResult TrySend(string deviceId, in OutboundMessage message)
+    {
+        for (var attempt = 0; attempt < 3; attempt++)
+        {
+            if (!_devices.TryGetValue(deviceId, out var connection)) return EnqueueResult.Closed;
+            var result = connection.TryEnqueue(message);
+            if (result != EnqueueResult.Closed) return result;
+        }
+        return EnqueueResult.Closed;
+    }
+}

@@ -1,0 +1,295 @@
+using System.Buffers;
+using System.Net.WebSockets;
+using System.Threading.Channels;
+using DeviceGate.Hosting;
+using DeviceGate.Protocol;
+
+namespace DeviceGate.Connections;
+
+/// <summary>
+/// One live WebSocket: a read loop that never pauses and a writer loop fed by one bounded queue. Every close goes
+/// through the writer, so only one task ever sends on the socket; enqueueing never blocks the caller.
+/// </summary>
+internal sealed class DeviceConnection
+{
+    /// <summary>Handles one complete inbound message. The buffer is only valid during the call.</summary>
+    public delegate void MessageHandler(DeviceConnection connection, ReadOnlySpan<byte> payload, WebSocketMessageType type);
+
+    private const int InitialReceiveBuffer = 4096;
+
+    private readonly WebSocket _socket;
+    private readonly Channel<OutboundMessage> _queue;
+    private readonly int _maxMessageBytes;
+    private readonly int _maxQueuedMessages;
+    private readonly long _maxQueuedBytes;
+    private readonly TimeProvider _time;
+    private readonly MessageHandler _onMessage;
+    private readonly TaskCompletionSource _closeSent = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource _readDone = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource _done = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private int _queuedMessages;
+    private long _queuedBytes;
+    private int _closeRequested;
+    private volatile bool _dropBacklog;
+    private int _sendCode = 1006;
+    private string _sendReason = "aborted";
+
+    public DeviceConnection(string deviceId, WebSocket socket, LimitsOptions limits, TimeProvider time, MessageHandler onMessage)
+    {
+        DeviceId = deviceId;
+        _socket = socket;
+        _maxMessageBytes = limits.MaxMessageBytes;
+        _maxQueuedMessages = limits.SendQueueMessages;
+        _maxQueuedBytes = limits.SendQueueBytes;
+        _time = time;
+        _onMessage = onMessage;
+        ConnectedAt = time.GetUtcNow();
+        _queue = Channel.CreateUnbounded<OutboundMessage>(new UnboundedChannelOptions { SingleReader = true });
+    }
+
+    public string DeviceId { get; }
+    public DateTimeOffset ConnectedAt { get; }
+
+    /// <summary>Raised once, on the first close request, before the close frame is written (used to leave the registry).</summary>
+    public event Action<DeviceConnection>? Closing;
+
+    /// <summary>The code this connection was closed with (sent by us, or received from the device); 1006 when the socket died.</summary>
+    public int CloseCode { get; private set; } = 1006;
+    public string CloseReason { get; private set; } = "aborted";
+
+    /// <summary>True when the device sent the first close frame.</summary>
+    public bool ClosedByDevice { get; private set; }
+
+    /// <summary>Completes when the connection has ended, whichever side ended it.</summary>
+    public Task Completion => _done.Task;
+
+    public bool IsClosing => Volatile.Read(ref _closeRequested) != 0;
+
+    /// <summary>Queues a message without ever blocking. Overflow closes the connection with 4002.</summary>
+    public EnqueueResult TryEnqueue(in OutboundMessage message)
+    {
+        if (IsClosing) return EnqueueResult.Closed;
+        var count = Interlocked.Increment(ref _queuedMessages);
+        var bytes = Interlocked.Add(ref _queuedBytes, message.Payload.Length);
+        if (count > _maxQueuedMessages || bytes > _maxQueuedBytes)
+        {
+            Dequeued(message.Payload.Length);
+            RequestClose(CloseCodes.SlowConsumer, CloseReasons.SlowConsumer, dropBacklog: true);
+            return EnqueueResult.Overflow;
+        }
+        if (!_queue.Writer.TryWrite(message))
+        {
+            Dequeued(message.Payload.Length);
+            return EnqueueResult.Closed;
+        }
+        return EnqueueResult.Queued;
+    }
+
+    /// <summary>
+    /// Asks the writer to close with <paramref name="code"/> once its current write ends. With
+    /// <paramref name="dropBacklog"/> the queued messages are discarded, otherwise they are written first.
+    /// Only the first request counts.
+    /// </summary>
+    public bool RequestClose(int code, string reason, bool dropBacklog)
+    {
+        if (Interlocked.Exchange(ref _closeRequested, 1) != 0) return false;
+        CloseCode = _sendCode = code;
+        CloseReason = _sendReason = reason;
+        _dropBacklog = dropBacklog;
+        Closing?.Invoke(this);
+        _queue.Writer.TryComplete();
+        if (dropBacklog) _ = AbortIfCloseStallsAsync();
+        return true;
+    }
+
+    /// <summary>Drops the socket at once (no close frame). Used when a drain deadline passes.</summary>
+    public void Abort()
+    {
+        RequestClose(1006, "aborted", dropBacklog: true);
+        _socket.Abort();
+    }
+
+    /// <summary>Runs the connection until it is closed; never throws.</summary>
+    public async Task RunAsync()
+    {
+        var writer = WriteLoopAsync();
+        await ReadLoopAsync().ConfigureAwait(false);
+        _readDone.TrySetResult();
+        if (_socket.State != WebSocketState.Closed && !IsClosing) RequestClose(1006, "aborted", dropBacklog: true);
+        await writer.ConfigureAwait(false);
+        _done.TrySetResult();
+    }
+
+    private async Task ReadLoopAsync()
+    {
+        byte[]? buffer = null;
+        try
+        {
+            while (true)
+            {
+                // A zero-byte read waits for the next frame without holding a buffer while the device is idle.
+                var first = await _socket.ReceiveAsync(Memory<byte>.Empty, CancellationToken.None).ConfigureAwait(false);
+                if (first.MessageType == WebSocketMessageType.Close)
+                {
+                    OnCloseReceived();
+                    return;
+                }
+                var type = first.MessageType;
+                var length = 0;
+                var end = first.EndOfMessage;
+                var tooBig = false;
+                if (!end)
+                {
+                    buffer = ArrayPool<byte>.Shared.Rent(Math.Min(InitialReceiveBuffer, _maxMessageBytes + 1));
+                    while (!end)
+                    {
+                        if (length == buffer.Length)
+                        {
+                            var bigger = ArrayPool<byte>.Shared.Rent(Math.Min(buffer.Length * 2, _maxMessageBytes + 1));
+                            buffer.AsSpan(0, length).CopyTo(bigger);
+                            ArrayPool<byte>.Shared.Return(buffer);
+                            buffer = bigger;
+                        }
+                        var r = await _socket.ReceiveAsync(buffer.AsMemory(length), CancellationToken.None).ConfigureAwait(false);
+                        if (r.MessageType == WebSocketMessageType.Close)
+                        {
+                            OnCloseReceived();
+                            return;
+                        }
+                        length += r.Count;
+                        end = r.EndOfMessage;
+                        if (length > _maxMessageBytes)
+                        {
+                            tooBig = true;
+                            break;
+                        }
+                    }
+                }
+                if (tooBig)
+                {
+                    RequestClose(CloseCodes.TooBig, CloseReasons.TooBig, dropBacklog: true);
+                }
+                else if (!IsClosing)
+                {
+                    _onMessage(this, buffer is null ? ReadOnlySpan<byte>.Empty : buffer.AsSpan(0, length), type);
+                }
+                if (buffer is not null)
+                {
+                    ArrayPool<byte>.Shared.Return(buffer);
+                    buffer = null;
+                }
+                if (tooBig)
+                {
+                    await DiscardUntilCloseAsync().ConfigureAwait(false);
+                    return;
+                }
+            }
+        }
+        catch (Exception e) when (e is WebSocketException or OperationCanceledException or ObjectDisposedException or IOException
+                                      or Microsoft.AspNetCore.Connections.ConnectionAbortedException)
+        {
+            // The peer vanished or we aborted: the writer learns it from the socket state.
+        }
+        finally
+        {
+            if (buffer is not null) ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    /// <summary>After we decided to close, read (and drop) whatever is still in flight until the device's close frame.</summary>
+    private async Task DiscardUntilCloseAsync()
+    {
+        var scratch = ArrayPool<byte>.Shared.Rent(1024);
+        try
+        {
+            while (true)
+            {
+                var r = await _socket.ReceiveAsync(scratch.AsMemory(), CancellationToken.None).ConfigureAwait(false);
+                if (r.MessageType == WebSocketMessageType.Close) return;
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(scratch);
+        }
+    }
+
+    private void OnCloseReceived()
+    {
+        // Answer the device's close with 1000 (unless we were closing already) and remember its code for the logs.
+        if (RequestClose(CloseCodes.Normal, CloseReasons.Normal, dropBacklog: true))
+        {
+            CloseCode = (int?)_socket.CloseStatus ?? 1005;
+            CloseReason = _socket.CloseStatusDescription ?? "";
+            ClosedByDevice = true;
+        }
+    }
+
+    private async Task WriteLoopAsync()
+    {
+        var reader = _queue.Reader;
+        try
+        {
+            while (await reader.WaitToReadAsync().ConfigureAwait(false))
+            {
+                while (!_dropBacklog && reader.TryRead(out var message))
+                {
+                    Dequeued(message.Payload.Length);
+                    await _socket.SendAsync(message.Payload, message.Type, endOfMessage: true, CancellationToken.None).ConfigureAwait(false);
+                }
+                if (_dropBacklog) break;
+            }
+            while (reader.TryRead(out var dropped)) Dequeued(dropped.Payload.Length);
+
+            if (_socket.State is WebSocketState.Open or WebSocketState.CloseReceived && _sendCode != 1006)
+            {
+                await _socket.CloseOutputAsync((WebSocketCloseStatus)_sendCode, _sendReason, CancellationToken.None).ConfigureAwait(false);
+                _closeSent.TrySetResult();
+                // The device has CloseHandshakeTimeout to answer our close frame.
+                if (!await CompletesWithinAsync(_readDone.Task, Defaults.CloseHandshakeTimeout).ConfigureAwait(false)) _socket.Abort();
+            }
+            else if (_socket.State != WebSocketState.Closed)
+            {
+                _socket.Abort();
+            }
+        }
+        catch (Exception e) when (e is WebSocketException or OperationCanceledException or ObjectDisposedException or IOException
+                                      or Microsoft.AspNetCore.Connections.ConnectionAbortedException)
+        {
+            _socket.Abort();
+        }
+        finally
+        {
+            _closeSent.TrySetResult();
+            while (reader.TryRead(out var dropped)) Dequeued(dropped.Payload.Length);
+        }
+    }
+
+    /// <summary>
+    /// A write already in progress may finish, but only for CloseWriteTimeout; cancelling the pending SendAsync would
+    /// abort the socket anyway, so past that we abort it ourselves.
+    /// </summary>
+    private async Task AbortIfCloseStallsAsync()
+    {
+        if (!await CompletesWithinAsync(_closeSent.Task, Defaults.CloseWriteTimeout).ConfigureAwait(false)) _socket.Abort();
+    }
+
+    private async Task<bool> CompletesWithinAsync(Task task, TimeSpan timeout)
+    {
+        try
+        {
+            await task.WaitAsync(timeout, _time).ConfigureAwait(false);
+            return true;
+        }
+        catch (TimeoutException)
+        {
+            return false;
+        }
+    }
+
+    private void Dequeued(int bytes)
+    {
+        Interlocked.Decrement(ref _queuedMessages);
+        Interlocked.Add(ref _queuedBytes, -bytes);
+    }
+}

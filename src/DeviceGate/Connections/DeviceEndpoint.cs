@@ -1,0 +1,85 @@
+using System.Net.WebSockets;
+using DeviceGate.Hosting;
+using DeviceGate.Protocol;
+using DeviceGate.Storage;
+using Microsoft.Extensions.Options;
+
+namespace DeviceGate.Connections;
+
+/// <summary><c>GET /ws?deviceId=</c>: checks the handshake, upgrades, registers the device and runs it until it leaves.</summary>
+internal sealed class DeviceEndpoint(
+    Handshake handshake,
+    ConnectionRegistry registry,
+    DeviceDirectory directory,
+    GatewayStats stats,
+    ShutdownState shutdown,
+    IOptions<GatewayOptions> options,
+    TimeProvider time,
+    ILogger<DeviceEndpoint> logger)
+{
+    public async Task HandleAsync(HttpContext context)
+    {
+        var remote = context.Connection.RemoteIpAddress?.ToString();
+        if (shutdown.IsDraining)
+        {
+            await RefuseAsync(context, 503, "server is shutting down", null, remote).ConfigureAwait(false);
+            return;
+        }
+        var outcome = await handshake.CheckDeviceAsync(context.Request).ConfigureAwait(false);
+        if (!outcome.Accepted)
+        {
+            await RefuseAsync(context, outcome.Status, outcome.Reason, outcome.DeviceId, remote).ConfigureAwait(false);
+            return;
+        }
+        if (!context.WebSockets.IsWebSocketRequest)
+        {
+            context.Response.Headers.Upgrade = "websocket";
+            await RefuseAsync(context, 426, "not a WebSocket upgrade request", outcome.DeviceId, remote).ConfigureAwait(false);
+            return;
+        }
+
+        var ws = options.Value.WebSockets;
+        using var socket = await context.WebSockets.AcceptWebSocketAsync(new WebSocketAcceptContext
+        {
+            KeepAliveInterval = ws.KeepAliveInterval,
+            KeepAliveTimeout = ws.KeepAliveTimeout,
+        }).ConfigureAwait(false);
+
+        var deviceId = outcome.DeviceId!;
+        var connection = new DeviceConnection(deviceId, socket, options.Value.Limits, time, OnMessage);
+        directory.Seen(deviceId, connection.ConnectedAt);
+        if (registry.Register(connection) is { } replaced) Log.DeviceReplaced(logger, replaced.DeviceId);
+        Log.DeviceConnected(logger, deviceId, remote);
+
+        using var expiry = ScheduleTokenExpiry(connection, outcome.Identity?.ExpiresAt);
+        await connection.RunAsync().ConfigureAwait(false);
+
+        registry.Unregister(connection);
+        directory.Seen(deviceId, time.GetUtcNow());
+        Log.DeviceDisconnected(logger, deviceId, connection.CloseCode, connection.CloseReason, connection.ClosedByDevice ? "device" : "server");
+    }
+
+    private void OnMessage(DeviceConnection connection, ReadOnlySpan<byte> payload, WebSocketMessageType type)
+    {
+        // Raw devices talk back through the event stream (a later issue); for now what they send is counted and logged.
+        stats.MessageIn();
+        Log.RawMessageReceived(logger, connection.DeviceId, type, payload.Length);
+    }
+
+    private ITimer? ScheduleTokenExpiry(DeviceConnection connection, DateTimeOffset? expiresAt)
+    {
+        if (expiresAt is not { } exp) return null;
+        var due = exp - time.GetUtcNow();
+        if (due < TimeSpan.Zero) due = TimeSpan.Zero;
+        return time.CreateTimer(
+            static state => ((DeviceConnection)state!).RequestClose(CloseCodes.PolicyViolation, CloseReasons.TokenExpired, dropBacklog: true),
+            connection, due, Timeout.InfiniteTimeSpan);
+    }
+
+    private Task RefuseAsync(HttpContext context, int status, string reason, string? deviceId, string? remote)
+    {
+        Log.HandshakeRefused(logger, status, reason, deviceId, remote);
+        if (status == 503) context.Response.Headers.RetryAfter = "5";
+        return Results.Problem(statusCode: status, title: reason, type: $"https://devicegate.dev/problems/handshake-{status}").ExecuteAsync(context);
+    }
+}

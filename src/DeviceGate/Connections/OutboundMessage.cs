@@ -1,0 +1,25 @@
+using System.Net.WebSockets;
+
+namespace DeviceGate.Connections;
+
+/// <summary>
+/// One message on its way to a device. The payload is shared: a broadcast hands the same bytes to every connection
+/// and the WebSocket does the framing for each, so nobody may write to it after it is enqueued.
+/// </summary>
+public readonly record struct OutboundMessage(ReadOnlyMemory<byte> Payload, WebSocketMessageType Type)
+{
+    public static OutboundMessage Text(ReadOnlyMemory<byte> utf8) => new(utf8, WebSocketMessageType.Text);
+    public static OutboundMessage Binary(ReadOnlyMemory<byte> bytes) => new(bytes, WebSocketMessageType.Binary);
+}
+
+public enum EnqueueResult
+{
+    /// <summary>Handed to the connection's writer.</summary>
+    Queued,
+
+    /// <summary>The connection is closing or closed; nothing was queued.</summary>
+    Closed,
+
+    /// <summary>The queue was full: the connection is being closed with 4002 and nothing was queued.</summary>
+    Overflow,
+}

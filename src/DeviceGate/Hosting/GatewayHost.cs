@@ -1,0 +1,116 @@
+using DeviceGate.Api;
+using DeviceGate.Auth;
+using DeviceGate.Connections;
+using DeviceGate.Routing;
+using DeviceGate.Storage;
+using Microsoft.AspNetCore.DataProtection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Options;
+
+namespace DeviceGate.Hosting;
+
+/// <summary>Builds the gateway's web application: services, configuration, endpoints. Used by <c>serve</c> and by the tests.</summary>
+public static class GatewayHost
+{
+    /// <summary>Creates the app. <paramref name="configure"/> lets tests add configuration or logging.</summary>
+    public static WebApplication Build(string[] args, Action<WebApplicationBuilder>? configure = null)
+    {
+        var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args });
+        var urls = builder.Configuration["urls"] ?? builder.Configuration["http_ports"] ?? builder.Configuration["https_ports"];
+        if (string.IsNullOrEmpty(urls)) builder.WebHost.UseUrls(Defaults.Url);
+
+        // ASP.NET Core's "Request starting" line carries the query string, where browsers put their token.
+        builder.Logging.AddFilter("Microsoft.AspNetCore.Hosting.Diagnostics", LogLevel.Warning);
+        builder.Logging.ClearProviders();
+        builder.Logging.AddSimpleConsole(o =>
+        {
+            o.SingleLine = true;
+            o.TimestampFormat = "HH:mm:ss.fff ";
+            o.UseUtcTimestamp = true;
+        });
+
+        AddGateway(builder.Services, builder.Configuration);
+        configure?.Invoke(builder);
+
+        var app = builder.Build();
+        MapGateway(app);
+        return app;
+    }
+
+    internal static void AddGateway(IServiceCollection services, IConfiguration configuration)
+    {
+        services.AddOptions<GatewayOptions>().Bind(configuration.GetSection(GatewayOptions.SectionName)).ValidateOnStart();
+        services.AddSingleton<IValidateOptions<GatewayOptions>, GatewayOptionsValidator>();
+        services.AddOptions<HostOptions>().Configure<IOptions<GatewayOptions>>((host, gateway) =>
+            host.ShutdownTimeout = TimeSpan.FromSeconds(gateway.Value.Shutdown.DrainSeconds + 5));
+
+        services.TryAddSingleton(TimeProvider.System);
+        services.AddSingleton(sp =>
+        {
+            var o = sp.GetRequiredService<IOptions<GatewayOptions>>().Value;
+            return GatewaySecrets.Load(o.Auth, o.Store.Path);
+        });
+        services.AddSingleton<DeviceTokens>();
+        services.AddSingleton<ApiKeyVerifier>();
+        services.AddSingleton<NodeIdentity>();
+        services.AddSingleton<GatewayStats>();
+        services.AddSingleton<ShutdownState>();
+        services.AddSingleton<ConnectionRegistry>();
+        services.AddSingleton<EchoConnections>();
+        services.AddSingleton<GroupRegistry>();
+        services.AddSingleton<DeviceDirectory>();
+        services.AddSingleton<MessageRouter>();
+        services.AddSingleton<Handshake>();
+        services.AddSingleton<DeviceEndpoint>();
+        services.AddSingleton<EchoEndpoint>();
+        services.AddHostedService<DrainOnShutdown>();
+
+        // Nothing here encrypts with data protection; keep it from writing a key ring to the user's profile.
+        services.AddDataProtection().UseEphemeralDataProtectionProvider();
+        services.AddProblemDetails();
+        services.ConfigureHttpJsonOptions(o => o.SerializerOptions.TypeInfoResolverChain.Insert(0, ApiJsonContext.Default));
+        services.AddAuthentication(ApiKeyAuthenticationHandler.SchemeName)
+            .AddScheme<Microsoft.AspNetCore.Authentication.AuthenticationSchemeOptions, ApiKeyAuthenticationHandler>(ApiKeyAuthenticationHandler.SchemeName, null);
+        services.AddAuthorization();
+    }
+
+    internal static void MapGateway(WebApplication app)
+    {
+        app.UseWebSockets();
+        app.UseAuthentication();
+        app.UseAuthorization();
+
+        app.MapGet("/ws", (HttpContext c, DeviceEndpoint e) => e.HandleAsync(c)).ExcludeFromDescription();
+        if (app.Services.GetRequiredService<IOptions<GatewayOptions>>().Value.WebSockets.EnableEcho)
+        {
+            app.MapGet("/ws/echo", (HttpContext c, EchoEndpoint e) => e.HandleAsync(c)).ExcludeFromDescription();
+        }
+        app.MapGet("/healthz", () => TypedResults.Json(new HealthResponse("alive"), ApiJsonContext.Default.HealthResponse));
+        app.MapGet("/readyz", (ShutdownState s) => s.IsDraining
+            ? TypedResults.Json(new HealthResponse("draining"), ApiJsonContext.Default.HealthResponse, statusCode: 503)
+            : TypedResults.Json(new HealthResponse("ready"), ApiJsonContext.Default.HealthResponse));
+
+        var api = app.MapGroup("/api").RequireAuthorization();
+        DevicesApi.Map(api);
+        GroupsApi.Map(api);
+    }
+
+    /// <summary>Resolves what start-up must check before listening: options (validated) and secrets.</summary>
+    internal static void Prepare(WebApplication app)
+    {
+        var options = app.Services.GetRequiredService<IOptions<GatewayOptions>>().Value;
+        var secrets = app.Services.GetRequiredService<GatewaySecrets>();
+        var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("DeviceGate");
+        if (options.Auth.AllowAnonymousDevices) Log.AnonymousDevicesAllowed(logger);
+        if (secrets.GeneratedApiKeyPath is { } keyPath)
+        {
+            Console.WriteLine($"""
+                DeviceGate API key ({(secrets.ApiKeyCreatedNow ? "generated" : "reused")}, stored in {keyPath}):
+                  {secrets.ApiKeys[0]}
+                Mint a device token with:
+                  dotnet run --project src/DeviceGate -c Release -- token --device <id>
+                """);
+        }
+        Log.NodeReady(logger, app.Services.GetRequiredService<NodeIdentity>().Id, Path.GetFullPath(options.Store.Path));
+    }
+}

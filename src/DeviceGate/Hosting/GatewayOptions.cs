@@ -1,0 +1,93 @@
+namespace DeviceGate.Hosting;
+
+/// <summary>The <c>DeviceGate</c> configuration section. Every default is a named constant in <see cref="Defaults"/>.</summary>
+public sealed class GatewayOptions
+{
+    public const string SectionName = "DeviceGate";
+
+    public AuthOptions Auth { get; set; } = new();
+    public StoreOptions Store { get; set; } = new();
+    public WebSocketsOptions WebSockets { get; set; } = new();
+    public LimitsOptions Limits { get; set; } = new();
+    public ShutdownOptions Shutdown { get; set; } = new();
+    public ClusterOptions Cluster { get; set; } = new();
+}
+
+public sealed class AuthOptions
+{
+    /// <summary>HS256 secret for device tokens, used as its UTF-8 bytes (at least 32). Generated into the data folder when unset.</summary>
+    public string? TokenSecret { get; set; }
+
+    /// <summary>Keys accepted on <c>/api</c> as <c>Authorization: Bearer &lt;key&gt;</c>. One is generated into the data folder when empty.</summary>
+    public string[] ApiKeys { get; set; } = [];
+
+    /// <summary>Accept any device id without a token. For trying things out only.</summary>
+    public bool AllowAnonymousDevices { get; set; }
+}
+
+public sealed class StoreOptions
+{
+    /// <summary>Data folder, relative to the working directory.</summary>
+    public string Path { get; set; } = Defaults.StorePath;
+}
+
+public sealed class WebSocketsOptions
+{
+    /// <summary>How often the server pings each device.</summary>
+    public TimeSpan KeepAliveInterval { get; set; } = Defaults.KeepAliveInterval;
+
+    /// <summary>How long a ping may go unanswered before the device is dropped.</summary>
+    public TimeSpan KeepAliveTimeout { get; set; } = Defaults.KeepAliveTimeout;
+
+    /// <summary>Browser origins allowed besides same-origin; <c>*</c> allows every origin.</summary>
+    public string[] AllowedOrigins { get; set; } = [];
+
+    /// <summary>Serve the phase-1 echo endpoint <c>/ws/echo</c>.</summary>
+    public bool EnableEcho { get; set; } = true;
+}
+
+public sealed class LimitsOptions
+{
+    /// <summary>Largest message in bytes, inbound from a device (1009) and as an API body (413).</summary>
+    public int MaxMessageBytes { get; set; } = Defaults.MaxMessageBytes;
+
+    /// <summary>Messages a device's outbound queue holds before the device is closed with 4002.</summary>
+    public int SendQueueMessages { get; set; } = Defaults.SendQueueMessages;
+
+    /// <summary>Bytes a device's outbound queue holds before the device is closed with 4002.</summary>
+    public long SendQueueBytes { get; set; } = Defaults.SendQueueBytes;
+}
+
+public sealed class ShutdownOptions
+{
+    /// <summary>Seconds to drain and close devices on shutdown before aborting the rest.</summary>
+    public int DrainSeconds { get; set; } = Defaults.DrainSeconds;
+}
+
+public sealed class ClusterOptions
+{
+    /// <summary>This node's id, reported as <c>node</c>. Generated when unset.</summary>
+    public string? NodeId { get; set; }
+}
+
+/// <summary>Every default in one place.</summary>
+public static class Defaults
+{
+    public const string StorePath = "./data";
+    public const string Url = "http://127.0.0.1:8080";
+    public static readonly TimeSpan KeepAliveInterval = TimeSpan.FromSeconds(25);
+    public static readonly TimeSpan KeepAliveTimeout = TimeSpan.FromSeconds(20);
+    public const int MaxMessageBytes = 65536;
+    public const int SendQueueMessages = 1000;
+    public const long SendQueueBytes = 1048576;
+    public const int DrainSeconds = 5;
+    public const int DeviceListLimit = 1000;
+    public const int MinTokenSecretBytes = 32;
+    public static readonly TimeSpan TokenClockSkew = TimeSpan.FromSeconds(30);
+
+    /// <summary>How long a write already in progress may take once a device overflowed or is being closed.</summary>
+    public static readonly TimeSpan CloseWriteTimeout = TimeSpan.FromSeconds(5);
+
+    /// <summary>How long the device has to answer our close frame before the socket is aborted.</summary>
+    public static readonly TimeSpan CloseHandshakeTimeout = TimeSpan.FromSeconds(5);
+}

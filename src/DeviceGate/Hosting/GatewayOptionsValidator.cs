@@ -1,0 +1,43 @@
+using Microsoft.Extensions.Options;
+
+namespace DeviceGate.Hosting;
+
+/// <summary>Start-up validation: every failure names the configuration key it is about.</summary>
+internal sealed class GatewayOptionsValidator : IValidateOptions<GatewayOptions>
+{
+    public ValidateOptionsResult Validate(string? name, GatewayOptions o)
+    {
+        var errors = new List<string>();
+        void Require(bool ok, string key, string rule)
+        {
+            if (!ok) errors.Add($"DeviceGate:{key} {rule}.");
+        }
+
+        if (o.Auth.TokenSecret is { } secret)
+        {
+            Require(System.Text.Encoding.UTF8.GetByteCount(secret) >= Defaults.MinTokenSecretBytes, "Auth:TokenSecret",
+                $"must be at least {Defaults.MinTokenSecretBytes} bytes (UTF-8); generate one with: openssl rand -base64 48");
+        }
+        for (var i = 0; i < o.Auth.ApiKeys.Length; i++)
+        {
+            Require(o.Auth.ApiKeys[i].Length >= 16, $"Auth:ApiKeys:{i}", "must be at least 16 characters");
+        }
+        Require(!string.IsNullOrWhiteSpace(o.Store.Path), "Store:Path", "must not be empty");
+        Require(o.WebSockets.KeepAliveInterval >= TimeSpan.Zero, "WebSockets:KeepAliveInterval", "must not be negative (00:00:00 turns pings off)");
+        Require(o.WebSockets.KeepAliveTimeout >= TimeSpan.Zero, "WebSockets:KeepAliveTimeout", "must not be negative (00:00:00 waits for pongs forever)");
+        Require(o.Limits.MaxMessageBytes is >= 1 and <= 64 * 1024 * 1024, "Limits:MaxMessageBytes", "must be between 1 and 67108864");
+        Require(o.Limits.SendQueueMessages >= 1, "Limits:SendQueueMessages", "must be at least 1");
+        Require(o.Limits.SendQueueBytes >= 1, "Limits:SendQueueBytes", "must be at least 1");
+        Require(o.Shutdown.DrainSeconds is >= 0 and <= 3600, "Shutdown:DrainSeconds", "must be between 0 and 3600");
+        foreach (var origin in o.WebSockets.AllowedOrigins)
+        {
+            Require(origin == "*" || Uri.TryCreate(origin, UriKind.Absolute, out _), "WebSockets:AllowedOrigins",
+                $"entries must be * or an absolute origin such as https://example.com (got '{origin}')");
+        }
+        if (o.Cluster.NodeId is { } node)
+        {
+            Require(Connections.DeviceId.IsValid(node), "Cluster:NodeId", "must be 1-128 characters of [A-Za-z0-9._:-] starting with a letter or digit");
+        }
+        return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
+    }
+}

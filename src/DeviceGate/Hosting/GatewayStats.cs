@@ -1,0 +1,15 @@
+namespace DeviceGate.Hosting;
+
+/// <summary>Plain counters until the metrics endpoint lands; cheap enough for the hot path.</summary>
+internal sealed class GatewayStats
+{
+    private long _messagesIn;
+    private long _messagesOut;
+
+    public long MessagesIn => Interlocked.Read(ref _messagesIn);
+    public long MessagesOutTotal => Interlocked.Read(ref _messagesOut);
+
+    public void MessageIn() => Interlocked.Increment(ref _messagesIn);
+    public void MessageOut() => Interlocked.Increment(ref _messagesOut);
+    public void MessagesOut(int n) => Interlocked.Add(ref _messagesOut, n);
+}
