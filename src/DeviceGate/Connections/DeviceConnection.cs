@@ -17,7 +17,7 @@ internal sealed class DeviceConnection
 
     private const int InitialReceiveBuffer = 4096;
 
-    private readonly WebSocket _socket;
+    private WebSocket? _socket;
     private readonly Channel<OutboundMessage> _queue;
     private readonly int _maxMessageBytes;
     private readonly int _maxQueuedMessages;
@@ -34,10 +34,13 @@ internal sealed class DeviceConnection
     private int _sendCode = 1006;
     private string _sendReason = "aborted";
 
-    public DeviceConnection(string deviceId, WebSocket socket, LimitsOptions limits, TimeProvider time, MessageHandler onMessage)
+    /// <summary>
+    /// Creates the connection before the upgrade, so it can be registered (and receive messages) before the device
+    /// sees 101; <see cref="RunAsync"/> attaches the socket.
+    /// </summary>
+    public DeviceConnection(string deviceId, LimitsOptions limits, TimeProvider time, MessageHandler onMessage)
     {
         DeviceId = deviceId;
-        _socket = socket;
         _maxMessageBytes = limits.MaxMessageBytes;
         _maxQueuedMessages = limits.SendQueueMessages;
         _maxQueuedBytes = limits.SendQueueBytes;
@@ -98,7 +101,7 @@ internal sealed class DeviceConnection
         _dropBacklog = dropBacklog;
         Closing?.Invoke(this);
         _queue.Writer.TryComplete();
-        if (dropBacklog) _ = AbortIfCloseStallsAsync();
+        if (dropBacklog && Volatile.Read(ref _socket) is { } socket) _ = AbortIfCloseStallsAsync(socket);
         return true;
     }
 
@@ -106,21 +109,31 @@ internal sealed class DeviceConnection
     public void Abort()
     {
         RequestClose(1006, "aborted", dropBacklog: true);
-        _socket.Abort();
+        Volatile.Read(ref _socket)?.Abort();
     }
 
-    /// <summary>Runs the connection until it is closed; never throws.</summary>
-    public async Task RunAsync()
+    /// <summary>The upgrade failed: the connection ends without ever having had a socket.</summary>
+    public void Abandon()
     {
-        var writer = WriteLoopAsync();
-        await ReadLoopAsync().ConfigureAwait(false);
+        RequestClose(1006, "aborted", dropBacklog: true);
+        _done.TrySetResult();
+    }
+
+    /// <summary>Runs the connection on <paramref name="socket"/> until it is closed; never throws.</summary>
+    public async Task RunAsync(WebSocket socket)
+    {
+        Volatile.Write(ref _socket, socket);
+        // Closed before the upgrade finished (e.g. replaced at once): the same bound applies from now on.
+        if (IsClosing && _dropBacklog) _ = AbortIfCloseStallsAsync(socket);
+        var writer = WriteLoopAsync(socket);
+        await ReadLoopAsync(socket).ConfigureAwait(false);
         _readDone.TrySetResult();
-        if (_socket.State != WebSocketState.Closed && !IsClosing) RequestClose(1006, "aborted", dropBacklog: true);
+        if (socket.State != WebSocketState.Closed && !IsClosing) RequestClose(1006, "aborted", dropBacklog: true);
         await writer.ConfigureAwait(false);
         _done.TrySetResult();
     }
 
-    private async Task ReadLoopAsync()
+    private async Task ReadLoopAsync(WebSocket socket)
     {
         byte[]? buffer = null;
         try
@@ -128,10 +141,10 @@ internal sealed class DeviceConnection
             while (true)
             {
                 // A zero-byte read waits for the next frame without holding a buffer while the device is idle.
-                var first = await _socket.ReceiveAsync(Memory<byte>.Empty, CancellationToken.None).ConfigureAwait(false);
+                var first = await socket.ReceiveAsync(Memory<byte>.Empty, CancellationToken.None).ConfigureAwait(false);
                 if (first.MessageType == WebSocketMessageType.Close)
                 {
-                    OnCloseReceived();
+                    OnCloseReceived(socket);
                     return;
                 }
                 var type = first.MessageType;
@@ -150,10 +163,10 @@ internal sealed class DeviceConnection
                             ArrayPool<byte>.Shared.Return(buffer);
                             buffer = bigger;
                         }
-                        var r = await _socket.ReceiveAsync(buffer.AsMemory(length), CancellationToken.None).ConfigureAwait(false);
+                        var r = await socket.ReceiveAsync(buffer.AsMemory(length), CancellationToken.None).ConfigureAwait(false);
                         if (r.MessageType == WebSocketMessageType.Close)
                         {
-                            OnCloseReceived();
+                            OnCloseReceived(socket);
                             return;
                         }
                         length += r.Count;
@@ -180,7 +193,7 @@ internal sealed class DeviceConnection
                 }
                 if (tooBig)
                 {
-                    await DiscardUntilCloseAsync().ConfigureAwait(false);
+                    await DiscardUntilCloseAsync(socket).ConfigureAwait(false);
                     return;
                 }
             }
@@ -197,14 +210,14 @@ internal sealed class DeviceConnection
     }
 
     /// <summary>After we decided to close, read (and drop) whatever is still in flight until the device's close frame.</summary>
-    private async Task DiscardUntilCloseAsync()
+    private static async Task DiscardUntilCloseAsync(WebSocket socket)
     {
         var scratch = ArrayPool<byte>.Shared.Rent(1024);
         try
         {
             while (true)
             {
-                var r = await _socket.ReceiveAsync(scratch.AsMemory(), CancellationToken.None).ConfigureAwait(false);
+                var r = await socket.ReceiveAsync(scratch.AsMemory(), CancellationToken.None).ConfigureAwait(false);
                 if (r.MessageType == WebSocketMessageType.Close) return;
             }
         }
@@ -214,18 +227,18 @@ internal sealed class DeviceConnection
         }
     }
 
-    private void OnCloseReceived()
+    private void OnCloseReceived(WebSocket socket)
     {
         // Answer the device's close with 1000 (unless we were closing already) and remember its code for the logs.
         if (RequestClose(CloseCodes.Normal, CloseReasons.Normal, dropBacklog: true))
         {
-            CloseCode = (int?)_socket.CloseStatus ?? 1005;
-            CloseReason = _socket.CloseStatusDescription ?? "";
+            CloseCode = (int?)socket.CloseStatus ?? 1005;
+            CloseReason = socket.CloseStatusDescription ?? "";
             ClosedByDevice = true;
         }
     }
 
-    private async Task WriteLoopAsync()
+    private async Task WriteLoopAsync(WebSocket socket)
     {
         var reader = _queue.Reader;
         try
@@ -235,28 +248,28 @@ internal sealed class DeviceConnection
                 while (!_dropBacklog && reader.TryRead(out var message))
                 {
                     Dequeued(message.Payload.Length);
-                    await _socket.SendAsync(message.Payload, message.Type, endOfMessage: true, CancellationToken.None).ConfigureAwait(false);
+                    await socket.SendAsync(message.Payload, message.Type, endOfMessage: true, CancellationToken.None).ConfigureAwait(false);
                 }
                 if (_dropBacklog) break;
             }
             while (reader.TryRead(out var dropped)) Dequeued(dropped.Payload.Length);
 
-            if (_socket.State is WebSocketState.Open or WebSocketState.CloseReceived && _sendCode != 1006)
+            if (socket.State is WebSocketState.Open or WebSocketState.CloseReceived && _sendCode != 1006)
             {
-                await _socket.CloseOutputAsync((WebSocketCloseStatus)_sendCode, _sendReason, CancellationToken.None).ConfigureAwait(false);
+                await socket.CloseOutputAsync((WebSocketCloseStatus)_sendCode, _sendReason, CancellationToken.None).ConfigureAwait(false);
                 _closeSent.TrySetResult();
                 // The device has CloseHandshakeTimeout to answer our close frame.
-                if (!await CompletesWithinAsync(_readDone.Task, Defaults.CloseHandshakeTimeout).ConfigureAwait(false)) _socket.Abort();
+                if (!await CompletesWithinAsync(_readDone.Task, Defaults.CloseHandshakeTimeout).ConfigureAwait(false)) socket.Abort();
             }
-            else if (_socket.State != WebSocketState.Closed)
+            else if (socket.State != WebSocketState.Closed)
             {
-                _socket.Abort();
+                socket.Abort();
             }
         }
         catch (Exception e) when (e is WebSocketException or OperationCanceledException or ObjectDisposedException or IOException
                                       or Microsoft.AspNetCore.Connections.ConnectionAbortedException)
         {
-            _socket.Abort();
+            socket.Abort();
         }
         finally
         {
@@ -269,9 +282,9 @@ internal sealed class DeviceConnection
     /// A write already in progress may finish, but only for CloseWriteTimeout; cancelling the pending SendAsync would
     /// abort the socket anyway, so past that we abort it ourselves.
     /// </summary>
-    private async Task AbortIfCloseStallsAsync()
+    private async Task AbortIfCloseStallsAsync(WebSocket socket)
     {
-        if (!await CompletesWithinAsync(_closeSent.Task, Defaults.CloseWriteTimeout).ConfigureAwait(false)) _socket.Abort();
+        if (!await CompletesWithinAsync(_closeSent.Task, Defaults.CloseWriteTimeout).ConfigureAwait(false)) socket.Abort();
     }
 
     private async Task<bool> CompletesWithinAsync(Task task, TimeSpan timeout)

@@ -38,21 +38,33 @@ internal sealed class DeviceEndpoint(
             return;
         }
 
-        var ws = options.Value.WebSockets;
-        using var socket = await context.WebSockets.AcceptWebSocketAsync(new WebSocketAcceptContext
-        {
-            KeepAliveInterval = ws.KeepAliveInterval,
-            KeepAliveTimeout = ws.KeepAliveTimeout,
-        }).ConfigureAwait(false);
-
+        // Registered before the 101 goes out: once a device sees its upgrade succeed, it can be reached.
         var deviceId = outcome.DeviceId!;
-        var connection = new DeviceConnection(deviceId, socket, options.Value.Limits, time, OnMessage);
+        var connection = new DeviceConnection(deviceId, options.Value.Limits, time, OnMessage);
         directory.Seen(deviceId, connection.ConnectedAt);
         if (registry.Register(connection) is { } replaced) Log.DeviceReplaced(logger, replaced.DeviceId);
+
+        var ws = options.Value.WebSockets;
+        WebSocket socket;
+        try
+        {
+            socket = await context.WebSockets.AcceptWebSocketAsync(new WebSocketAcceptContext
+            {
+                KeepAliveInterval = ws.KeepAliveInterval,
+                KeepAliveTimeout = ws.KeepAliveTimeout,
+            }).ConfigureAwait(false);
+        }
+        catch
+        {
+            connection.Abandon();
+            registry.Unregister(connection);
+            throw;
+        }
+        using var _ = socket;
         Log.DeviceConnected(logger, deviceId, remote);
 
         using var expiry = ScheduleTokenExpiry(connection, outcome.Identity?.ExpiresAt);
-        await connection.RunAsync().ConfigureAwait(false);
+        await connection.RunAsync(socket).ConfigureAwait(false);
 
         registry.Unregister(connection);
         directory.Seen(deviceId, time.GetUtcNow());

@@ -32,11 +32,11 @@ internal sealed class EchoEndpoint(Handshake handshake, ShutdownState shutdown, 
             KeepAliveInterval = ws.KeepAliveInterval,
             KeepAliveTimeout = ws.KeepAliveTimeout,
         }).ConfigureAwait(false);
-        var connection = new DeviceConnection("echo", socket, options.Value.Limits, time, Echo);
+        var connection = new DeviceConnection("echo", options.Value.Limits, time, Echo);
         echoes.Add(connection);
         try
         {
-            await connection.RunAsync().ConfigureAwait(false);
+            await connection.RunAsync(socket).ConfigureAwait(false);
         }
         finally
         {

@@ -14,7 +14,8 @@ internal sealed class ShutdownState
 
 /// <summary>
 /// On Ctrl-C / SIGTERM: closes every device with 1001 after writing what is already queued, waits at most
-/// DeviceGate:Shutdown:DrainSeconds, then aborts whoever is left. Runs before Kestrel stops.
+/// DeviceGate:Shutdown:DrainSeconds, then aborts whoever is left. It runs in StoppingAsync, before any hosted
+/// service (Kestrel included) stops: Kestrel would otherwise wait out its own timeout on the upgraded connections.
 /// </summary>
 internal sealed class DrainOnShutdown(
     ShutdownState state,
@@ -22,11 +23,15 @@ internal sealed class DrainOnShutdown(
     EchoConnections echoes,
     IOptions<GatewayOptions> options,
     TimeProvider time,
-    ILogger<DrainOnShutdown> logger) : IHostedService
+    ILogger<DrainOnShutdown> logger) : IHostedLifecycleService
 {
+    public Task StartingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
     public Task StartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    public Task StartedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    public Task StoppedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
-    public async Task StopAsync(CancellationToken cancellationToken)
+    public async Task StoppingAsync(CancellationToken cancellationToken)
     {
         state.BeginDrain();
         var connections = registry.All.Concat(echoes.All).ToList();

@@ -1,0 +1,146 @@
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.WebSockets;
+using DeviceGate.Tests.Infrastructure;
+
+namespace DeviceGate.Tests.Functional;
+
+/// <summary>The real executable: generated secrets, restarts, SIGTERM, start-up validation and the CLI.</summary>
+public sealed class ProcessTests : IDisposable
+{
+    private readonly string _dir = TempFolder.Create();
+
+    public void Dispose() => TempFolder.Delete(_dir);
+
+    private static HttpClient Api(Uri baseUri, string key)
+    {
+        var http = new HttpClient { BaseAddress = baseUri, Timeout = Timeouts.Default };
+        http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
+        return http;
+    }
+
+    [Fact]
+    public async Task First_start_generates_secrets_0600_and_later_starts_reuse_them()
+    {
+        string key;
+        string token;
+        await using (var first = await GatewayProcess.StartAsync(_dir))
+        {
+            var keyFile = Path.Combine(_dir, "data", "api-key");
+            var secretFile = Path.Combine(_dir, "data", "token-secret");
+            Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(keyFile));
+            Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(secretFile));
+            key = File.ReadAllText(keyFile).Trim();
+            Assert.Contains(key, first.Output);
+            Assert.Contains("token --device", first.Output);
+            var cli = await GatewayProcess.RunCliAsync(_dir, null, "token", "--device", "dev-1", "--ttl", "1h");
+            Assert.Equal(0, cli.Code);
+            token = cli.StdOut.Trim();
+            Assert.Equal(0, await first.TerminateAsync());
+        }
+        await using var second = await GatewayProcess.StartAsync(_dir);
+        Assert.Contains(key, second.Output);
+        using var api = Api(second.BaseUri, key);
+        Assert.Equal(HttpStatusCode.OK, (await api.GetAsync("api/devices")).StatusCode);
+        // A token minted before the restart is still valid: the secret was reused.
+        using var device = new ClientWebSocket();
+        device.Options.SetRequestHeader("Authorization", "Bearer " + token);
+        await device.ConnectAsync(new Uri(second.BaseUri.ToString().Replace("http", "ws") + "ws?deviceId=dev-1"), new CancellationTokenSource(Timeouts.Default).Token);
+        Assert.Equal(WebSocketState.Open, device.State);
+    }
+
+    [Fact]
+    public async Task Sigterm_closes_devices_with_1001_and_exits_0()
+    {
+        await using var gw = await GatewayProcess.StartAsync(_dir);
+        var key = File.ReadAllText(Path.Combine(_dir, "data", "api-key")).Trim();
+        var token = (await GatewayProcess.RunCliAsync(_dir, null, "token", "--device", "d1")).StdOut.Trim();
+        using var device = new ClientWebSocket();
+        device.Options.SetRequestHeader("Authorization", "Bearer " + token);
+        await device.ConnectAsync(new Uri(gw.BaseUri.ToString().Replace("http", "ws") + "ws?deviceId=d1"), new CancellationTokenSource(Timeouts.Default).Token);
+        var closing = device.ReceiveCloseAsync();
+        var exit = gw.TerminateAsync();
+        Assert.Equal((1001, "shutdown"), await closing);
+        Assert.Equal(0, await exit);
+    }
+
+    [Theory]
+    [InlineData("--DeviceGate:Auth:TokenSecret=too-short", "DeviceGate:Auth:TokenSecret")]
+    [InlineData("--DeviceGate:WebSockets:KeepAliveInterval=soon", "DeviceGate:WebSockets:KeepAliveInterval")]
+    [InlineData("--DeviceGate:Limits:MaxMessageBytes=0", "DeviceGate:Limits:MaxMessageBytes")]
+    [InlineData("--DeviceGate:Shutdown:DrainSeconds=-1", "DeviceGate:Shutdown:DrainSeconds")]
+    public async Task Bad_configuration_stops_the_server_with_a_message_naming_the_key(string arg, string key)
+    {
+        var (code, stdout, stderr) = await GatewayProcess.RunCliAsync(_dir, null, "serve", "--urls", "http://127.0.0.1:0", arg);
+        Assert.NotEqual(0, code);
+        Assert.Contains(key, stdout + stderr);
+    }
+
+    [Fact]
+    public async Task Cli_token_send_and_connect_work_against_a_running_server()
+    {
+        await using var gw = await GatewayProcess.StartAsync(_dir);
+        var env = new Dictionary<string, string> { ["DEVICEGATE_URL"] = gw.BaseUri.ToString() };
+
+        // connect: an interactive device, fed through stdin.
+        var info = GatewayProcess.StartInfo(_dir, ["connect", "--device", "cli-dev"]);
+        foreach (var (k, v) in env) info.Environment[k] = v;
+        using var connect = System.Diagnostics.Process.Start(info)!;
+        var lines = new System.Collections.Concurrent.BlockingCollection<string>();
+        connect.OutputDataReceived += (_, e) => { if (e.Data is not null) lines.Add(e.Data); };
+        var connected = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        connect.ErrorDataReceived += (_, e) => { if (e.Data?.StartsWith("connected", StringComparison.Ordinal) == true) connected.TrySetResult(); };
+        connect.BeginOutputReadLine();
+        connect.BeginErrorReadLine();
+        await connected.Task.WaitAsync(Timeouts.Default);
+
+        var send = await GatewayProcess.RunCliAsync(_dir, env, "send", "cli-dev", "hello from the cli");
+        Assert.True(send.Code == 0, send.StdErr);
+        Assert.Contains("\"status\":\"sent\"", send.StdOut);
+        Assert.True(lines.TryTake(out var received, Timeouts.Default));
+        Assert.Equal("hello from the cli", received);
+
+        var devices = await GatewayProcess.RunCliAsync(_dir, env, "devices");
+        Assert.Equal(0, devices.Code);
+        Assert.Contains("cli-dev", devices.StdOut);
+
+        var broadcast = await GatewayProcess.RunCliAsync(_dir, env, "broadcast", "to all");
+        Assert.Contains("\"recipients\":1", broadcast.StdOut);
+        Assert.True(lines.TryTake(out var all, Timeouts.Default));
+        Assert.Equal("to all", all);
+
+        // End of input closes the device cleanly.
+        connect.StandardInput.Close();
+        await connect.WaitForExitAsync(new CancellationTokenSource(Timeouts.Default).Token);
+        Assert.Equal(0, connect.ExitCode);
+
+        var offline = await GatewayProcess.RunCliAsync(_dir, env, "send", "cli-dev", "nobody home");
+        Assert.NotEqual(0, offline.Code);
+        Assert.Contains("404", offline.StdErr);
+    }
+
+    [Fact]
+    public async Task Cli_connect_echo_sends_each_typed_line()
+    {
+        await using var gw = await GatewayProcess.StartAsync(_dir);
+        var info = GatewayProcess.StartInfo(_dir, ["connect", "--echo", "--server", gw.BaseUri.ToString()]);
+        using var connect = System.Diagnostics.Process.Start(info)!;
+        var lines = new System.Collections.Concurrent.BlockingCollection<string>();
+        connect.OutputDataReceived += (_, e) => { if (e.Data is not null) lines.Add(e.Data); };
+        connect.BeginOutputReadLine();
+        await connect.StandardInput.WriteLineAsync("ping 1");
+        await connect.StandardInput.FlushAsync();
+        Assert.True(lines.TryTake(out var back, Timeouts.Default));
+        Assert.Equal("ping 1", back);
+        connect.StandardInput.Close();
+        await connect.WaitForExitAsync(new CancellationTokenSource(Timeouts.Default).Token);
+        Assert.Equal(0, connect.ExitCode);
+    }
+
+    [Fact]
+    public async Task Cli_token_refuses_bad_input()
+    {
+        Assert.NotEqual(0, (await GatewayProcess.RunCliAsync(_dir, null, "token", "--device", "server")).Code);
+        Assert.NotEqual(0, (await GatewayProcess.RunCliAsync(_dir, null, "token", "--device", "ok", "--ttl", "soon")).Code);
+    }
+}
