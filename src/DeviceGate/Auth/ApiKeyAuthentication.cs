@@ -1,39 +1,24 @@
-using System.Security.Claims;
 using System.Security.Cryptography;
 using System.Text;
-using System.Text.Encodings.Web;
-using Microsoft.AspNetCore.Authentication;
-using Microsoft.Extensions.Options;
 
 namespace DeviceGate.Auth;
 
-/// <summary>The <c>/api</c> scheme: <c>Authorization: Bearer &lt;api key&gt;</c>, compared in constant time.</summary>
-internal sealed class ApiKeyAuthenticationHandler(
-    IOptionsMonitor<AuthenticationSchemeOptions> options,
-    ILoggerFactory logger,
-    UrlEncoder encoder,
-    ApiKeyVerifier verifier) : AuthenticationHandler<AuthenticationSchemeOptions>(options, logger, encoder)
+/// <summary>
+/// Guards every <c>/api</c> route: <c>Authorization: Bearer &lt;api key&gt;</c>, compared in constant time.
+/// An endpoint filter rather than the authentication stack: there are no users, cookies or schemes to negotiate.
+/// </summary>
+internal sealed class ApiKeyFilter(ApiKeyVerifier verifier) : IEndpointFilter
 {
-    public const string SchemeName = "ApiKey";
-
-    protected override Task<AuthenticateResult> HandleAuthenticateAsync()
+    public ValueTask<object?> InvokeAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
     {
-        var key = BearerToken.From(Request);
-        if (key is null) return Task.FromResult(AuthenticateResult.NoResult());
-        if (!verifier.IsValid(key)) return Task.FromResult(AuthenticateResult.Fail("invalid API key"));
-        var identity = new ClaimsIdentity([new Claim(ClaimTypes.Name, "backend")], SchemeName);
-        return Task.FromResult(AuthenticateResult.Success(new AuthenticationTicket(new ClaimsPrincipal(identity), SchemeName)));
-    }
-
-    protected override async Task HandleChallengeAsync(AuthenticationProperties properties)
-    {
-        Response.StatusCode = StatusCodes.Status401Unauthorized;
-        Response.Headers.WWWAuthenticate = "Bearer";
-        await Results.Problem(
+        var key = BearerToken.From(context.HttpContext.Request);
+        if (key is not null && verifier.IsValid(key)) return next(context);
+        context.HttpContext.Response.Headers.WWWAuthenticate = "Bearer";
+        return ValueTask.FromResult<object?>(Results.Problem(
             statusCode: StatusCodes.Status401Unauthorized,
             title: "API key required",
             detail: "Send a valid API key as 'Authorization: Bearer <key>'.",
-            type: "https://devicegate.dev/problems/unauthorized").ExecuteAsync(Context);
+            type: "https://devicegate.dev/problems/unauthorized"));
     }
 }
 
