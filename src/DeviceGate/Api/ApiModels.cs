@@ -24,7 +24,7 @@ public sealed record DeviceResponse(
 
 public sealed record HealthResponse(string Status);
 
-[JsonSourceGenerationOptions(JsonSerializerDefaults.Web)]
+[JsonSourceGenerationOptions(JsonSerializerDefaults.Web, Converters = [typeof(UtcTimestampConverter)])]
 [JsonSerializable(typeof(SendResponse))]
 [JsonSerializable(typeof(RecipientsResponse))]
 [JsonSerializable(typeof(GroupResponse))]
