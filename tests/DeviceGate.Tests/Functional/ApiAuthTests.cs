@@ -4,14 +4,8 @@ using DeviceGate.Tests.Infrastructure;
 
 namespace DeviceGate.Tests.Functional;
 
-public sealed class ApiAuthTests : IAsyncLifetime
+public sealed class ApiAuthTests : GatewayTest
 {
-    private TestGateway _gw = null!;
-
-    public async Task InitializeAsync() => _gw = await TestGateway.StartAsync();
-
-    public async Task DisposeAsync() => await _gw.DisposeAsync();
-
     [Theory]
     [InlineData("GET", "api/devices")]
     [InlineData("GET", "api/devices/x")]
@@ -24,7 +18,7 @@ public sealed class ApiAuthTests : IAsyncLifetime
     [InlineData("DELETE", "api/devices/x/connection")]
     public async Task Every_api_route_needs_a_valid_key(string method, string path)
     {
-        using var anonymous = new HttpClient { BaseAddress = _gw.BaseUri };
+        using var anonymous = new HttpClient { BaseAddress = Gw.BaseUri };
         using var none = await anonymous.SendAsync(new HttpRequestMessage(new HttpMethod(method), path) { Content = new StringContent("x") });
         Assert.Equal(HttpStatusCode.Unauthorized, none.StatusCode);
         Assert.Equal("application/problem+json", none.Content.Headers.ContentType?.MediaType);
@@ -37,7 +31,7 @@ public sealed class ApiAuthTests : IAsyncLifetime
     [Fact]
     public async Task Health_endpoints_need_no_key()
     {
-        using var anonymous = new HttpClient { BaseAddress = _gw.BaseUri };
+        using var anonymous = new HttpClient { BaseAddress = Gw.BaseUri };
         Assert.Equal(HttpStatusCode.OK, (await anonymous.GetAsync("healthz")).StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await anonymous.GetAsync("readyz")).StatusCode);
     }
