@@ -24,11 +24,12 @@ internal static class DevicesApi
     private static async Task<IResult> SendAsync(string id, HttpRequest request, MessageRouter router, IOptions<GatewayOptions> options)
     {
         if (!DeviceId.IsValid(id) || id == DeviceId.Server) return Problems.InvalidId("device id");
-        var (message, problem) = await MessageBody.ReadAsync(request, options.Value.Limits.MaxMessageBytes).ConfigureAwait(false);
+        var (data, problem) = await MessageBody.ReadAsync(request, options.Value.Limits.MaxMessageBytes).ConfigureAwait(false);
         if (problem is not null) return problem;
+        var message = new DeviceMessage(DeviceMessage.NewId(), DeviceId.Server, null, data);
         return router.SendToDevice(id, message) switch
         {
-            EnqueueResult.Queued => TypedResults.Json(new SendResponse(NewMessageId(), "sent"), ApiJsonContext.Default.SendResponse, statusCode: 202),
+            EnqueueResult.Queued => TypedResults.Json(new SendResponse(message.Id, "sent"), ApiJsonContext.Default.SendResponse, statusCode: 202),
             EnqueueResult.Overflow => Problems.SlowConsumer(id),
             _ => Problems.NotConnected(id),
         };
@@ -36,8 +37,9 @@ internal static class DevicesApi
 
     private static async Task<IResult> BroadcastAsync(HttpRequest request, MessageRouter router, IOptions<GatewayOptions> options)
     {
-        var (message, problem) = await MessageBody.ReadAsync(request, options.Value.Limits.MaxMessageBytes).ConfigureAwait(false);
+        var (data, problem) = await MessageBody.ReadAsync(request, options.Value.Limits.MaxMessageBytes).ConfigureAwait(false);
         if (problem is not null) return problem;
+        var message = new DeviceMessage(DeviceMessage.NewId(), DeviceId.Server, null, data);
         return TypedResults.Json(new RecipientsResponse(router.Broadcast(message)), ApiJsonContext.Default.RecipientsResponse);
     }
 
@@ -88,6 +90,4 @@ internal static class DevicesApi
         }
         return Results.NoContent();
     }
-
-    internal static string NewMessageId() => Guid.CreateVersion7().ToString();
 }

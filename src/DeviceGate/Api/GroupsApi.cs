@@ -40,8 +40,9 @@ internal static class GroupsApi
     private static async Task<IResult> PublishAsync(string group, HttpRequest request, MessageRouter router, IOptions<GatewayOptions> options)
     {
         if (!DeviceId.IsValid(group)) return Problems.InvalidId("group name");
-        var (message, problem) = await MessageBody.ReadAsync(request, options.Value.Limits.MaxMessageBytes).ConfigureAwait(false);
+        var (data, problem) = await MessageBody.ReadAsync(request, options.Value.Limits.MaxMessageBytes).ConfigureAwait(false);
         if (problem is not null) return problem;
+        var message = new DeviceMessage(DeviceMessage.NewId(), DeviceId.Server, group, data);
         return TypedResults.Json(new RecipientsResponse(router.PublishToGroup(group, message)), ApiJsonContext.Default.RecipientsResponse);
     }
 

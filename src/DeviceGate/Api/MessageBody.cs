@@ -1,21 +1,25 @@
 using System.Buffers;
 using System.IO.Pipelines;
-using System.Net.WebSockets;
+using System.Text.Json;
 using System.Text.Unicode;
-using DeviceGate.Connections;
+using DeviceGate.Routing;
 using Microsoft.Net.Http.Headers;
 
 namespace DeviceGate.Api;
 
-/// <summary>Reads an API body into one message: octet-stream is binary, anything else must be UTF-8 text.</summary>
+/// <summary>
+/// Reads an API body into one payload: <c>application/octet-stream</c> is binary, <c>application/json</c> is JSON
+/// (validated), anything else is UTF-8 text.
+/// </summary>
 internal static class MessageBody
 {
     public const string OctetStream = "application/octet-stream";
+    public const string Json = "application/json";
 
-    /// <summary>The message, or a problem result (413 over the limit, 400 for text that is not UTF-8).</summary>
-    public static async Task<(OutboundMessage Message, IResult? Problem)> ReadAsync(HttpRequest request, int maxBytes)
+    /// <summary>The payload, or a problem result (413 over the limit, 400 for bad UTF-8 or JSON).</summary>
+    public static async Task<(MessageData Data, IResult? Problem)> ReadAsync(HttpRequest request, int maxBytes)
     {
-        if (request.ContentLength > maxBytes) return (default, TooLarge(maxBytes));
+        if (request.ContentLength > maxBytes) return (null!, TooLarge(maxBytes));
         var reader = request.BodyReader;
         ReadResult read;
         while (true)
@@ -24,7 +28,7 @@ internal static class MessageBody
             if (read.Buffer.Length > maxBytes)
             {
                 reader.AdvanceTo(read.Buffer.Start, read.Buffer.End);
-                return (default, TooLarge(maxBytes));
+                return (null!, TooLarge(maxBytes));
             }
             if (read.IsCompleted) break;
             reader.AdvanceTo(read.Buffer.Start, read.Buffer.End);
@@ -32,23 +36,41 @@ internal static class MessageBody
         var bytes = read.Buffer.ToArray();
         reader.AdvanceTo(read.Buffer.End);
 
-        if (IsBinary(request.ContentType)) return (OutboundMessage.Binary(bytes), null);
+        var mediaType = MediaType(request.ContentType);
+        if (mediaType.Equals(OctetStream, StringComparison.OrdinalIgnoreCase)) return (MessageData.Binary(bytes), null);
         if (!Utf8.IsValid(bytes))
         {
-            return (default, Results.Problem(statusCode: 400, title: "Body is not valid UTF-8",
+            return (null!, Results.Problem(statusCode: 400, title: "Body is not valid UTF-8",
                 detail: "Send text as UTF-8, or binary with Content-Type: application/octet-stream.",
                 type: "https://devicegate.dev/problems/invalid-utf8"));
         }
-        return (OutboundMessage.Text(bytes), null);
+        if (mediaType.Equals(Json, StringComparison.OrdinalIgnoreCase))
+        {
+            return IsJson(bytes) ? (MessageData.Json(bytes), null) : (null!, Results.Problem(statusCode: 400, title: "Body is not valid JSON",
+                detail: "A body sent as application/json must be one JSON value; send other text as text/plain.",
+                type: "https://devicegate.dev/problems/invalid-json"));
+        }
+        return (MessageData.Text(bytes), null);
     }
 
-    public static bool IsBinary(string? contentType) =>
-        contentType is not null
-        && MediaTypeHeaderValue.TryParse(contentType, out var media)
-        && media.MediaType.Equals(OctetStream, StringComparison.OrdinalIgnoreCase);
+    private static string MediaType(string? contentType) =>
+        contentType is not null && MediaTypeHeaderValue.TryParse(contentType, out var media) && media.MediaType.HasValue ? media.MediaType.Value! : "";
 
-    public static WebSocketMessageType TypeOf(string? contentType) =>
-        IsBinary(contentType) ? WebSocketMessageType.Binary : WebSocketMessageType.Text;
+    private static bool IsJson(ReadOnlySpan<byte> bytes)
+    {
+        var reader = new Utf8JsonReader(bytes, new JsonReaderOptions { MaxDepth = Protocol.EnvelopeReader.MaxDepth });
+        try
+        {
+            while (reader.Read())
+            {
+            }
+            return reader.BytesConsumed > 0;
+        }
+        catch (JsonException)
+        {
+            return false;
+        }
+    }
 
     private static IResult TooLarge(int maxBytes) => Results.Problem(statusCode: 413, title: "Message too large",
         detail: $"The body exceeds DeviceGate:Limits:MaxMessageBytes ({maxBytes} bytes).",

@@ -36,7 +36,7 @@ internal static class ApiCommands
     private static async Task<int> PostAsync(ParseResult parse, string path, string payload, bool binary, CancellationToken ct)
     {
         using var http = CreateClient(parse);
-        if (http is null) return CommandLine.Fail("No API key: pass --api-key, set DEVICEGATE_API_KEY, or start the server once to generate one.");
+        if (http is null) return CommandLine.Fail(NoKey);
         var bytes = Encoding.UTF8.GetBytes(payload);
         using var content = new ByteArrayContent(bytes);
         content.Headers.ContentType = new MediaTypeHeaderValue(binary ? "application/octet-stream" : "text/plain") { CharSet = binary ? null : "utf-8" };
@@ -46,7 +46,7 @@ internal static class ApiCommands
     private static async Task<int> ListDevicesAsync(ParseResult parse, CancellationToken ct)
     {
         using var http = CreateClient(parse);
-        if (http is null) return CommandLine.Fail("No API key: pass --api-key, set DEVICEGATE_API_KEY, or start the server once to generate one.");
+        if (http is null) return CommandLine.Fail(NoKey);
         string? after = null;
         var first = true;
         do
@@ -81,7 +81,9 @@ internal static class ApiCommands
         return http;
     }
 
-    private static async Task<int> RunAsync(Func<Task<HttpResponseMessage>> call, Func<HttpResponseMessage, Task> onSuccess)
+    internal const string NoKey = "No API key: pass --api-key, set DEVICEGATE_API_KEY, or start the server once to generate one.";
+
+    internal static async Task<int> RunAsync(Func<Task<HttpResponseMessage>> call, Func<HttpResponseMessage, Task> onSuccess)
     {
         try
         {

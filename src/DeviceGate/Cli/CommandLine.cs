@@ -11,6 +11,7 @@ internal static class CommandLine
         root.Subcommands.Add(ServeCommand.Create());
         root.Subcommands.Add(TokenCommand.Create());
         foreach (var c in ApiCommands.Create()) root.Subcommands.Add(c);
+        foreach (var c in StreamCommands.Create()) root.Subcommands.Add(c);
         root.Subcommands.Add(ConnectCommand.Create());
         return root;
     }

@@ -10,12 +10,24 @@ internal static class TokenCommand
     {
         var device = new Option<string>("--device") { Description = "Device id (the token's sub)", Required = true };
         var ttl = new Option<string?>("--ttl") { Description = "Lifetime: 90s, 30m, 12h, 7d (default: no expiry)" };
+        var groups = new Option<string[]>("--groups")
+        {
+            Description = "Groups the device may join and publish to: names, prefixes ending in *, or * (comma-separated or repeated; default: any)",
+            AllowMultipleArgumentsPerToken = true,
+        };
+        var send = new Option<string[]>("--send")
+        {
+            Description = "Devices the device may send to: ids, prefixes ending in *, or * (comma-separated or repeated; default: any)",
+            AllowMultipleArgumentsPerToken = true,
+        };
         var command = new Command("token", "Print a device token signed with the configured or generated secret.")
         {
             TreatUnmatchedTokensAsErrors = false,
         };
         command.Options.Add(device);
         command.Options.Add(ttl);
+        command.Options.Add(groups);
+        command.Options.Add(send);
         command.SetAction(parse =>
         {
             var id = parse.GetValue(device)!;
@@ -33,7 +45,10 @@ internal static class TokenCommand
             {
                 var options = CliConfig.Load(parse.UnmatchedTokens);
                 var tokens = new DeviceTokens(GatewaySecrets.Load(options.Auth, options.Store.Path), TimeProvider.System);
-                Console.WriteLine(tokens.Mint(id, lifetime));
+                var claims = new Dictionary<string, object>();
+                if (Patterns(parse.GetValue(groups)) is { } g) claims[DevicePermissions.GroupsClaim] = g;
+                if (Patterns(parse.GetValue(send)) is { } s) claims[DevicePermissions.SendClaim] = s;
+                Console.WriteLine(tokens.Mint(id, lifetime, claims));
                 return 0;
             }
             catch (Exception e) when (e is InvalidOperationException or IOException or UnauthorizedAccessException)
@@ -43,4 +58,9 @@ internal static class TokenCommand
         });
         return command;
     }
+
+    /// <summary>Null when the option was not given (no restriction); its comma-separated patterns otherwise.</summary>
+    private static string[]? Patterns(string[]? values) =>
+        values is null || values.Length == 0 ? null
+        : values.SelectMany(v => v.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)).ToArray();
 }

@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Net.WebSockets;
 using System.Threading.Channels;
+using DeviceGate.Auth;
 using DeviceGate.Hosting;
 using DeviceGate.Protocol;
 
@@ -38,9 +39,11 @@ internal sealed class DeviceConnection
     /// Creates the connection before the upgrade, so it can be registered (and receive messages) before the device
     /// sees 101; <see cref="RunAsync"/> attaches the socket.
     /// </summary>
-    public DeviceConnection(string deviceId, LimitsOptions limits, TimeProvider time, MessageHandler onMessage)
+    public DeviceConnection(string deviceId, ConnectionMode mode, DevicePermissions permissions, LimitsOptions limits, TimeProvider time, MessageHandler onMessage)
     {
         DeviceId = deviceId;
+        Mode = mode;
+        Permissions = permissions;
         _maxMessageBytes = limits.MaxMessageBytes;
         _maxQueuedMessages = limits.SendQueueMessages;
         _maxQueuedBytes = limits.SendQueueBytes;
@@ -51,7 +54,13 @@ internal sealed class DeviceConnection
     }
 
     public string DeviceId { get; }
+    public ConnectionMode Mode { get; }
+    public DevicePermissions Permissions { get; }
     public DateTimeOffset ConnectedAt { get; }
+
+    /// <summary>Envelope errors this connection may still cause before it is closed (refilled over time; read loop only).</summary>
+    internal double ErrorBudget = Defaults.EnvelopeErrorBurst;
+    internal long ErrorBudgetRefilledAt;
 
     /// <summary>Raised once, on the first close request, before the close frame is written (used to leave the registry).</summary>
     public event Action<DeviceConnection>? Closing;

@@ -1,5 +1,9 @@
 using System.Net.WebSockets;
+using DeviceGate.Auth;
+using DeviceGate.Events;
 using DeviceGate.Hosting;
+using DeviceGate.Routing;
+using DeviceGate.Rpc;
 using DeviceGate.Protocol;
 using DeviceGate.Storage;
 using Microsoft.Extensions.Options;
@@ -11,6 +15,9 @@ internal sealed class DeviceEndpoint(
     Handshake handshake,
     ConnectionRegistry registry,
     DeviceDirectory directory,
+    EnvelopeHandler envelopes,
+    EventHub events,
+    RpcCoordinator rpcs,
     GatewayStats stats,
     ShutdownState shutdown,
     IOptions<GatewayOptions> options,
@@ -40,7 +47,10 @@ internal sealed class DeviceEndpoint(
 
         // Registered before the 101 goes out: once a device sees its upgrade succeed, it can be reached.
         var deviceId = outcome.DeviceId!;
-        var connection = new DeviceConnection(deviceId, options.Value.Limits, time, OnMessage);
+        var mode = context.WebSockets.WebSocketRequestedProtocols.Contains(Subprotocols.EnvelopeJson) ? ConnectionMode.Envelope : ConnectionMode.Raw;
+        var connection = new DeviceConnection(deviceId, mode, DevicePermissions.From(outcome.Identity?.Token), options.Value.Limits, time,
+            mode == ConnectionMode.Envelope ? envelopes.Handle : OnRawMessage);
+        connection.Closing += rpcs.ConnectionGone;
         directory.Seen(deviceId, connection.ConnectedAt);
         if (registry.Register(connection) is { } replaced) Log.DeviceReplaced(logger, replaced.DeviceId);
 
@@ -52,6 +62,7 @@ internal sealed class DeviceEndpoint(
             {
                 KeepAliveInterval = ws.KeepAliveInterval,
                 KeepAliveTimeout = ws.KeepAliveTimeout,
+                SubProtocol = mode == ConnectionMode.Envelope ? Subprotocols.EnvelopeJson : null,
             }).ConfigureAwait(false);
         }
         catch
@@ -62,6 +73,7 @@ internal sealed class DeviceEndpoint(
         }
         using var _ = socket;
         Log.DeviceConnected(logger, deviceId, remote);
+        events.Connected(deviceId);
 
         using var expiry = ScheduleTokenExpiry(connection, outcome.Identity?.ExpiresAt);
         await connection.RunAsync(socket).ConfigureAwait(false);
@@ -69,13 +81,18 @@ internal sealed class DeviceEndpoint(
         registry.Unregister(connection);
         directory.Seen(deviceId, time.GetUtcNow());
         Log.DeviceDisconnected(logger, deviceId, connection.CloseCode, connection.CloseReason, connection.ClosedByDevice ? "device" : "server");
+        events.Disconnected(deviceId, connection.CloseCode, connection.CloseReason);
     }
 
-    private void OnMessage(DeviceConnection connection, ReadOnlySpan<byte> payload, WebSocketMessageType type)
+    /// <summary>What a raw device sends goes to the event stream: text as <c>data</c>, binary as <c>dataBase64</c>.</summary>
+    private void OnRawMessage(DeviceConnection connection, ReadOnlySpan<byte> payload, WebSocketMessageType type)
     {
-        // Raw devices talk back through the event stream (a later issue); for now what they send is counted and logged.
         stats.MessageIn();
         Log.RawMessageReceived(logger, connection.DeviceId, type, payload.Length);
+        var bytes = payload.ToArray();
+        events.Message(connection.DeviceId, type == WebSocketMessageType.Text && System.Text.Unicode.Utf8.IsValid(bytes)
+            ? MessageData.Text(bytes)
+            : MessageData.Binary(bytes));
     }
 
     private ITimer? ScheduleTokenExpiry(DeviceConnection connection, DateTimeOffset? expiresAt)

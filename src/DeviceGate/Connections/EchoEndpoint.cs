@@ -32,7 +32,7 @@ internal sealed class EchoEndpoint(Handshake handshake, ShutdownState shutdown, 
             KeepAliveInterval = ws.KeepAliveInterval,
             KeepAliveTimeout = ws.KeepAliveTimeout,
         }).ConfigureAwait(false);
-        var connection = new DeviceConnection("echo", options.Value.Limits, time, Echo);
+        var connection = new DeviceConnection("echo", Protocol.ConnectionMode.Raw, Auth.DevicePermissions.Unrestricted, options.Value.Limits, time, Echo);
         echoes.Add(connection);
         try
         {

@@ -1,6 +1,9 @@
 using DeviceGate.Api;
 using DeviceGate.Auth;
 using DeviceGate.Connections;
+using DeviceGate.Events;
+using DeviceGate.Rpc;
+using DeviceGate.Webhooks;
 using DeviceGate.Routing;
 using DeviceGate.Storage;
 using Microsoft.Extensions.DependencyInjection.Extensions;
@@ -64,7 +67,13 @@ public static class GatewayHost
         services.AddSingleton<Handshake>();
         services.AddSingleton<DeviceEndpoint>();
         services.AddSingleton<EchoEndpoint>();
+        services.AddSingleton<EnvelopeHandler>();
+        services.AddSingleton<EventHub>();
+        services.AddSingleton<RpcCoordinator>();
         services.AddHostedService<DrainOnShutdown>();
+        services.AddHostedService<WebhookSender>();
+        // Bounded retries with exponential backoff and jitter; a batch that still fails is logged and skipped.
+        services.AddHttpClient(WebhookSender.ClientName).AddStandardResilienceHandler();
 
         services.AddProblemDetails();
         services.ConfigureHttpJsonOptions(o => o.SerializerOptions.TypeInfoResolverChain.Insert(0, ApiJsonContext.Default));
@@ -89,6 +98,8 @@ public static class GatewayHost
         api.AddEndpointFilter<ApiKeyFilter>();
         DevicesApi.Map(api);
         GroupsApi.Map(api);
+        RpcApi.Map(api);
+        EventsEndpoint.Map(api);
     }
 
     /// <summary>Resolves what start-up must check before listening: options (validated) and secrets.</summary>

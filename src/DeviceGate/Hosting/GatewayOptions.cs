@@ -11,6 +11,45 @@ public sealed class GatewayOptions
     public LimitsOptions Limits { get; set; } = new();
     public ShutdownOptions Shutdown { get; set; } = new();
     public ClusterOptions Cluster { get; set; } = new();
+    public EventsOptions Events { get; set; } = new();
+    public WebhooksOptions Webhooks { get; set; } = new();
+    public RpcOptions Rpc { get; set; } = new();
+}
+
+public sealed class EventsOptions
+{
+    /// <summary>Events kept for readers that resume with Last-Event-ID.</summary>
+    public int ReplayBuffer { get; set; } = Defaults.EventReplayBuffer;
+
+    /// <summary>Events one reader may fall behind before it is dropped (it can resume).</summary>
+    public int SubscriberBuffer { get; set; } = Defaults.EventSubscriberBuffer;
+
+    /// <summary>How often an idle stream gets a keep-alive comment.</summary>
+    public TimeSpan KeepAliveInterval { get; set; } = Defaults.EventKeepAlive;
+}
+
+public sealed class WebhooksOptions
+{
+    /// <summary>Where to POST event batches; off when unset.</summary>
+    public string? Url { get; set; }
+
+    /// <summary>HMAC-SHA256 key for X-DeviceGate-Signature (UTF-8). Required with Url.</summary>
+    public string? Secret { get; set; }
+
+    /// <summary>Most events in one POST.</summary>
+    public int BatchSize { get; set; } = Defaults.WebhookBatchSize;
+
+    /// <summary>Events the webhook sender may fall behind before it skips ahead (it then resumes from the replay buffer, or posts a reset).</summary>
+    public int QueueSize { get; set; } = Defaults.WebhookQueueSize;
+}
+
+public sealed class RpcOptions
+{
+    /// <summary>Used when ?timeout= is absent.</summary>
+    public TimeSpan DefaultTimeout { get; set; } = Defaults.RpcTimeout;
+
+    /// <summary>Largest ?timeout= accepted.</summary>
+    public TimeSpan MaxTimeout { get; set; } = Defaults.RpcMaxTimeout;
 }
 
 public sealed class AuthOptions
@@ -82,6 +121,19 @@ public static class Defaults
     public const long SendQueueBytes = 1048576;
     public const int DrainSeconds = 5;
     public const int DeviceListLimit = 1000;
+    public const int EventReplayBuffer = 10_000;
+    public const int EventSubscriberBuffer = 10_000;
+    public static readonly TimeSpan EventKeepAlive = TimeSpan.FromSeconds(15);
+    public const int WebhookBatchSize = 100;
+    public const int WebhookQueueSize = 10_000;
+    public static readonly TimeSpan RpcTimeout = TimeSpan.FromSeconds(10);
+    public static readonly TimeSpan RpcMaxTimeout = TimeSpan.FromSeconds(60);
+
+    /// <summary>Envelope errors a device may cause in a burst before it is closed with 1008 policy.</summary>
+    public const int EnvelopeErrorBurst = 50;
+
+    /// <summary>Envelope errors per second a device may keep causing.</summary>
+    public const double EnvelopeErrorsPerSecond = 5;
     public const int MinTokenSecretBytes = 32;
     public static readonly TimeSpan TokenClockSkew = TimeSpan.FromSeconds(30);
 

@@ -29,6 +29,18 @@ internal sealed class GatewayOptionsValidator : IValidateOptions<GatewayOptions>
         Require(o.Limits.SendQueueMessages >= 1, "Limits:SendQueueMessages", "must be at least 1");
         Require(o.Limits.SendQueueBytes >= 1, "Limits:SendQueueBytes", "must be at least 1");
         Require(o.Shutdown.DrainSeconds is >= 0 and <= 3600, "Shutdown:DrainSeconds", "must be between 0 and 3600");
+        Require(o.Events.ReplayBuffer is >= 1 and <= 10_000_000, "Events:ReplayBuffer", "must be between 1 and 10000000");
+        Require(o.Events.SubscriberBuffer is >= 1 and <= 10_000_000, "Events:SubscriberBuffer", "must be between 1 and 10000000");
+        Require(o.Events.KeepAliveInterval > TimeSpan.Zero, "Events:KeepAliveInterval", "must be positive");
+        if (!string.IsNullOrEmpty(o.Webhooks.Url))
+        {
+            Require(Uri.TryCreate(o.Webhooks.Url, UriKind.Absolute, out var hook) && (hook.Scheme == "http" || hook.Scheme == "https"), "Webhooks:Url", "must be an absolute http(s) URL");
+            Require(!string.IsNullOrEmpty(o.Webhooks.Secret) && System.Text.Encoding.UTF8.GetByteCount(o.Webhooks.Secret) >= 16, "Webhooks:Secret",
+                "must be set (at least 16 bytes) when DeviceGate:Webhooks:Url is set, so receivers can verify the signature");
+        }
+        Require(o.Webhooks.BatchSize is >= 1 and <= 10_000, "Webhooks:BatchSize", "must be between 1 and 10000");
+        Require(o.Webhooks.QueueSize >= 1, "Webhooks:QueueSize", "must be at least 1");
+        Require(o.Rpc.DefaultTimeout > TimeSpan.Zero && o.Rpc.DefaultTimeout <= o.Rpc.MaxTimeout, "Rpc:DefaultTimeout", "must be positive and at most DeviceGate:Rpc:MaxTimeout");
         foreach (var origin in o.WebSockets.AllowedOrigins)
         {
             Require(origin == "*" || Uri.TryCreate(origin, UriKind.Absolute, out _), "WebSockets:AllowedOrigins",

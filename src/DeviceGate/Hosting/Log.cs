@@ -21,6 +21,21 @@ internal static partial class Log
 
 
 
+    [LoggerMessage(1008, LogLevel.Debug, "Device {DeviceId} sent an envelope refused with {Code}")]
+    public static partial void EnvelopeError(ILogger logger, string deviceId, string code);
+
+    [LoggerMessage(1009, LogLevel.Warning, "Device {DeviceId} kept sending bad envelopes; closing with 1008 policy")]
+    public static partial void EnvelopeAbuse(ILogger logger, string deviceId);
+
+    [LoggerMessage(1010, LogLevel.Debug, "Device {DeviceId} replied to rpc {RpcId} too late (or to an rpc it was not sent); dropped")]
+    public static partial void LateReply(ILogger logger, string deviceId, string rpcId);
+
+    [LoggerMessage(1200, LogLevel.Warning, "Webhook POST of {Count} events to {Host} failed after retries: {Error}")]
+    public static partial void WebhookFailed(ILogger logger, int count, string host, string error);
+
+    [LoggerMessage(1201, LogLevel.Warning, "Webhook sender fell behind; resuming from event {LastId}")]
+    public static partial void WebhookBehind(ILogger logger, long lastId);
+
     [LoggerMessage(1100, LogLevel.Warning, "DeviceGate:Auth:AllowAnonymousDevices is on: any client may connect as any device id without a token")]
     public static partial void AnonymousDevicesAllowed(ILogger logger);
 

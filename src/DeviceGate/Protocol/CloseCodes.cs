@@ -38,4 +38,5 @@ public static class CloseReasons
     public const string Replaced = "replaced";
     public const string Disconnected = "disconnected";
     public const string SlowConsumer = "slow_consumer";
+    public const string Policy = "policy";
 }

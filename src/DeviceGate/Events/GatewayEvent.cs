@@ -1,0 +1,66 @@
+using System.Buffers;
+using System.Text.Json;
+using DeviceGate.Routing;
+
+namespace DeviceGate.Events;
+
+/// <summary>The <c>type</c> of each event on the stream and in webhooks.</summary>
+public static class EventTypes
+{
+    public const string Connected = "connected";
+    public const string Disconnected = "disconnected";
+    public const string Message = "message";
+    public const string Reset = "reset";
+    public static readonly string[] All = [Connected, Disconnected, Message];
+}
+
+/// <summary>One event, serialized once (its JSON is shared by every reader and the webhook batch).</summary>
+public sealed class GatewayEvent
+{
+    private GatewayEvent(long id, string type, string? device, byte[] json)
+    {
+        Id = id;
+        Type = type;
+        Device = device;
+        Json = json;
+    }
+
+    public long Id { get; }
+    public string Type { get; }
+    public string? Device { get; }
+
+    /// <summary>The event object: <c>{"id","type","device","at",...}</c>.</summary>
+    public byte[] Json { get; }
+
+    public static GatewayEvent Connected(long id, string device, DateTimeOffset at) =>
+        Create(id, EventTypes.Connected, device, at, static (_, _) => { }, 0);
+
+    public static GatewayEvent Disconnected(long id, string device, DateTimeOffset at, int code, string reason) =>
+        Create(id, EventTypes.Disconnected, device, at, static (w, s) =>
+        {
+            w.WriteNumber("code"u8, s.code);
+            w.WriteString("reason"u8, s.reason);
+        }, (code, reason));
+
+    public static GatewayEvent Message(long id, string device, DateTimeOffset at, MessageData data) =>
+        Create(id, EventTypes.Message, device, at, static (w, d) => d.WriteTo(w), data);
+
+    public static GatewayEvent Reset(long id, DateTimeOffset at) =>
+        Create(id, EventTypes.Reset, null, at, static (_, _) => { }, 0);
+
+    private static GatewayEvent Create<T>(long id, string type, string? device, DateTimeOffset at, Action<Utf8JsonWriter, T> body, T state)
+    {
+        var buffer = new ArrayBufferWriter<byte>(128);
+        using (var w = new Utf8JsonWriter(buffer))
+        {
+            w.WriteStartObject();
+            w.WriteNumber("id"u8, id);
+            w.WriteString("type"u8, type);
+            if (device is not null) w.WriteString("device"u8, device);
+            w.WriteString("at"u8, at.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", System.Globalization.CultureInfo.InvariantCulture));
+            body(w, state);
+            w.WriteEndObject();
+        }
+        return new GatewayEvent(id, type, device, buffer.WrittenSpan.ToArray());
+    }
+}

@@ -1,0 +1,44 @@
+namespace DeviceGate.Protocol;
+
+/// <summary>The WebSocket subprotocols the gateway speaks. No subprotocol (or only unknown ones) means raw mode.</summary>
+public static class Subprotocols
+{
+    public const string EnvelopeJson = "devicegate.v1.json";
+}
+
+public enum ConnectionMode
+{
+    /// <summary>Payloads as they are: text stays text, binary stays binary. The device cannot reply to rpcs or ack.</summary>
+    Raw,
+
+    /// <summary>JSON envelopes (<c>devicegate.v1.json</c>): messages with ids, sends, publishes, rpcs and acks.</summary>
+    Envelope,
+}
+
+/// <summary>The <c>code</c> of an <c>error</c> envelope. Stable strings: clients switch on them.</summary>
+public static class ErrorCodes
+{
+    public const string BadJson = "bad_json";
+    public const string UnknownType = "unknown_type";
+    public const string MissingField = "missing_field";
+    public const string InvalidField = "invalid_field";
+    public const string Offline = "offline";
+    public const string Forbidden = "forbidden";
+    public const string RateLimited = "rate_limited";
+    public const string BinaryNotSupported = "binary_not_supported";
+}
+
+/// <summary>The <c>type</c> of each envelope, both directions.</summary>
+public static class EnvelopeTypes
+{
+    public const string Send = "send";
+    public const string Publish = "publish";
+    public const string Join = "join";
+    public const string Leave = "leave";
+    public const string Reply = "reply";
+    public const string Ack = "ack";
+    public const string Message = "message";
+    public const string Rpc = "rpc";
+    public const string Sent = "sent";
+    public const string Error = "error";
+}

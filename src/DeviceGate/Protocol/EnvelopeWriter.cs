@@ -1,0 +1,59 @@
+using System.Buffers;
+using System.Text.Json;
+using DeviceGate.Routing;
+
+namespace DeviceGate.Protocol;
+
+/// <summary>Encodes the server-to-device envelopes with Utf8JsonWriter: no reflection, one buffer per envelope.</summary>
+public static class EnvelopeWriter
+{
+    [ThreadStatic]
+    private static ArrayBufferWriter<byte>? t_buffer;
+
+    public static byte[] Message(DeviceMessage m) => Write(m, static (w, m) =>
+    {
+        w.WriteString("type"u8, EnvelopeTypes.Message);
+        w.WriteString("id"u8, m.Id);
+        w.WriteString("from"u8, m.From);
+        if (m.Group is not null) w.WriteString("group"u8, m.Group);
+        m.Data.WriteTo(w);
+    });
+
+    public static byte[] Rpc(string id, MessageData data) => Write((id, data), static (w, s) =>
+    {
+        w.WriteString("type"u8, EnvelopeTypes.Rpc);
+        w.WriteString("id"u8, s.id);
+        s.data.WriteTo(w);
+    });
+
+    public static byte[] Sent(string? @ref, string id, string status) => Write((@ref, id, status), static (w, s) =>
+    {
+        w.WriteString("type"u8, EnvelopeTypes.Sent);
+        if (s.@ref is not null) w.WriteString("ref"u8, s.@ref);
+        w.WriteString("id"u8, s.id);
+        w.WriteString("status"u8, s.status);
+    });
+
+    public static byte[] Error(string code, string message, string? @ref) => Write((code, message, @ref), static (w, s) =>
+    {
+        w.WriteString("type"u8, EnvelopeTypes.Error);
+        w.WriteString("code"u8, s.code);
+        w.WriteString("message"u8, s.message);
+        if (s.@ref is not null) w.WriteString("ref"u8, s.@ref);
+    });
+
+    private static byte[] Write<T>(T state, Action<Utf8JsonWriter, T> body)
+    {
+        var buffer = t_buffer ??= new ArrayBufferWriter<byte>(256);
+        buffer.ResetWrittenCount();
+        using (var writer = new Utf8JsonWriter(buffer, new JsonWriterOptions { SkipValidation = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
+        {
+            writer.WriteStartObject();
+            body(writer, state);
+            writer.WriteEndObject();
+        }
+        var bytes = buffer.WrittenSpan.ToArray();
+        if (buffer.Capacity > 64 * 1024) t_buffer = null;
+        return bytes;
+    }
+}

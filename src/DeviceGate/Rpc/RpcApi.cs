@@ -1,0 +1,77 @@
+using System.Globalization;
+using DeviceGate.Api;
+using DeviceGate.Connections;
+using DeviceGate.Hosting;
+using DeviceGate.Protocol;
+using Microsoft.Extensions.Options;
+
+namespace DeviceGate.Rpc;
+
+/// <summary><c>POST /api/devices/{id}/rpc?timeout=</c>: send an rpc envelope and answer with the device's reply.</summary>
+internal static class RpcApi
+{
+    public static void Map(RouteGroupBuilder api) =>
+        api.MapPost("/devices/{id}/rpc", CallAsync).WithName("CallDevice")
+            .Produces(200, contentType: "application/json")
+            .ProducesProblem(400).ProducesProblem(404).ProducesProblem(409).ProducesProblem(413).ProducesProblem(502).ProducesProblem(504);
+
+    private static async Task<IResult> CallAsync(string id, HttpRequest request, string? timeout, ConnectionRegistry registry, RpcCoordinator rpcs,
+        IOptions<GatewayOptions> options, TimeProvider time)
+    {
+        if (!DeviceId.IsValid(id) || id == DeviceId.Server) return Problems.InvalidId("device id");
+        var o = options.Value.Rpc;
+        var wait = o.DefaultTimeout;
+        if (timeout is not null)
+        {
+            if (!double.TryParse(timeout, NumberStyles.Float, CultureInfo.InvariantCulture, out var seconds) || !double.IsFinite(seconds)
+                || seconds <= 0 || seconds > o.MaxTimeout.TotalSeconds)
+            {
+                return Problems.BadQuery("timeout", $"timeout is in seconds, more than 0 and at most {o.MaxTimeout.TotalSeconds}.");
+            }
+            wait = TimeSpan.FromSeconds(seconds);
+        }
+        var (data, problem) = await MessageBody.ReadAsync(request, options.Value.Limits.MaxMessageBytes).ConfigureAwait(false);
+        if (problem is not null) return problem;
+
+        if (!registry.TryGet(id, out var connection) || connection.IsClosing) return Problems.NotConnected(id);
+        if (connection.Mode != ConnectionMode.Envelope)
+        {
+            return Results.Problem(statusCode: 409, title: "Device cannot answer rpcs",
+                detail: $"Device '{id}' is connected in raw mode; rpcs need the {Subprotocols.EnvelopeJson} subprotocol.",
+                type: "https://devicegate.dev/problems/raw-mode");
+        }
+
+        var (rpcId, reply) = rpcs.Begin(connection);
+        if (connection.TryEnqueue(OutboundMessage.Text(EnvelopeWriter.Rpc(rpcId, data))) != EnqueueResult.Queued)
+        {
+            rpcs.End(rpcId);
+            return Problems.NotConnected(id);
+        }
+        RpcReply? answer;
+        try
+        {
+            answer = await reply.WaitAsync(wait, time, request.HttpContext.RequestAborted).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            rpcs.End(rpcId);
+            return Timeout(id, $"No reply within {wait.TotalSeconds.ToString(CultureInfo.InvariantCulture)} s.");
+        }
+        catch (OperationCanceledException)
+        {
+            rpcs.End(rpcId);
+            return Results.Empty;
+        }
+        if (answer is null) return Timeout(id, "The device disconnected before replying.");
+        if (answer.ErrorCode is not null)
+        {
+            return Results.Problem(statusCode: 502, title: "Device replied with an error", detail: answer.ErrorMessage,
+                type: "https://devicegate.dev/problems/device-error",
+                extensions: new Dictionary<string, object?> { ["code"] = answer.ErrorCode, ["message"] = answer.ErrorMessage });
+        }
+        return Results.Bytes(answer.Json!, "application/json");
+    }
+
+    private static IResult Timeout(string id, string detail) => Results.Problem(statusCode: 504, title: "Device did not reply",
+        detail: $"Device '{id}': {detail}", type: "https://devicegate.dev/problems/rpc-timeout");
+}

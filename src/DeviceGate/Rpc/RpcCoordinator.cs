@@ -1,0 +1,63 @@
+using System.Collections.Concurrent;
+using System.Text.Json;
+using DeviceGate.Hosting;
+
+namespace DeviceGate.Rpc;
+
+/// <summary>A device's answer to an rpc: its data as JSON text, or its error.</summary>
+public sealed record RpcReply(byte[]? Json, string? ErrorCode, string? ErrorMessage);
+
+/// <summary>Pending rpcs by id, each waiting for the reply of the one device it was sent to.</summary>
+internal sealed class RpcCoordinator(GatewayStats stats)
+{
+    private readonly ConcurrentDictionary<string, Pending> _pending = new(StringComparer.Ordinal);
+
+    private sealed record Pending(object Connection, TaskCompletionSource<RpcReply?> Reply);
+
+    /// <summary>
+    /// Registers an rpc to one connection before it is sent (a reply must come from that same connection, not from a
+    /// later one of the same device). The task yields null if the connection ended without answering.
+    /// </summary>
+    public (string Id, Task<RpcReply?> Reply) Begin(object connection)
+    {
+        var id = Guid.CreateVersion7().ToString();
+        var pending = new Pending(connection, new TaskCompletionSource<RpcReply?>(TaskCreationOptions.RunContinuationsAsynchronously));
+        _pending[id] = pending;
+        return (id, pending.Reply.Task);
+    }
+
+    /// <summary>Forgets an rpc that timed out or failed to send; a reply after this is late.</summary>
+    public void End(string id) => _pending.TryRemove(id, out _);
+
+    /// <summary>A device's reply envelope. False when no rpc of this device waits for that id (late or foreign).</summary>
+    public bool Complete(object connection, string id, JsonElement data, JsonElement error)
+    {
+        if (!_pending.TryGetValue(id, out var p) || !ReferenceEquals(p.Connection, connection) || !_pending.TryRemove(new KeyValuePair<string, Pending>(id, p)))
+        {
+            stats.LateReply();
+            return false;
+        }
+        RpcReply reply;
+        if (error.ValueKind == JsonValueKind.Object)
+        {
+            var code = error.TryGetProperty("code"u8, out var c) && c.ValueKind == JsonValueKind.String ? c.GetString() : null;
+            var message = error.TryGetProperty("message"u8, out var m) && m.ValueKind == JsonValueKind.String ? m.GetString() : null;
+            reply = new RpcReply(null, code ?? "error", message ?? "");
+        }
+        else
+        {
+            reply = new RpcReply(data.ValueKind == JsonValueKind.Undefined ? "null"u8.ToArray() : System.Runtime.InteropServices.JsonMarshal.GetRawUtf8Value(data).ToArray(), null, null);
+        }
+        return p.Reply.TrySetResult(reply);
+    }
+
+    /// <summary>The connection ended: its pending rpcs will not be answered.</summary>
+    public void ConnectionGone(object connection)
+    {
+        if (_pending.IsEmpty) return;
+        foreach (var (id, p) in _pending)
+        {
+            if (ReferenceEquals(p.Connection, connection) && _pending.TryRemove(new KeyValuePair<string, Pending>(id, p))) p.Reply.TrySetResult(null);
+        }
+    }
+}
