@@ -28,4 +28,18 @@ internal static class CliConfig
         ?? Environment.GetEnvironmentVariable("DEVICEGATE_API_KEY")
         ?? options.Auth.ApiKeys.FirstOrDefault()
         ?? GatewaySecrets.TryReadGeneratedApiKey(options.Store.Path);
+
+    /// <summary>Whether a command-line payload is JSON (sent as JSON) or text (sent as a JSON string).</summary>
+    public static bool IsJson(string text)
+    {
+        try
+        {
+            using var _ = System.Text.Json.JsonDocument.Parse(text);
+            return true;
+        }
+        catch (System.Text.Json.JsonException)
+        {
+            return false;
+        }
+    }
 }

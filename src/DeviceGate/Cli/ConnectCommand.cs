@@ -1,25 +1,34 @@
 using System.CommandLine;
 using System.Net.WebSockets;
 using System.Text;
+using System.Text.Json;
 using DeviceGate.Auth;
 
 namespace DeviceGate.Cli;
 
 /// <summary>
 /// <c>connect</c>: an interactive device. Prints every message that arrives (one per line on stdout) and sends each
-/// line typed as a text message; end of input closes with 1000. Status lines go to stderr.
+/// line typed as a text message; end of input closes with 1000. Status lines go to stderr. With <c>--envelope</c> it
+/// speaks devicegate.v1.json: typed JSON objects go as they are, other lines as a send to <c>server</c>, and with
+/// <c>--reply</c> every rpc is answered automatically.
 /// </summary>
 internal static class ConnectCommand
 {
+    private static readonly SemaphoreSlim SendLock = new(1, 1);
+
     public static Command Create()
     {
         var device = new Option<string?>("--device") { Description = "Device id to connect as" };
         var token = new Option<string?>("--token") { Description = "Device token (default: $DEVICEGATE_TOKEN, else one minted from the local secret)" };
         var echo = new Option<bool>("--echo") { Description = "Connect to the echo endpoint /ws/echo instead" };
+        var envelope = new Option<bool>("--envelope") { Description = "Speak the devicegate.v1.json envelope protocol (typed text goes to 'server')" };
+        var reply = new Option<string?>("--reply") { Description = "Answer every rpc with this data (JSON, or text as a JSON string); implies --envelope" };
         var command = CommandLine.Client("connect", "Connect as a device: print what arrives, send each line typed.");
         command.Options.Add(device);
         command.Options.Add(token);
         command.Options.Add(echo);
+        command.Options.Add(envelope);
+        command.Options.Add(reply);
         command.SetAction(async (parse, ct) =>
         {
             var id = parse.GetValue(device);
@@ -47,15 +56,18 @@ internal static class ConnectCommand
                     }
                 }
             }
-            return await RunAsync(ws.Uri, jwt, ct).ConfigureAwait(false);
+            var replyData = parse.GetValue(reply) is { } r ? (CliConfig.IsJson(r) ? r : JsonSerializer.Serialize(r)) : null;
+            var useEnvelope = !isEcho && (parse.GetValue(envelope) || replyData is not null);
+            return await RunAsync(ws.Uri, jwt, useEnvelope, replyData, ct).ConfigureAwait(false);
         });
         return command;
     }
 
-    private static async Task<int> RunAsync(Uri uri, string? token, CancellationToken ct)
+    private static async Task<int> RunAsync(Uri uri, string? token, bool envelope, string? replyData, CancellationToken ct)
     {
         using var socket = new ClientWebSocket();
         socket.Options.CollectHttpResponseDetails = true;
+        if (envelope) socket.Options.AddSubProtocol(Protocol.Subprotocols.EnvelopeJson);
         if (token is not null) socket.Options.SetRequestHeader("Authorization", "Bearer " + token);
         try
         {
@@ -68,8 +80,8 @@ internal static class ConnectCommand
         }
         Console.Error.WriteLine($"connected to {uri.GetLeftPart(UriPartial.Path)}; type a line to send it, end input (Ctrl-D) to close");
 
-        var receiving = ReceiveAsync(socket);
-        var input = Task.Run(() => SendLinesAsync(socket, ct), CancellationToken.None);
+        var receiving = ReceiveAsync(socket, replyData);
+        var input = Task.Run(() => SendLinesAsync(socket, envelope, ct), CancellationToken.None);
         var first = await Task.WhenAny(receiving, input).ConfigureAwait(false);
         if (first == input && socket.State == WebSocketState.Open)
         {
@@ -89,7 +101,37 @@ internal static class ConnectCommand
         return 0;
     }
 
-    private static async Task ReceiveAsync(ClientWebSocket socket)
+    private static async Task SendAsync(ClientWebSocket socket, string text, CancellationToken ct)
+    {
+        // The receive loop (rpc replies) and the input loop both send; a WebSocket takes one send at a time.
+        await SendLock.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            await socket.SendAsync(Encoding.UTF8.GetBytes(text), WebSocketMessageType.Text, true, ct).ConfigureAwait(false);
+        }
+        finally
+        {
+            SendLock.Release();
+        }
+    }
+
+    private static string? RpcId(string envelope)
+    {
+        try
+        {
+            using var doc = JsonDocument.Parse(envelope);
+            var root = doc.RootElement;
+            return root.ValueKind == JsonValueKind.Object && root.TryGetProperty("type", out var t) && t.ValueEquals("rpc")
+                && root.TryGetProperty("id", out var id) && id.ValueKind == JsonValueKind.String ? id.GetString() : null;
+        }
+        catch (JsonException)
+        {
+            return null;
+        }
+    }
+
+
+    private static async Task ReceiveAsync(ClientWebSocket socket, string? replyData)
     {
         var buffer = new byte[16 * 1024];
         using var message = new MemoryStream();
@@ -101,10 +143,13 @@ internal static class ConnectCommand
                 if (r.MessageType == WebSocketMessageType.Close) return;
                 message.Write(buffer, 0, r.Count);
                 if (!r.EndOfMessage) continue;
-                Console.WriteLine(r.MessageType == WebSocketMessageType.Text
-                    ? Encoding.UTF8.GetString(message.GetBuffer(), 0, (int)message.Length)
-                    : $"[binary {message.Length} bytes] {Convert.ToBase64String(message.GetBuffer(), 0, (int)message.Length)}");
+                var text = r.MessageType == WebSocketMessageType.Text ? Encoding.UTF8.GetString(message.GetBuffer(), 0, (int)message.Length) : null;
+                Console.WriteLine(text ?? $"[binary {message.Length} bytes] {Convert.ToBase64String(message.GetBuffer(), 0, (int)message.Length)}");
                 message.SetLength(0);
+                if (replyData is not null && text is not null && RpcId(text) is { } rpcId)
+                {
+                    await SendAsync(socket, $"{{\"type\":\"reply\",\"id\":{JsonSerializer.Serialize(rpcId)},\"data\":{replyData}}}", CancellationToken.None).ConfigureAwait(false);
+                }
             }
         }
         catch (WebSocketException)
@@ -112,14 +157,16 @@ internal static class ConnectCommand
         }
     }
 
-    private static async Task SendLinesAsync(ClientWebSocket socket, CancellationToken ct)
+    private static async Task SendLinesAsync(ClientWebSocket socket, bool envelope, CancellationToken ct)
     {
         try
         {
             while (await Console.In.ReadLineAsync(ct).ConfigureAwait(false) is { } line)
             {
                 if (socket.State != WebSocketState.Open) return;
-                await socket.SendAsync(Encoding.UTF8.GetBytes(line), WebSocketMessageType.Text, true, ct).ConfigureAwait(false);
+                // In envelope mode a typed JSON object is an envelope; anything else is sent to the server (the event stream).
+                if (envelope && !line.TrimStart().StartsWith('{')) line = $"{{\"type\":\"send\",\"to\":\"server\",\"data\":{JsonSerializer.Serialize(line)}}}";
+                await SendAsync(socket, line, ct).ConfigureAwait(false);
             }
         }
         catch (Exception e) when (e is WebSocketException or OperationCanceledException)

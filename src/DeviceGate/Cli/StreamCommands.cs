@@ -32,7 +32,7 @@ internal static class StreamCommands
         using var http = ApiCommands.CreateClient(parse);
         if (http is null) return CommandLine.Fail(ApiCommands.NoKey);
         if (timeout is { } t) http.Timeout = TimeSpan.FromSeconds(t + 30);
-        var isJson = IsJson(payload);
+        var isJson = CliConfig.IsJson(payload);
         using var content = new StringContent(payload, Encoding.UTF8, isJson ? "application/json" : "text/plain");
         var path = $"api/devices/{Uri.EscapeDataString(id)}/rpc" + (timeout is { } s ? $"?timeout={s.ToString(System.Globalization.CultureInfo.InvariantCulture)}" : "");
         return await ApiCommands.RunAsync(() => http.PostAsync(path, content, ct),
@@ -78,16 +78,4 @@ internal static class StreamCommands
         return 0;
     }
 
-    private static bool IsJson(string text)
-    {
-        try
-        {
-            using var _ = System.Text.Json.JsonDocument.Parse(text);
-            return true;
-        }
-        catch (System.Text.Json.JsonException)
-        {
-            return false;
-        }
-    }
 }
