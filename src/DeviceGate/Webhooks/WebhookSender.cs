@@ -75,8 +75,9 @@ internal sealed class WebhookSender(
             using var response = await clients.CreateClient(ClientName).SendAsync(request, ct).ConfigureAwait(false);
             if (!response.IsSuccessStatusCode) Log.WebhookFailed(logger, batch.Count, url.Host, $"HTTP {(int)response.StatusCode}");
         }
-        catch (Exception e) when (e is HttpRequestException or TaskCanceledException or Polly.Timeout.TimeoutRejectedException && !ct.IsCancellationRequested)
+        catch (Exception e) when (!ct.IsCancellationRequested)
         {
+            // Anything (refused connection, open circuit breaker, timeout) only costs this batch: the sender lives on.
             Log.WebhookFailed(logger, batch.Count, url.Host, e.Message);
         }
     }

@@ -146,32 +146,32 @@ public sealed class ProcessTests : IDisposable
         using var events = System.Diagnostics.Process.Start(WithEnv(GatewayProcess.StartInfo(_dir, ["events", "--types", "connected,message"]), env))!;
         try
         {
-        var eventLines = new System.Collections.Concurrent.BlockingCollection<string>();
-        events.OutputDataReceived += (_, e) => { if (e.Data is not null) eventLines.Add(e.Data); };
-        events.BeginOutputReadLine();
+            var eventLines = new System.Collections.Concurrent.BlockingCollection<string>();
+            events.OutputDataReceived += (_, e) => { if (e.Data is not null) eventLines.Add(e.Data); };
+            events.BeginOutputReadLine();
 
-        using var device = System.Diagnostics.Process.Start(WithEnv(GatewayProcess.StartInfo(_dir, ["connect", "--device", "rpc-dev", "--reply", "{\"status\":\"ok\"}"]), env))!;
-        var connected = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        device.ErrorDataReceived += (_, e) => { if (e.Data?.StartsWith("connected", StringComparison.Ordinal) == true) connected.TrySetResult(); };
-        device.BeginErrorReadLine();
-        device.BeginOutputReadLine();
-        await connected.Task.WaitAsync(Timeouts.Default);
+            using var device = System.Diagnostics.Process.Start(WithEnv(GatewayProcess.StartInfo(_dir, ["connect", "--device", "rpc-dev", "--reply", "{\"status\":\"ok\"}"]), env))!;
+            var connected = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            device.ErrorDataReceived += (_, e) => { if (e.Data?.StartsWith("connected", StringComparison.Ordinal) == true) connected.TrySetResult(); };
+            device.BeginErrorReadLine();
+            device.BeginOutputReadLine();
+            await connected.Task.WaitAsync(Timeouts.Default);
 
-        var rpc = await GatewayProcess.RunCliAsync(_dir, env, "rpc", "rpc-dev", "{\"cmd\":\"status\"}", "--timeout", "5");
-        Assert.True(rpc.Code == 0, rpc.StdErr);
-        Assert.Equal("{\"status\":\"ok\"}", rpc.StdOut.Trim());
+            var rpc = await GatewayProcess.RunCliAsync(_dir, env, "rpc", "rpc-dev", "{\"cmd\":\"status\"}", "--timeout", "5");
+            Assert.True(rpc.Code == 0, rpc.StdErr);
+            Assert.Equal("{\"status\":\"ok\"}", rpc.StdOut.Trim());
 
-        // Plain text typed into an envelope device goes to the server: the events command prints it.
-        await device.StandardInput.WriteLineAsync("hello server");
-        await device.StandardInput.FlushAsync();
-        string? line;
-        do Assert.True(eventLines.TryTake(out line, Timeouts.Default), "no message event");
-        while (!line!.Contains("\"message\"", StringComparison.Ordinal));
-        Assert.Contains("\"data\":\"hello server\"", line);
-        Assert.Contains("\"device\":\"rpc-dev\"", line);
+            // Plain text typed into an envelope device goes to the server: the events command prints it.
+            await device.StandardInput.WriteLineAsync("hello server");
+            await device.StandardInput.FlushAsync();
+            string? line;
+            do Assert.True(eventLines.TryTake(out line, Timeouts.Default), "no message event");
+            while (!line!.Contains("\"message\"", StringComparison.Ordinal));
+            Assert.Contains("\"data\":\"hello server\"", line);
+            Assert.Contains("\"device\":\"rpc-dev\"", line);
 
-        device.StandardInput.Close();
-        await device.WaitForExitAsync(new CancellationTokenSource(Timeouts.Default).Token);
+            device.StandardInput.Close();
+            await device.WaitForExitAsync(new CancellationTokenSource(Timeouts.Default).Token);
         }
         finally
         {
