@@ -29,14 +29,17 @@ public sealed class GatewaySecrets
 
     public bool ApiKeyCreatedNow { get; }
 
-    /// <summary>Resolves the secrets, generating the missing ones into <paramref name="dataPath"/>.</summary>
-    public static GatewaySecrets Load(AuthOptions auth, string dataPath)
+    /// <summary>
+    /// Resolves the secrets, generating the missing ones into <paramref name="dataPath"/>. Tools that only mint
+    /// tokens pass <paramref name="withApiKeys"/> false, so they never create an API key.
+    /// </summary>
+    public static GatewaySecrets Load(AuthOptions auth, string dataPath, bool withApiKeys = true)
     {
         var secret = auth.TokenSecret ?? ReadOrCreate(Path.Combine(dataPath, TokenSecretFile), () => RandomString(48), out _);
         string? generatedKeyPath = null;
         var created = false;
         IReadOnlyList<string> keys = auth.ApiKeys;
-        if (keys.Count == 0)
+        if (keys.Count == 0 && withApiKeys)
         {
             generatedKeyPath = Path.Combine(dataPath, ApiKeyFile);
             keys = [ReadOrCreate(generatedKeyPath, () => "dg_" + RandomString(32), out created)];

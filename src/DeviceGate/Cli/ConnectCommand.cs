@@ -48,7 +48,7 @@ internal static class ConnectCommand
                     try
                     {
                         var options = CliConfig.Load(parse.UnmatchedTokens);
-                        jwt = new DeviceTokens(GatewaySecrets.Load(options.Auth, options.Store.Path), TimeProvider.System).Mint(id!, TimeSpan.FromHours(12));
+                        jwt = new DeviceTokens(GatewaySecrets.Load(options.Auth, options.Store.Path, withApiKeys: false), TimeProvider.System).Mint(id!, TimeSpan.FromHours(12));
                     }
                     catch (Exception e) when (e is InvalidOperationException or IOException or UnauthorizedAccessException)
                     {

@@ -12,13 +12,13 @@ internal static class TokenCommand
         var ttl = new Option<string?>("--ttl") { Description = "Lifetime: 90s, 30m, 12h, 7d (default: no expiry)" };
         var groups = new Option<string[]>("--groups")
         {
+            // One value per option (comma-separated, or the option repeated): taking several values per option would
+            // swallow the configuration arguments that follow (--DeviceGate:...), secrets included, into the claim.
             Description = "Groups the device may join and publish to: names, prefixes ending in *, or * (comma-separated or repeated; default: any)",
-            AllowMultipleArgumentsPerToken = true,
         };
         var send = new Option<string[]>("--send")
         {
             Description = "Devices the device may send to: ids, prefixes ending in *, or * (comma-separated or repeated; default: any)",
-            AllowMultipleArgumentsPerToken = true,
         };
         var command = new Command("token", "Print a device token signed with the configured or generated secret.")
         {
@@ -44,7 +44,7 @@ internal static class TokenCommand
             try
             {
                 var options = CliConfig.Load(parse.UnmatchedTokens);
-                var tokens = new DeviceTokens(GatewaySecrets.Load(options.Auth, options.Store.Path), TimeProvider.System);
+                var tokens = new DeviceTokens(GatewaySecrets.Load(options.Auth, options.Store.Path, withApiKeys: false), TimeProvider.System);
                 var claims = new Dictionary<string, object>();
                 if (Patterns(parse.GetValue(groups)) is { } g) claims[DevicePermissions.GroupsClaim] = g;
                 if (Patterns(parse.GetValue(send)) is { } s) claims[DevicePermissions.SendClaim] = s;

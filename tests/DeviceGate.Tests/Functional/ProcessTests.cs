@@ -188,6 +188,28 @@ public sealed class ProcessTests : IDisposable
     }
 
     [Fact]
+    public async Task Cli_token_permission_options_become_claims_the_gateway_enforces()
+    {
+        var minted = await GatewayProcess.RunCliAsync(_dir, null, "token", "--device", "perm", "--groups", "sensors.*,lab", "--send", "hub-1",
+            $"--DeviceGate:Auth:TokenSecret={TestGateway.Secret}");
+        Assert.Equal(0, minted.Code);
+        await using var gw = await TestGateway.StartAsync();
+        using var device = new ClientWebSocket();
+        device.Options.AddSubProtocol(Envelopes.Subprotocol);
+        device.Options.SetRequestHeader("Authorization", "Bearer " + minted.StdOut.Trim());
+        await device.ConnectAsync(gw.WsUri("ws?deviceId=perm"), new CancellationTokenSource(Timeouts.Default).Token);
+        await device.SendJsonAsync(new { type = "join", group = "admin", @ref = "1" });
+        Assert.Equal("forbidden", (await device.ReceiveJsonAsync()).Str("code"));
+        await device.SendJsonAsync(new { type = "send", to = "hub-2", data = 1, @ref = "2" });
+        Assert.Equal("forbidden", (await device.ReceiveJsonAsync()).Str("code"));
+        await device.SendJsonAsync(new { type = "join", group = "lab" });
+        await device.SendJsonAsync(new { type = "join", group = "sensors.a" });
+        await device.SendJsonAsync(new { type = "send", to = "server", data = 1, @ref = "3" });
+        Assert.Equal("sent", (await device.ReceiveJsonAsync()).Str("type"));
+        Assert.Equal(["lab", "sensors.a"], (await gw.Api.GetJsonAsync("api/devices/perm")).GetProperty("groups").EnumerateArray().Select(g => g.GetString()!).ToArray());
+    }
+
+    [Fact]
     public async Task Cli_token_refuses_bad_input()
     {
         Assert.NotEqual(0, (await GatewayProcess.RunCliAsync(_dir, null, "token", "--device", "server")).Code);
