@@ -5,7 +5,18 @@ namespace DeviceGate.Api;
 
 public sealed record SendResponse(string Id, string Status);
 
-public sealed record RecipientsResponse(int Recipients);
+public sealed record RecipientsResponse(int Recipients, int Queued);
+
+public sealed record StatusChangeResponse(string Status, DateTimeOffset At);
+
+public sealed record MessageResponse(
+    string Id,
+    string Device,
+    string Status,
+    DateTimeOffset CreatedAt,
+    DateTimeOffset UpdatedAt,
+    int Attempts,
+    IReadOnlyList<StatusChangeResponse> History);
 
 public sealed record GroupResponse(string Group, IReadOnlyList<string> Devices);
 
@@ -31,4 +42,5 @@ public sealed record HealthResponse(string Status);
 [JsonSerializable(typeof(DeviceListResponse))]
 [JsonSerializable(typeof(DeviceResponse))]
 [JsonSerializable(typeof(HealthResponse))]
+[JsonSerializable(typeof(MessageResponse))]
 internal sealed partial class ApiJsonContext : JsonSerializerContext;

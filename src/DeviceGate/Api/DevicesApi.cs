@@ -1,4 +1,5 @@
 using DeviceGate.Connections;
+using DeviceGate.Delivery;
 using DeviceGate.Hosting;
 using DeviceGate.Protocol;
 using DeviceGate.Routing;
@@ -7,40 +8,46 @@ using Microsoft.Extensions.Options;
 
 namespace DeviceGate.Api;
 
-/// <summary>Targeted sends, broadcast, and device presence.</summary>
+/// <summary>Targeted sends, broadcast, and devices: presence, details, disconnect, forget.</summary>
 internal static class DevicesApi
 {
     public static void Map(RouteGroupBuilder api)
     {
         api.MapPost("/devices/{id}/messages", SendAsync).WithName("SendToDevice")
-            .Produces<SendResponse>(202).ProducesProblem(400).ProducesProblem(404).ProducesProblem(413);
+            .Produces<SendResponse>(202).ProducesProblem(400).ProducesProblem(404).ProducesProblem(413).ProducesProblem(429).ProducesProblem(503);
         api.MapPost("/broadcast", BroadcastAsync).WithName("Broadcast")
             .Produces<RecipientsResponse>(200).ProducesProblem(400).ProducesProblem(413);
         api.MapGet("/devices", List).WithName("ListDevices").Produces<DeviceListResponse>(200).ProducesProblem(400);
-        api.MapGet("/devices/{id}", Get).WithName("GetDevice").Produces<DeviceResponse>(200).ProducesProblem(404);
+        api.MapGet("/devices/{id}", GetAsync).WithName("GetDevice").Produces<DeviceResponse>(200).ProducesProblem(404);
         api.MapDelete("/devices/{id}/connection", Disconnect).WithName("DisconnectDevice").Produces(204).ProducesProblem(404);
+        api.MapDelete("/devices/{id}", ForgetAsync).WithName("ForgetDevice").Produces(204).ProducesProblem(400);
     }
 
-    private static async Task<IResult> SendAsync(string id, HttpRequest request, MessageRouter router, IOptions<GatewayOptions> options)
+    private static async Task<IResult> SendAsync(string id, HttpContext context, string? ttl, DeliveryService delivery, IOptions<GatewayOptions> options)
     {
         if (!DeviceId.IsValid(id) || id == DeviceId.Server) return Problems.InvalidId("device id");
-        var (data, problem) = await MessageBody.ReadAsync(request, options.Value.Limits.MaxMessageBytes).ConfigureAwait(false);
+        var o = options.Value;
+        if (SendOptions.TryParseTtl(ttl, o.Delivery, out var lifetime) is { } badTtl) return badTtl;
+        if (SendOptions.TryGetIdempotencyKey(context.Request, out var key) is { } badKey) return badKey;
+        var (data, problem) = await MessageBody.ReadAsync(context.Request, o.Limits.MaxMessageBytes).ConfigureAwait(false);
         if (problem is not null) return problem;
-        var message = new DeviceMessage(DeviceMessage.NewId(), DeviceId.Server, null, data);
-        return router.SendToDevice(id, message) switch
+        var result = await delivery.SendAsync(id, data, DeviceId.Server, null, lifetime, key).ConfigureAwait(false);
+        return result.Outcome switch
         {
-            EnqueueResult.Queued => TypedResults.Json(new SendResponse(message.Id, "sent"), ApiJsonContext.Default.SendResponse, statusCode: 202),
-            EnqueueResult.Overflow => Problems.SlowConsumer(id),
+            SendOutcome.Sent or SendOutcome.Queued or SendOutcome.Duplicate =>
+                TypedResults.Json(new SendResponse(result.Id, result.Status), ApiJsonContext.Default.SendResponse, statusCode: 202),
+            SendOutcome.OutboxFull => SendOptions.OutboxFull(id, o.Delivery.MaxQueuedPerDevice, context),
+            SendOutcome.Unavailable => SendOptions.Unavailable(context),
             _ => Problems.NotConnected(id),
         };
     }
 
-    private static async Task<IResult> BroadcastAsync(HttpRequest request, MessageRouter router, IOptions<GatewayOptions> options)
+    private static async Task<IResult> BroadcastAsync(HttpRequest request, DeliveryService delivery, IOptions<GatewayOptions> options)
     {
         var (data, problem) = await MessageBody.ReadAsync(request, options.Value.Limits.MaxMessageBytes).ConfigureAwait(false);
         if (problem is not null) return problem;
         var message = new DeviceMessage(DeviceMessage.NewId(), DeviceId.Server, null, data);
-        return TypedResults.Json(new RecipientsResponse(router.Broadcast(message)), ApiJsonContext.Default.RecipientsResponse);
+        return TypedResults.Json(new RecipientsResponse(delivery.Broadcast(message), 0), ApiJsonContext.Default.RecipientsResponse);
     }
 
     private static IResult List(ConnectionRegistry registry, NodeIdentity node, int? limit, string? after)
@@ -63,12 +70,13 @@ internal static class DevicesApi
         return TypedResults.Json(new DeviceListResponse(page, next), ApiJsonContext.Default.DeviceListResponse);
     }
 
-    private static IResult Get(string id, ConnectionRegistry registry, DeviceDirectory directory, GroupRegistry groups, NodeIdentity node)
+    private static async Task<IResult> GetAsync(string id, ConnectionRegistry registry, DeviceDirectory directory, GroupRegistry groups,
+        IDirectoryStore store, NodeIdentity node, TimeProvider time)
     {
         if (!DeviceId.IsValid(id)) return Problems.InvalidId("device id");
         var online = registry.TryGet(id, out var connection) && !connection.IsClosing;
+        if (!online && !directory.IsKnown(id) && !groups.IsMemberAnywhere(id)) return Problems.UnknownDevice(id);
         var seen = directory.TryGetLastSeen(id, out var lastSeen);
-        if (!online && !seen && !groups.IsMemberAnywhere(id)) return Problems.UnknownDevice(id);
         var response = new DeviceResponse(
             id,
             online,
@@ -76,7 +84,7 @@ internal static class DevicesApi
             seen ? lastSeen : null,
             node.Id,
             groups.GroupsOf(id),
-            Queued: 0);
+            await store.CountQueuedAsync(id, time.GetUtcNow()).ConfigureAwait(false));
         return TypedResults.Json(response, ApiJsonContext.Default.DeviceResponse);
     }
 
@@ -87,6 +95,23 @@ internal static class DevicesApi
             || !connection.RequestClose(CloseCodes.Disconnected, CloseReasons.Disconnected, dropBacklog: true))
         {
             return Problems.NotConnected(id);
+        }
+        return Results.NoContent();
+    }
+
+    /// <summary>Forgets a device: closes it (4001), cancels its outbox, drops its memberships and last-seen.</summary>
+    private static async Task<IResult> ForgetAsync(string id, HttpContext context, ConnectionRegistry registry, DeviceDirectory directory, GroupRegistry groups)
+    {
+        if (!DeviceId.IsValid(id)) return Problems.InvalidId("device id");
+        if (registry.TryGet(id, out var connection)) connection.RequestClose(CloseCodes.Disconnected, CloseReasons.Disconnected, dropBacklog: true);
+        groups.ForgetDevice(id);
+        try
+        {
+            await directory.ForgetAsync(id).ConfigureAwait(false);
+        }
+        catch (StoreUnavailableException)
+        {
+            return SendOptions.Unavailable(context);
         }
         return Results.NoContent();
     }

@@ -1,33 +1,41 @@
 using DeviceGate.Connections;
+using DeviceGate.Delivery;
 using DeviceGate.Hosting;
 using DeviceGate.Routing;
+using DeviceGate.Storage;
 using Microsoft.Extensions.Options;
 
 namespace DeviceGate.Api;
 
-/// <summary>Group membership (by device id, connected or not) and group messages.</summary>
+/// <summary>Group membership (by device id, connected or not; kept across restarts) and group messages.</summary>
 internal static class GroupsApi
 {
     public static void Map(RouteGroupBuilder api)
     {
-        api.MapPut("/groups/{group}/devices/{id}", Add).WithName("AddToGroup").Produces(204).ProducesProblem(400);
-        api.MapDelete("/groups/{group}/devices/{id}", Remove).WithName("RemoveFromGroup").Produces(204).ProducesProblem(400);
+        api.MapPut("/groups/{group}/devices/{id}", AddAsync).WithName("AddToGroup").Produces(204).ProducesProblem(400).ProducesProblem(503);
+        api.MapDelete("/groups/{group}/devices/{id}", RemoveAsync).WithName("RemoveFromGroup").Produces(204).ProducesProblem(400).ProducesProblem(503);
         api.MapGet("/groups/{group}", Get).WithName("GetGroup").Produces<GroupResponse>(200).ProducesProblem(400);
         api.MapPost("/groups/{group}/messages", PublishAsync).WithName("PublishToGroup")
-            .Produces<RecipientsResponse>(200).ProducesProblem(400).ProducesProblem(413);
+            .Produces<RecipientsResponse>(200).ProducesProblem(400).ProducesProblem(413).ProducesProblem(503);
     }
 
-    private static IResult Add(string group, string id, GroupRegistry groups)
-    {
-        if (Invalid(group, id) is { } problem) return problem;
-        groups.Add(group, id);
-        return Results.NoContent();
-    }
+    private static Task<IResult> AddAsync(string group, string id, HttpContext context, GroupRegistry groups) =>
+        ChangeAsync(group, id, context, () => groups.AddAsync(group, id));
 
-    private static IResult Remove(string group, string id, GroupRegistry groups)
+    private static Task<IResult> RemoveAsync(string group, string id, HttpContext context, GroupRegistry groups) =>
+        ChangeAsync(group, id, context, () => groups.RemoveAsync(group, id));
+
+    private static async Task<IResult> ChangeAsync(string group, string id, HttpContext context, Func<Task> change)
     {
         if (Invalid(group, id) is { } problem) return problem;
-        groups.Remove(group, id);
+        try
+        {
+            await change().ConfigureAwait(false);
+        }
+        catch (StoreUnavailableException)
+        {
+            return SendOptions.Unavailable(context);
+        }
         return Results.NoContent();
     }
 
@@ -37,13 +45,15 @@ internal static class GroupsApi
         return TypedResults.Json(new GroupResponse(group, groups.Members(group)), ApiJsonContext.Default.GroupResponse);
     }
 
-    private static async Task<IResult> PublishAsync(string group, HttpRequest request, MessageRouter router, IOptions<GatewayOptions> options)
+    private static async Task<IResult> PublishAsync(string group, HttpContext context, string? ttl, DeliveryService delivery, IOptions<GatewayOptions> options)
     {
         if (!DeviceId.IsValid(group)) return Problems.InvalidId("group name");
-        var (data, problem) = await MessageBody.ReadAsync(request, options.Value.Limits.MaxMessageBytes).ConfigureAwait(false);
+        if (SendOptions.TryParseTtl(ttl, options.Value.Delivery, out var lifetime) is { } badTtl) return badTtl;
+        var (data, problem) = await MessageBody.ReadAsync(context.Request, options.Value.Limits.MaxMessageBytes).ConfigureAwait(false);
         if (problem is not null) return problem;
-        var message = new DeviceMessage(DeviceMessage.NewId(), DeviceId.Server, group, data);
-        return TypedResults.Json(new RecipientsResponse(router.PublishToGroup(group, message)), ApiJsonContext.Default.RecipientsResponse);
+        var (recipients, queued, unavailable) = await delivery.PublishAsync(group, data, DeviceId.Server, lifetime, except: null).ConfigureAwait(false);
+        if (unavailable && recipients + queued == 0) return SendOptions.Unavailable(context);
+        return TypedResults.Json(new RecipientsResponse(recipients, queued), ApiJsonContext.Default.RecipientsResponse);
     }
 
     private static IResult? Invalid(string group, string id) =>

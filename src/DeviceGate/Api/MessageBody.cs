@@ -42,13 +42,13 @@ internal static class MessageBody
         {
             return (null!, Results.Problem(statusCode: 400, title: "Body is not valid UTF-8",
                 detail: "Send text as UTF-8, or binary with Content-Type: application/octet-stream.",
-                type: "https://devicegate.dev/problems/invalid-utf8"));
+                type: "invalid_utf8"));
         }
         if (mediaType.Equals(Json, StringComparison.OrdinalIgnoreCase))
         {
             return IsJson(bytes) ? (MessageData.Json(bytes), null) : (null!, Results.Problem(statusCode: 400, title: "Body is not valid JSON",
                 detail: "A body sent as application/json must be one JSON value; send other text as text/plain.",
-                type: "https://devicegate.dev/problems/invalid-json"));
+                type: "invalid_json"));
         }
         return (MessageData.Text(bytes), null);
     }
@@ -74,5 +74,5 @@ internal static class MessageBody
 
     private static IResult TooLarge(int maxBytes) => Results.Problem(statusCode: 413, title: "Message too large",
         detail: $"The body exceeds DeviceGate:Limits:MaxMessageBytes ({maxBytes} bytes).",
-        type: "https://devicegate.dev/problems/too-large");
+        type: "too_large");
 }

@@ -18,7 +18,7 @@ internal sealed class ApiKeyFilter(ApiKeyVerifier verifier) : IEndpointFilter
             statusCode: StatusCodes.Status401Unauthorized,
             title: "API key required",
             detail: "Send a valid API key as 'Authorization: Bearer <key>'.",
-            type: "https://devicegate.dev/problems/unauthorized"));
+            type: "unauthorized"));
     }
 }
 

@@ -72,6 +72,9 @@ internal sealed class DeviceConnection
     /// <summary>True when the device sent the first close frame.</summary>
     public bool ClosedByDevice { get; private set; }
 
+    /// <summary>The targeted-delivery queue of this device (null for echo connections).</summary>
+    public Delivery.DeviceLane? Lane { get; set; }
+
     /// <summary>Completes when the connection has ended, whichever side ended it.</summary>
     public Task Completion => _done.Task;
 
@@ -258,6 +261,7 @@ internal sealed class DeviceConnection
                 {
                     Dequeued(message.Payload.Length);
                     await socket.SendAsync(message.Payload, message.Type, endOfMessage: true, CancellationToken.None).ConfigureAwait(false);
+                    message.Observer?.OnWritten();
                 }
                 if (_dropBacklog) break;
             }

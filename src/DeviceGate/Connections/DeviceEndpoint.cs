@@ -18,6 +18,7 @@ internal sealed class DeviceEndpoint(
     EnvelopeHandler envelopes,
     EventHub events,
     RpcCoordinator rpcs,
+    Delivery.DeliveryService delivery,
     GatewayStats stats,
     ShutdownState shutdown,
     IOptions<GatewayOptions> options,
@@ -51,6 +52,8 @@ internal sealed class DeviceEndpoint(
         var connection = new DeviceConnection(deviceId, mode, DevicePermissions.From(outcome.Identity?.Token), options.Value.Limits, time,
             mode == ConnectionMode.Envelope ? envelopes.Handle : OnRawMessage);
         connection.Closing += rpcs.ConnectionGone;
+        var lane = connection.Lane = delivery.CreateLane(connection);
+        connection.Closing += _ => lane.Close();
         directory.Seen(deviceId, connection.ConnectedAt);
         if (registry.Register(connection) is { } replaced) Log.DeviceReplaced(logger, replaced.DeviceId);
 
@@ -71,9 +74,10 @@ internal sealed class DeviceEndpoint(
             registry.Unregister(connection);
             throw;
         }
-        using var _ = socket;
+        using var owned = socket;
         Log.DeviceConnected(logger, deviceId, remote);
         events.Connected(deviceId);
+        _ = lane.StartAsync();
 
         using var expiry = ScheduleTokenExpiry(connection, outcome.Identity?.ExpiresAt);
         await connection.RunAsync(socket).ConfigureAwait(false);
@@ -109,6 +113,6 @@ internal sealed class DeviceEndpoint(
     {
         Log.HandshakeRefused(logger, status, reason, deviceId, remote);
         if (status == 503) context.Response.Headers.RetryAfter = "5";
-        return Results.Problem(statusCode: status, title: reason, type: $"https://devicegate.dev/problems/handshake-{status}").ExecuteAsync(context);
+        return Results.Problem(statusCode: status, title: reason, type: "handshake_refused").ExecuteAsync(context);
     }
 }

@@ -14,14 +14,17 @@ namespace DeviceGate.Connections;
 /// <c>error</c> envelope and the connection stays open; only a device that keeps erring is closed (1008 policy).
 /// </summary>
 internal sealed class EnvelopeHandler(
-    MessageRouter router,
+    Delivery.DeliveryService delivery,
     GroupRegistry groups,
     EventHub events,
     RpcCoordinator rpcs,
     GatewayStats stats,
     TimeProvider time,
+    Microsoft.Extensions.Options.IOptions<GatewayOptions> options,
     ILogger<EnvelopeHandler> logger)
 {
+    private readonly TimeSpan maxTtl = options.Value.Delivery.MaxTtl;
+
     public void Handle(DeviceConnection c, ReadOnlySpan<byte> payload, WebSocketMessageType type)
     {
         stats.MessageIn();
@@ -45,7 +48,10 @@ internal sealed class EnvelopeHandler(
                 case EnvelopeTypes.Join: Join(c, envelope, join: true); break;
                 case EnvelopeTypes.Leave: Join(c, envelope, join: false); break;
                 case EnvelopeTypes.Reply: Reply(c, envelope); break;
-                case EnvelopeTypes.Ack: break; // Acks matter once durable delivery lands.
+                case EnvelopeTypes.Ack:
+                    if (envelope.Id is null) Fail(c, ErrorCodes.MissingField, "'id' is required: the id of the message being acked.", envelope.Ref);
+                    else c.Lane?.Ack(envelope.Id);
+                    break;
                 default:
                     Fail(c, ErrorCodes.UnknownType, $"Unknown envelope type '{envelope.Type}'. Devices send: send, publish, join, leave, reply, ack.", envelope.Ref);
                     break;
@@ -60,34 +66,73 @@ internal sealed class EnvelopeHandler(
         if (e.Data.ValueKind == JsonValueKind.Undefined) { Fail(c, ErrorCodes.MissingField, "'data' is required.", e.Ref); return; }
         if (!c.Permissions.MaySendTo(e.To)) { Fail(c, ErrorCodes.Forbidden, $"This device's token does not allow sending to '{e.To}'.", e.Ref); return; }
 
-        var id = DeviceMessage.NewId();
         var data = MessageData.FromEnvelope(e.Data);
         if (e.To == DeviceId.Server)
         {
             events.Message(c.DeviceId, data);
-        }
-        else if (router.SendToDevice(e.To, new DeviceMessage(id, c.DeviceId, null, data)) != EnqueueResult.Queued)
-        {
-            Fail(c, ErrorCodes.Offline, $"Device '{e.To}' is not connected.", e.Ref);
+            if (e.Ref is not null) c.TryEnqueue(OutboundMessage.Text(EnvelopeWriter.Sent(e.Ref, DeviceMessage.NewId(), "sent")));
             return;
         }
-        if (e.Ref is not null) c.TryEnqueue(OutboundMessage.Text(EnvelopeWriter.Sent(e.Ref, id, "sent")));
+        var ttl = TimeSpan.FromSeconds(Math.Min(e.Ttl ?? 0, maxTtl.TotalSeconds));
+        if (ttl > TimeSpan.Zero)
+        {
+            // A durable send waits for the store; the read loop does not: the answer follows when it is written.
+            _ = SendDurableAsync(c, e.To, data, ttl, e.Ref);
+            return;
+        }
+        var result = delivery.SendNow(e.To, new DeviceMessage(DeviceMessage.NewId(), c.DeviceId, null, data));
+        if (result.Outcome != Delivery.SendOutcome.Sent)
+        {
+            Fail(c, ErrorCodes.Offline, $"Device '{e.To}' is not connected (send with a ttl to have it queued).", e.Ref);
+            return;
+        }
+        if (e.Ref is not null) c.TryEnqueue(OutboundMessage.Text(EnvelopeWriter.Sent(e.Ref, result.Id, result.Status)));
+    }
+
+    private async Task SendDurableAsync(DeviceConnection c, string to, MessageData data, TimeSpan ttl, string? @ref)
+    {
+        var result = await delivery.SendAsync(to, data, c.DeviceId, null, ttl, null).ConfigureAwait(false);
+        switch (result.Outcome)
+        {
+            case Delivery.SendOutcome.Sent or Delivery.SendOutcome.Queued:
+                if (@ref is not null) c.TryEnqueue(OutboundMessage.Text(EnvelopeWriter.Sent(@ref, result.Id, result.Status)));
+                break;
+            case Delivery.SendOutcome.OutboxFull:
+                c.TryEnqueue(OutboundMessage.Text(EnvelopeWriter.Error(ErrorCodes.OutboxFull, $"Device '{to}' has too many queued messages; try later.", @ref)));
+                break;
+            default:
+                c.TryEnqueue(OutboundMessage.Text(EnvelopeWriter.Error(ErrorCodes.Unavailable, "The message store cannot take writes right now; try later.", @ref)));
+                break;
+        }
     }
 
     private void Publish(DeviceConnection c, InboundEnvelope e)
     {
         if (!CheckGroup(c, e)) return;
         if (e.Data.ValueKind == JsonValueKind.Undefined) { Fail(c, ErrorCodes.MissingField, "'data' is required.", e.Ref); return; }
-        var message = new DeviceMessage(DeviceMessage.NewId(), c.DeviceId, e.Group, MessageData.FromEnvelope(e.Data));
-        router.PublishToGroup(e.Group!, message, except: c.DeviceId);
-        if (e.Ref is not null) c.TryEnqueue(OutboundMessage.Text(EnvelopeWriter.Sent(e.Ref, message.Id, "sent")));
+        var data = MessageData.FromEnvelope(e.Data);
+        var group = e.Group!;
+        var ttl = TimeSpan.FromSeconds(Math.Min(e.Ttl ?? 0, maxTtl.TotalSeconds));
+        _ = PublishAsync(c, group, data, ttl, e.Ref);
+    }
+
+    private async Task PublishAsync(DeviceConnection c, string group, MessageData data, TimeSpan ttl, string? @ref)
+    {
+        // Each member gets its own message id; the 'sent' answer carries a fresh id for the publish itself.
+        var (_, queued, unavailable) = await delivery.PublishAsync(group, data, c.DeviceId, ttl, except: c.DeviceId).ConfigureAwait(false);
+        if (unavailable)
+        {
+            c.TryEnqueue(OutboundMessage.Text(EnvelopeWriter.Error(ErrorCodes.Unavailable, "The message store cannot take writes right now; try later.", @ref)));
+            return;
+        }
+        if (@ref is not null) c.TryEnqueue(OutboundMessage.Text(EnvelopeWriter.Sent(@ref, DeviceMessage.NewId(), queued > 0 ? "queued" : "sent")));
     }
 
     private void Join(DeviceConnection c, InboundEnvelope e, bool join)
     {
         if (join ? !CheckGroup(c, e) : !CheckGroupName(c, e)) return;
-        if (join) groups.Add(e.Group!, c.DeviceId);
-        else groups.Remove(e.Group!, c.DeviceId);
+        var write = join ? groups.AddAsync(e.Group!, c.DeviceId) : groups.RemoveAsync(e.Group!, c.DeviceId);
+        _ = ObserveAsync(write);
     }
 
     private void Reply(DeviceConnection c, InboundEnvelope e)
@@ -99,6 +144,18 @@ internal sealed class EnvelopeHandler(
             return;
         }
         if (!rpcs.Complete(c, e.Id, e.Data, e.Error)) Log.LateReply(logger, c.DeviceId, e.Id);
+    }
+
+    private async Task ObserveAsync(Task write)
+    {
+        try
+        {
+            await write.ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            Log.StoreWriteFailed(logger, ex.Message);
+        }
     }
 
     private bool CheckGroup(DeviceConnection c, InboundEnvelope e)

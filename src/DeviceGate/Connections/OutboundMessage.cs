@@ -6,7 +6,7 @@ namespace DeviceGate.Connections;
 /// One message on its way to a device. The payload is shared: a broadcast hands the same bytes to every connection
 /// and the WebSocket does the framing for each, so nobody may write to it after it is enqueued.
 /// </summary>
-public readonly record struct OutboundMessage(ReadOnlyMemory<byte> Payload, WebSocketMessageType Type)
+public readonly record struct OutboundMessage(ReadOnlyMemory<byte> Payload, WebSocketMessageType Type, IWriteObserver? Observer = null)
 {
     public static OutboundMessage Text(ReadOnlyMemory<byte> utf8) => new(utf8, WebSocketMessageType.Text);
     public static OutboundMessage Binary(ReadOnlyMemory<byte> bytes) => new(bytes, WebSocketMessageType.Binary);
@@ -22,4 +22,10 @@ public enum EnqueueResult
 
     /// <summary>The queue was full: the connection is being closed with 4002 and nothing was queued.</summary>
     Overflow,
+}
+
+/// <summary>Told when a message's bytes were handed to the socket (raw delivery is complete then; envelope waits for an ack).</summary>
+public interface IWriteObserver
+{
+    void OnWritten();
 }

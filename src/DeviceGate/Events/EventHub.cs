@@ -30,6 +30,10 @@ internal sealed class EventHub(IOptions<GatewayOptions> options, TimeProvider ti
     public void Disconnected(string device, int code, string reason) =>
         Publish(id => GatewayEvent.Disconnected(id, device, time.GetUtcNow(), code, reason));
 
+    public void Acked(string device, string messageId) => Publish(id => GatewayEvent.ForMessage(id, EventTypes.Acked, device, messageId, time.GetUtcNow()));
+
+    public void Expired(string device, string messageId) => Publish(id => GatewayEvent.ForMessage(id, EventTypes.Expired, device, messageId, time.GetUtcNow()));
+
     public void Message(string device, MessageData data) => Publish(id => GatewayEvent.Message(id, device, time.GetUtcNow(), data));
 
     private void Publish(Func<long, GatewayEvent> create)

@@ -10,8 +10,10 @@ public static class EventTypes
     public const string Connected = "connected";
     public const string Disconnected = "disconnected";
     public const string Message = "message";
+    public const string Acked = "acked";
+    public const string Expired = "expired";
     public const string Reset = "reset";
-    public static readonly string[] All = [Connected, Disconnected, Message];
+    public static readonly string[] All = [Connected, Disconnected, Message, Acked, Expired];
 }
 
 /// <summary>One event, serialized once (its JSON is shared by every reader and the webhook batch).</summary>
@@ -29,7 +31,7 @@ public sealed class GatewayEvent
     public string Type { get; }
     public string? Device { get; }
 
-    /// <summary>The event object: <c>{"id","type","device","at",...}</c>.</summary>
+    /// <summary>The event object: <c>{"seq","type","device","at",...}</c>.</summary>
     public byte[] Json { get; }
 
     public static GatewayEvent Connected(long id, string device, DateTimeOffset at) =>
@@ -45,6 +47,10 @@ public sealed class GatewayEvent
     public static GatewayEvent Message(long id, string device, DateTimeOffset at, MessageData data) =>
         Create(id, EventTypes.Message, device, at, static (w, d) => d.WriteTo(w), data);
 
+    /// <summary><c>acked</c> and <c>expired</c>: <c>{device, id, at}</c>, where <c>id</c> is the message id.</summary>
+    public static GatewayEvent ForMessage(long id, string type, string device, string messageId, DateTimeOffset at) =>
+        Create(id, type, device, at, static (w, m) => w.WriteString("id"u8, m), messageId);
+
     public static GatewayEvent Reset(long id, DateTimeOffset at) =>
         Create(id, EventTypes.Reset, null, at, static (_, _) => { }, 0);
 
@@ -54,7 +60,8 @@ public sealed class GatewayEvent
         using (var w = new Utf8JsonWriter(buffer))
         {
             w.WriteStartObject();
-            w.WriteNumber("id"u8, id);
+            // The event's own number is "seq" (also the SSE id: line); "id" is left for message ids (acked, expired).
+            w.WriteNumber("seq"u8, id);
             w.WriteString("type"u8, type);
             if (device is not null) w.WriteString("device"u8, device);
             w.WriteString("at"u8, at.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", System.Globalization.CultureInfo.InvariantCulture));

@@ -1,6 +1,7 @@
 using DeviceGate.Api;
 using DeviceGate.Auth;
 using DeviceGate.Connections;
+using DeviceGate.Delivery;
 using DeviceGate.Events;
 using DeviceGate.Rpc;
 using DeviceGate.Webhooks;
@@ -63,7 +64,17 @@ public static class GatewayHost
         services.AddSingleton<EchoConnections>();
         services.AddSingleton<GroupRegistry>();
         services.AddSingleton<DeviceDirectory>();
-        services.AddSingleton<MessageRouter>();
+        services.AddSingleton(sp =>
+        {
+            var o = sp.GetRequiredService<IOptions<GatewayOptions>>().Value;
+            return new SqliteStore(o.Store.Path, o.Store.Synchronous);
+        });
+        services.AddSingleton<IMessageStore>(sp => sp.GetRequiredService<SqliteStore>());
+        services.AddSingleton<IDirectoryStore>(sp => sp.GetRequiredService<SqliteStore>());
+        services.AddSingleton<StatusBook>();
+        services.AddSingleton<DeliveryService>();
+        services.AddHostedService<DirectoryLoader>();
+        services.AddHostedService<OutboxMaintenance>();
         services.AddSingleton<Handshake>();
         services.AddSingleton<DeviceEndpoint>();
         services.AddSingleton<EchoEndpoint>();
@@ -99,6 +110,7 @@ public static class GatewayHost
         DevicesApi.Map(api);
         GroupsApi.Map(api);
         RpcApi.Map(api);
+        MessagesApi.Map(api);
         EventsEndpoint.Map(api);
     }
 
@@ -107,6 +119,7 @@ public static class GatewayHost
     {
         var options = app.Services.GetRequiredService<IOptions<GatewayOptions>>().Value;
         var secrets = app.Services.GetRequiredService<GatewaySecrets>();
+        app.Services.GetRequiredService<SqliteStore>();
         var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("DeviceGate");
         if (options.Auth.AllowAnonymousDevices) Log.AnonymousDevicesAllowed(logger);
         if (secrets.GeneratedApiKeyPath is { } keyPath)

@@ -14,6 +14,28 @@ public sealed class GatewayOptions
     public EventsOptions Events { get; set; } = new();
     public WebhooksOptions Webhooks { get; set; } = new();
     public RpcOptions Rpc { get; set; } = new();
+    public DeliveryOptions Delivery { get; set; } = new();
+}
+
+public sealed class DeliveryOptions
+{
+    /// <summary>ttl used when a send has no ?ttl=. Zero keeps the non-durable behaviour (404 when offline).</summary>
+    public TimeSpan DefaultTtl { get; set; } = TimeSpan.Zero;
+
+    /// <summary>Largest ttl accepted (400 above).</summary>
+    public TimeSpan MaxTtl { get; set; } = Defaults.MaxTtl;
+
+    /// <summary>How long an envelope device has to ack a message before it is sent again.</summary>
+    public TimeSpan AckTimeout { get; set; } = Defaults.AckTimeout;
+
+    /// <summary>Messages written to a device and not yet acked (envelope) or written (raw), at most.</summary>
+    public int MaxInFlight { get; set; } = Defaults.MaxInFlight;
+
+    /// <summary>Pending messages one device's outbox holds; more are refused with 429 outbox_full.</summary>
+    public int MaxQueuedPerDevice { get; set; } = Defaults.MaxQueuedPerDevice;
+
+    /// <summary>How long a message's status is kept after it reached a final state.</summary>
+    public TimeSpan StatusRetention { get; set; } = Defaults.StatusRetention;
 }
 
 public sealed class EventsOptions
@@ -68,6 +90,9 @@ public sealed class StoreOptions
 {
     /// <summary>Data folder, relative to the working directory.</summary>
     public string Path { get; set; } = Defaults.StorePath;
+
+    /// <summary>Full: an acknowledged write survives power loss. Normal: faster, survives process crashes only.</summary>
+    public string Synchronous { get; set; } = "Full";
 }
 
 public sealed class WebSocketsOptions
@@ -121,6 +146,18 @@ public static class Defaults
     public const long SendQueueBytes = 1048576;
     public const int DrainSeconds = 5;
     public const int DeviceListLimit = 1000;
+    public static readonly TimeSpan MaxTtl = TimeSpan.FromDays(7);
+    public static readonly TimeSpan AckTimeout = TimeSpan.FromSeconds(30);
+    public const int MaxInFlight = 32;
+    public const int MaxQueuedPerDevice = 1000;
+    public static readonly TimeSpan StatusRetention = TimeSpan.FromDays(1);
+
+    /// <summary>Statuses of non-durable (ttl=0) messages kept in memory, at most.</summary>
+    public const int InMemoryStatuses = 100_000;
+
+    /// <summary>How often expired messages are marked, and final records past retention purged.</summary>
+    public static readonly TimeSpan ExpirySweep = TimeSpan.FromSeconds(1);
+    public static readonly TimeSpan PurgeSweep = TimeSpan.FromMinutes(1);
     public const int EventReplayBuffer = 10_000;
     public const int EventSubscriberBuffer = 10_000;
     public static readonly TimeSpan EventKeepAlive = TimeSpan.FromSeconds(15);

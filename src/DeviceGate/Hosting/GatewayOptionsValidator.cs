@@ -41,6 +41,13 @@ internal sealed class GatewayOptionsValidator : IValidateOptions<GatewayOptions>
         Require(o.Webhooks.BatchSize is >= 1 and <= 10_000, "Webhooks:BatchSize", "must be between 1 and 10000");
         Require(o.Webhooks.QueueSize >= 1, "Webhooks:QueueSize", "must be at least 1");
         Require(o.Rpc.DefaultTimeout > TimeSpan.Zero && o.Rpc.DefaultTimeout <= o.Rpc.MaxTimeout, "Rpc:DefaultTimeout", "must be positive and at most DeviceGate:Rpc:MaxTimeout");
+        Require(o.Store.Synchronous is "Full" or "Normal" or "full" or "normal" or "FULL" or "NORMAL", "Store:Synchronous", "must be Full or Normal");
+        Require(o.Delivery.DefaultTtl >= TimeSpan.Zero && o.Delivery.DefaultTtl <= o.Delivery.MaxTtl, "Delivery:DefaultTtl", "must be between 00:00:00 and DeviceGate:Delivery:MaxTtl");
+        Require(o.Delivery.MaxTtl > TimeSpan.Zero, "Delivery:MaxTtl", "must be positive");
+        Require(o.Delivery.AckTimeout > TimeSpan.Zero, "Delivery:AckTimeout", "must be positive");
+        Require(o.Delivery.MaxInFlight is >= 1 and <= 10_000, "Delivery:MaxInFlight", "must be between 1 and 10000");
+        Require(o.Delivery.MaxQueuedPerDevice >= 1, "Delivery:MaxQueuedPerDevice", "must be at least 1");
+        Require(o.Delivery.StatusRetention > TimeSpan.Zero, "Delivery:StatusRetention", "must be positive");
         foreach (var origin in o.WebSockets.AllowedOrigins)
         {
             Require(origin == "*" || Uri.TryCreate(origin, UriKind.Absolute, out _), "WebSockets:AllowedOrigins",

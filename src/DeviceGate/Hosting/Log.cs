@@ -36,6 +36,9 @@ internal static partial class Log
     [LoggerMessage(1201, LogLevel.Warning, "Webhook sender fell behind; resuming from event {LastId}")]
     public static partial void WebhookBehind(ILogger logger, long lastId);
 
+    [LoggerMessage(1300, LogLevel.Error, "Message store write failed: {Error}")]
+    public static partial void StoreWriteFailed(ILogger logger, string error);
+
     [LoggerMessage(1100, LogLevel.Warning, "DeviceGate:Auth:AllowAnonymousDevices is on: any client may connect as any device id without a token")]
     public static partial void AnonymousDevicesAllowed(ILogger logger);
 

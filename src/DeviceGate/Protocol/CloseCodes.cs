@@ -18,6 +18,9 @@ public static class CloseCodes
     /// <summary>A message over DeviceGate:Limits:MaxMessageBytes. Reconnect, do not resend it.</summary>
     public const int TooBig = 1009;
 
+    /// <summary>The server cannot serve this device right now (its stored messages could not be read). Reconnect with backoff.</summary>
+    public const int InternalError = 1011;
+
     /// <summary>A newer connection with the same device id took over. Do not reconnect.</summary>
     public const int Replaced = 4000;
 
@@ -39,4 +42,5 @@ public static class CloseReasons
     public const string Disconnected = "disconnected";
     public const string SlowConsumer = "slow_consumer";
     public const string Policy = "policy";
+    public const string StoreUnavailable = "store_unavailable";
 }

@@ -26,6 +26,8 @@ public static class ErrorCodes
     public const string Forbidden = "forbidden";
     public const string RateLimited = "rate_limited";
     public const string BinaryNotSupported = "binary_not_supported";
+    public const string OutboxFull = "outbox_full";
+    public const string Unavailable = "unavailable";
 }
 
 /// <summary>The <c>type</c> of each envelope, both directions.</summary>

@@ -1,41 +1,39 @@
 using System.Collections.Concurrent;
+using DeviceGate.Storage;
 
 namespace DeviceGate.Routing;
 
-/// <summary>Group memberships by device id (members need not be connected). In memory for now.</summary>
-internal sealed class GroupRegistry
+/// <summary>
+/// Group memberships by device id (members need not be connected). Read from memory on every publish; written
+/// through to the directory store so they survive restarts.
+/// </summary>
+internal sealed class GroupRegistry(IDirectoryStore store)
 {
     private readonly ConcurrentDictionary<string, ConcurrentDictionary<string, byte>> _members = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, ConcurrentDictionary<string, byte>> _groupsOfDevice = new(StringComparer.Ordinal);
     private readonly Lock _gate = new();
 
-    public bool Add(string group, string deviceId)
+    public void Load(IEnumerable<(string Group, string Device)> memberships)
     {
-        lock (_gate)
-        {
-            var added = _members.GetOrAdd(group, _ => new(StringComparer.Ordinal)).TryAdd(deviceId, 0);
-            _groupsOfDevice.GetOrAdd(deviceId, _ => new(StringComparer.Ordinal)).TryAdd(group, 0);
-            return added;
-        }
+        foreach (var (g, d) in memberships) AddInMemory(g, d);
     }
 
-    public bool Remove(string group, string deviceId)
+    public Task AddAsync(string group, string deviceId)
     {
-        lock (_gate)
-        {
-            var removed = false;
-            if (_members.TryGetValue(group, out var members))
-            {
-                removed = members.TryRemove(deviceId, out _);
-                if (members.IsEmpty) _members.TryRemove(group, out _);
-            }
-            if (_groupsOfDevice.TryGetValue(deviceId, out var groups))
-            {
-                groups.TryRemove(group, out _);
-                if (groups.IsEmpty) _groupsOfDevice.TryRemove(deviceId, out _);
-            }
-            return removed;
-        }
+        AddInMemory(group, deviceId);
+        return store.SetMembershipAsync(group, deviceId, member: true);
+    }
+
+    public Task RemoveAsync(string group, string deviceId)
+    {
+        RemoveInMemory(group, deviceId);
+        return store.SetMembershipAsync(group, deviceId, member: false);
+    }
+
+    /// <summary>Drops every membership of a forgotten device (the store forgets them with the device).</summary>
+    public void ForgetDevice(string deviceId)
+    {
+        foreach (var g in GroupsOf(deviceId)) RemoveInMemory(g, deviceId);
     }
 
     /// <summary>Members in ordinal order; empty for an unknown group.</summary>
@@ -46,4 +44,30 @@ internal sealed class GroupRegistry
         _groupsOfDevice.TryGetValue(deviceId, out var g) ? g.Keys.Order(StringComparer.Ordinal).ToArray() : [];
 
     public bool IsMemberAnywhere(string deviceId) => _groupsOfDevice.ContainsKey(deviceId);
+
+    private void AddInMemory(string group, string deviceId)
+    {
+        lock (_gate)
+        {
+            _members.GetOrAdd(group, _ => new(StringComparer.Ordinal)).TryAdd(deviceId, 0);
+            _groupsOfDevice.GetOrAdd(deviceId, _ => new(StringComparer.Ordinal)).TryAdd(group, 0);
+        }
+    }
+
+    private void RemoveInMemory(string group, string deviceId)
+    {
+        lock (_gate)
+        {
+            if (_members.TryGetValue(group, out var members))
+            {
+                members.TryRemove(deviceId, out _);
+                if (members.IsEmpty) _members.TryRemove(group, out _);
+            }
+            if (_groupsOfDevice.TryGetValue(deviceId, out var groups))
+            {
+                groups.TryRemove(group, out _);
+                if (groups.IsEmpty) _groupsOfDevice.TryRemove(deviceId, out _);
+            }
+        }
+    }
 }

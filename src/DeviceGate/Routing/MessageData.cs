@@ -48,6 +48,10 @@ public sealed class MessageData
         return new MessageData(DataKind.Json, json, raw, WebSocketMessageType.Text);
     }
 
+    /// <summary>Rebuilds a payload read back from a store.</summary>
+    public static MessageData Restore(DataKind kind, byte[] bytes, byte[] raw, bool rawBinary) =>
+        new(kind, bytes, raw, rawBinary ? WebSocketMessageType.Binary : WebSocketMessageType.Text);
+
     /// <summary>Writes <c>"data": ...</c> or <c>"dataBase64": ...</c>.</summary>
     public void WriteTo(Utf8JsonWriter writer)
     {

@@ -38,7 +38,7 @@ internal static class RpcApi
         {
             return Results.Problem(statusCode: 409, title: "Device cannot answer rpcs",
                 detail: $"Device '{id}' is connected in raw mode; rpcs need the {Subprotocols.EnvelopeJson} subprotocol.",
-                type: "https://devicegate.dev/problems/raw-mode");
+                type: "raw_mode");
         }
 
         var (rpcId, reply) = rpcs.Begin(connection);
@@ -66,12 +66,12 @@ internal static class RpcApi
         if (answer.ErrorCode is not null)
         {
             return Results.Problem(statusCode: 502, title: "Device replied with an error", detail: answer.ErrorMessage,
-                type: "https://devicegate.dev/problems/device-error",
+                type: "device_error",
                 extensions: new Dictionary<string, object?> { ["code"] = answer.ErrorCode, ["message"] = answer.ErrorMessage });
         }
         return Results.Bytes(answer.Json!, "application/json");
     }
 
     private static IResult Timeout(string id, string detail) => Results.Problem(statusCode: 504, title: "Device did not reply",
-        detail: $"Device '{id}': {detail}", type: "https://devicegate.dev/problems/rpc-timeout");
+        detail: $"Device '{id}': {detail}", type: "rpc_timeout");
 }

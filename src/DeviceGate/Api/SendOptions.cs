@@ -1,0 +1,54 @@
+using System.Globalization;
+using DeviceGate.Delivery;
+using DeviceGate.Hosting;
+
+namespace DeviceGate.Api;
+
+/// <summary>The <c>?ttl=</c> and <c>Idempotency-Key</c> of a send, and how its outcome is answered.</summary>
+internal static class SendOptions
+{
+    public const string IdempotencyHeader = "Idempotency-Key";
+
+    /// <summary>Seconds, whole or fractional; absent means DeviceGate:Delivery:DefaultTtl.</summary>
+    public static IResult? TryParseTtl(string? text, DeliveryOptions o, out TimeSpan ttl)
+    {
+        ttl = o.DefaultTtl;
+        if (text is null) return null;
+        if (!double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var seconds) || !double.IsFinite(seconds) || seconds < 0)
+        {
+            return Problems.BadQuery("ttl", "ttl is a number of seconds, 0 or more.");
+        }
+        if (seconds > o.MaxTtl.TotalSeconds)
+        {
+            return Problems.BadQuery("ttl", $"ttl is at most DeviceGate:Delivery:MaxTtl ({o.MaxTtl.TotalSeconds.ToString(CultureInfo.InvariantCulture)} s).");
+        }
+        ttl = TimeSpan.FromSeconds(seconds);
+        return null;
+    }
+
+    public static IResult? TryGetIdempotencyKey(HttpRequest request, out string? key)
+    {
+        key = request.Headers[IdempotencyHeader].ToString();
+        if (key.Length == 0)
+        {
+            key = null;
+            return null;
+        }
+        return key.Length <= 255 ? null : Problems.BadQuery(IdempotencyHeader, "Idempotency-Key is at most 255 characters.");
+    }
+
+    public static IResult OutboxFull(string deviceId, int max, HttpContext context)
+    {
+        context.Response.Headers.RetryAfter = "5";
+        return Results.Problem(statusCode: 429, title: "Outbox full",
+            detail: $"Device '{deviceId}' already has {max} queued messages (DeviceGate:Delivery:MaxQueuedPerDevice); nothing was stored.",
+            type: "outbox_full");
+    }
+
+    public static IResult Unavailable(HttpContext context)
+    {
+        context.Response.Headers.RetryAfter = "5";
+        return Results.Problem(statusCode: 503, title: "Store unavailable",
+            detail: "The message store cannot take writes right now; nothing was stored.", type: "store_unavailable");
+    }
+}

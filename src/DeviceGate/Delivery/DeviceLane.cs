@@ -1,0 +1,227 @@
+using DeviceGate.Connections;
+using DeviceGate.Protocol;
+using DeviceGate.Routing;
+
+namespace DeviceGate.Delivery;
+
+/// <summary>
+/// One connected device's ordered delivery queue: every targeted and group message, durable or not, in acceptance
+/// order. At most MaxInFlight are outstanding: written and not yet acked (envelope) or not yet written (raw).
+/// Unacked envelope messages are sent again (same id) after the ack timeout. Durable messages stay in the store
+/// until acked (envelope) or written (raw), so whatever this lane never finished is delivered after a reconnect.
+/// </summary>
+internal sealed class DeviceLane
+{
+    private readonly Lock _gate = new();
+    private readonly DeviceConnection _connection;
+    private readonly DeliveryService _service;
+    private readonly int _maxInFlight;
+    private readonly int _maxWaiting;
+    private readonly TimeSpan _ackTimeout;
+    private readonly TimeProvider _time;
+    private readonly Queue<Entry> _waiting = new();
+    private readonly Dictionary<string, Entry> _inFlight = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _seen = new(StringComparer.Ordinal);
+    private List<Entry>? _heldWhileLoading = [];
+    private ITimer? _ackTimer;
+    private bool _closed;
+
+    public DeviceLane(DeviceConnection connection, DeliveryService service, int maxInFlight, int maxWaiting, TimeSpan ackTimeout, TimeProvider time)
+    {
+        _connection = connection;
+        _service = service;
+        _maxInFlight = maxInFlight;
+        _maxWaiting = maxWaiting;
+        _ackTimeout = ackTimeout;
+        _time = time;
+    }
+
+    private bool TracksAcks => _connection.Mode == ConnectionMode.Envelope;
+
+    /// <summary>One message in this lane; also the write observer the connection calls back.</summary>
+    internal sealed class Entry(DeviceLane lane, DeviceMessage message, bool durable, DateTimeOffset? expiresAt) : IWriteObserver
+    {
+        public DeviceMessage Message { get; } = message;
+        public bool Durable { get; } = durable;
+        public DateTimeOffset? ExpiresAt { get; } = expiresAt;
+        public long AckDeadline;
+        public bool Written;
+
+        public void OnWritten() => lane.Written(this);
+    }
+
+    /// <summary>Adds a message in acceptance order. False when this lane is closed (the device left meanwhile).</summary>
+    public bool Push(DeviceMessage message, bool durable, DateTimeOffset? expiresAt)
+    {
+        lock (_gate)
+        {
+            if (_closed) return false;
+            if (!_seen.Add(message.Id)) return true;
+            var entry = new Entry(this, message, durable, expiresAt);
+            if (_heldWhileLoading is not null)
+            {
+                _heldWhileLoading.Add(entry);
+                return true;
+            }
+            if (_waiting.Count >= _maxWaiting)
+            {
+                // The device does not keep up: the same rule as its socket queue. Durable messages stay stored.
+                _connection.RequestClose(CloseCodes.SlowConsumer, CloseReasons.SlowConsumer, dropBacklog: true);
+                return false;
+            }
+            _waiting.Enqueue(entry);
+            Pump();
+            return true;
+        }
+    }
+
+    /// <summary>Loads the device's stored messages; they go first, then whatever was pushed meanwhile.</summary>
+    public async Task StartAsync()
+    {
+        IReadOnlyList<Storage.StoredMessage> stored;
+        try
+        {
+            stored = await _service.LoadPendingAsync(_connection.DeviceId).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is Storage.StoreUnavailableException or Microsoft.Data.Sqlite.SqliteException or InvalidOperationException)
+        {
+            // Without its backlog this connection would deliver out of order: let the device come back later.
+            _connection.RequestClose(CloseCodes.InternalError, CloseReasons.StoreUnavailable, dropBacklog: true);
+            return;
+        }
+        lock (_gate)
+        {
+            if (_closed) return;
+            foreach (var m in stored)
+            {
+                if (_seen.Add(m.Id)) _waiting.Enqueue(new Entry(this, m.ToDeviceMessage(), durable: true, m.ExpiresAt));
+            }
+            foreach (var held in _heldWhileLoading!) _waiting.Enqueue(held);
+            _heldWhileLoading = null;
+            Pump();
+        }
+    }
+
+    public void Ack(string id)
+    {
+        lock (_gate)
+        {
+            if (!_inFlight.Remove(id, out var entry))
+            {
+                // A ttl=0 message is not held for its ack, but its status still moves.
+                _service.AckedUntracked(_connection.DeviceId, id);
+                return;
+            }
+            _seen.Remove(id);
+            _service.Acked(_connection.DeviceId, entry);
+            Pump();
+        }
+    }
+
+    /// <summary>Drops a cancelled message that was not written yet.</summary>
+    public void Cancel(string id)
+    {
+        lock (_gate)
+        {
+            if (_waiting.Any(e => e.Message.Id == id))
+            {
+                var keep = _waiting.Where(e => e.Message.Id != id).ToList();
+                _waiting.Clear();
+                foreach (var e in keep) _waiting.Enqueue(e);
+            }
+        }
+    }
+
+    public void Close()
+    {
+        lock (_gate)
+        {
+            _closed = true;
+            _ackTimer?.Dispose();
+            _waiting.Clear();
+            _inFlight.Clear();
+        }
+    }
+
+    private void Written(Entry entry)
+    {
+        lock (_gate)
+        {
+            entry.Written = true;
+            if (TracksAcks && entry.Durable)
+            {
+                entry.AckDeadline = _time.GetTimestamp() + (long)(_ackTimeout.TotalSeconds * _time.TimestampFrequency);
+                ArmAckTimer();
+                _service.Sent(_connection.DeviceId, entry, final: false);
+                return;
+            }
+            // Raw: delivered once written (at most once after that). ttl=0 envelope: not held for its ack.
+            _inFlight.Remove(entry.Message.Id);
+            _seen.Remove(entry.Message.Id);
+            _service.Sent(_connection.DeviceId, entry, final: true);
+            if (!_closed) Pump();
+        }
+    }
+
+    private void Pump()
+    {
+        var now = _time.GetUtcNow();
+        while (!_closed && _waiting.Count > 0 && _inFlight.Count < _maxInFlight)
+        {
+            var entry = _waiting.Dequeue();
+            if (entry.ExpiresAt is { } exp && exp <= now)
+            {
+                _seen.Remove(entry.Message.Id);
+                continue; // The expiry sweep records it.
+            }
+            _inFlight[entry.Message.Id] = entry;
+            if (!Write(entry)) return;
+        }
+    }
+
+    private bool Write(Entry entry)
+    {
+        var result = _connection.TryEnqueue(entry.Message.For(_connection.Mode) with { Observer = entry });
+        return result == EnqueueResult.Queued;
+    }
+
+    private void ArmAckTimer()
+    {
+        if (_closed) return;
+        long next = long.MaxValue;
+        foreach (var e in _inFlight.Values)
+        {
+            if (e.Written && e.AckDeadline < next) next = e.AckDeadline;
+        }
+        if (next == long.MaxValue) return;
+        var due = _time.GetElapsedTime(_time.GetTimestamp(), next);
+        if (due < TimeSpan.Zero) due = TimeSpan.Zero;
+        _ackTimer ??= _time.CreateTimer(static s => ((DeviceLane)s!).OnAckTimer(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+        _ackTimer.Change(due, Timeout.InfiniteTimeSpan);
+    }
+
+    private void OnAckTimer()
+    {
+        lock (_gate)
+        {
+            if (_closed) return;
+            var now = _time.GetTimestamp();
+            var nowUtc = _time.GetUtcNow();
+            foreach (var e in _inFlight.Values.ToList())
+            {
+                if (!e.Written || e.AckDeadline > now) continue;
+                if (e.ExpiresAt is { } exp && exp <= nowUtc)
+                {
+                    _inFlight.Remove(e.Message.Id);
+                    _seen.Remove(e.Message.Id);
+                    continue;
+                }
+                // Same id again: the device de-duplicates.
+                e.Written = false;
+                if (!Write(e)) return;
+            }
+            ArmAckTimer();
+            Pump();
+        }
+    }
+}

@@ -1,0 +1,66 @@
+using System.Collections.Concurrent;
+using DeviceGate.Hosting;
+using DeviceGate.Storage;
+
+namespace DeviceGate.Delivery;
+
+/// <summary>
+/// Statuses of non-durable (ttl=0) messages, in memory and bounded: the oldest are forgotten first, and final
+/// ones after DeviceGate:Delivery:StatusRetention. Durable messages keep theirs in the store.
+/// </summary>
+internal sealed class StatusBook(TimeProvider time)
+{
+    private sealed class Entry(string device, DateTimeOffset created)
+    {
+        public readonly Lock Gate = new();
+        public string Device { get; } = device;
+        public string Status = MessageStatus.Queued;
+        public DateTimeOffset Created { get; } = created;
+        public DateTimeOffset Updated = created;
+        public int Attempts;
+        public readonly List<StatusChange> History = [new(MessageStatus.Queued, created)];
+    }
+
+    private readonly ConcurrentDictionary<string, Entry> _entries = new(StringComparer.Ordinal);
+    private readonly ConcurrentQueue<string> _order = new();
+    private readonly ConcurrentDictionary<string, string> _idempotency = new(StringComparer.Ordinal);
+    private readonly ConcurrentQueue<string> _keyOrder = new();
+
+    public void Add(string id, string device, string? idempotencyKey)
+    {
+        _entries[id] = new Entry(device, time.GetUtcNow());
+        _order.Enqueue(id);
+        if (idempotencyKey is not null && _idempotency.TryAdd(idempotencyKey, id)) _keyOrder.Enqueue(idempotencyKey);
+        while (_order.Count > Defaults.InMemoryStatuses && _order.TryDequeue(out var old)) _entries.TryRemove(old, out _);
+        while (_keyOrder.Count > Defaults.InMemoryStatuses && _keyOrder.TryDequeue(out var oldKey)) _idempotency.TryRemove(oldKey, out _);
+    }
+
+    public string? IdForKey(string key) => _idempotency.TryGetValue(key, out var id) ? id : null;
+
+    /// <summary>Moves a message on; <c>sent</c> counts an attempt. Final states are never left.</summary>
+    public void Record(string id, string status)
+    {
+        if (!_entries.TryGetValue(id, out var e)) return;
+        lock (e.Gate)
+        {
+            if (e.Status is MessageStatus.Acked or MessageStatus.Expired or MessageStatus.Cancelled) return;
+            var now = time.GetUtcNow();
+            e.Status = status;
+            e.Updated = now;
+            if (status == MessageStatus.Sent) e.Attempts++;
+            e.History.Add(new StatusChange(status, now));
+        }
+    }
+
+    public bool BelongsTo(string id, string device) => _entries.TryGetValue(id, out var e) && e.Device == device;
+
+    public MessageRecord? Get(string id, TimeSpan retention)
+    {
+        if (!_entries.TryGetValue(id, out var e)) return null;
+        lock (e.Gate)
+        {
+            if (e.Status is not (MessageStatus.Queued or MessageStatus.Sent) && time.GetUtcNow() - e.Updated > retention) return null;
+            return new MessageRecord(id, e.Device, e.Status, e.Created, e.Updated, e.Attempts, e.History.ToArray());
+        }
+    }
+}

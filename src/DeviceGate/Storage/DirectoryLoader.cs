@@ -1,0 +1,20 @@
+using DeviceGate.Routing;
+
+namespace DeviceGate.Storage;
+
+/// <summary>Loads known devices and group memberships before the server starts listening.</summary>
+internal sealed class DirectoryLoader(IDirectoryStore store, DeviceDirectory directory, GroupRegistry groups) : IHostedLifecycleService
+{
+    public async Task StartingAsync(CancellationToken cancellationToken)
+    {
+        var snapshot = await store.LoadAsync().ConfigureAwait(false);
+        directory.Load(snapshot.Devices);
+        groups.Load(snapshot.Memberships);
+    }
+
+    public Task StartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    public Task StartedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    public Task StoppingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    public Task StoppedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+}

@@ -1,0 +1,91 @@
+using DeviceGate.Routing;
+
+namespace DeviceGate.Storage;
+
+/// <summary>Message statuses, as the API reports them.</summary>
+public static class MessageStatus
+{
+    public const string Queued = "queued";
+    public const string Sent = "sent";
+    public const string Acked = "acked";
+    public const string Expired = "expired";
+    public const string Cancelled = "cancelled";
+}
+
+/// <summary>A message accepted for one device, as the outbox keeps it.</summary>
+public sealed record StoredMessage(
+    string Id,
+    string Device,
+    string From,
+    string? Group,
+    MessageData Data,
+    DateTimeOffset CreatedAt,
+    DateTimeOffset ExpiresAt,
+    int Attempts = 0)
+{
+    public DeviceMessage ToDeviceMessage() => new(Id, From, Group, Data);
+}
+
+public sealed record StatusChange(string Status, DateTimeOffset At);
+
+/// <summary>What <c>GET /api/messages/{id}</c> returns.</summary>
+public sealed record MessageRecord(
+    string Id,
+    string Device,
+    string Status,
+    DateTimeOffset CreatedAt,
+    DateTimeOffset UpdatedAt,
+    int Attempts,
+    IReadOnlyList<StatusChange> History);
+
+public enum AcceptOutcome { Accepted, Duplicate, OutboxFull }
+
+public readonly record struct AcceptResult(AcceptOutcome Outcome, string Id, string Status);
+
+public enum CancelOutcome { Cancelled, NotFound, AlreadySent }
+
+/// <summary>
+/// The durable outbox and message statuses (SQLite embedded, Redis in cluster mode). Writes are durable when their
+/// task completes; status changes that follow delivery are ordered per store and may be batched.
+/// </summary>
+public interface IMessageStore
+{
+    /// <summary>Stores a message for later delivery, unless the idempotency key names an earlier one or the outbox is full.</summary>
+    Task<AcceptResult> AcceptAsync(StoredMessage message, string? idempotencyKey, int maxQueuedPerDevice);
+
+    /// <summary>The device's messages not yet acked, expired or cancelled, in acceptance order.</summary>
+    Task<IReadOnlyList<StoredMessage>> LoadPendingAsync(string device, DateTimeOffset now);
+
+    /// <summary>Records a delivery step: <c>sent</c> (still pending when <paramref name="final"/> is false) or <c>acked</c>.</summary>
+    Task RecordAsync(string id, string status, bool final, DateTimeOffset at);
+
+    Task<MessageRecord?> GetAsync(string id);
+
+    Task<CancelOutcome> CancelAsync(string id, DateTimeOffset at);
+
+    /// <summary>Marks every pending message past its expiry as expired; returns them (id, device).</summary>
+    Task<IReadOnlyList<(string Id, string Device)>> ExpireDueAsync(DateTimeOffset now);
+
+    /// <summary>Forgets final records and idempotency keys older than <paramref name="before"/>.</summary>
+    Task PurgeAsync(DateTimeOffset before);
+}
+
+/// <summary>Known devices (last seen) and group memberships, kept across restarts.</summary>
+public interface IDirectoryStore
+{
+    Task<DirectorySnapshot> LoadAsync();
+
+    Task SaveLastSeenAsync(string device, DateTimeOffset at);
+
+    Task SetMembershipAsync(string group, string device, bool member);
+
+    /// <summary>Removes the device's last-seen, memberships and outbox.</summary>
+    Task ForgetDeviceAsync(string device);
+
+    /// <summary>Unexpired pending messages per device, for <c>queued</c> counts.</summary>
+    Task<int> CountQueuedAsync(string device, DateTimeOffset now);
+}
+
+public sealed record DirectorySnapshot(
+    IReadOnlyDictionary<string, DateTimeOffset?> Devices,
+    IReadOnlyList<(string Group, string Device)> Memberships);

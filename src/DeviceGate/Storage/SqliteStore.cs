@@ -1,0 +1,322 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using System.Threading.Channels;
+using DeviceGate.Hosting;
+using DeviceGate.Routing;
+using Microsoft.Data.Sqlite;
+
+namespace DeviceGate.Storage;
+
+/// <summary>
+/// The embedded store: one SQLite file (WAL) in the data folder. Every write goes through one writer that commits
+/// whatever has queued up in one transaction (group commit), so durability costs one fsync per batch, not per
+/// message. Reads use their own pooled connections and never wait for the writer.
+/// </summary>
+internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IAsyncDisposable
+{
+    public const string FileName = "devicegate.db";
+    private const int MaxBatch = 512;
+
+    private readonly string _connectionString;
+    private readonly Channel<WriteOp> _writes = Channel.CreateUnbounded<WriteOp>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly Dictionary<string, int> _pendingCounts = new(StringComparer.Ordinal);
+    private readonly SqliteConnection _writer;
+    private readonly Task _writerLoop;
+
+    private sealed record WriteOp(Func<SqliteConnection, SqliteTransaction, object?> Work, TaskCompletionSource<object?> Done);
+
+    public SqliteStore(string dataPath, string synchronous)
+    {
+        Directory.CreateDirectory(dataPath);
+        Path = System.IO.Path.GetFullPath(System.IO.Path.Combine(dataPath, FileName));
+        _connectionString = new SqliteConnectionStringBuilder { DataSource = Path, Mode = SqliteOpenMode.ReadWriteCreate, Pooling = true }.ToString();
+        _writer = new SqliteConnection(_connectionString);
+        _writer.Open();
+        SqliteSchema.Ensure(_writer, Path);
+        SqliteSchema.Execute(_writer, $"PRAGMA journal_mode=WAL; PRAGMA synchronous={(synchronous.Equals("Normal", StringComparison.OrdinalIgnoreCase) ? "NORMAL" : "FULL")};");
+        using (var cmd = _writer.CreateCommand())
+        {
+            cmd.CommandText = "SELECT device, count(*) FROM messages WHERE pending = 1 GROUP BY device;";
+            using var r = cmd.ExecuteReader();
+            while (r.Read()) _pendingCounts[r.GetString(0)] = r.GetInt32(1);
+        }
+        _writerLoop = Task.Factory.StartNew(WriteLoop, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+    }
+
+    public string Path { get; }
+
+    // ---- group commit -------------------------------------------------------------------------------------------
+
+    private Task<object?> WriteAsync(Func<SqliteConnection, SqliteTransaction, object?> work)
+    {
+        var op = new WriteOp(work, new TaskCompletionSource<object?>(TaskCreationOptions.RunContinuationsAsynchronously));
+        if (!_writes.Writer.TryWrite(op)) op.Done.SetException(new ObjectDisposedException(nameof(SqliteStore)));
+        return op.Done.Task;
+    }
+
+    private void WriteLoop()
+    {
+        var batch = new List<(WriteOp Op, object? Result, Exception? Error)>(MaxBatch);
+        var reader = _writes.Reader;
+        while (reader.WaitToReadAsync().AsTask().GetAwaiter().GetResult())
+        {
+            batch.Clear();
+            while (batch.Count < MaxBatch && reader.TryRead(out var op)) batch.Add((op, null, null));
+            var countsBefore = new Dictionary<string, int>(_pendingCounts, StringComparer.Ordinal);
+            try
+            {
+                using var tx = _writer.BeginTransaction();
+                for (var i = 0; i < batch.Count; i++)
+                {
+                    // A savepoint per operation: one failing write (a constraint, say) fails alone.
+                    SqliteSchema.Execute(_writer, "SAVEPOINT op;", tx);
+                    try
+                    {
+                        batch[i] = (batch[i].Op, batch[i].Op.Work(_writer, tx), null);
+                        SqliteSchema.Execute(_writer, "RELEASE op;", tx);
+                    }
+                    catch (SqliteException e)
+                    {
+                        SqliteSchema.Execute(_writer, "ROLLBACK TO op; RELEASE op;", tx);
+                        batch[i] = (batch[i].Op, null, e);
+                    }
+                }
+                tx.Commit();
+            }
+            catch (Exception e)
+            {
+                // The commit itself failed (disk full, locked file): nothing in this batch is durable.
+                _pendingCounts.Clear();
+                foreach (var (k, v) in countsBefore) _pendingCounts[k] = v;
+                foreach (var item in batch) item.Op.Done.TrySetException(new StoreUnavailableException(e));
+                continue;
+            }
+            foreach (var item in batch)
+            {
+                if (item.Error is null) item.Op.Done.TrySetResult(item.Result);
+                else item.Op.Done.TrySetException(item.Error);
+            }
+        }
+    }
+
+    private SqliteConnection OpenReader()
+    {
+        var c = new SqliteConnection(_connectionString);
+        c.Open();
+        return c;
+    }
+
+    private static SqliteCommand Command(SqliteConnection c, SqliteTransaction? tx, string sql, params (string Name, object? Value)[] args)
+    {
+        var cmd = c.CreateCommand();
+        cmd.CommandText = sql;
+        cmd.Transaction = tx;
+        foreach (var (name, value) in args) cmd.Parameters.AddWithValue(name, value ?? DBNull.Value);
+        return cmd;
+    }
+
+    private static long Ms(DateTimeOffset t) => t.ToUnixTimeMilliseconds();
+    private static DateTimeOffset FromMs(long ms) => DateTimeOffset.FromUnixTimeMilliseconds(ms);
+    private static string Iso(DateTimeOffset t) => t.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture);
+
+    /// <summary>SQL that appends <c>{"status","at"}</c> to the history; <paramref name="statusSql"/> is a literal or a parameter.</summary>
+    private static string HistoryAppend(string statusSql) =>
+        $"history = json_insert(history, '$[#]', json_object('status', {statusSql}, 'at', $iso))";
+
+    private void CountDown(string device)
+    {
+        if (_pendingCounts.TryGetValue(device, out var n)) _pendingCounts[device] = Math.Max(0, n - 1);
+    }
+
+    // ---- IMessageStore ------------------------------------------------------------------------------------------
+
+    public async Task<AcceptResult> AcceptAsync(StoredMessage m, string? idempotencyKey, int maxQueuedPerDevice) =>
+        (AcceptResult)(await WriteAsync((c, tx) =>
+        {
+            if (idempotencyKey is not null)
+            {
+                using var find = Command(c, tx, "SELECT i.message_id, m.status FROM idempotency i LEFT JOIN messages m ON m.id = i.message_id WHERE i.key = $k;", ("$k", idempotencyKey));
+                using var r = find.ExecuteReader();
+                if (r.Read()) return new AcceptResult(AcceptOutcome.Duplicate, r.GetString(0), r.IsDBNull(1) ? MessageStatus.Expired : r.GetString(1));
+            }
+            _pendingCounts.TryGetValue(m.Device, out var queued);
+            if (queued >= maxQueuedPerDevice) return new AcceptResult(AcceptOutcome.OutboxFull, m.Id, MessageStatus.Queued);
+            var rawDiffers = !m.Data.RawPayload.Span.SequenceEqual(m.Data.Bytes.Span);
+            using (var insert = Command(c, tx, """
+                INSERT INTO messages(id, device, sender, grp, kind, data, raw, raw_binary, created_at, expires_at, updated_at, status, pending, attempts, history)
+                VALUES($id, $device, $sender, $grp, $kind, $data, $raw, $rawBinary, $created, $expires, $created, 'queued', 1, 0, json_array(json_object('status', 'queued', 'at', $iso)));
+                INSERT INTO devices(id, last_seen) VALUES($device, NULL) ON CONFLICT(id) DO NOTHING;
+                """,
+                ("$id", m.Id), ("$device", m.Device), ("$sender", m.From), ("$grp", m.Group), ("$kind", (int)m.Data.Kind),
+                ("$data", m.Data.Bytes.ToArray()), ("$raw", rawDiffers ? m.Data.RawPayload.ToArray() : null),
+                ("$rawBinary", m.Data.RawType == System.Net.WebSockets.WebSocketMessageType.Binary ? 1 : 0),
+                ("$created", Ms(m.CreatedAt)), ("$expires", Ms(m.ExpiresAt)), ("$iso", Iso(m.CreatedAt))))
+            {
+                insert.ExecuteNonQuery();
+            }
+            if (idempotencyKey is not null)
+            {
+                using var key = Command(c, tx, "INSERT INTO idempotency(key, message_id, created_at) VALUES($k, $id, $at);", ("$k", idempotencyKey), ("$id", m.Id), ("$at", Ms(m.CreatedAt)));
+                key.ExecuteNonQuery();
+            }
+            _pendingCounts[m.Device] = queued + 1;
+            return new AcceptResult(AcceptOutcome.Accepted, m.Id, MessageStatus.Queued);
+        }).ConfigureAwait(false))!;
+
+    public async Task<IReadOnlyList<StoredMessage>> LoadPendingAsync(string device, DateTimeOffset now)
+    {
+        await using var c = OpenReader();
+        using var cmd = Command(c, null, """
+            SELECT id, sender, grp, kind, data, raw, raw_binary, created_at, expires_at, attempts
+            FROM messages WHERE device = $d AND pending = 1 AND expires_at > $now ORDER BY seq;
+            """, ("$d", device), ("$now", Ms(now)));
+        using var r = await cmd.ExecuteReaderAsync().ConfigureAwait(false);
+        var list = new List<StoredMessage>();
+        while (await r.ReadAsync().ConfigureAwait(false))
+        {
+            var data = (byte[])r[4];
+            var raw = r.IsDBNull(5) ? data : (byte[])r[5];
+            list.Add(new StoredMessage(r.GetString(0), device, r.GetString(1), r.IsDBNull(2) ? null : r.GetString(2),
+                MessageData.Restore((DataKind)r.GetInt32(3), data, raw, r.GetInt32(6) == 1),
+                FromMs(r.GetInt64(7)), FromMs(r.GetInt64(8)), r.GetInt32(9)));
+        }
+        return list;
+    }
+
+    public Task RecordAsync(string id, string status, bool final, DateTimeOffset at) => WriteAsync((c, tx) =>
+    {
+        using var cmd = Command(c, tx, $"""
+            UPDATE messages SET status = $s, pending = $p, updated_at = $at,
+              attempts = attempts + (CASE WHEN $s = 'sent' THEN 1 ELSE 0 END), {HistoryAppend("$s")}
+            WHERE id = $id AND pending = 1 RETURNING device;
+            """, ("$s", status), ("$p", final ? 0 : 1), ("$at", Ms(at)), ("$iso", Iso(at)), ("$id", id));
+        var device = cmd.ExecuteScalar() as string;
+        if (device is not null && final) CountDown(device);
+        return null;
+    });
+
+    public async Task<MessageRecord?> GetAsync(string id)
+    {
+        await using var c = OpenReader();
+        using var cmd = Command(c, null, "SELECT device, status, created_at, updated_at, attempts, history FROM messages WHERE id = $id;", ("$id", id));
+        using var r = await cmd.ExecuteReaderAsync().ConfigureAwait(false);
+        if (!await r.ReadAsync().ConfigureAwait(false)) return null;
+        var history = new List<StatusChange>();
+        using (var doc = JsonDocument.Parse(r.GetString(5)))
+        {
+            foreach (var e in doc.RootElement.EnumerateArray())
+            {
+                history.Add(new StatusChange(e.GetProperty("status").GetString()!, DateTimeOffset.Parse(e.GetProperty("at").GetString()!, CultureInfo.InvariantCulture)));
+            }
+        }
+        return new MessageRecord(id, r.GetString(0), r.GetString(1), FromMs(r.GetInt64(2)), FromMs(r.GetInt64(3)), r.GetInt32(4), history);
+    }
+
+    public async Task<CancelOutcome> CancelAsync(string id, DateTimeOffset at) => (CancelOutcome)(await WriteAsync((c, tx) =>
+    {
+        using var find = Command(c, tx, "SELECT status, device FROM messages WHERE id = $id;", ("$id", id));
+        string status, device;
+        using (var r = find.ExecuteReader())
+        {
+            if (!r.Read()) return CancelOutcome.NotFound;
+            status = r.GetString(0);
+            device = r.GetString(1);
+        }
+        if (status != MessageStatus.Queued) return CancelOutcome.AlreadySent;
+        using var update = Command(c, tx, $"UPDATE messages SET status = 'cancelled', pending = 0, updated_at = $at, {HistoryAppend("'cancelled'")} WHERE id = $id;",
+            ("$at", Ms(at)), ("$iso", Iso(at)), ("$id", id));
+        update.ExecuteNonQuery();
+        CountDown(device);
+        return CancelOutcome.Cancelled;
+    }).ConfigureAwait(false))!;
+
+    public async Task<IReadOnlyList<(string Id, string Device)>> ExpireDueAsync(DateTimeOffset now) =>
+        (IReadOnlyList<(string, string)>)(await WriteAsync((c, tx) =>
+        {
+            using var cmd = Command(c, tx, $"UPDATE messages SET status = 'expired', pending = 0, updated_at = $now, {HistoryAppend("'expired'")} WHERE pending = 1 AND expires_at <= $now RETURNING id, device;",
+                ("$now", Ms(now)), ("$iso", Iso(now)));
+            var expired = new List<(string, string)>();
+            using var r = cmd.ExecuteReader();
+            while (r.Read())
+            {
+                expired.Add((r.GetString(0), r.GetString(1)));
+                CountDown(r.GetString(1));
+            }
+            return expired;
+        }).ConfigureAwait(false))!;
+
+    public Task PurgeAsync(DateTimeOffset before) => WriteAsync((c, tx) =>
+    {
+        using var cmd = Command(c, tx, "DELETE FROM messages WHERE pending = 0 AND updated_at < $b; DELETE FROM idempotency WHERE created_at < $b;", ("$b", Ms(before)));
+        cmd.ExecuteNonQuery();
+        return null;
+    });
+
+    // ---- IDirectoryStore ----------------------------------------------------------------------------------------
+
+    public async Task<DirectorySnapshot> LoadAsync()
+    {
+        await using var c = OpenReader();
+        var devices = new Dictionary<string, DateTimeOffset?>(StringComparer.Ordinal);
+        using (var cmd = Command(c, null, "SELECT id, last_seen FROM devices;"))
+        using (var r = await cmd.ExecuteReaderAsync().ConfigureAwait(false))
+        {
+            while (await r.ReadAsync().ConfigureAwait(false)) devices[r.GetString(0)] = r.IsDBNull(1) ? null : FromMs(r.GetInt64(1));
+        }
+        var memberships = new List<(string, string)>();
+        using (var cmd = Command(c, null, "SELECT grp, device FROM memberships;"))
+        using (var r = await cmd.ExecuteReaderAsync().ConfigureAwait(false))
+        {
+            while (await r.ReadAsync().ConfigureAwait(false)) memberships.Add((r.GetString(0), r.GetString(1)));
+        }
+        return new DirectorySnapshot(devices, memberships);
+    }
+
+    public Task SaveLastSeenAsync(string device, DateTimeOffset at) => WriteAsync((c, tx) =>
+    {
+        using var cmd = Command(c, tx, "INSERT INTO devices(id, last_seen) VALUES($d, $at) ON CONFLICT(id) DO UPDATE SET last_seen = excluded.last_seen;", ("$d", device), ("$at", Ms(at)));
+        cmd.ExecuteNonQuery();
+        return null;
+    });
+
+    public Task SetMembershipAsync(string group, string device, bool member) => WriteAsync((c, tx) =>
+    {
+        using var cmd = member
+            ? Command(c, tx, "INSERT INTO memberships(grp, device) VALUES($g, $d) ON CONFLICT DO NOTHING; INSERT INTO devices(id, last_seen) VALUES($d, NULL) ON CONFLICT(id) DO NOTHING;", ("$g", group), ("$d", device))
+            : Command(c, tx, "DELETE FROM memberships WHERE grp = $g AND device = $d;", ("$g", group), ("$d", device));
+        cmd.ExecuteNonQuery();
+        return null;
+    });
+
+    public Task ForgetDeviceAsync(string device) => WriteAsync((c, tx) =>
+    {
+        var now = DateTimeOffset.UtcNow;
+        using var cmd = Command(c, tx, $"""
+            DELETE FROM memberships WHERE device = $d;
+            DELETE FROM devices WHERE id = $d;
+            UPDATE messages SET status = 'cancelled', pending = 0, updated_at = $now, {HistoryAppend("'cancelled'")} WHERE device = $d AND pending = 1;
+            """, ("$d", device), ("$now", Ms(now)), ("$iso", Iso(now)));
+        cmd.ExecuteNonQuery();
+        _pendingCounts.Remove(device);
+        return null;
+    });
+
+    public async Task<int> CountQueuedAsync(string device, DateTimeOffset now)
+    {
+        await using var c = OpenReader();
+        using var cmd = Command(c, null, "SELECT count(*) FROM messages WHERE device = $d AND pending = 1 AND expires_at > $now;", ("$d", device), ("$now", Ms(now)));
+        return Convert.ToInt32(await cmd.ExecuteScalarAsync().ConfigureAwait(false), CultureInfo.InvariantCulture);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        _writes.Writer.TryComplete();
+        await _writerLoop.ConfigureAwait(false);
+        await _writer.DisposeAsync().ConfigureAwait(false);
+        SqliteConnection.ClearPool(new SqliteConnection(_connectionString));
+    }
+}
+
+/// <summary>The store could not make a write durable; the API answers 503 and nothing was acknowledged.</summary>
+public sealed class StoreUnavailableException(Exception inner) : Exception("The message store cannot take writes right now.", inner);
