@@ -78,6 +78,14 @@ public sealed partial class GatewayProcess : IAsyncDisposable
         return _process.ExitCode;
     }
 
+    /// <summary>SIGKILL: no drain, no flush, no goodbye. What a power cut or the OOM killer does to the process.</summary>
+    public async Task KillHardAsync()
+    {
+        Assert.Equal(0, Kill(_process.Id, 9));
+        using var cts = new CancellationTokenSource(Timeouts.Default);
+        await _process.WaitForExitAsync(cts.Token).ConfigureAwait(false);
+    }
+
     public async ValueTask DisposeAsync()
     {
         if (!_process.HasExited)

@@ -14,8 +14,11 @@ public sealed class TestGateway : IAsyncDisposable
     public const string ApiKey = "test-api-key-0123456789abcdef";
     public const string Secret = "test-secret-that-is-long-enough-0123456789abcdef";
 
-    private TestGateway(WebApplication app, string dataPath, CapturingLoggerProvider logs)
+    private readonly bool _ownsDataPath;
+
+    private TestGateway(WebApplication app, string dataPath, bool ownsDataPath, CapturingLoggerProvider logs)
     {
+        _ownsDataPath = ownsDataPath;
         App = app;
         DataPath = dataPath;
         Logs = logs;
@@ -30,10 +33,12 @@ public sealed class TestGateway : IAsyncDisposable
     public Uri BaseUri { get; }
 
     /// <summary>An HttpClient that sends the test API key.</summary>
+    /// <remarks>A data folder passed in by the test outlives the gateway (restart tests); one made here is deleted with it.</remarks>
     public HttpClient Api { get; }
 
     public static async Task<TestGateway> StartAsync(IReadOnlyDictionary<string, string>? settings = null, string? dataPath = null, bool configureSecrets = true)
     {
+        var owns = dataPath is null;
         dataPath ??= TempFolder.Create();
         var args = new List<string> { "--urls", "http://127.0.0.1:0", $"--DeviceGate:Store:Path={dataPath}" };
         if (configureSecrets)
@@ -50,7 +55,7 @@ public sealed class TestGateway : IAsyncDisposable
             b.Logging.AddProvider(logs);
         });
         await app.StartAsync().WaitAsync(Timeouts.Default);
-        return new TestGateway(app, dataPath, logs);
+        return new TestGateway(app, dataPath, owns, logs);
     }
 
     public string Token(string deviceId, TimeSpan? ttl = null) => App.Services.GetRequiredService<DeviceTokens>().Mint(deviceId, ttl);
@@ -77,7 +82,7 @@ public sealed class TestGateway : IAsyncDisposable
         finally
         {
             await App.DisposeAsync();
-            TempFolder.Delete(DataPath);
+            if (_ownsDataPath) TempFolder.Delete(DataPath);
         }
     }
 }

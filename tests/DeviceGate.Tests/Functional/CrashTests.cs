@@ -1,0 +1,146 @@
+using System.Collections.Concurrent;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.WebSockets;
+using DeviceGate.Tests.Infrastructure;
+using Microsoft.Data.Sqlite;
+
+namespace DeviceGate.Tests.Functional;
+
+/// <summary>The real executable killed with SIGKILL and started again on the same data folder.</summary>
+public sealed class CrashTests : IDisposable
+{
+    private readonly string _dir = TempFolder.Create();
+
+    private static readonly string[] Config =
+    [
+        $"--DeviceGate:Auth:TokenSecret={TestGateway.Secret}",
+        $"--DeviceGate:Auth:ApiKeys:0={TestGateway.ApiKey}",
+    ];
+
+    public void Dispose() => TempFolder.Delete(_dir);
+
+    private static HttpClient Api(Uri baseUri)
+    {
+        var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = 64 }) { BaseAddress = baseUri, Timeout = Timeouts.Default };
+        http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", TestGateway.ApiKey);
+        return http;
+    }
+
+    private static async Task<ClientWebSocket> ConnectAsync(Uri baseUri, string device)
+    {
+        var tokens = new DeviceGate.Auth.DeviceTokens(
+            DeviceGate.Auth.GatewaySecrets.Load(new DeviceGate.Hosting.AuthOptions { TokenSecret = TestGateway.Secret, ApiKeys = [TestGateway.ApiKey] }, "unused"),
+            TimeProvider.System);
+        var socket = new ClientWebSocket();
+        socket.Options.SetRequestHeader("Authorization", "Bearer " + tokens.Mint(device, null));
+        await socket.ConnectAsync(new Uri(baseUri.ToString().Replace("http", "ws") + $"ws?deviceId={device}"), new CancellationTokenSource(Timeouts.Default).Token);
+        return socket;
+    }
+
+    [Fact]
+    public async Task A_hundred_queued_messages_survive_sigkill()
+    {
+        await using (var first = await GatewayProcess.StartAsync(_dir, Config))
+        {
+            using var api = Api(first.BaseUri);
+            for (var i = 0; i < 100; i++)
+            {
+                using var r = await api.PostAsync("api/devices/survivor/messages?ttl=600", new StringContent($"msg {i}"));
+                Assert.Equal(HttpStatusCode.Accepted, r.StatusCode);
+            }
+            await first.KillHardAsync();
+        }
+        await using var second = await GatewayProcess.StartAsync(_dir, Config);
+        using var device = await ConnectAsync(second.BaseUri, "survivor");
+        for (var i = 0; i < 100; i++) Assert.Equal($"msg {i}", await device.ReceiveTextAsync());
+    }
+
+    [Fact]
+    public async Task Every_message_that_got_a_202_is_delivered_after_a_sigkill_mid_traffic()
+    {
+        const int total = 5000;
+        const int devices = 20;
+        var accepted = new ConcurrentDictionary<string, string>();
+        await using (var first = await GatewayProcess.StartAsync(_dir, Config))
+        {
+            using var api = Api(first.BaseUri);
+            var next = -1;
+            var killAt = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            var senders = Enumerable.Range(0, 48).Select(_ => Task.Run(async () =>
+            {
+                int i;
+                while ((i = Interlocked.Increment(ref next)) < total)
+                {
+                    var device = $"crash-{i % devices}";
+                    try
+                    {
+                        using var r = await api.PostAsync($"api/devices/{device}/messages?ttl=600", new StringContent($"n{i}"));
+                        if (r.StatusCode == HttpStatusCode.Accepted) accepted[$"n{i}"] = device;
+                        if (accepted.Count >= total / 2) killAt.TrySetResult();
+                    }
+                    catch (HttpRequestException)
+                    {
+                        // The server died under this request: it was never acknowledged.
+                    }
+                    catch (TaskCanceledException)
+                    {
+                    }
+                }
+            })).ToList();
+            await killAt.Task.WaitAsync(TimeSpan.FromMinutes(2));
+            await first.KillHardAsync();
+            await Task.WhenAll(senders).WaitAsync(TimeSpan.FromMinutes(1));
+        }
+        Assert.InRange(accepted.Count, total / 2, total - 1);
+
+        await using var second = await GatewayProcess.StartAsync(_dir, Config);
+        var expected = accepted.GroupBy(kv => kv.Value).ToDictionary(g => g.Key, g => g.Select(kv => kv.Key).ToHashSet());
+        await Task.WhenAll(expected.Select(async kv =>
+        {
+            using var device = await ConnectAsync(second.BaseUri, kv.Key);
+            var missing = new HashSet<string>(kv.Value);
+            while (missing.Count > 0)
+            {
+                var m = await device.ReceiveTextAsync();
+                missing.Remove(m);
+            }
+        }));
+    }
+
+    [Fact]
+    public async Task A_corrupt_database_is_refused_and_left_alone()
+    {
+        Directory.CreateDirectory(Path.Combine(_dir, "data"));
+        var db = Path.Combine(_dir, "data", "devicegate.db");
+        var garbage = Enumerable.Range(0, 8192).Select(i => (byte)(i * 7)).ToArray();
+        File.WriteAllBytes(db, garbage);
+        var (code, stdout, stderr) = await GatewayProcess.RunCliAsync(_dir, null, ["serve", "--urls", "http://127.0.0.1:0", .. Config]);
+        Assert.NotEqual(0, code);
+        Assert.Contains("devicegate.db", stdout + stderr);
+        Assert.Contains("refusing to start", stdout + stderr);
+        Assert.Equal(garbage, File.ReadAllBytes(db));
+    }
+
+    [Fact]
+    public async Task A_foreign_sqlite_database_is_refused()
+    {
+        Directory.CreateDirectory(Path.Combine(_dir, "data"));
+        var db = Path.Combine(_dir, "data", "devicegate.db");
+        using (var c = new SqliteConnection($"Data Source={db};Pooling=False"))
+        {
+            c.Open();
+            using var cmd = c.CreateCommand();
+            cmd.CommandText = "CREATE TABLE invoices(id INTEGER PRIMARY KEY, amount REAL); INSERT INTO invoices(amount) VALUES (12.5);";
+            cmd.ExecuteNonQuery();
+        }
+        var (code, stdout, stderr) = await GatewayProcess.RunCliAsync(_dir, null, ["serve", "--urls", "http://127.0.0.1:0", .. Config]);
+        Assert.NotEqual(0, code);
+        Assert.Contains("another application", stdout + stderr);
+        using var check = new SqliteConnection($"Data Source={db};Pooling=False");
+        check.Open();
+        using var count = check.CreateCommand();
+        count.CommandText = "SELECT count(*) FROM invoices;";
+        Assert.Equal(1L, count.ExecuteScalar());
+    }
+}
