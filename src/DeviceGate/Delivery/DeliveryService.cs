@@ -130,13 +130,13 @@ internal sealed class DeliveryService(
 
     internal void Sent(string device, DeviceLane.Entry entry, bool final)
     {
-        if (entry.Durable) Persist(store.RecordAsync(entry.Message.Id, MessageStatus.Sent, final, time.GetUtcNow()));
+        if (entry.Durable) Persist(store.RecordAsync(device, entry.Message.Id, MessageStatus.Sent, final, time.GetUtcNow()));
         else book.Record(entry.Message.Id, MessageStatus.Sent);
     }
 
     internal void Acked(string device, DeviceLane.Entry entry)
     {
-        if (entry.Durable) Persist(store.RecordAsync(entry.Message.Id, MessageStatus.Acked, final: true, time.GetUtcNow()));
+        if (entry.Durable) Persist(store.RecordAsync(device, entry.Message.Id, MessageStatus.Acked, final: true, time.GetUtcNow()));
         else book.Record(entry.Message.Id, MessageStatus.Acked);
         events.Acked(device, entry.Message.Id);
     }

@@ -57,7 +57,7 @@ public interface IMessageStore
     Task<IReadOnlyList<StoredMessage>> LoadPendingAsync(string device, DateTimeOffset now);
 
     /// <summary>Records a delivery step: <c>sent</c> (still pending when <paramref name="final"/> is false) or <c>acked</c>.</summary>
-    Task RecordAsync(string id, string status, bool final, DateTimeOffset at);
+    Task RecordAsync(string device, string id, string status, bool final, DateTimeOffset at);
 
     Task<MessageRecord?> GetAsync(string id);
 

@@ -9,9 +9,12 @@ internal static class SqliteSchema
     public const int ApplicationId = 0x44474154;
     public const int Version = 1;
 
+    // seq is the rowid: new rows always get max+1, which is all acceptance order needs (no AUTOINCREMENT
+    // bookkeeping per insert). Final rows have no index of their own: the once-a-minute purge scans, which is
+    // cheaper than maintaining an index on every delivery.
     private const string Create = """
         CREATE TABLE messages(
-          seq INTEGER PRIMARY KEY AUTOINCREMENT,
+          seq INTEGER PRIMARY KEY,
           id TEXT NOT NULL UNIQUE,
           device TEXT NOT NULL,
           sender TEXT NOT NULL,
@@ -29,7 +32,6 @@ internal static class SqliteSchema
           history TEXT NOT NULL);
         CREATE INDEX messages_pending ON messages(device, seq) WHERE pending = 1;
         CREATE INDEX messages_expiry ON messages(expires_at) WHERE pending = 1;
-        CREATE INDEX messages_final ON messages(updated_at) WHERE pending = 0;
         CREATE TABLE idempotency(key TEXT PRIMARY KEY, message_id TEXT NOT NULL, created_at INTEGER NOT NULL);
         CREATE INDEX idempotency_age ON idempotency(created_at);
         CREATE TABLE devices(id TEXT PRIMARY KEY, last_seen INTEGER);

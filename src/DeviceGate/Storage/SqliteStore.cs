@@ -19,12 +19,20 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IAsyncDispos
     private const int MaxBatch = 512;
 
     private readonly string _connectionString;
-    private readonly Channel<WriteOp> _writes = Channel.CreateUnbounded<WriteOp>(new UnboundedChannelOptions { SingleReader = true });
+    // Synchronous continuations: a write wakes the blocked writer thread directly, not through a busy thread pool.
+    private readonly Channel<WriteOp> _writes = Channel.CreateUnbounded<WriteOp>(new UnboundedChannelOptions { SingleReader = true, AllowSynchronousContinuations = true });
     private readonly Dictionary<string, int> _pendingCounts = new(StringComparer.Ordinal);
     private readonly SqliteConnection _writer;
     private readonly Task _writerLoop;
+    private readonly Dictionary<string, SqliteCommand> _prepared = new(StringComparer.Ordinal);
+    private readonly List<(string Device, int Delta)> _undo = [];
+    private readonly HashSet<string> _knownDevices = new(StringComparer.Ordinal);
+    private SqliteTransaction? _tx;
 
-    private sealed record WriteOp(Func<SqliteConnection, SqliteTransaction, object?> Work, TaskCompletionSource<object?> Done);
+    private sealed record WriteOp(Func<SqliteConnection, SqliteTransaction, object?>? Work, TaskCompletionSource<object?> Done, StatusRecord? Record = null);
+
+    /// <summary>A delivery step; those of one batch are written with one statement per (status, final).</summary>
+    private sealed record StatusRecord(string Device, string Id, string Status, bool Final, DateTimeOffset At);
 
     public SqliteStore(string dataPath, string synchronous)
     {
@@ -40,6 +48,12 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IAsyncDispos
             cmd.CommandText = "SELECT device, count(*) FROM messages WHERE pending = 1 GROUP BY device;";
             using var r = cmd.ExecuteReader();
             while (r.Read()) _pendingCounts[r.GetString(0)] = r.GetInt32(1);
+        }
+        using (var cmd = _writer.CreateCommand())
+        {
+            cmd.CommandText = "SELECT id FROM devices;";
+            using var r = cmd.ExecuteReader();
+            while (r.Read()) _knownDevices.Add(r.GetString(0));
         }
         _writerLoop = Task.Factory.StartNew(WriteLoop, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
     }
@@ -57,47 +71,122 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IAsyncDispos
 
     private void WriteLoop()
     {
-        var batch = new List<(WriteOp Op, object? Result, Exception? Error)>(MaxBatch);
+        var batch = new List<WriteOp>(MaxBatch);
+        var results = new object?[MaxBatch];
         var reader = _writes.Reader;
         while (reader.WaitToReadAsync().AsTask().GetAwaiter().GetResult())
         {
             batch.Clear();
-            while (batch.Count < MaxBatch && reader.TryRead(out var op)) batch.Add((op, null, null));
-            var countsBefore = new Dictionary<string, int>(_pendingCounts, StringComparer.Ordinal);
+            while (batch.Count < MaxBatch && reader.TryRead(out var op)) batch.Add(op);
+            _undo.Clear();
             try
             {
-                using var tx = _writer.BeginTransaction();
-                for (var i = 0; i < batch.Count; i++)
+                using (_tx = _writer.BeginTransaction())
                 {
-                    // A savepoint per operation: one failing write (a constraint, say) fails alone.
-                    SqliteSchema.Execute(_writer, "SAVEPOINT op;", tx);
-                    try
+                    for (var i = 0; i < batch.Count; i++)
                     {
-                        batch[i] = (batch[i].Op, batch[i].Op.Work(_writer, tx), null);
-                        SqliteSchema.Execute(_writer, "RELEASE op;", tx);
+                        if (batch[i].Work is { } work) results[i] = work(_writer, _tx);
                     }
-                    catch (SqliteException e)
-                    {
-                        SqliteSchema.Execute(_writer, "ROLLBACK TO op; RELEASE op;", tx);
-                        batch[i] = (batch[i].Op, null, e);
-                    }
+                    FlushRecords(batch);
+                    _tx.Commit();
                 }
-                tx.Commit();
+                for (var i = 0; i < batch.Count; i++) batch[i].Done.TrySetResult(results[i]);
             }
-            catch (Exception e)
+            catch (Exception)
             {
-                // The commit itself failed (disk full, locked file): nothing in this batch is durable.
-                _pendingCounts.Clear();
-                foreach (var (k, v) in countsBefore) _pendingCounts[k] = v;
-                foreach (var item in batch) item.Op.Done.TrySetException(new StoreUnavailableException(e));
-                continue;
+                // Something in the batch failed: undo it, then run each operation alone so only the bad one fails.
+                UndoCounts();
+                foreach (var op in batch) RunAlone(op);
             }
-            foreach (var item in batch)
+            finally
             {
-                if (item.Error is null) item.Op.Done.TrySetResult(item.Result);
-                else item.Op.Done.TrySetException(item.Error);
+                _tx = null;
             }
         }
+    }
+
+    private void RunAlone(WriteOp op)
+    {
+        _undo.Clear();
+        try
+        {
+            object? result = null;
+            using (_tx = _writer.BeginTransaction())
+            {
+                if (op.Work is { } work) result = work(_writer, _tx);
+                else FlushRecords([op]);
+                _tx.Commit();
+            }
+            op.Done.TrySetResult(result);
+        }
+        catch (SqliteException e) when (e.SqliteErrorCode is 19 /* constraint */ or 1 /* SQL error */)
+        {
+            UndoCounts();
+            op.Done.TrySetException(e);
+        }
+        catch (Exception e)
+        {
+            // The commit itself failed (disk full, locked file): nothing of it is durable.
+            UndoCounts();
+            op.Done.TrySetException(new StoreUnavailableException(e));
+        }
+    }
+
+    private void FlushRecords(List<WriteOp> batch)
+    {
+        List<StatusRecord>? records = null;
+        foreach (var op in batch)
+        {
+            if (op.Record is { } r) (records ??= []).Add(r);
+        }
+        if (records is null) return;
+        foreach (var group in records.GroupBy(r => (r.Status, r.Final)))
+        {
+            var at = group.Max(r => r.At);
+            var ids = "[" + string.Join(",", group.Select(r => JsonSerializer.Serialize(r.Id))) + "]";
+            var cmd = Writer($"""
+                UPDATE messages SET status = $s, pending = $p, updated_at = $at,
+                  attempts = attempts + (CASE WHEN $s = 'sent' THEN 1 ELSE 0 END), {HistoryAppend("$s")}
+                WHERE pending = 1 AND id IN (SELECT value FROM json_each($ids)) RETURNING device;
+                """, ("$s", group.Key.Status), ("$p", group.Key.Final ? 0 : 1), ("$at", Ms(at)), ("$iso", Iso(at)), ("$ids", ids));
+            using var reader = cmd.ExecuteReader();
+            while (reader.Read())
+            {
+                if (group.Key.Final) CountDown(reader.GetString(0));
+            }
+        }
+    }
+
+    private void UndoCounts()
+    {
+        for (var i = _undo.Count - 1; i >= 0; i--)
+        {
+            var (device, delta) = _undo[i];
+            _pendingCounts[device] = _pendingCounts.GetValueOrDefault(device) - delta;
+        }
+        _undo.Clear();
+    }
+
+    private void Adjust(string device, int delta)
+    {
+        var now = Math.Max(0, _pendingCounts.GetValueOrDefault(device) + delta);
+        _undo.Add((device, now - _pendingCounts.GetValueOrDefault(device)));
+        _pendingCounts[device] = now;
+    }
+
+    /// <summary>A prepared statement of the writer connection, kept for reuse (SQLite parses it once).</summary>
+    private SqliteCommand Writer(string sql, params (string Name, object? Value)[] args)
+    {
+        if (!_prepared.TryGetValue(sql, out var cmd))
+        {
+            cmd = _writer.CreateCommand();
+            cmd.CommandText = sql;
+            foreach (var (name, _) in args) cmd.Parameters.Add(new SqliteParameter { ParameterName = name });
+            _prepared[sql] = cmd;
+        }
+        cmd.Transaction = _tx;
+        for (var i = 0; i < args.Length; i++) cmd.Parameters[i].Value = args[i].Value ?? DBNull.Value;
+        return cmd;
     }
 
     private SqliteConnection OpenReader()
@@ -116,17 +205,32 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IAsyncDispos
         return cmd;
     }
 
+    private static byte[] Bytes(ReadOnlyMemory<byte> m) =>
+        System.Runtime.InteropServices.MemoryMarshal.TryGetArray(m, out var segment) && segment.Offset == 0 && segment.Count == segment.Array!.Length
+            ? segment.Array
+            : m.ToArray();
+
     private static long Ms(DateTimeOffset t) => t.ToUnixTimeMilliseconds();
     private static DateTimeOffset FromMs(long ms) => DateTimeOffset.FromUnixTimeMilliseconds(ms);
     private static string Iso(DateTimeOffset t) => t.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture);
 
-    /// <summary>SQL that appends <c>{"status","at"}</c> to the history; <paramref name="statusSql"/> is a literal or a parameter.</summary>
+    /// <summary>
+    /// SQL that appends <c>{"status","at"}</c> to the history's JSON array as text (no JSON parsing per update);
+    /// <paramref name="statusSql"/> is a literal or a parameter holding a plain status word.
+    /// </summary>
     private static string HistoryAppend(string statusSql) =>
-        $"history = json_insert(history, '$[#]', json_object('status', {statusSql}, 'at', $iso))";
+        $"history = substr(history, 1, length(history) - 1) || ',{{\"status\":\"' || {statusSql} || '\",\"at\":\"' || $iso || '\"}}]'";
 
-    private void CountDown(string device)
+    private static string FirstHistory(string status, DateTimeOffset at) => $"[{{\"status\":\"{status}\",\"at\":\"{Iso(at)}\"}}]";
+
+    private void CountDown(string device) => Adjust(device, -1);
+
+    /// <summary>Queued-for devices are known devices; the set saves a statement per message for devices already recorded.</summary>
+    private void MarkKnown(string device)
     {
-        if (_pendingCounts.TryGetValue(device, out var n)) _pendingCounts[device] = Math.Max(0, n - 1);
+        if (_knownDevices.Contains(device)) return;
+        Writer("INSERT INTO devices(id, last_seen) VALUES($d, NULL) ON CONFLICT(id) DO NOTHING;", ("$d", device)).ExecuteNonQuery();
+        _knownDevices.Add(device);
     }
 
     // ---- IMessageStore ------------------------------------------------------------------------------------------
@@ -136,31 +240,29 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IAsyncDispos
         {
             if (idempotencyKey is not null)
             {
-                using var find = Command(c, tx, "SELECT i.message_id, m.status FROM idempotency i LEFT JOIN messages m ON m.id = i.message_id WHERE i.key = $k;", ("$k", idempotencyKey));
+                var find = Writer("SELECT i.message_id, m.status FROM idempotency i LEFT JOIN messages m ON m.id = i.message_id WHERE i.key = $k;", ("$k", idempotencyKey));
                 using var r = find.ExecuteReader();
                 if (r.Read()) return new AcceptResult(AcceptOutcome.Duplicate, r.GetString(0), r.IsDBNull(1) ? MessageStatus.Expired : r.GetString(1));
             }
             _pendingCounts.TryGetValue(m.Device, out var queued);
             if (queued >= maxQueuedPerDevice) return new AcceptResult(AcceptOutcome.OutboxFull, m.Id, MessageStatus.Queued);
-            var rawDiffers = !m.Data.RawPayload.Span.SequenceEqual(m.Data.Bytes.Span);
-            using (var insert = Command(c, tx, """
+            var rawDiffers = !m.Data.RawPayload.Equals(m.Data.Bytes) && !m.Data.RawPayload.Span.SequenceEqual(m.Data.Bytes.Span);
+            var insert = Writer("""
                 INSERT INTO messages(id, device, sender, grp, kind, data, raw, raw_binary, created_at, expires_at, updated_at, status, pending, attempts, history)
-                VALUES($id, $device, $sender, $grp, $kind, $data, $raw, $rawBinary, $created, $expires, $created, 'queued', 1, 0, json_array(json_object('status', 'queued', 'at', $iso)));
-                INSERT INTO devices(id, last_seen) VALUES($device, NULL) ON CONFLICT(id) DO NOTHING;
+                VALUES($id, $device, $sender, $grp, $kind, $data, $raw, $rawBinary, $created, $expires, $created, 'queued', 1, 0, $history);
                 """,
                 ("$id", m.Id), ("$device", m.Device), ("$sender", m.From), ("$grp", m.Group), ("$kind", (int)m.Data.Kind),
-                ("$data", m.Data.Bytes.ToArray()), ("$raw", rawDiffers ? m.Data.RawPayload.ToArray() : null),
+                ("$data", Bytes(m.Data.Bytes)), ("$raw", rawDiffers ? Bytes(m.Data.RawPayload) : null),
                 ("$rawBinary", m.Data.RawType == System.Net.WebSockets.WebSocketMessageType.Binary ? 1 : 0),
-                ("$created", Ms(m.CreatedAt)), ("$expires", Ms(m.ExpiresAt)), ("$iso", Iso(m.CreatedAt))))
-            {
-                insert.ExecuteNonQuery();
-            }
+                ("$created", Ms(m.CreatedAt)), ("$expires", Ms(m.ExpiresAt)), ("$history", FirstHistory(MessageStatus.Queued, m.CreatedAt)));
+            insert.ExecuteNonQuery();
+            MarkKnown(m.Device);
             if (idempotencyKey is not null)
             {
-                using var key = Command(c, tx, "INSERT INTO idempotency(key, message_id, created_at) VALUES($k, $id, $at);", ("$k", idempotencyKey), ("$id", m.Id), ("$at", Ms(m.CreatedAt)));
+                var key = Writer("INSERT INTO idempotency(key, message_id, created_at) VALUES($k, $id, $at);", ("$k", idempotencyKey), ("$id", m.Id), ("$at", Ms(m.CreatedAt)));
                 key.ExecuteNonQuery();
             }
-            _pendingCounts[m.Device] = queued + 1;
+            Adjust(m.Device, +1);
             return new AcceptResult(AcceptOutcome.Accepted, m.Id, MessageStatus.Queued);
         }).ConfigureAwait(false))!;
 
@@ -184,17 +286,12 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IAsyncDispos
         return list;
     }
 
-    public Task RecordAsync(string id, string status, bool final, DateTimeOffset at) => WriteAsync((c, tx) =>
+    public Task RecordAsync(string device, string id, string status, bool final, DateTimeOffset at)
     {
-        using var cmd = Command(c, tx, $"""
-            UPDATE messages SET status = $s, pending = $p, updated_at = $at,
-              attempts = attempts + (CASE WHEN $s = 'sent' THEN 1 ELSE 0 END), {HistoryAppend("$s")}
-            WHERE id = $id AND pending = 1 RETURNING device;
-            """, ("$s", status), ("$p", final ? 0 : 1), ("$at", Ms(at)), ("$iso", Iso(at)), ("$id", id));
-        var device = cmd.ExecuteScalar() as string;
-        if (device is not null && final) CountDown(device);
-        return null;
-    });
+        var op = new WriteOp(null, new TaskCompletionSource<object?>(TaskCreationOptions.RunContinuationsAsynchronously), new StatusRecord(device, id, status, final, at));
+        if (!_writes.Writer.TryWrite(op)) op.Done.SetException(new ObjectDisposedException(nameof(SqliteStore)));
+        return op.Done.Task;
+    }
 
     public async Task<MessageRecord?> GetAsync(string id)
     {
@@ -215,7 +312,7 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IAsyncDispos
 
     public async Task<CancelOutcome> CancelAsync(string id, DateTimeOffset at) => (CancelOutcome)(await WriteAsync((c, tx) =>
     {
-        using var find = Command(c, tx, "SELECT status, device FROM messages WHERE id = $id;", ("$id", id));
+        var find = Writer("SELECT status, device FROM messages WHERE id = $id;", ("$id", id));
         string status, device;
         using (var r = find.ExecuteReader())
         {
@@ -224,7 +321,7 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IAsyncDispos
             device = r.GetString(1);
         }
         if (status != MessageStatus.Queued) return CancelOutcome.AlreadySent;
-        using var update = Command(c, tx, $"UPDATE messages SET status = 'cancelled', pending = 0, updated_at = $at, {HistoryAppend("'cancelled'")} WHERE id = $id;",
+        var update = Writer($"UPDATE messages SET status = 'cancelled', pending = 0, updated_at = $at, {HistoryAppend("'cancelled'")} WHERE id = $id;",
             ("$at", Ms(at)), ("$iso", Iso(at)), ("$id", id));
         update.ExecuteNonQuery();
         CountDown(device);
@@ -234,7 +331,7 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IAsyncDispos
     public async Task<IReadOnlyList<(string Id, string Device)>> ExpireDueAsync(DateTimeOffset now) =>
         (IReadOnlyList<(string, string)>)(await WriteAsync((c, tx) =>
         {
-            using var cmd = Command(c, tx, $"UPDATE messages SET status = 'expired', pending = 0, updated_at = $now, {HistoryAppend("'expired'")} WHERE pending = 1 AND expires_at <= $now RETURNING id, device;",
+            var cmd = Writer($"UPDATE messages SET status = 'expired', pending = 0, updated_at = $now, {HistoryAppend("'expired'")} WHERE pending = 1 AND expires_at <= $now RETURNING id, device;",
                 ("$now", Ms(now)), ("$iso", Iso(now)));
             var expired = new List<(string, string)>();
             using var r = cmd.ExecuteReader();
@@ -248,7 +345,7 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IAsyncDispos
 
     public Task PurgeAsync(DateTimeOffset before) => WriteAsync((c, tx) =>
     {
-        using var cmd = Command(c, tx, "DELETE FROM messages WHERE pending = 0 AND updated_at < $b; DELETE FROM idempotency WHERE created_at < $b;", ("$b", Ms(before)));
+        var cmd = Writer("DELETE FROM messages WHERE pending = 0 AND updated_at < $b; DELETE FROM idempotency WHERE created_at < $b;", ("$b", Ms(before)));
         cmd.ExecuteNonQuery();
         return null;
     });
@@ -275,30 +372,33 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IAsyncDispos
 
     public Task SaveLastSeenAsync(string device, DateTimeOffset at) => WriteAsync((c, tx) =>
     {
-        using var cmd = Command(c, tx, "INSERT INTO devices(id, last_seen) VALUES($d, $at) ON CONFLICT(id) DO UPDATE SET last_seen = excluded.last_seen;", ("$d", device), ("$at", Ms(at)));
+        var cmd = Writer("INSERT INTO devices(id, last_seen) VALUES($d, $at) ON CONFLICT(id) DO UPDATE SET last_seen = excluded.last_seen;", ("$d", device), ("$at", Ms(at)));
         cmd.ExecuteNonQuery();
+        _knownDevices.Add(device);
         return null;
     });
 
     public Task SetMembershipAsync(string group, string device, bool member) => WriteAsync((c, tx) =>
     {
-        using var cmd = member
-            ? Command(c, tx, "INSERT INTO memberships(grp, device) VALUES($g, $d) ON CONFLICT DO NOTHING; INSERT INTO devices(id, last_seen) VALUES($d, NULL) ON CONFLICT(id) DO NOTHING;", ("$g", group), ("$d", device))
-            : Command(c, tx, "DELETE FROM memberships WHERE grp = $g AND device = $d;", ("$g", group), ("$d", device));
+        var cmd = member
+            ? Writer("INSERT INTO memberships(grp, device) VALUES($g, $d) ON CONFLICT DO NOTHING;", ("$g", group), ("$d", device))
+            : Writer("DELETE FROM memberships WHERE grp = $g AND device = $d;", ("$g", group), ("$d", device));
         cmd.ExecuteNonQuery();
+        if (member) MarkKnown(device);
         return null;
     });
 
     public Task ForgetDeviceAsync(string device) => WriteAsync((c, tx) =>
     {
         var now = DateTimeOffset.UtcNow;
-        using var cmd = Command(c, tx, $"""
+        var cmd = Writer($"""
             DELETE FROM memberships WHERE device = $d;
             DELETE FROM devices WHERE id = $d;
             UPDATE messages SET status = 'cancelled', pending = 0, updated_at = $now, {HistoryAppend("'cancelled'")} WHERE device = $d AND pending = 1;
             """, ("$d", device), ("$now", Ms(now)), ("$iso", Iso(now)));
         cmd.ExecuteNonQuery();
-        _pendingCounts.Remove(device);
+        Adjust(device, -_pendingCounts.GetValueOrDefault(device));
+        _knownDevices.Remove(device);
         return null;
     });
 

@@ -84,7 +84,7 @@ public abstract class MessageStoreConformance : IAsyncLifetime
         Assert.Null(await Messages.GetAsync("c3"));
         Assert.Equal(AcceptOutcome.Accepted, (await Messages.AcceptAsync(Message("other", "d2", "x"), null, 3)).Outcome);
         // A final state frees a place.
-        await Messages.RecordAsync("c0", MessageStatus.Acked, final: true, T0);
+        await Messages.RecordAsync("d1", "c0", MessageStatus.Acked, final: true, T0);
         Assert.Equal(AcceptOutcome.Accepted, (await Messages.AcceptAsync(Message("c4", "d1", "x"), null, 3)).Outcome);
     }
 
@@ -92,10 +92,10 @@ public abstract class MessageStoreConformance : IAsyncLifetime
     public async Task Sent_stays_pending_until_acked_and_history_is_kept()
     {
         await Messages.AcceptAsync(Message("s", "d1", "x"), null, 10);
-        await Messages.RecordAsync("s", MessageStatus.Sent, final: false, T0.AddSeconds(1));
-        await Messages.RecordAsync("s", MessageStatus.Sent, final: false, T0.AddSeconds(31));
+        await Messages.RecordAsync("d1", "s", MessageStatus.Sent, final: false, T0.AddSeconds(1));
+        await Messages.RecordAsync("d1", "s", MessageStatus.Sent, final: false, T0.AddSeconds(31));
         Assert.Single(await Messages.LoadPendingAsync("d1", T0));
-        await Messages.RecordAsync("s", MessageStatus.Acked, final: true, T0.AddSeconds(32));
+        await Messages.RecordAsync("d1", "s", MessageStatus.Acked, final: true, T0.AddSeconds(32));
         Assert.Empty(await Messages.LoadPendingAsync("d1", T0));
         var record = await Messages.GetAsync("s");
         Assert.NotNull(record);
@@ -103,7 +103,7 @@ public abstract class MessageStoreConformance : IAsyncLifetime
         Assert.Equal([MessageStatus.Queued, MessageStatus.Sent, MessageStatus.Sent, MessageStatus.Acked], record.History.Select(h => h.Status).ToArray());
         Assert.Equal(T0.AddSeconds(32), record.UpdatedAt);
         // Final states are final.
-        await Messages.RecordAsync("s", MessageStatus.Sent, final: false, T0.AddSeconds(40));
+        await Messages.RecordAsync("d1", "s", MessageStatus.Sent, final: false, T0.AddSeconds(40));
         Assert.Equal(MessageStatus.Acked, (await Messages.GetAsync("s"))!.Status);
     }
 
@@ -112,7 +112,7 @@ public abstract class MessageStoreConformance : IAsyncLifetime
     {
         await Messages.AcceptAsync(Message("q", "d1", "x"), null, 10);
         await Messages.AcceptAsync(Message("s", "d1", "x"), null, 10);
-        await Messages.RecordAsync("s", MessageStatus.Sent, final: false, T0);
+        await Messages.RecordAsync("d1", "s", MessageStatus.Sent, final: false, T0);
         Assert.Equal(CancelOutcome.Cancelled, await Messages.CancelAsync("q", T0));
         Assert.Equal(CancelOutcome.AlreadySent, await Messages.CancelAsync("s", T0));
         Assert.Equal(CancelOutcome.NotFound, await Messages.CancelAsync("nope", T0));
@@ -137,7 +137,7 @@ public abstract class MessageStoreConformance : IAsyncLifetime
     public async Task Purge_forgets_old_final_records_and_keys_only()
     {
         await Messages.AcceptAsync(Message("old", "d1", "x"), "k-old", 10);
-        await Messages.RecordAsync("old", MessageStatus.Acked, final: true, T0.AddMinutes(1));
+        await Messages.RecordAsync("d1", "old", MessageStatus.Acked, final: true, T0.AddMinutes(1));
         await Messages.AcceptAsync(Message("pending", "d1", "x"), null, 10);
         await Messages.PurgeAsync(T0.AddDays(2));
         Assert.Null(await Messages.GetAsync("old"));

@@ -1,0 +1,7 @@
+using System.CommandLine;
+using DeviceGate.Bench;
+
+var root = new RootCommand("DeviceGate load tool: drives a server over loopback, bounded in count and time.");
+root.Subcommands.Add(Scenarios.Durable());
+root.Subcommands.Add(StoreBench.Create());
+return await root.Parse(args).InvokeAsync();

@@ -1,0 +1,88 @@
+using System.Diagnostics;
+using System.Net.Http.Headers;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.RegularExpressions;
+using Microsoft.IdentityModel.JsonWebTokens;
+using Microsoft.IdentityModel.Tokens;
+
+namespace DeviceGate.Bench;
+
+/// <summary>A DeviceGate server started by the tool (Release build, own temp data folder, loopback, ephemeral port).</summary>
+internal sealed partial class ServerUnderTest : IAsyncDisposable
+{
+    private readonly Process _process;
+    private readonly string _dataDir;
+
+    private ServerUnderTest(Process process, string dataDir, Uri baseUri, string apiKey, string secret)
+    {
+        _process = process;
+        _dataDir = dataDir;
+        BaseUri = baseUri;
+        ApiKey = apiKey;
+        Secret = secret;
+    }
+
+    public Uri BaseUri { get; }
+    public string ApiKey { get; }
+    public string Secret { get; }
+    public int Pid => _process.Id;
+
+    public static async Task<ServerUnderTest> StartAsync(string dll, params string[] extra)
+    {
+        var dataDir = Directory.CreateTempSubdirectory("devicegate-bench-").FullName;
+        var secret = Convert.ToHexString(RandomNumberGenerator.GetBytes(32));
+        var key = Convert.ToHexString(RandomNumberGenerator.GetBytes(24));
+        var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false, WorkingDirectory = dataDir };
+        foreach (var a in new[] { dll, "serve", "--urls", "http://127.0.0.1:0", $"--DeviceGate:Auth:TokenSecret={secret}", $"--DeviceGate:Auth:ApiKeys:0={key}",
+                     "--Logging:LogLevel:Default=Warning", "--Logging:LogLevel:Microsoft.Hosting.Lifetime=Information" }.Concat(extra))
+        {
+            info.ArgumentList.Add(a);
+        }
+        var process = Process.Start(info)!;
+        var listening = new TaskCompletionSource<Uri>(TaskCreationOptions.RunContinuationsAsynchronously);
+        process.OutputDataReceived += (_, e) =>
+        {
+            var m = e.Data is null ? null : Listening().Match(e.Data);
+            if (m is { Success: true }) listening.TrySetResult(new Uri(m.Groups[1].Value + "/"));
+        };
+        process.ErrorDataReceived += (_, _) => { };
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        var uri = await listening.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        return new ServerUnderTest(process, dataDir, uri, key, secret);
+    }
+
+    public HttpClient CreateApi()
+    {
+        var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = 256 }) { BaseAddress = BaseUri, Timeout = TimeSpan.FromSeconds(30) };
+        http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", ApiKey);
+        return http;
+    }
+
+    public string Token(string device) => new JsonWebTokenHandler().CreateToken(new SecurityTokenDescriptor
+    {
+        Claims = new Dictionary<string, object> { ["sub"] = device },
+        SigningCredentials = new SigningCredentials(new SymmetricSecurityKey(Encoding.UTF8.GetBytes(Secret)), SecurityAlgorithms.HmacSha256),
+    });
+
+    public async ValueTask DisposeAsync()
+    {
+        if (!_process.HasExited)
+        {
+            _process.Kill(entireProcessTree: true);
+            await _process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(30));
+        }
+        _process.Dispose();
+        try
+        {
+            Directory.Delete(_dataDir, recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+    }
+
+    [GeneratedRegex(@"Now listening on: (http://[^\s]+)")]
+    private static partial Regex Listening();
+}

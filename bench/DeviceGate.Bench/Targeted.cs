@@ -1,0 +1,130 @@
+using System.Buffers.Binary;
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Net.WebSockets;
+
+namespace DeviceGate.Bench;
+
+/// <summary>Result of one targeted run: throughput, end-to-end latency and correctness counts.</summary>
+internal sealed record TargetedResult(string Name, int Messages, double PerSecond, double P50Ms, double P99Ms, double MaxMs, int Lost, int Duplicated, int Misrouted);
+
+/// <summary>
+/// N connected raw devices, each with one reader for the whole session; runs come and go. Each payload carries its
+/// sequence number, target and send time, so receivers can check loss, duplication and routing.
+/// </summary>
+internal sealed class DeviceFleet : IAsyncDisposable
+{
+    private readonly ClientWebSocket[] _sockets;
+    private readonly Task[] _readers;
+    private readonly CancellationTokenSource _stop = new();
+    private Run? _run;
+
+    private DeviceFleet(ClientWebSocket[] sockets, string prefix)
+    {
+        _sockets = sockets;
+        Prefix = prefix;
+        _readers = sockets.Select((s, i) => Task.Run(() => ReadAsync(s, i))).ToArray();
+    }
+
+    public string Prefix { get; }
+    public int Count => _sockets.Length;
+
+    public static async Task<DeviceFleet> ConnectAsync(ServerUnderTest server, int devices, string prefix)
+    {
+        var sockets = new ClientWebSocket[devices];
+        using var gate = new SemaphoreSlim(100);
+        await Task.WhenAll(Enumerable.Range(0, devices).Select(async i =>
+        {
+            await gate.WaitAsync();
+            try
+            {
+                var s = new ClientWebSocket();
+                s.Options.SetRequestHeader("Authorization", "Bearer " + server.Token($"{prefix}{i}"));
+                await s.ConnectAsync(new Uri(server.BaseUri.ToString().Replace("http", "ws") + $"ws?deviceId={prefix}{i}"), new CancellationTokenSource(TimeSpan.FromSeconds(30)).Token);
+                sockets[i] = s;
+            }
+            finally
+            {
+                gate.Release();
+            }
+        }));
+        return new DeviceFleet(sockets, prefix);
+    }
+
+    private async Task ReadAsync(ClientWebSocket socket, int index)
+    {
+        var buffer = new byte[256];
+        try
+        {
+            while (true)
+            {
+                var r = await socket.ReceiveAsync(buffer, _stop.Token);
+                if (r.MessageType == WebSocketMessageType.Close) return;
+                if (r.Count >= 16) Volatile.Read(ref _run)?.Received(buffer, index);
+            }
+        }
+        catch (Exception e) when (e is OperationCanceledException or WebSocketException)
+        {
+        }
+    }
+
+    private sealed class Run(int messages)
+    {
+        public readonly int[] Counts = new int[messages];
+        public readonly ConcurrentBag<double> Latencies = [];
+        public int Misrouted;
+        public int Remaining = messages;
+        public readonly TaskCompletionSource Done = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public void Received(byte[] buffer, int index)
+        {
+            var seq = BinaryPrimitives.ReadInt32LittleEndian(buffer);
+            if ((uint)seq >= (uint)Counts.Length) return;
+            Latencies.Add(Stopwatch.GetElapsedTime(BinaryPrimitives.ReadInt64LittleEndian(buffer.AsSpan(8))).TotalMilliseconds);
+            if (BinaryPrimitives.ReadInt32LittleEndian(buffer.AsSpan(4)) != index) Interlocked.Increment(ref Misrouted);
+            if (Interlocked.Increment(ref Counts[seq]) == 1 && Interlocked.Decrement(ref Remaining) == 0) Done.TrySetResult();
+        }
+    }
+
+    /// <summary>S concurrent API senders post M messages to random devices; waits (bounded) until all arrived.</summary>
+    public async Task<TargetedResult> RunAsync(string name, HttpClient api, int messages, int senders, string query, TimeSpan limit)
+    {
+        var run = new Run(messages);
+        Volatile.Write(ref _run, run);
+        using var stop = new CancellationTokenSource(limit);
+        var next = -1;
+        var started = Stopwatch.GetTimestamp();
+        var sending = Enumerable.Range(0, senders).Select(s => Task.Run(async () =>
+        {
+            var random = new Random(s);
+            int seq;
+            while ((seq = Interlocked.Increment(ref next)) < messages && !stop.IsCancellationRequested)
+            {
+                var target = random.Next(Count);
+                var payload = new byte[16];
+                BinaryPrimitives.WriteInt32LittleEndian(payload, seq);
+                BinaryPrimitives.WriteInt32LittleEndian(payload.AsSpan(4), target);
+                BinaryPrimitives.WriteInt64LittleEndian(payload.AsSpan(8), Stopwatch.GetTimestamp());
+                var content = new ByteArrayContent(payload);
+                content.Headers.ContentType = new("application/octet-stream");
+                using var response = await api.PostAsync($"api/devices/{Prefix}{target}/messages{query}", content, stop.Token);
+                if (!response.IsSuccessStatusCode) throw new InvalidOperationException($"send {seq}: HTTP {(int)response.StatusCode}");
+            }
+        })).ToArray();
+        await Task.WhenAll(sending);
+        await Task.WhenAny(run.Done.Task, Task.Delay(Timeout.Infinite, stop.Token).ContinueWith(_ => { }, TaskScheduler.Default));
+        var elapsed = Stopwatch.GetElapsedTime(started);
+        Volatile.Write(ref _run, null);
+        var sorted = run.Latencies.OrderBy(x => x).ToArray();
+        double Pct(double p) => sorted.Length == 0 ? double.NaN : sorted[Math.Min(sorted.Length - 1, (int)(p * sorted.Length))];
+        return new TargetedResult(name, messages, messages / elapsed.TotalSeconds, Pct(0.50), Pct(0.99), sorted.LastOrDefault(),
+            run.Counts.Count(c => c == 0), run.Counts.Count(c => c > 1), run.Misrouted);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        _stop.Cancel();
+        await Task.WhenAll(_readers);
+        foreach (var s in _sockets) s.Dispose();
+    }
+}
