@@ -1,6 +1,5 @@
 using System.Collections.Concurrent;
 using DeviceGate.Protocol;
-using DeviceGate.Routing;
 
 namespace DeviceGate.Connections;
 
@@ -41,16 +40,4 @@ internal sealed class ConnectionRegistry
 
     public bool TryGet(string deviceId, [System.Diagnostics.CodeAnalysis.MaybeNullWhen(false)] out DeviceConnection connection) =>
         _devices.TryGetValue(deviceId, out connection);
-
-    /// <summary>Queues a message for the device's live connection, in its mode; retries if it was replaced meanwhile.</summary>
-    public EnqueueResult TrySend(string deviceId, DeviceMessage message)
-    {
-        for (var attempt = 0; attempt < 3; attempt++)
-        {
-            if (!_devices.TryGetValue(deviceId, out var connection)) return EnqueueResult.Closed;
-            var result = connection.TryEnqueue(message.For(connection.Mode));
-            if (result != EnqueueResult.Closed) return result;
-        }
-        return EnqueueResult.Closed;
-    }
 }
