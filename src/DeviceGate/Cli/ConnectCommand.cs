@@ -80,7 +80,7 @@ internal static class ConnectCommand
         }
         Console.Error.WriteLine($"connected to {uri.GetLeftPart(UriPartial.Path)}; type a line to send it, end input (Ctrl-D) to close");
 
-        var receiving = ReceiveAsync(socket, replyData);
+        var receiving = ReceiveAsync(socket, envelope, replyData);
         var input = Task.Run(() => SendLinesAsync(socket, envelope, ct), CancellationToken.None);
         var first = await Task.WhenAny(receiving, input).ConfigureAwait(false);
         if (first == input && socket.State == WebSocketState.Open)
@@ -115,23 +115,25 @@ internal static class ConnectCommand
         }
     }
 
-    private static string? RpcId(string envelope)
+    private static (string? Type, string? Id) TypeAndId(string envelope)
     {
         try
         {
             using var doc = JsonDocument.Parse(envelope);
             var root = doc.RootElement;
-            return root.ValueKind == JsonValueKind.Object && root.TryGetProperty("type", out var t) && t.ValueEquals("rpc")
-                && root.TryGetProperty("id", out var id) && id.ValueKind == JsonValueKind.String ? id.GetString() : null;
+            if (root.ValueKind != JsonValueKind.Object) return (null, null);
+            var type = root.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String ? t.GetString() : null;
+            var id = root.TryGetProperty("id", out var i) && i.ValueKind == JsonValueKind.String ? i.GetString() : null;
+            return (type, id);
         }
         catch (JsonException)
         {
-            return null;
+            return (null, null);
         }
     }
 
 
-    private static async Task ReceiveAsync(ClientWebSocket socket, string? replyData)
+    private static async Task ReceiveAsync(ClientWebSocket socket, bool envelope, string? replyData)
     {
         var buffer = new byte[16 * 1024];
         using var message = new MemoryStream();
@@ -146,9 +148,11 @@ internal static class ConnectCommand
                 var text = r.MessageType == WebSocketMessageType.Text ? Encoding.UTF8.GetString(message.GetBuffer(), 0, (int)message.Length) : null;
                 Console.WriteLine(text ?? $"[binary {message.Length} bytes] {Convert.ToBase64String(message.GetBuffer(), 0, (int)message.Length)}");
                 message.SetLength(0);
-                if (replyData is not null && text is not null && RpcId(text) is { } rpcId)
+                if (envelope && text is not null && TypeAndId(text) is ({ } type, { } id))
                 {
-                    await SendAsync(socket, $"{{\"type\":\"reply\",\"id\":{JsonSerializer.Serialize(rpcId)},\"data\":{replyData}}}", CancellationToken.None).ConfigureAwait(false);
+                    // Like an SDK would: ack every message once printed, answer rpcs when --reply is given.
+                    if (type == "message") await SendAsync(socket, $"{{\"type\":\"ack\",\"id\":{JsonSerializer.Serialize(id)}}}", CancellationToken.None).ConfigureAwait(false);
+                    else if (type == "rpc" && replyData is not null) await SendAsync(socket, $"{{\"type\":\"reply\",\"id\":{JsonSerializer.Serialize(id)},\"data\":{replyData}}}", CancellationToken.None).ConfigureAwait(false);
                 }
             }
         }

@@ -161,6 +161,12 @@ public sealed class ProcessTests : IDisposable
             Assert.True(rpc.Code == 0, rpc.StdErr);
             Assert.Equal("{\"status\":\"ok\"}", rpc.StdOut.Trim());
 
+            // An envelope-mode connect acks what it prints: a durable message to it ends up acked.
+            using var api = Api(gw.BaseUri, File.ReadAllText(Path.Combine(_dir, "data", "api-key")).Trim());
+            using var sent = await api.PostAsync("api/devices/rpc-dev/messages?ttl=60", new StringContent("ack me"));
+            var messageId = (await sent.JsonAsync()).Str("id");
+            await ApiExtensions.EventuallyAsync(async () => (await api.GetJsonAsync($"api/messages/{messageId}")).Str("status") == "acked", "cli acked the message");
+
             // Plain text typed into an envelope device goes to the server: the events command prints it.
             await device.StandardInput.WriteLineAsync("hello server");
             await device.StandardInput.FlushAsync();
