@@ -21,6 +21,7 @@ internal static class DevicesApi
         api.MapGet("/devices/{id}", GetAsync).WithName("GetDevice").Produces<DeviceResponse>(200).ProducesProblem(404);
         api.MapDelete("/devices/{id}/connection", Disconnect).WithName("DisconnectDevice").Produces(204).ProducesProblem(404);
         api.MapDelete("/devices/{id}", ForgetAsync).WithName("ForgetDevice").Produces(204).ProducesProblem(400);
+        api.MapPost("/devices/{id}/revoke-tokens", RevokeAsync).WithName("RevokeDeviceTokens").Produces(204).ProducesProblem(400).ProducesProblem(503);
     }
 
     private static async Task<IResult> SendAsync(string id, HttpContext context, string? ttl, DeliveryService delivery, IOptions<GatewayOptions> options)
@@ -96,6 +97,22 @@ internal static class DevicesApi
         {
             return Problems.NotConnected(id);
         }
+        return Results.NoContent();
+    }
+
+    /// <summary>Refuses every token of the device issued until now (persistently) and closes its live connection with 1008 token_revoked.</summary>
+    private static async Task<IResult> RevokeAsync(string id, HttpContext context, ConnectionRegistry registry, DeviceDirectory directory, TimeProvider time)
+    {
+        if (!DeviceId.IsValid(id) || id == DeviceId.Server) return Problems.InvalidId("device id");
+        try
+        {
+            await directory.RevokeTokensAsync(id, time.GetUtcNow()).ConfigureAwait(false);
+        }
+        catch (StoreUnavailableException)
+        {
+            return SendOptions.Unavailable(context);
+        }
+        if (registry.TryGet(id, out var connection)) connection.RequestClose(CloseCodes.PolicyViolation, CloseReasons.TokenRevoked, dropBacklog: true);
         return Results.NoContent();
     }
 

@@ -6,7 +6,11 @@ using DeviceGate.Hosting;
 namespace DeviceGate.Auth;
 
 /// <summary>What a valid device token says.</summary>
-public sealed record DeviceIdentity(string DeviceId, DateTimeOffset? ExpiresAt, JsonWebToken? Token);
+public sealed record DeviceIdentity(string DeviceId, DateTimeOffset? ExpiresAt, JsonWebToken? Token)
+{
+    /// <summary>The token's <c>iat</c>, when it has one.</summary>
+    public DateTimeOffset? IssuedAt => Token is not null && Token.TryGetPayloadValue<long>(JwtRegisteredClaimNames.Iat, out var iat) ? DateTimeOffset.FromUnixTimeSeconds(iat) : null;
+}
 
 public enum TokenCheck { Valid, Invalid, WrongDevice }
 

@@ -25,6 +25,13 @@ internal sealed class DeviceConnection
     private readonly long _maxQueuedBytes;
     private readonly TimeProvider _time;
     private readonly MessageHandler _onMessage;
+    private readonly GatewayMetrics _metrics;
+    private readonly double _messagesPerSecond;
+    private readonly double _messagesBurst;
+    private readonly int _maxReceivesPerMessage;
+    private double _messageTokens;
+    private double _violationBudget;
+    private long _tokensRefilledAt;
     private readonly TaskCompletionSource _closeSent = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource _readDone = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource _done = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -39,8 +46,14 @@ internal sealed class DeviceConnection
     /// Creates the connection before the upgrade, so it can be registered (and receive messages) before the device
     /// sees 101; <see cref="RunAsync"/> attaches the socket.
     /// </summary>
-    public DeviceConnection(string deviceId, ConnectionMode mode, DevicePermissions permissions, LimitsOptions limits, TimeProvider time, MessageHandler onMessage)
+    public DeviceConnection(string deviceId, ConnectionMode mode, DevicePermissions permissions, LimitsOptions limits, TimeProvider time,
+        GatewayMetrics metrics, MessageHandler onMessage)
     {
+        _metrics = metrics;
+        _messagesPerSecond = limits.DeviceMessagesPerSecond;
+        _messagesBurst = limits.DeviceMessagesBurst;
+        _messageTokens = _violationBudget = limits.DeviceMessagesBurst;
+        _maxReceivesPerMessage = Math.Max(Defaults.MinReceivesPerMessage, limits.MaxMessageBytes / 16);
         DeviceId = deviceId;
         Mode = mode;
         Permissions = permissions;
@@ -72,6 +85,9 @@ internal sealed class DeviceConnection
     /// <summary>True when the device sent the first close frame.</summary>
     public bool ClosedByDevice { get; private set; }
 
+    /// <summary>Told about each message dropped by the per-device rate limit (envelope devices get an error envelope).</summary>
+    public Action<DeviceConnection>? RateLimited { get; set; }
+
     /// <summary>The targeted-delivery queue of this device (null for echo connections).</summary>
     public Delivery.DeviceLane? Lane { get; set; }
 
@@ -89,7 +105,7 @@ internal sealed class DeviceConnection
         if (count > _maxQueuedMessages || bytes > _maxQueuedBytes)
         {
             Dequeued(message.Payload.Length);
-            RequestClose(CloseCodes.SlowConsumer, CloseReasons.SlowConsumer, dropBacklog: true);
+            if (RequestClose(CloseCodes.SlowConsumer, CloseReasons.SlowConsumer, dropBacklog: true)) _metrics.SendQueueOverflows.Inc();
             return EnqueueResult.Overflow;
         }
         if (!_queue.Writer.TryWrite(message))
@@ -163,6 +179,7 @@ internal sealed class DeviceConnection
                 var length = 0;
                 var end = first.EndOfMessage;
                 var tooBig = false;
+                var receives = 0;
                 if (!end)
                 {
                     buffer = ArrayPool<byte>.Shared.Rent(Math.Min(InitialReceiveBuffer, _maxMessageBytes + 1));
@@ -183,7 +200,8 @@ internal sealed class DeviceConnection
                         }
                         length += r.Count;
                         end = r.EndOfMessage;
-                        if (length > _maxMessageBytes)
+                        // Bounded assembly: by total bytes, and by reads, so a flood of empty fragments ends too.
+                        if (length > _maxMessageBytes || ++receives > _maxReceivesPerMessage)
                         {
                             tooBig = true;
                             break;
@@ -196,7 +214,8 @@ internal sealed class DeviceConnection
                 }
                 else if (!IsClosing)
                 {
-                    _onMessage(this, buffer is null ? ReadOnlySpan<byte>.Empty : buffer.AsSpan(0, length), type);
+                    _metrics.BytesIn.Inc(length);
+                    if (TakeMessageToken()) _onMessage(this, buffer is null ? ReadOnlySpan<byte>.Empty : buffer.AsSpan(0, length), type);
                 }
                 if (buffer is not null)
                 {
@@ -239,6 +258,33 @@ internal sealed class DeviceConnection
         }
     }
 
+    /// <summary>
+    /// Per-device token bucket (DeviceMessagesPerSecond, DeviceMessagesBurst). A message over the rate is dropped, never
+    /// waited for: reading goes on. A device that keeps going past a second budget of the same size is closed
+    /// with 1008 rate_limited.
+    /// </summary>
+    private bool TakeMessageToken()
+    {
+        var now = _time.GetTimestamp();
+        if (_tokensRefilledAt != 0)
+        {
+            var refill = _time.GetElapsedTime(_tokensRefilledAt, now).TotalSeconds * _messagesPerSecond;
+            _messageTokens = Math.Min(_messagesBurst, _messageTokens + refill);
+            _violationBudget = Math.Min(_messagesBurst, _violationBudget + refill);
+        }
+        _tokensRefilledAt = now;
+        if (_messageTokens >= 1)
+        {
+            _messageTokens -= 1;
+            return true;
+        }
+        _metrics.RateLimited.Inc();
+        _violationBudget -= 1;
+        if (_violationBudget < 0) RequestClose(CloseCodes.PolicyViolation, CloseReasons.RateLimited, dropBacklog: true);
+        else RateLimited?.Invoke(this);
+        return false;
+    }
+
     private void OnCloseReceived(WebSocket socket)
     {
         // Answer the device's close with 1000 (unless we were closing already) and remember its code for the logs.
@@ -261,6 +307,7 @@ internal sealed class DeviceConnection
                 {
                     Dequeued(message.Payload.Length);
                     await socket.SendAsync(message.Payload, message.Type, endOfMessage: true, CancellationToken.None).ConfigureAwait(false);
+                    _metrics.BytesOut.Inc(message.Payload.Length);
                     message.Observer?.OnWritten();
                 }
                 if (_dropBacklog) break;

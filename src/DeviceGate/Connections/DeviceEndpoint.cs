@@ -2,24 +2,25 @@ using System.Net.WebSockets;
 using DeviceGate.Auth;
 using DeviceGate.Events;
 using DeviceGate.Hosting;
+using DeviceGate.Protocol;
 using DeviceGate.Routing;
 using DeviceGate.Rpc;
-using DeviceGate.Protocol;
 using DeviceGate.Storage;
 using Microsoft.Extensions.Options;
 
 namespace DeviceGate.Connections;
 
-/// <summary><c>GET /ws?deviceId=</c>: checks the handshake, upgrades, registers the device and runs it until it leaves.</summary>
+/// <summary><c>GET /ws?deviceId=</c>: admits, checks the handshake, upgrades, registers the device and runs it until it leaves.</summary>
 internal sealed class DeviceEndpoint(
     Handshake handshake,
+    ConnectionAdmission admission,
     ConnectionRegistry registry,
     DeviceDirectory directory,
     EnvelopeHandler envelopes,
     EventHub events,
     RpcCoordinator rpcs,
     Delivery.DeliveryService delivery,
-    GatewayStats stats,
+    GatewayMetrics metrics,
     ShutdownState shutdown,
     IOptions<GatewayOptions> options,
     TimeProvider time,
@@ -27,46 +28,61 @@ internal sealed class DeviceEndpoint(
 {
     public async Task HandleAsync(HttpContext context)
     {
-        var remote = context.Connection.RemoteIpAddress?.ToString();
+        var remote = context.Connection.RemoteIpAddress;
         if (shutdown.IsDraining)
         {
-            await RefuseAsync(context, 503, "server is shutting down", null, remote).ConfigureAwait(false);
+            await RefuseAsync(context, 503, "draining", "server is shutting down", null, 5).ConfigureAwait(false);
             return;
         }
+        if (admission.TryAdmit(remote) is { } refusal)
+        {
+            await RefuseAsync(context, refusal.Status, refusal.Code, refusal.Reason, null, refusal.RetryAfterSeconds).ConfigureAwait(false);
+            return;
+        }
+        try
+        {
+            await AdmittedAsync(context).ConfigureAwait(false);
+        }
+        finally
+        {
+            admission.Release(remote);
+        }
+    }
+
+    private async Task AdmittedAsync(HttpContext context)
+    {
         var outcome = await handshake.CheckDeviceAsync(context.Request).ConfigureAwait(false);
         if (!outcome.Accepted)
         {
-            await RefuseAsync(context, outcome.Status, outcome.Reason, outcome.DeviceId, remote).ConfigureAwait(false);
+            await RefuseAsync(context, outcome.Status, outcome.Code, outcome.Reason, outcome.DeviceId, null).ConfigureAwait(false);
             return;
         }
         if (!context.WebSockets.IsWebSocketRequest)
         {
             context.Response.Headers.Upgrade = "websocket";
-            await RefuseAsync(context, 426, "not a WebSocket upgrade request", outcome.DeviceId, remote).ConfigureAwait(false);
+            await RefuseAsync(context, 426, "not_upgrade", "not a WebSocket upgrade request", outcome.DeviceId, null).ConfigureAwait(false);
             return;
         }
 
         // Registered before the 101 goes out: once a device sees its upgrade succeed, it can be reached.
         var deviceId = outcome.DeviceId!;
         var mode = context.WebSockets.WebSocketRequestedProtocols.Contains(Subprotocols.EnvelopeJson) ? ConnectionMode.Envelope : ConnectionMode.Raw;
-        var connection = new DeviceConnection(deviceId, mode, DevicePermissions.From(outcome.Identity?.Token), options.Value.Limits, time,
-            mode == ConnectionMode.Envelope ? envelopes.Handle : OnRawMessage);
+        var connection = new DeviceConnection(deviceId, mode, DevicePermissions.From(outcome.Identity?.Token), options.Value.Limits, time, metrics,
+            mode == ConnectionMode.Envelope ? envelopes.Handle : OnRawMessage)
+        {
+            RateLimited = mode == ConnectionMode.Envelope ? envelopes.RateLimited : OnRawRateLimited,
+        };
         connection.Closing += rpcs.ConnectionGone;
         var lane = connection.Lane = delivery.CreateLane(connection);
         connection.Closing += _ => lane.Close();
         directory.Seen(deviceId, connection.ConnectedAt);
         if (registry.Register(connection) is { } replaced) Log.DeviceReplaced(logger, replaced.DeviceId);
 
-        var ws = options.Value.WebSockets;
         WebSocket socket;
         try
         {
-            socket = await context.WebSockets.AcceptWebSocketAsync(new WebSocketAcceptContext
-            {
-                KeepAliveInterval = ws.KeepAliveInterval,
-                KeepAliveTimeout = ws.KeepAliveTimeout,
-                SubProtocol = mode == ConnectionMode.Envelope ? Subprotocols.EnvelopeJson : null,
-            }).ConfigureAwait(false);
+            socket = await context.WebSockets.AcceptWebSocketAsync(AcceptContext(options.Value.WebSockets,
+                mode == ConnectionMode.Envelope ? Subprotocols.EnvelopeJson : null)).ConfigureAwait(false);
         }
         catch
         {
@@ -75,7 +91,9 @@ internal sealed class DeviceEndpoint(
             throw;
         }
         using var owned = socket;
-        Log.DeviceConnected(logger, deviceId, remote);
+        Log.DeviceConnected(logger, deviceId, context.Connection.RemoteIpAddress?.ToString());
+        metrics.ConnectionsOpened.Inc();
+        metrics.ConnectedDevices.Inc();
         events.Connected(deviceId);
         _ = lane.StartAsync();
 
@@ -83,21 +101,34 @@ internal sealed class DeviceEndpoint(
         await connection.RunAsync(socket).ConfigureAwait(false);
 
         registry.Unregister(connection);
+        metrics.ConnectedDevices.Dec();
+        metrics.ConnectionsClosed.WithLabels(connection.CloseCode.ToString(System.Globalization.CultureInfo.InvariantCulture)).Inc();
         directory.Seen(deviceId, time.GetUtcNow());
         Log.DeviceDisconnected(logger, deviceId, connection.CloseCode, connection.CloseReason, connection.ClosedByDevice ? "device" : "server");
         events.Disconnected(deviceId, connection.CloseCode, connection.CloseReason);
     }
 
+    internal static WebSocketAcceptContext AcceptContext(WebSocketsOptions ws, string? subprotocol) => new()
+    {
+        KeepAliveInterval = ws.KeepAliveInterval,
+        KeepAliveTimeout = ws.KeepAliveTimeout,
+        SubProtocol = subprotocol,
+        // permessage-deflate only when configured; the read loop limits the decompressed size like the wire size.
+        DangerousEnableCompression = ws.EnableCompression,
+    };
+
     /// <summary>What a raw device sends goes to the event stream: text as <c>data</c>, binary as <c>dataBase64</c>.</summary>
     private void OnRawMessage(DeviceConnection connection, ReadOnlySpan<byte> payload, WebSocketMessageType type)
     {
-        stats.MessageIn();
+        metrics.MessagesReceived.WithLabels("raw").Inc();
         Log.RawMessageReceived(logger, connection.DeviceId, type, payload.Length);
         var bytes = payload.ToArray();
         events.Message(connection.DeviceId, type == WebSocketMessageType.Text && System.Text.Unicode.Utf8.IsValid(bytes)
             ? MessageData.Text(bytes)
             : MessageData.Binary(bytes));
     }
+
+    private void OnRawRateLimited(DeviceConnection connection) => Log.RateLimited(logger, connection.DeviceId);
 
     private ITimer? ScheduleTokenExpiry(DeviceConnection connection, DateTimeOffset? expiresAt)
     {
@@ -109,10 +140,12 @@ internal sealed class DeviceEndpoint(
             connection, due, Timeout.InfiniteTimeSpan);
     }
 
-    private Task RefuseAsync(HttpContext context, int status, string reason, string? deviceId, string? remote)
+    private Task RefuseAsync(HttpContext context, int status, string code, string reason, string? deviceId, int? retryAfter)
     {
-        Log.HandshakeRefused(logger, status, reason, deviceId, remote);
-        if (status == 503) context.Response.Headers.RetryAfter = "5";
-        return Results.Problem(statusCode: status, title: reason, type: "handshake_refused").ExecuteAsync(context);
+        metrics.HandshakesRefused.WithLabels(code).Inc();
+        Log.HandshakeRefused(logger, status, reason, deviceId, context.Connection.RemoteIpAddress?.ToString());
+        if (retryAfter is { } seconds) context.Response.Headers.RetryAfter = seconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        return Results.Problem(statusCode: status, title: reason, type: "handshake_refused", extensions: new Dictionary<string, object?> { ["reason"] = code })
+            .ExecuteAsync(context);
     }
 }

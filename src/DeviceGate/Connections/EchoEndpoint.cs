@@ -4,44 +4,66 @@ using Microsoft.Extensions.Options;
 
 namespace DeviceGate.Connections;
 
-/// <summary><c>GET /ws/echo</c>: phase 1. Every message comes back with its type; same limits and close codes as devices.</summary>
-internal sealed class EchoEndpoint(Handshake handshake, ShutdownState shutdown, EchoConnections echoes, IOptions<GatewayOptions> options, TimeProvider time)
+/// <summary><c>GET /ws/echo</c>: phase 1. Every message comes back with its type; same admission, limits and close codes as devices.</summary>
+internal sealed class EchoEndpoint(
+    Handshake handshake,
+    ConnectionAdmission admission,
+    ShutdownState shutdown,
+    EchoConnections echoes,
+    IOptions<GatewayOptions> options,
+    GatewayMetrics metrics,
+    TimeProvider time)
 {
     public async Task HandleAsync(HttpContext context)
     {
         if (shutdown.IsDraining)
         {
             context.Response.Headers.RetryAfter = "5";
-            await Results.Problem(statusCode: 503, title: "server is shutting down").ExecuteAsync(context).ConfigureAwait(false);
+            await Refuse(context, 503, "draining", "server is shutting down");
             return;
         }
         if (handshake.CheckOrigin(context.Request) is { } refused)
         {
-            await Results.Problem(statusCode: 403, title: refused).ExecuteAsync(context).ConfigureAwait(false);
+            await Refuse(context, 403, "origin", refused);
             return;
         }
         if (!context.WebSockets.IsWebSocketRequest)
         {
             context.Response.Headers.Upgrade = "websocket";
-            await Results.Problem(statusCode: 426, title: "not a WebSocket upgrade request").ExecuteAsync(context).ConfigureAwait(false);
+            await Refuse(context, 426, "not_upgrade", "not a WebSocket upgrade request");
             return;
         }
-        var ws = options.Value.WebSockets;
-        using var socket = await context.WebSockets.AcceptWebSocketAsync(new WebSocketAcceptContext
+        var remote = context.Connection.RemoteIpAddress;
+        if (admission.TryAdmit(remote) is { } refusal)
         {
-            KeepAliveInterval = ws.KeepAliveInterval,
-            KeepAliveTimeout = ws.KeepAliveTimeout,
-        }).ConfigureAwait(false);
-        var connection = new DeviceConnection("echo", Protocol.ConnectionMode.Raw, Auth.DevicePermissions.Unrestricted, options.Value.Limits, time, Echo);
-        echoes.Add(connection);
+            context.Response.Headers.RetryAfter = refusal.RetryAfterSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            await Refuse(context, refusal.Status, refusal.Code, refusal.Reason);
+            return;
+        }
         try
         {
-            await connection.RunAsync(socket).ConfigureAwait(false);
+            using var socket = await context.WebSockets.AcceptWebSocketAsync(DeviceEndpoint.AcceptContext(options.Value.WebSockets, null)).ConfigureAwait(false);
+            var connection = new DeviceConnection("echo", Protocol.ConnectionMode.Raw, Auth.DevicePermissions.Unrestricted, options.Value.Limits, time, metrics, Echo);
+            echoes.Add(connection);
+            try
+            {
+                await connection.RunAsync(socket).ConfigureAwait(false);
+            }
+            finally
+            {
+                echoes.Remove(connection);
+            }
         }
         finally
         {
-            echoes.Remove(connection);
+            admission.Release(remote);
         }
+    }
+
+    private Task Refuse(HttpContext context, int status, string code, string reason)
+    {
+        metrics.HandshakesRefused.WithLabels(code).Inc();
+        return Results.Problem(statusCode: status, title: reason, type: "handshake_refused").ExecuteAsync(context);
     }
 
     private static void Echo(DeviceConnection connection, ReadOnlySpan<byte> payload, WebSocketMessageType type) =>

@@ -18,7 +18,7 @@ internal sealed class EnvelopeHandler(
     GroupRegistry groups,
     EventHub events,
     RpcCoordinator rpcs,
-    GatewayStats stats,
+    GatewayMetrics metrics,
     TimeProvider time,
     Microsoft.Extensions.Options.IOptions<GatewayOptions> options,
     ILogger<EnvelopeHandler> logger)
@@ -27,7 +27,8 @@ internal sealed class EnvelopeHandler(
 
     public void Handle(DeviceConnection c, ReadOnlySpan<byte> payload, WebSocketMessageType type)
     {
-        stats.MessageIn();
+        metrics.MessagesReceived.WithLabels("envelope").Inc();
+        metrics.BytesIn.Inc(payload.Length);
         if (type == WebSocketMessageType.Binary)
         {
             Fail(c, ErrorCodes.BinaryNotSupported, "Envelope mode takes JSON text messages; send binary as dataBase64 through the API or use raw mode.", null);
@@ -157,6 +158,11 @@ internal sealed class EnvelopeHandler(
             Log.StoreWriteFailed(logger, ex.Message);
         }
     }
+
+    /// <summary>A message dropped by the per-device rate limit is answered, so the device knows to slow down.</summary>
+    public void RateLimited(DeviceConnection c) =>
+        c.TryEnqueue(OutboundMessage.Text(EnvelopeWriter.Error(ErrorCodes.RateLimited,
+            "Too many messages: this one was dropped. Slow down, or the connection is closed with 1008 rate_limited.", null)));
 
     private bool CheckGroup(DeviceConnection c, InboundEnvelope e)
     {

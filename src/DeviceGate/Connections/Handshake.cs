@@ -5,9 +5,10 @@ using Microsoft.Extensions.Options;
 namespace DeviceGate.Connections;
 
 /// <summary>The checks a device upgrade must pass, in order: id (400), origin (403), token (401/403).</summary>
-internal sealed class Handshake(IOptions<GatewayOptions> options, DeviceTokens tokens)
+internal sealed class Handshake(IOptions<GatewayOptions> options, DeviceTokens tokens, Storage.DeviceDirectory directory)
 {
-    public readonly record struct Outcome(int Status, string Reason, string? DeviceId, DeviceIdentity? Identity)
+    /// <summary>The verdict; <see cref="Code"/> is the stable reason used in metrics.</summary>
+    public readonly record struct Outcome(int Status, string Code, string Reason, string? DeviceId, DeviceIdentity? Identity)
     {
         public bool Accepted => Status == 0;
     }
@@ -16,26 +17,32 @@ internal sealed class Handshake(IOptions<GatewayOptions> options, DeviceTokens t
     {
         var ids = request.Query["deviceId"];
         string? id = ids.Count == 1 ? ids[0] : null;
-        if (ids.Count > 1) return Refuse(400, "more than one deviceId");
-        if (string.IsNullOrEmpty(id)) return Refuse(400, "missing deviceId");
-        if (!DeviceId.IsValid(id)) return Refuse(400, "invalid deviceId: use 1-128 characters of [A-Za-z0-9._:-], starting with a letter or digit");
-        if (id == DeviceId.Server) return Refuse(400, "the device id 'server' is reserved", id);
+        if (ids.Count > 1) return Refuse(400, "bad_id", "more than one deviceId");
+        if (string.IsNullOrEmpty(id)) return Refuse(400, "bad_id", "missing deviceId");
+        if (!DeviceId.IsValid(id)) return Refuse(400, "bad_id", "invalid deviceId: use 1-128 characters of [A-Za-z0-9._:-], starting with a letter or digit");
+        if (id == DeviceId.Server) return Refuse(400, "bad_id", "the device id 'server' is reserved", id);
 
         var origin = CheckOrigin(request);
-        if (origin is not null) return Refuse(403, origin, id);
+        if (origin is not null) return Refuse(403, "origin", origin, id);
 
         if (options.Value.Auth.AllowAnonymousDevices && TokenOf(request) is null)
         {
-            return new Outcome(0, "anonymous", id, new DeviceIdentity(id, null, null));
+            return new Outcome(0, "anonymous", "anonymous", id, new DeviceIdentity(id, null, null));
         }
         var token = TokenOf(request);
-        if (token is null) return Refuse(401, "missing token", id);
+        if (token is null) return Refuse(401, "token_missing", "missing token", id);
         var (result, identity) = await tokens.ValidateAsync(token, id).ConfigureAwait(false);
+        if (result == TokenCheck.Valid && directory.TokensNotBefore(id) is { } notBefore
+            && (identity!.IssuedAt is not { } iat || iat < notBefore.AddTicks(-(notBefore.Ticks % TimeSpan.TicksPerSecond))))
+        {
+            // Revoked: issued before the revocation (to the second, as iat is), or with no iat to prove otherwise.
+            return Refuse(401, "token_revoked", "token was revoked", id);
+        }
         return result switch
         {
-            TokenCheck.Valid => new Outcome(0, "ok", id, identity),
-            TokenCheck.WrongDevice => Refuse(403, "token is for another device", id),
-            _ => Refuse(401, "invalid or expired token", id),
+            TokenCheck.Valid => new Outcome(0, "ok", "ok", id, identity),
+            TokenCheck.WrongDevice => Refuse(403, "token_wrong_device", "token is for another device", id),
+            _ => Refuse(401, "token_invalid", "invalid or expired token", id),
         };
     }
 
@@ -70,5 +77,5 @@ internal sealed class Handshake(IOptions<GatewayOptions> options, DeviceTokens t
         return query.Count == 1 && !string.IsNullOrEmpty(query[0]) ? query[0] : null;
     }
 
-    private static Outcome Refuse(int status, string reason, string? id = null) => new(status, reason, id, null);
+    private static Outcome Refuse(int status, string code, string reason, string? id = null) => new(status, code, reason, id, null);
 }

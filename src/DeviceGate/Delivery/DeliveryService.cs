@@ -24,7 +24,7 @@ internal sealed class DeliveryService(
     GroupRegistry groups,
     StatusBook book,
     EventHub events,
-    GatewayStats stats,
+    GatewayMetrics metrics,
     IOptions<GatewayOptions> options,
     TimeProvider time,
     ILogger<DeliveryService> logger)
@@ -62,7 +62,6 @@ internal sealed class DeliveryService(
         if (registry.TryGet(device, out var connection) && connection.Lane is { } lane && !connection.IsClosing
             && lane.Push(stored.ToDeviceMessage(), durable: true, stored.ExpiresAt))
         {
-            stats.MessageOut();
             return new SendResult(SendOutcome.Sent, stored.Id, MessageStatus.Sent);
         }
         return new SendResult(SendOutcome.Queued, stored.Id, MessageStatus.Queued);
@@ -85,7 +84,6 @@ internal sealed class DeliveryService(
             book.Record(message.Id, MessageStatus.Cancelled);
             return new SendResult(SendOutcome.NotConnected, message.Id, "");
         }
-        stats.MessageOut();
         return new SendResult(SendOutcome.Sent, message.Id, MessageStatus.Sent);
     }
 
@@ -108,7 +106,7 @@ internal sealed class DeliveryService(
         {
             if (connection.TryEnqueue(message.For(connection.Mode)) == EnqueueResult.Queued) recipients++;
         }
-        stats.MessagesOut(recipients);
+        metrics.MessagesDelivered.WithLabels(MessageKinds.Broadcast).Inc(recipients);
         return recipients;
     }
 
@@ -130,6 +128,12 @@ internal sealed class DeliveryService(
 
     internal void Sent(string device, DeviceLane.Entry entry, bool final)
     {
+        if (entry.Attempts == 1)
+        {
+            var kind = entry.Message.Group is null ? MessageKinds.Targeted : MessageKinds.Group;
+            metrics.MessagesDelivered.WithLabels(kind).Inc();
+            metrics.DeliveryLatency.WithLabels(kind).Observe(time.GetElapsedTime(entry.AcceptedAt).TotalSeconds);
+        }
         if (entry.Durable) Persist(store.RecordAsync(device, entry.Message.Id, MessageStatus.Sent, final, time.GetUtcNow()));
         else book.Record(entry.Message.Id, MessageStatus.Sent);
     }
@@ -138,6 +142,7 @@ internal sealed class DeliveryService(
     {
         if (entry.Durable) Persist(store.RecordAsync(device, entry.Message.Id, MessageStatus.Acked, final: true, time.GetUtcNow()));
         else book.Record(entry.Message.Id, MessageStatus.Acked);
+        metrics.Acks.Inc();
         events.Acked(device, entry.Message.Id);
     }
 
@@ -145,6 +150,7 @@ internal sealed class DeliveryService(
     {
         if (!book.BelongsTo(id, device)) return;
         book.Record(id, MessageStatus.Acked);
+        metrics.Acks.Inc();
         events.Acked(device, id);
     }
 

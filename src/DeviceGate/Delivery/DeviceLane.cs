@@ -47,6 +47,12 @@ internal sealed class DeviceLane
         public long AckDeadline;
         public bool Written;
 
+        /// <summary>Writes so far (1 on the first delivery).</summary>
+        public int Attempts;
+
+        /// <summary>When this lane took the message (TimeProvider timestamp), for the delivery-latency histogram.</summary>
+        public long AcceptedAt;
+
         public void OnWritten() => lane.Written(this);
     }
 
@@ -57,7 +63,7 @@ internal sealed class DeviceLane
         {
             if (_closed) return false;
             if (!_seen.Add(message.Id)) return true;
-            var entry = new Entry(this, message, durable, expiresAt);
+            var entry = new Entry(this, message, durable, expiresAt) { AcceptedAt = _time.GetTimestamp() };
             if (_heldWhileLoading is not null)
             {
                 _heldWhileLoading.Add(entry);
@@ -94,7 +100,7 @@ internal sealed class DeviceLane
             if (_closed) return;
             foreach (var m in stored)
             {
-                if (_seen.Add(m.Id)) _waiting.Enqueue(new Entry(this, m.ToDeviceMessage(), durable: true, m.ExpiresAt));
+                if (_seen.Add(m.Id)) _waiting.Enqueue(new Entry(this, m.ToDeviceMessage(), durable: true, m.ExpiresAt) { AcceptedAt = _time.GetTimestamp() });
             }
             foreach (var held in _heldWhileLoading!) _waiting.Enqueue(held);
             _heldWhileLoading = null;
@@ -181,6 +187,7 @@ internal sealed class DeviceLane
 
     private bool Write(Entry entry)
     {
+        entry.Attempts++;
         var result = _connection.TryEnqueue(entry.Message.For(_connection.Mode) with { Observer = entry });
         return result == EnqueueResult.Queued;
     }

@@ -6,7 +6,7 @@ using Microsoft.Extensions.Options;
 namespace DeviceGate.Delivery;
 
 /// <summary>Marks expired messages (and says so on the event stream) and purges final records past retention.</summary>
-internal sealed class OutboxMaintenance(IMessageStore store, EventHub events, IOptions<GatewayOptions> options, TimeProvider time, ILogger<OutboxMaintenance> logger)
+internal sealed class OutboxMaintenance(IMessageStore store, EventHub events, GatewayMetrics metrics, IOptions<GatewayOptions> options, TimeProvider time, ILogger<OutboxMaintenance> logger)
     : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
@@ -20,7 +20,11 @@ internal sealed class OutboxMaintenance(IMessageStore store, EventHub events, IO
                 try
                 {
                     var now = time.GetUtcNow();
-                    foreach (var (id, device) in await store.ExpireDueAsync(now).ConfigureAwait(false)) events.Expired(device, id);
+                    foreach (var (id, device) in await store.ExpireDueAsync(now).ConfigureAwait(false))
+                    {
+                        metrics.Expired.Inc();
+                        events.Expired(device, id);
+                    }
                     if (time.GetElapsedTime(lastPurge) >= Defaults.PurgeSweep)
                     {
                         lastPurge = time.GetTimestamp();

@@ -58,7 +58,9 @@ public static class GatewayHost
         services.AddSingleton<DeviceTokens>();
         services.AddSingleton<ApiKeyVerifier>();
         services.AddSingleton<NodeIdentity>();
-        services.AddSingleton<GatewayStats>();
+        services.AddSingleton<GatewayMetrics>();
+        services.AddSingleton<ConnectionAdmission>();
+        Observability.AddObservability(services);
         services.AddSingleton<ShutdownState>();
         services.AddSingleton<ConnectionRegistry>();
         services.AddSingleton<EchoConnections>();
@@ -93,17 +95,15 @@ public static class GatewayHost
 
     internal static void MapGateway(WebApplication app)
     {
+        Observability.UseObservability(app);
         app.UseWebSockets();
+        Observability.MapObservability(app);
 
         app.MapGet("/ws", (HttpContext c, DeviceEndpoint e) => e.HandleAsync(c)).ExcludeFromDescription();
         if (app.Services.GetRequiredService<IOptions<GatewayOptions>>().Value.WebSockets.EnableEcho)
         {
             app.MapGet("/ws/echo", (HttpContext c, EchoEndpoint e) => e.HandleAsync(c)).ExcludeFromDescription();
         }
-        app.MapGet("/healthz", () => TypedResults.Json(new HealthResponse("alive"), ApiJsonContext.Default.HealthResponse));
-        app.MapGet("/readyz", (ShutdownState s) => s.IsDraining
-            ? TypedResults.Json(new HealthResponse("draining"), ApiJsonContext.Default.HealthResponse, statusCode: 503)
-            : TypedResults.Json(new HealthResponse("ready"), ApiJsonContext.Default.HealthResponse));
 
         var api = app.MapGroup("/api");
         api.AddEndpointFilter<ApiKeyFilter>();

@@ -15,6 +15,7 @@ public sealed class GatewayOptions
     public WebhooksOptions Webhooks { get; set; } = new();
     public RpcOptions Rpc { get; set; } = new();
     public DeliveryOptions Delivery { get; set; } = new();
+    public NetworkOptions Network { get; set; } = new();
 }
 
 public sealed class DeliveryOptions
@@ -108,6 +109,9 @@ public sealed class WebSocketsOptions
 
     /// <summary>Serve the phase-1 echo endpoint <c>/ws/echo</c>.</summary>
     public bool EnableEcho { get; set; } = true;
+
+    /// <summary>Negotiate permessage-deflate when a client offers it. Decompressed size is limited like wire size.</summary>
+    public bool EnableCompression { get; set; }
 }
 
 public sealed class LimitsOptions
@@ -120,6 +124,33 @@ public sealed class LimitsOptions
 
     /// <summary>Bytes a device's outbound queue holds before the device is closed with 4002.</summary>
     public long SendQueueBytes { get; set; } = Defaults.SendQueueBytes;
+
+    /// <summary>Concurrent device (and echo) connections on this node; more get 503 with Retry-After.</summary>
+    public int MaxConnections { get; set; } = Defaults.MaxConnections;
+
+    /// <summary>New connections per second, token bucket refill (503 with Retry-After past it).</summary>
+    public int ConnectsPerSecond { get; set; } = Defaults.ConnectsPerSecond;
+
+    /// <summary>Token bucket size for new connections: how many may arrive at once.</summary>
+    public int ConnectsBurst { get; set; } = Defaults.ConnectsBurst;
+
+    /// <summary>Concurrent connections from one client address (429 with Retry-After past it); 0 = off.</summary>
+    public int MaxConnectionsPerIp { get; set; }
+
+    /// <summary>Messages per second one device may send (token bucket refill); past it they are dropped.</summary>
+    public int DeviceMessagesPerSecond { get; set; } = Defaults.DeviceMessagesPerSecond;
+
+    /// <summary>Messages one device may send at once before the rate applies.</summary>
+    public int DeviceMessagesBurst { get; set; } = Defaults.DeviceMessagesBurst;
+
+    /// <summary>HTTP API requests per second on this node (429 past it); 0 = off.</summary>
+    public int ApiRequestsPerSecond { get; set; }
+}
+
+public sealed class NetworkOptions
+{
+    /// <summary>Addresses of reverse proxies whose X-Forwarded-For is believed. Empty: the socket's address is the client's.</summary>
+    public string[] KnownProxies { get; set; } = [];
 }
 
 public sealed class ShutdownOptions
@@ -146,6 +177,14 @@ public static class Defaults
     public const long SendQueueBytes = 1048576;
     public const int DrainSeconds = 5;
     public const int DeviceListLimit = 1000;
+    public const int MaxConnections = 100_000;
+    public const int ConnectsPerSecond = 5_000;
+    public const int ConnectsBurst = 10_000;
+    public const int DeviceMessagesPerSecond = 200;
+    public const int DeviceMessagesBurst = 400;
+
+    /// <summary>Reads one message may take (bounds fragment floods of tiny or empty frames).</summary>
+    public const int MinReceivesPerMessage = 1024;
     public static readonly TimeSpan MaxTtl = TimeSpan.FromDays(7);
     public static readonly TimeSpan AckTimeout = TimeSpan.FromSeconds(30);
     public const int MaxInFlight = 32;

@@ -48,6 +48,17 @@ internal sealed class GatewayOptionsValidator : IValidateOptions<GatewayOptions>
         Require(o.Delivery.MaxInFlight is >= 1 and <= 10_000, "Delivery:MaxInFlight", "must be between 1 and 10000");
         Require(o.Delivery.MaxQueuedPerDevice >= 1, "Delivery:MaxQueuedPerDevice", "must be at least 1");
         Require(o.Delivery.StatusRetention > TimeSpan.Zero, "Delivery:StatusRetention", "must be positive");
+        Require(o.Limits.MaxConnections >= 1, "Limits:MaxConnections", "must be at least 1");
+        Require(o.Limits.ConnectsPerSecond >= 1, "Limits:ConnectsPerSecond", "must be at least 1");
+        Require(o.Limits.ConnectsBurst >= 1, "Limits:ConnectsBurst", "must be at least 1");
+        Require(o.Limits.MaxConnectionsPerIp >= 0, "Limits:MaxConnectionsPerIp", "must be 0 (off) or more");
+        Require(o.Limits.DeviceMessagesPerSecond >= 1, "Limits:DeviceMessagesPerSecond", "must be at least 1");
+        Require(o.Limits.DeviceMessagesBurst >= 1, "Limits:DeviceMessagesBurst", "must be at least 1");
+        Require(o.Limits.ApiRequestsPerSecond >= 0, "Limits:ApiRequestsPerSecond", "must be 0 (off) or more");
+        foreach (var proxy in o.Network.KnownProxies)
+        {
+            Require(System.Net.IPAddress.TryParse(proxy, out _), "Network:KnownProxies", $"entries must be IP addresses (got '{proxy}')");
+        }
         foreach (var origin in o.WebSockets.AllowedOrigins)
         {
             Require(origin == "*" || Uri.TryCreate(origin, UriKind.Absolute, out _), "WebSockets:AllowedOrigins",

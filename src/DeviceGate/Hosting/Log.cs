@@ -39,6 +39,9 @@ internal static partial class Log
     [LoggerMessage(1300, LogLevel.Error, "Message store write failed: {Error}")]
     public static partial void StoreWriteFailed(ILogger logger, string error);
 
+    [LoggerMessage(1011, LogLevel.Debug, "Device {DeviceId} is over its message rate; message dropped")]
+    public static partial void RateLimited(ILogger logger, string deviceId);
+
     [LoggerMessage(1100, LogLevel.Warning, "DeviceGate:Auth:AllowAnonymousDevices is on: any client may connect as any device id without a token")]
     public static partial void AnonymousDevicesAllowed(ILogger logger);
 

@@ -42,5 +42,7 @@ public static class CloseReasons
     public const string Disconnected = "disconnected";
     public const string SlowConsumer = "slow_consumer";
     public const string Policy = "policy";
+    public const string RateLimited = "rate_limited";
+    public const string TokenRevoked = "token_revoked";
     public const string StoreUnavailable = "store_unavailable";
 }

@@ -16,7 +16,7 @@ internal static class RpcApi
             .ProducesProblem(400).ProducesProblem(404).ProducesProblem(409).ProducesProblem(413).ProducesProblem(502).ProducesProblem(504);
 
     private static async Task<IResult> CallAsync(string id, HttpRequest request, string? timeout, ConnectionRegistry registry, RpcCoordinator rpcs,
-        IOptions<GatewayOptions> options, TimeProvider time)
+        IOptions<GatewayOptions> options, GatewayMetrics metrics, TimeProvider time)
     {
         if (!DeviceId.IsValid(id) || id == DeviceId.Server) return Problems.InvalidId("device id");
         var o = options.Value.Rpc;
@@ -47,6 +47,7 @@ internal static class RpcApi
             rpcs.End(rpcId);
             return Problems.NotConnected(id);
         }
+        metrics.MessagesDelivered.WithLabels(MessageKinds.Rpc).Inc();
         RpcReply? answer;
         try
         {

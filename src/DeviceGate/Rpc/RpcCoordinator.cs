@@ -8,7 +8,7 @@ namespace DeviceGate.Rpc;
 public sealed record RpcReply(byte[]? Json, string? ErrorCode, string? ErrorMessage);
 
 /// <summary>Pending rpcs by id, each waiting for the reply of the one device it was sent to.</summary>
-internal sealed class RpcCoordinator(GatewayStats stats)
+internal sealed class RpcCoordinator(GatewayMetrics metrics)
 {
     private readonly ConcurrentDictionary<string, Pending> _pending = new(StringComparer.Ordinal);
 
@@ -34,7 +34,7 @@ internal sealed class RpcCoordinator(GatewayStats stats)
     {
         if (!_pending.TryGetValue(id, out var p) || !ReferenceEquals(p.Connection, connection) || !_pending.TryRemove(new KeyValuePair<string, Pending>(id, p)))
         {
-            stats.LateReply();
+            metrics.LateReplies.Inc();
             return false;
         }
         RpcReply reply;

@@ -9,10 +9,23 @@ namespace DeviceGate.Storage;
 internal sealed class DeviceDirectory(IDirectoryStore store, ILogger<DeviceDirectory> logger)
 {
     private readonly ConcurrentDictionary<string, DateTimeOffset?> _devices = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, DateTimeOffset> _tokensNotBefore = new(StringComparer.Ordinal);
 
-    public void Load(IReadOnlyDictionary<string, DateTimeOffset?> devices)
+    public void Load(DirectorySnapshot snapshot)
     {
-        foreach (var (id, seen) in devices) _devices[id] = seen;
+        foreach (var (id, seen) in snapshot.Devices) _devices[id] = seen;
+        foreach (var (id, at) in snapshot.TokensNotBefore) _tokensNotBefore[id] = at;
+    }
+
+    /// <summary>Tokens issued before this are refused (null: no revocation).</summary>
+    public DateTimeOffset? TokensNotBefore(string deviceId) => _tokensNotBefore.TryGetValue(deviceId, out var at) ? at : null;
+
+    /// <summary>Refuses the device's existing tokens from now on; durable before it returns.</summary>
+    public async Task RevokeTokensAsync(string deviceId, DateTimeOffset at)
+    {
+        await store.RevokeTokensAsync(deviceId, at).ConfigureAwait(false);
+        _tokensNotBefore[deviceId] = at;
+        _devices.TryAdd(deviceId, null);
     }
 
     public void Seen(string deviceId, DateTimeOffset at)
@@ -37,6 +50,7 @@ internal sealed class DeviceDirectory(IDirectoryStore store, ILogger<DeviceDirec
     public Task ForgetAsync(string deviceId)
     {
         _devices.TryRemove(deviceId, out _);
+        _tokensNotBefore.TryRemove(deviceId, out _);
         return store.ForgetDeviceAsync(deviceId);
     }
 

@@ -8,7 +8,7 @@ internal sealed class DirectoryLoader(IDirectoryStore store, DeviceDirectory dir
     public async Task StartingAsync(CancellationToken cancellationToken)
     {
         var snapshot = await store.LoadAsync().ConfigureAwait(false);
-        directory.Load(snapshot.Devices);
+        directory.Load(snapshot);
         groups.Load(snapshot.Memberships);
     }
 

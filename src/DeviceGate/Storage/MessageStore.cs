@@ -79,6 +79,9 @@ public interface IDirectoryStore
 
     Task SetMembershipAsync(string group, string device, bool member);
 
+    /// <summary>Tokens of this device issued before <paramref name="at"/> are refused from now on.</summary>
+    Task RevokeTokensAsync(string device, DateTimeOffset at);
+
     /// <summary>Removes the device's last-seen, memberships and outbox.</summary>
     Task ForgetDeviceAsync(string device);
 
@@ -88,4 +91,15 @@ public interface IDirectoryStore
 
 public sealed record DirectorySnapshot(
     IReadOnlyDictionary<string, DateTimeOffset?> Devices,
-    IReadOnlyList<(string Group, string Device)> Memberships);
+    IReadOnlyList<(string Group, string Device)> Memberships,
+    IReadOnlyDictionary<string, DateTimeOffset> TokensNotBefore);
+
+/// <summary>Optional capability of a store: readiness and outbox depth for /readyz and /metrics.</summary>
+public interface IStoreHealth
+{
+    /// <summary>Whether a write could be made right now (false while another process holds the database, or Redis is down).</summary>
+    Task<bool> IsWritableAsync();
+
+    /// <summary>Messages stored and not yet acked, expired or cancelled.</summary>
+    long PendingMessages { get; }
+}

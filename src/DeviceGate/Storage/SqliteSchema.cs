@@ -34,7 +34,7 @@ internal static class SqliteSchema
         CREATE INDEX messages_expiry ON messages(expires_at) WHERE pending = 1;
         CREATE TABLE idempotency(key TEXT PRIMARY KEY, message_id TEXT NOT NULL, created_at INTEGER NOT NULL);
         CREATE INDEX idempotency_age ON idempotency(created_at);
-        CREATE TABLE devices(id TEXT PRIMARY KEY, last_seen INTEGER);
+        CREATE TABLE devices(id TEXT PRIMARY KEY, last_seen INTEGER, tokens_not_before INTEGER);
         CREATE TABLE memberships(grp TEXT NOT NULL, device TEXT NOT NULL, PRIMARY KEY(grp, device));
         CREATE INDEX memberships_device ON memberships(device);
         """;

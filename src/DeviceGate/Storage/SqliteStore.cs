@@ -13,7 +13,7 @@ namespace DeviceGate.Storage;
 /// whatever has queued up in one transaction (group commit), so durability costs one fsync per batch, not per
 /// message. Reads use their own pooled connections and never wait for the writer.
 /// </summary>
-internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IAsyncDisposable
+internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IStoreHealth, IAsyncDisposable
 {
     public const string FileName = "devicegate.db";
     private const int MaxBatch = 512;
@@ -27,6 +27,7 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IAsyncDispos
     private readonly Dictionary<string, SqliteCommand> _prepared = new(StringComparer.Ordinal);
     private readonly List<(string Device, int Delta)> _undo = [];
     private readonly HashSet<string> _knownDevices = new(StringComparer.Ordinal);
+    private long _pendingTotal;
     private SqliteTransaction? _tx;
 
     private sealed record WriteOp(Func<SqliteConnection, SqliteTransaction, object?>? Work, TaskCompletionSource<object?> Done, StatusRecord? Record = null);
@@ -38,7 +39,8 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IAsyncDispos
     {
         Directory.CreateDirectory(dataPath);
         Path = System.IO.Path.GetFullPath(System.IO.Path.Combine(dataPath, FileName));
-        _connectionString = new SqliteConnectionStringBuilder { DataSource = Path, Mode = SqliteOpenMode.ReadWriteCreate, Pooling = true }.ToString();
+        // A locked database fails a command after 5 s rather than hanging API calls for the default 30.
+        _connectionString = new SqliteConnectionStringBuilder { DataSource = Path, Mode = SqliteOpenMode.ReadWriteCreate, Pooling = true, DefaultTimeout = 5 }.ToString();
         _writer = new SqliteConnection(_connectionString);
         _writer.Open();
         SqliteSchema.Ensure(_writer, Path);
@@ -49,6 +51,7 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IAsyncDispos
             using var r = cmd.ExecuteReader();
             while (r.Read()) _pendingCounts[r.GetString(0)] = r.GetInt32(1);
         }
+        _pendingTotal = _pendingCounts.Values.Sum();
         using (var cmd = _writer.CreateCommand())
         {
             cmd.CommandText = "SELECT id FROM devices;";
@@ -163,15 +166,38 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IAsyncDispos
         {
             var (device, delta) = _undo[i];
             _pendingCounts[device] = _pendingCounts.GetValueOrDefault(device) - delta;
+            Interlocked.Add(ref _pendingTotal, -delta);
         }
         _undo.Clear();
     }
 
     private void Adjust(string device, int delta)
     {
-        var now = Math.Max(0, _pendingCounts.GetValueOrDefault(device) + delta);
-        _undo.Add((device, now - _pendingCounts.GetValueOrDefault(device)));
+        var before = _pendingCounts.GetValueOrDefault(device);
+        var now = Math.Max(0, before + delta);
+        _undo.Add((device, now - before));
         _pendingCounts[device] = now;
+        Interlocked.Add(ref _pendingTotal, now - before);
+    }
+
+    public long PendingMessages => Interlocked.Read(ref _pendingTotal);
+
+    public async Task<bool> IsWritableAsync()
+    {
+        try
+        {
+            var probe = new SqliteConnectionStringBuilder(_connectionString) { DefaultTimeout = 1, Pooling = false }.ToString();
+            await using var c = new SqliteConnection(probe);
+            await c.OpenAsync().ConfigureAwait(false);
+            using var cmd = c.CreateCommand();
+            cmd.CommandText = "BEGIN IMMEDIATE; ROLLBACK;";
+            await cmd.ExecuteNonQueryAsync().ConfigureAwait(false);
+            return true;
+        }
+        catch (SqliteException)
+        {
+            return false;
+        }
     }
 
     /// <summary>A prepared statement of the writer connection, kept for reuse (SQLite parses it once).</summary>
@@ -356,10 +382,15 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IAsyncDispos
     {
         await using var c = OpenReader();
         var devices = new Dictionary<string, DateTimeOffset?>(StringComparer.Ordinal);
-        using (var cmd = Command(c, null, "SELECT id, last_seen FROM devices;"))
+        var notBefore = new Dictionary<string, DateTimeOffset>(StringComparer.Ordinal);
+        using (var cmd = Command(c, null, "SELECT id, last_seen, tokens_not_before FROM devices;"))
         using (var r = await cmd.ExecuteReaderAsync().ConfigureAwait(false))
         {
-            while (await r.ReadAsync().ConfigureAwait(false)) devices[r.GetString(0)] = r.IsDBNull(1) ? null : FromMs(r.GetInt64(1));
+            while (await r.ReadAsync().ConfigureAwait(false))
+            {
+                devices[r.GetString(0)] = r.IsDBNull(1) ? null : FromMs(r.GetInt64(1));
+                if (!r.IsDBNull(2)) notBefore[r.GetString(0)] = FromMs(r.GetInt64(2));
+            }
         }
         var memberships = new List<(string, string)>();
         using (var cmd = Command(c, null, "SELECT grp, device FROM memberships;"))
@@ -367,7 +398,7 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IAsyncDispos
         {
             while (await r.ReadAsync().ConfigureAwait(false)) memberships.Add((r.GetString(0), r.GetString(1)));
         }
-        return new DirectorySnapshot(devices, memberships);
+        return new DirectorySnapshot(devices, memberships, notBefore);
     }
 
     public Task SaveLastSeenAsync(string device, DateTimeOffset at) => WriteAsync((c, tx) =>
@@ -385,6 +416,14 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IAsyncDispos
             : Writer("DELETE FROM memberships WHERE grp = $g AND device = $d;", ("$g", group), ("$d", device));
         cmd.ExecuteNonQuery();
         if (member) MarkKnown(device);
+        return null;
+    });
+
+    public Task RevokeTokensAsync(string device, DateTimeOffset at) => WriteAsync((c, tx) =>
+    {
+        Writer("INSERT INTO devices(id, last_seen, tokens_not_before) VALUES($d, NULL, $at) ON CONFLICT(id) DO UPDATE SET tokens_not_before = excluded.tokens_not_before;",
+            ("$d", device), ("$at", Ms(at))).ExecuteNonQuery();
+        _knownDevices.Add(device);
         return null;
     });
 

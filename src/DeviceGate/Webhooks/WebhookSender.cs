@@ -14,6 +14,7 @@ internal sealed class WebhookSender(
     EventHub hub,
     IHttpClientFactory clients,
     IOptions<GatewayOptions> options,
+    GatewayMetrics metrics,
     TimeProvider time,
     ILogger<WebhookSender> logger) : BackgroundService
 {
@@ -73,11 +74,16 @@ internal sealed class WebhookSender(
             request.Headers.Add(WebhookSigner.TimestampHeader, timestamp.ToString(System.Globalization.CultureInfo.InvariantCulture));
             request.Headers.Add(WebhookSigner.SignatureHeader, WebhookSigner.Sign(secret, timestamp, bytes));
             using var response = await clients.CreateClient(ClientName).SendAsync(request, ct).ConfigureAwait(false);
-            if (!response.IsSuccessStatusCode) Log.WebhookFailed(logger, batch.Count, url.Host, $"HTTP {(int)response.StatusCode}");
+            if (!response.IsSuccessStatusCode)
+            {
+                metrics.WebhookFailures.Inc();
+                Log.WebhookFailed(logger, batch.Count, url.Host, $"HTTP {(int)response.StatusCode}");
+            }
         }
         catch (Exception e) when (!ct.IsCancellationRequested)
         {
             // Anything (refused connection, open circuit breaker, timeout) only costs this batch: the sender lives on.
+            metrics.WebhookFailures.Inc();
             Log.WebhookFailed(logger, batch.Count, url.Host, e.Message);
         }
     }

@@ -54,9 +54,9 @@ public sealed class RpcTests : GatewayTest
         Assert.Equal(HttpStatusCode.GatewayTimeout, response.StatusCode);
         Assert.True(DateTime.UtcNow - started >= TimeSpan.FromSeconds(0.45));
 
-        var stats = Gw.App.Services.GetRequiredService<GatewayStats>();
+        var metrics = Gw.App.Services.GetRequiredService<GatewayMetrics>();
         await device.SendJsonAsync(new { type = "reply", id = rpc.Str("id"), data = "too late" });
-        await ApiExtensions.EventuallyAsync(() => Task.FromResult(stats.LateReplies == 1), "late reply counted");
+        await ApiExtensions.EventuallyAsync(() => Task.FromResult(metrics.LateReplies.Value == 1), "late reply counted");
 
         // The connection is fine and the next rpc works.
         var serving = ServeRpcsAsync(device, _ => new { type = "reply", id = "__ID__", data = 42 });

@@ -1,0 +1,105 @@
+using System.Diagnostics;
+using System.Threading.RateLimiting;
+using DeviceGate.Api;
+using DeviceGate.Storage;
+using Microsoft.AspNetCore.HttpOverrides;
+using Microsoft.AspNetCore.RateLimiting;
+using Microsoft.Extensions.Options;
+using Prometheus;
+using Scalar.AspNetCore;
+
+namespace DeviceGate.Hosting;
+
+/// <summary>Metrics, health, the API description and the HTTP-level protections (forwarded headers, API rate limit).</summary>
+internal static class Observability
+{
+    public static void AddObservability(IServiceCollection services)
+    {
+        services.AddOpenApi();
+        services.AddRateLimiter(o =>
+        {
+            o.RejectionStatusCode = StatusCodes.Status429TooManyRequests;
+            // One token bucket per node for the whole API, off unless DeviceGate:Limits:ApiRequestsPerSecond > 0.
+            o.GlobalLimiter = PartitionedRateLimiter.Create<HttpContext, string>(context =>
+            {
+                var rps = context.RequestServices.GetRequiredService<IOptions<GatewayOptions>>().Value.Limits.ApiRequestsPerSecond;
+                return rps <= 0 || !context.Request.Path.StartsWithSegments("/api")
+                    ? RateLimitPartition.GetNoLimiter("unlimited")
+                    : RateLimitPartition.GetTokenBucketLimiter("api", _ => new TokenBucketRateLimiterOptions
+                    {
+                        TokenLimit = rps,
+                        TokensPerPeriod = rps,
+                        ReplenishmentPeriod = TimeSpan.FromSeconds(1),
+                        QueueLimit = 0,
+                    });
+            });
+            o.OnRejected = async (context, ct) =>
+            {
+                context.HttpContext.Response.Headers.RetryAfter = "1";
+                await Results.Problem(statusCode: 429, title: "Too many API requests",
+                    detail: "DeviceGate:Limits:ApiRequestsPerSecond was exceeded; retry after a second.", type: "rate_limited")
+                    .ExecuteAsync(context.HttpContext).ConfigureAwait(false);
+            };
+        });
+        services.AddOptions<ForwardedHeadersOptions>().Configure<IOptions<GatewayOptions>>((f, gateway) =>
+        {
+            f.ForwardedHeaders = ForwardedHeaders.XForwardedFor | ForwardedHeaders.XForwardedProto;
+            // Only the configured proxies are believed (the framework's default would trust loopback).
+            f.KnownProxies.Clear();
+            f.KnownIPNetworks.Clear();
+            foreach (var proxy in gateway.Value.Network.KnownProxies) f.KnownProxies.Add(System.Net.IPAddress.Parse(proxy));
+        });
+    }
+
+    /// <summary>Middleware that runs before the endpoints.</summary>
+    public static void UseObservability(WebApplication app)
+    {
+        var options = app.Services.GetRequiredService<IOptions<GatewayOptions>>().Value;
+        if (options.Network.KnownProxies.Length > 0) app.UseForwardedHeaders();
+        app.UseRouting();
+        var metrics = app.Services.GetRequiredService<GatewayMetrics>();
+        app.Use(async (context, next) =>
+        {
+            if (!context.Request.Path.StartsWithSegments("/api"))
+            {
+                await next(context).ConfigureAwait(false);
+                return;
+            }
+            var started = Stopwatch.GetTimestamp();
+            try
+            {
+                await next(context).ConfigureAwait(false);
+            }
+            finally
+            {
+                var route = (context.GetEndpoint() as RouteEndpoint)?.RoutePattern.RawText ?? "unmatched";
+                metrics.ApiRequests.WithLabels(route, context.Response.StatusCode.ToString(System.Globalization.CultureInfo.InvariantCulture)).Inc();
+                metrics.ApiDuration.WithLabels(route).Observe(Stopwatch.GetElapsedTime(started).TotalSeconds);
+            }
+        });
+        app.UseRateLimiter();
+    }
+
+    public static void MapObservability(WebApplication app)
+    {
+        var metrics = app.Services.GetRequiredService<GatewayMetrics>();
+        var store = app.Services.GetRequiredService<IMessageStore>();
+        metrics.Registry.AddBeforeCollectCallback(() =>
+        {
+            if (store is IStoreHealth health) metrics.OutboxDepth.Set(health.PendingMessages);
+        });
+        app.MapMetrics("/metrics", metrics.Registry);
+        app.MapGet("/healthz", () => TypedResults.Json(new HealthResponse("alive"), ApiJsonContext.Default.HealthResponse));
+        app.MapGet("/readyz", async (ShutdownState shutdown, IMessageStore messages) =>
+        {
+            if (shutdown.IsDraining) return TypedResults.Json(new HealthResponse("draining"), ApiJsonContext.Default.HealthResponse, statusCode: 503);
+            if (messages is IStoreHealth health && !await health.IsWritableAsync().ConfigureAwait(false))
+            {
+                return TypedResults.Json(new HealthResponse("store_unavailable"), ApiJsonContext.Default.HealthResponse, statusCode: 503);
+            }
+            return TypedResults.Json(new HealthResponse("ready"), ApiJsonContext.Default.HealthResponse);
+        });
+        app.MapOpenApi();
+        app.MapScalarApiReference("/docs", o => o.WithTitle("DeviceGate API").WithOpenApiRoutePattern("/openapi/{documentName}.json"));
+    }
+}
