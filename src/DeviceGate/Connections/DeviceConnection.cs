@@ -185,14 +185,17 @@ internal sealed class DeviceConnection
                     buffer = ArrayPool<byte>.Shared.Rent(Math.Min(InitialReceiveBuffer, _maxMessageBytes + 1));
                     while (!end)
                     {
-                        if (length == buffer.Length)
+                        if (length == Math.Min(buffer.Length, _maxMessageBytes + 1))
                         {
                             var bigger = ArrayPool<byte>.Shared.Rent(Math.Min(buffer.Length * 2, _maxMessageBytes + 1));
                             buffer.AsSpan(0, length).CopyTo(bigger);
                             ArrayPool<byte>.Shared.Return(buffer);
                             buffer = bigger;
                         }
-                        var r = await socket.ReceiveAsync(buffer.AsMemory(length), CancellationToken.None).ConfigureAwait(false);
+                        // Never ask for more than one byte past the limit: the WebSocket waits until the slice it was
+                        // given is full (or the frame ends), and a frame may announce up to 2^63 bytes.
+                        var room = Math.Min(buffer.Length, _maxMessageBytes + 1) - length;
+                        var r = await socket.ReceiveAsync(buffer.AsMemory(length, room), CancellationToken.None).ConfigureAwait(false);
                         if (r.MessageType == WebSocketMessageType.Close)
                         {
                             OnCloseReceived(socket);

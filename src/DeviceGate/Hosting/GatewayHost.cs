@@ -21,6 +21,9 @@ public static class GatewayHost
         var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args });
         var urls = builder.Configuration["urls"] ?? builder.Configuration["http_ports"] ?? builder.Configuration["https_ports"];
         if (string.IsNullOrEmpty(urls)) builder.WebHost.UseUrls(Defaults.Url);
+        // Kestrel's own limits (header count and size, RequestHeadersTimeout against slow-drip upgrades) are
+        // standard configuration under Kestrel:Limits.
+        builder.WebHost.ConfigureKestrel((context, kestrel) => context.Configuration.GetSection("Kestrel:Limits").Bind(kestrel.Limits));
 
         // ASP.NET Core's "Request starting" line carries the query string, where browsers put their token.
         builder.Logging.AddFilter("Microsoft.AspNetCore.Hosting.Diagnostics", LogLevel.Warning);
