@@ -8,8 +8,10 @@ namespace DeviceGate.Auth;
 /// <summary>What a valid device token says.</summary>
 public sealed record DeviceIdentity(string DeviceId, DateTimeOffset? ExpiresAt, JsonWebToken? Token)
 {
-    /// <summary>The token's <c>iat</c>, when it has one.</summary>
-    public DateTimeOffset? IssuedAt => Token is not null && Token.TryGetPayloadValue<long>(JwtRegisteredClaimNames.Iat, out var iat) ? DateTimeOffset.FromUnixTimeSeconds(iat) : null;
+    /// <summary>The token's <c>iat</c>, when it has one (a NumericDate: whole or fractional seconds).</summary>
+    public DateTimeOffset? IssuedAt => Token is not null && Token.TryGetPayloadValue<double>(JwtRegisteredClaimNames.Iat, out var iat)
+        ? DateTimeOffset.FromUnixTimeMilliseconds((long)Math.Floor(iat * 1000))
+        : null;
 }
 
 public enum TokenCheck { Valid, Invalid, WrongDevice }
@@ -48,7 +50,8 @@ public sealed class DeviceTokens
         var claims = new Dictionary<string, object>(extraClaims ?? new Dictionary<string, object>())
         {
             [JwtRegisteredClaimNames.Sub] = deviceId,
-            [JwtRegisteredClaimNames.Iat] = now.ToUnixTimeSeconds(),
+            // Milliseconds (a NumericDate may be fractional): a token minted just after a revocation is newer than it.
+            [JwtRegisteredClaimNames.Iat] = now.ToUnixTimeMilliseconds() / 1000.0,
         };
         if (ttl is { } t) claims[JwtRegisteredClaimNames.Exp] = now.Add(t).ToUnixTimeSeconds();
         return _handler.CreateToken(new SecurityTokenDescriptor

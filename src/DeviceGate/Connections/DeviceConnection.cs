@@ -129,7 +129,8 @@ internal sealed class DeviceConnection
         _dropBacklog = dropBacklog;
         Closing?.Invoke(this);
         _queue.Writer.TryComplete();
-        if (dropBacklog && Volatile.Read(ref _socket) is { } socket) _ = AbortIfCloseStallsAsync(socket);
+        // Every close is bounded, except shutdown's 1001, whose drain deadline the shutdown service enforces.
+        if (code != CloseCodes.GoingAway && Volatile.Read(ref _socket) is { } socket) _ = AbortIfCloseStallsAsync(socket);
         return true;
     }
 
@@ -152,7 +153,7 @@ internal sealed class DeviceConnection
     {
         Volatile.Write(ref _socket, socket);
         // Closed before the upgrade finished (e.g. replaced at once): the same bound applies from now on.
-        if (IsClosing && _dropBacklog) _ = AbortIfCloseStallsAsync(socket);
+        if (IsClosing && _sendCode != CloseCodes.GoingAway) _ = AbortIfCloseStallsAsync(socket);
         var writer = WriteLoopAsync(socket);
         await ReadLoopAsync(socket).ConfigureAwait(false);
         _readDone.TrySetResult();
@@ -283,7 +284,8 @@ internal sealed class DeviceConnection
         }
         _metrics.RateLimited.Inc();
         _violationBudget -= 1;
-        if (_violationBudget < 0) RequestClose(CloseCodes.PolicyViolation, CloseReasons.RateLimited, dropBacklog: true);
+        // The error answers already queued are written before the close, so the device learns why.
+        if (_violationBudget < 0) RequestClose(CloseCodes.PolicyViolation, CloseReasons.RateLimited, dropBacklog: false);
         else RateLimited?.Invoke(this);
         return false;
     }

@@ -33,9 +33,9 @@ internal sealed class Handshake(IOptions<GatewayOptions> options, DeviceTokens t
         if (token is null) return Refuse(401, "token_missing", "missing token", id);
         var (result, identity) = await tokens.ValidateAsync(token, id).ConfigureAwait(false);
         if (result == TokenCheck.Valid && directory.TokensNotBefore(id) is { } notBefore
-            && (identity!.IssuedAt is not { } iat || iat < notBefore.AddTicks(-(notBefore.Ticks % TimeSpan.TicksPerSecond))))
+            && (identity!.IssuedAt is not { } iat || iat < notBefore))
         {
-            // Revoked: issued before the revocation (to the second, as iat is), or with no iat to prove otherwise.
+            // Revoked: issued before the revocation, or with no iat to prove otherwise.
             return Refuse(401, "token_revoked", "token was revoked", id);
         }
         return result switch
