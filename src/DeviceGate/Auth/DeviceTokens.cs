@@ -9,9 +9,20 @@ namespace DeviceGate.Auth;
 public sealed record DeviceIdentity(string DeviceId, DateTimeOffset? ExpiresAt, JsonWebToken? Token)
 {
     /// <summary>The token's <c>iat</c>, when it has one (a NumericDate: whole or fractional seconds).</summary>
-    public DateTimeOffset? IssuedAt => Token is not null && Token.TryGetPayloadValue<double>(JwtRegisteredClaimNames.Iat, out var iat)
-        ? DateTimeOffset.FromUnixTimeMilliseconds((long)Math.Floor(iat * 1000))
-        : null;
+    public DateTimeOffset? IssuedAt
+    {
+        get
+        {
+            if (Token is null) return null;
+            // Read from the payload itself: the JWT library truncates iat to whole seconds, and ours carry milliseconds
+            // (a NumericDate may be fractional) so that a token minted right after a revocation is newer than it.
+            using var payload = System.Text.Json.JsonDocument.Parse(Base64UrlEncoder.DecodeBytes(Token.EncodedPayload));
+            return payload.RootElement.TryGetProperty(JwtRegisteredClaimNames.Iat, out var iat)
+                   && iat.ValueKind == System.Text.Json.JsonValueKind.Number && iat.TryGetDouble(out var s) && double.IsFinite(s)
+                ? DateTimeOffset.FromUnixTimeMilliseconds((long)Math.Floor(s * 1000))
+                : null;
+        }
+    }
 }
 
 public enum TokenCheck { Valid, Invalid, WrongDevice }
