@@ -14,7 +14,7 @@ public sealed class ParserPropertyTests
     {
         if (EnvelopeReader.TryParse(input, out var envelope, out var problem))
         {
-            Assert.False(string.IsNullOrEmpty(envelope!.Type));
+            Assert.NotNull(envelope!.Type); // possibly empty: the handler answers unknown_type
             envelope.Dispose();
         }
         else
