@@ -16,6 +16,16 @@ public sealed class GatewayOptions
     public RpcOptions Rpc { get; set; } = new();
     public DeliveryOptions Delivery { get; set; } = new();
     public NetworkOptions Network { get; set; } = new();
+    public RedisOptions Redis { get; set; } = new();
+}
+
+public sealed class RedisOptions
+{
+    /// <summary>A StackExchange.Redis connection string; set, it turns on cluster mode.</summary>
+    public string? Configuration { get; set; }
+
+    /// <summary>Prefix of every key and channel, so two clusters can share one Redis.</summary>
+    public string Prefix { get; set; } = Defaults.RedisPrefix;
 }
 
 public sealed class DeliveryOptions
@@ -163,6 +173,9 @@ public sealed class ClusterOptions
 {
     /// <summary>This node's id, reported as <c>node</c>. Generated when unset.</summary>
     public string? NodeId { get; set; }
+
+    /// <summary>How long a node's devices stay present after it stops renewing its lease (it died).</summary>
+    public TimeSpan PresenceLease { get; set; } = Defaults.PresenceLease;
 }
 
 /// <summary>Every default in one place.</summary>
@@ -177,6 +190,8 @@ public static class Defaults
     public const long SendQueueBytes = 1048576;
     public const int DrainSeconds = 5;
     public const int DeviceListLimit = 1000;
+    public const string RedisPrefix = "devicegate:";
+    public static readonly TimeSpan PresenceLease = TimeSpan.FromSeconds(15);
     public const int MaxConnections = 100_000;
     public const int ConnectsPerSecond = 5_000;
     public const int ConnectsBurst = 10_000;

@@ -41,6 +41,14 @@ internal sealed class GatewayOptionsValidator : IValidateOptions<GatewayOptions>
         Require(o.Webhooks.BatchSize is >= 1 and <= 10_000, "Webhooks:BatchSize", "must be between 1 and 10000");
         Require(o.Webhooks.QueueSize >= 1, "Webhooks:QueueSize", "must be at least 1");
         Require(o.Rpc.DefaultTimeout > TimeSpan.Zero && o.Rpc.DefaultTimeout <= o.Rpc.MaxTimeout, "Rpc:DefaultTimeout", "must be positive and at most DeviceGate:Rpc:MaxTimeout");
+        if (!string.IsNullOrWhiteSpace(o.Redis.Configuration))
+        {
+            // Generated secrets would differ per node: a cluster needs them configured, the same on every node.
+            Require(!string.IsNullOrEmpty(o.Auth.TokenSecret), "Auth:TokenSecret", "must be configured in cluster mode (DeviceGate:Redis:Configuration is set): every node must share it");
+            Require(o.Auth.ApiKeys.Length > 0, "Auth:ApiKeys", "must list at least one key in cluster mode (DeviceGate:Redis:Configuration is set): every node must share them");
+            Require(o.Cluster.PresenceLease >= TimeSpan.FromSeconds(1), "Cluster:PresenceLease", "must be at least 00:00:01");
+        }
+        Require(!string.IsNullOrEmpty(o.Redis.Prefix), "Redis:Prefix", "must not be empty");
         Require(o.Store.Synchronous is "Full" or "Normal" or "full" or "normal" or "FULL" or "NORMAL", "Store:Synchronous", "must be Full or Normal");
         Require(o.Delivery.DefaultTtl >= TimeSpan.Zero && o.Delivery.DefaultTtl <= o.Delivery.MaxTtl, "Delivery:DefaultTtl", "must be between 00:00:00 and DeviceGate:Delivery:MaxTtl");
         Require(o.Delivery.MaxTtl > TimeSpan.Zero, "Delivery:MaxTtl", "must be positive");

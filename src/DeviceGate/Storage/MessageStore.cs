@@ -103,3 +103,17 @@ public interface IStoreHealth
     /// <summary>Messages stored and not yet acked, expired or cancelled.</summary>
     long PendingMessages { get; }
 }
+
+/// <summary>A device as the shared directory knows it.</summary>
+public sealed record DeviceEntry(DateTimeOffset? LastSeen, DateTimeOffset? TokensNotBefore);
+
+/// <summary>
+/// Capability of a store shared by several nodes (Redis): group and device reads go to it, since another node may
+/// have changed them; a single node's embedded store is read from memory instead.
+/// </summary>
+public interface ISharedDirectory
+{
+    Task<IReadOnlyList<string>> MembersAsync(string group);
+    Task<IReadOnlyList<string>> GroupsOfAsync(string device);
+    Task<DeviceEntry?> GetDeviceAsync(string device);
+}

@@ -195,3 +195,22 @@ public sealed class SqliteStoreConformance : MessageStoreConformance, IDisposabl
         return Task.FromResult<(IMessageStore, IDirectoryStore, IAsyncDisposable)>((store, store, store));
     }
 }
+
+public sealed class RedisStoreConformance : MessageStoreConformance
+{
+    private readonly string _prefix = $"test-{Guid.NewGuid():N}:";
+
+    protected override Task<(IMessageStore, IDirectoryStore, IAsyncDisposable)> CreateAsync() => ReopenAsync();
+
+    protected override async Task<(IMessageStore, IDirectoryStore, IAsyncDisposable)> ReopenAsync()
+    {
+        var redis = await StackExchange.Redis.ConnectionMultiplexer.ConnectAsync(RedisServer.Shared.Configuration);
+        var store = new RedisStore(redis, new DeviceGate.Cluster.RedisKeys(_prefix), TimeSpan.FromDays(1));
+        return (store, store, new Closer(redis));
+    }
+
+    private sealed class Closer(StackExchange.Redis.IConnectionMultiplexer redis) : IAsyncDisposable
+    {
+        public async ValueTask DisposeAsync() => await redis.DisposeAsync();
+    }
+}

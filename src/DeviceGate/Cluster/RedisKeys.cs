@@ -1,0 +1,40 @@
+using StackExchange.Redis;
+
+namespace DeviceGate.Cluster;
+
+/// <summary>Every Redis key and channel name, built in one place, all under the configured prefix.</summary>
+internal sealed class RedisKeys(string prefix)
+{
+    public string Prefix { get; } = prefix;
+
+    // Outbox and statuses
+    public RedisKey Message(string id) => $"{Prefix}msg:{id}";
+    public RedisKey Outbox(string device) => $"{Prefix}outbox:{device}";
+    public RedisKey Expiry => $"{Prefix}expiry";
+    public RedisKey Sequence => $"{Prefix}seq";
+    public RedisKey Idempotency(string key) => $"{Prefix}idem:{key}";
+    public RedisKey FinalMessages => $"{Prefix}final";
+    public RedisKey IdempotencyIndex => $"{Prefix}idem-index";
+
+    // Directory
+    public RedisKey Devices => $"{Prefix}devices";
+    public RedisKey TokensNotBefore => $"{Prefix}tokens-not-before";
+    public RedisKey Group(string group) => $"{Prefix}group:{group}";
+    public RedisKey GroupsOf(string device) => $"{Prefix}groups-of:{device}";
+    public RedisKey GroupNames => $"{Prefix}groups";
+
+    // Presence
+    public RedisKey Presence => $"{Prefix}presence";
+    public RedisKey Epoch(string device) => $"{Prefix}epoch:{device}";
+    public RedisKey NodeLease(string node) => $"{Prefix}node:{node}:lease";
+    public RedisKey Nodes => $"{Prefix}nodes";
+
+    // Events
+    public RedisKey EventSequence => $"{Prefix}event-seq";
+    public RedisKey EventStream => $"{Prefix}events";
+
+    // Channels
+    public RedisChannel NodeChannel(string node) => RedisChannel.Literal($"{Prefix}node:{node}");
+    public RedisChannel BroadcastChannel => RedisChannel.Literal($"{Prefix}broadcast");
+    public RedisChannel EventsChannel => RedisChannel.Literal($"{Prefix}events");
+}

@@ -1,0 +1,345 @@
+using System.Globalization;
+using System.Net.WebSockets;
+using System.Text.Json;
+using DeviceGate.Cluster;
+using DeviceGate.Routing;
+using StackExchange.Redis;
+
+namespace DeviceGate.Storage;
+
+/// <summary>
+/// The store in cluster mode: outbox, statuses, devices, groups and idempotency keys in Redis, shared by every
+/// node. Each multi-key change is one Lua script, so it is atomic. A write Redis cannot take throws
+/// <see cref="StoreUnavailableException"/> (the API answers 503, nothing is acknowledged).
+/// </summary>
+internal sealed class RedisStore(IConnectionMultiplexer redis, RedisKeys keys, TimeSpan statusRetention)
+    : IMessageStore, IDirectoryStore, IStoreHealth, ISharedDirectory
+{
+    private IDatabase Db => redis.GetDatabase();
+
+    private static string Iso(DateTimeOffset t) => t.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture);
+    private static long Ms(DateTimeOffset t) => t.ToUnixTimeMilliseconds();
+
+    private static async Task<T> Guard<T>(Func<Task<T>> call)
+    {
+        try
+        {
+            return await call().ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is RedisConnectionException or RedisTimeoutException
+                                      || (e is RedisServerException && e.Message.StartsWith("READONLY", StringComparison.Ordinal)))
+        {
+            throw new StoreUnavailableException(e);
+        }
+    }
+
+    // ---- IMessageStore ------------------------------------------------------------------------------------------
+
+    private const string AcceptScript = """
+        local idem = KEYS[5]
+        if idem ~= '' then
+          local existing = redis.call('GET', idem)
+          if existing then
+            local st = redis.call('HGET', ARGV[14] .. existing, 'status')
+            return {'dup', existing, st or 'expired'}
+          end
+        end
+        if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[12]) then return {'full', '', ''} end
+        local seq = redis.call('INCR', KEYS[4])
+        redis.call('HSET', KEYS[1], 'device', ARGV[2], 'sender', ARGV[3], 'grp', ARGV[4], 'kind', ARGV[5], 'data', ARGV[6],
+          'raw', ARGV[7], 'rawBinary', ARGV[8], 'created', ARGV[9], 'expires', ARGV[10], 'updated', ARGV[9],
+          'status', 'queued', 'pending', '1', 'attempts', '0', 'history', ARGV[11])
+        redis.call('ZADD', KEYS[2], seq, ARGV[1])
+        redis.call('ZADD', KEYS[3], ARGV[10], ARGV[1])
+        redis.call('HSETNX', KEYS[6], ARGV[2], '')
+        if idem ~= '' then
+          redis.call('SET', idem, ARGV[1], 'PX', ARGV[13])
+          redis.call('ZADD', KEYS[7], ARGV[9], idem)
+        end
+        return {'ok', ARGV[1], 'queued'}
+        """;
+
+    public Task<AcceptResult> AcceptAsync(StoredMessage m, string? idempotencyKey, int maxQueuedPerDevice) => Guard(async () =>
+    {
+        var rawDiffers = !m.Data.RawPayload.Equals(m.Data.Bytes) && !m.Data.RawPayload.Span.SequenceEqual(m.Data.Bytes.Span);
+        var result = (RedisResult[])(await Db.ScriptEvaluateAsync(AcceptScript,
+            [keys.Message(m.Id), keys.Outbox(m.Device), keys.Expiry, keys.Sequence, idempotencyKey is null ? "" : keys.Idempotency(idempotencyKey), keys.Devices, keys.IdempotencyIndex],
+            [
+                m.Id, m.Device, m.From, m.Group ?? "", (int)m.Data.Kind, m.Data.Bytes.ToArray(),
+                rawDiffers ? m.Data.RawPayload.ToArray() : Array.Empty<byte>(), m.Data.RawType == WebSocketMessageType.Binary ? (rawDiffers ? 3 : 1) : (rawDiffers ? 2 : 0),
+                Ms(m.CreatedAt), Ms(m.ExpiresAt), $"[{{\"status\":\"queued\",\"at\":\"{Iso(m.CreatedAt)}\"}}]",
+                maxQueuedPerDevice, (long)statusRetention.TotalMilliseconds, keys.Prefix + "msg:",
+            ]).ConfigureAwait(false))!;
+        return (string)result[0]! switch
+        {
+            "dup" => new AcceptResult(AcceptOutcome.Duplicate, (string)result[1]!, (string)result[2]!),
+            "full" => new AcceptResult(AcceptOutcome.OutboxFull, m.Id, MessageStatus.Queued),
+            _ => new AcceptResult(AcceptOutcome.Accepted, m.Id, MessageStatus.Queued),
+        };
+    });
+
+    public Task<IReadOnlyList<StoredMessage>> LoadPendingAsync(string device, DateTimeOffset now) => Guard<IReadOnlyList<StoredMessage>>(async () =>
+    {
+        var ids = await Db.SortedSetRangeByRankAsync(keys.Outbox(device)).ConfigureAwait(false);
+        var batch = Db.CreateBatch();
+        var reads = ids.Select(id => batch.HashGetAllAsync(keys.Message(id!))).ToArray();
+        batch.Execute();
+        var list = new List<StoredMessage>(ids.Length);
+        for (var i = 0; i < ids.Length; i++)
+        {
+            var h = (await reads[i].ConfigureAwait(false)).ToDictionary(e => (string)e.Name!, e => e.Value);
+            if (h.Count == 0 || h["pending"] != "1" || (long)h["expires"] <= Ms(now)) continue;
+            list.Add(ToStored(ids[i]!, device, h));
+        }
+        return list;
+    });
+
+    private static StoredMessage ToStored(string id, string device, Dictionary<string, RedisValue> h)
+    {
+        var flags = (int)h["rawBinary"];
+        byte[] data = h["data"]!;
+        byte[] raw = (flags & 2) != 0 ? (byte[])h["raw"]! : data;
+        var group = (string)h["grp"]!;
+        return new StoredMessage(id, device, (string)h["sender"]!, group.Length == 0 ? null : group,
+            MessageData.Restore((DataKind)(int)h["kind"], data, raw, (flags & 1) != 0),
+            DateTimeOffset.FromUnixTimeMilliseconds((long)h["created"]), DateTimeOffset.FromUnixTimeMilliseconds((long)h["expires"]), (int)h["attempts"]);
+    }
+
+    private const string RecordScript = """
+        if redis.call('HGET', KEYS[1], 'pending') ~= '1' then return 0 end
+        local h = redis.call('HGET', KEYS[1], 'history')
+        h = string.sub(h, 1, -2) .. ',{"status":"' .. ARGV[1] .. '","at":"' .. ARGV[4] .. '"}]'
+        redis.call('HSET', KEYS[1], 'status', ARGV[1], 'updated', ARGV[3], 'history', h)
+        if ARGV[1] == 'sent' then redis.call('HINCRBY', KEYS[1], 'attempts', 1) end
+        if ARGV[2] == '1' then
+          redis.call('HSET', KEYS[1], 'pending', '0')
+          redis.call('ZREM', KEYS[2], ARGV[5])
+          redis.call('ZREM', KEYS[3], ARGV[5])
+          redis.call('ZADD', KEYS[4], ARGV[3], ARGV[5])
+        end
+        return 1
+        """;
+
+    public Task RecordAsync(string device, string id, string status, bool final, DateTimeOffset at) => Guard(() =>
+        Db.ScriptEvaluateAsync(RecordScript, [keys.Message(id), keys.Outbox(device), keys.Expiry, keys.FinalMessages],
+            [status, final ? "1" : "0", Ms(at), Iso(at), id]));
+
+    public Task<MessageRecord?> GetAsync(string id) => Guard(async () =>
+    {
+        var entries = await Db.HashGetAllAsync(keys.Message(id)).ConfigureAwait(false);
+        if (entries.Length == 0) return null;
+        var h = entries.ToDictionary(e => (string)e.Name!, e => e.Value);
+        var history = new List<StatusChange>();
+        using (var doc = JsonDocument.Parse((string)h["history"]!))
+        {
+            foreach (var e in doc.RootElement.EnumerateArray())
+            {
+                history.Add(new StatusChange(e.GetProperty("status").GetString()!, DateTimeOffset.Parse(e.GetProperty("at").GetString()!, CultureInfo.InvariantCulture)));
+            }
+        }
+        return (MessageRecord?)new MessageRecord(id, (string)h["device"]!, (string)h["status"]!,
+            DateTimeOffset.FromUnixTimeMilliseconds((long)h["created"]), DateTimeOffset.FromUnixTimeMilliseconds((long)h["updated"]), (int)h["attempts"], history);
+    });
+
+    private const string CancelScript = """
+        local device = redis.call('HGET', KEYS[1], 'device')
+        if not device then return 'nf' end
+        if redis.call('HGET', KEYS[1], 'status') ~= 'queued' then return 'sent' end
+        local h = redis.call('HGET', KEYS[1], 'history')
+        h = string.sub(h, 1, -2) .. ',{"status":"cancelled","at":"' .. ARGV[2] .. '"}]'
+        redis.call('HSET', KEYS[1], 'status', 'cancelled', 'pending', '0', 'updated', ARGV[1], 'history', h)
+        redis.call('ZREM', ARGV[4] .. device, ARGV[3])
+        redis.call('ZREM', KEYS[2], ARGV[3])
+        redis.call('ZADD', KEYS[3], ARGV[1], ARGV[3])
+        return 'ok'
+        """;
+
+    public Task<CancelOutcome> CancelAsync(string id, DateTimeOffset at) => Guard(async () =>
+        (string?)await Db.ScriptEvaluateAsync(CancelScript, [keys.Message(id), keys.Expiry, keys.FinalMessages],
+            [Ms(at), Iso(at), id, keys.Prefix + "outbox:"]).ConfigureAwait(false) switch
+        {
+            "ok" => CancelOutcome.Cancelled,
+            "sent" => CancelOutcome.AlreadySent,
+            _ => CancelOutcome.NotFound,
+        });
+
+    private const string ExpireScript = """
+        local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 1000)
+        local out = {}
+        for _, id in ipairs(ids) do
+          local key = ARGV[3] .. id
+          redis.call('ZREM', KEYS[1], id)
+          if redis.call('HGET', key, 'pending') == '1' then
+            local device = redis.call('HGET', key, 'device')
+            local h = redis.call('HGET', key, 'history')
+            h = string.sub(h, 1, -2) .. ',{"status":"expired","at":"' .. ARGV[2] .. '"}]'
+            redis.call('HSET', key, 'status', 'expired', 'pending', '0', 'updated', ARGV[1], 'history', h)
+            redis.call('ZREM', ARGV[4] .. device, id)
+            redis.call('ZADD', KEYS[2], ARGV[1], id)
+            table.insert(out, id)
+            table.insert(out, device)
+          end
+        end
+        return out
+        """;
+
+    public Task<IReadOnlyList<(string Id, string Device)>> ExpireDueAsync(DateTimeOffset now) => Guard<IReadOnlyList<(string, string)>>(async () =>
+    {
+        var r = (RedisResult[])(await Db.ScriptEvaluateAsync(ExpireScript, [keys.Expiry, keys.FinalMessages],
+            [Ms(now), Iso(now), keys.Prefix + "msg:", keys.Prefix + "outbox:"]).ConfigureAwait(false))!;
+        var list = new List<(string, string)>();
+        for (var i = 0; i + 1 < r.Length; i += 2) list.Add(((string)r[i]!, (string)r[i + 1]!));
+        return list;
+    });
+
+    private const string PurgeScript = """
+        local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 10000)
+        for _, id in ipairs(ids) do redis.call('DEL', ARGV[2] .. id) end
+        if #ids > 0 then redis.call('ZREM', KEYS[1], unpack(ids)) end
+        local idem = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, 10000)
+        for _, k in ipairs(idem) do redis.call('DEL', k) end
+        if #idem > 0 then redis.call('ZREM', KEYS[2], unpack(idem)) end
+        return #ids
+        """;
+
+    public Task PurgeAsync(DateTimeOffset before) => Guard(() =>
+        Db.ScriptEvaluateAsync(PurgeScript, [keys.FinalMessages, keys.IdempotencyIndex], [Ms(before), keys.Prefix + "msg:"]));
+
+    // ---- IDirectoryStore ----------------------------------------------------------------------------------------
+
+    public Task<DirectorySnapshot> LoadAsync() => Guard(async () =>
+    {
+        var devices = (await Db.HashGetAllAsync(keys.Devices).ConfigureAwait(false))
+            .ToDictionary(e => (string)e.Name!, e => e.Value.IsNullOrEmpty ? (DateTimeOffset?)null : DateTimeOffset.FromUnixTimeMilliseconds((long)e.Value), StringComparer.Ordinal);
+        var notBefore = (await Db.HashGetAllAsync(keys.TokensNotBefore).ConfigureAwait(false))
+            .ToDictionary(e => (string)e.Name!, e => DateTimeOffset.FromUnixTimeMilliseconds((long)e.Value), StringComparer.Ordinal);
+        var memberships = new List<(string, string)>();
+        foreach (var group in await Db.SetMembersAsync(keys.GroupNames).ConfigureAwait(false))
+        {
+            foreach (var device in await Db.SetMembersAsync(keys.Group(group!)).ConfigureAwait(false)) memberships.Add((group!, device!));
+        }
+        return new DirectorySnapshot(devices, memberships, notBefore);
+    });
+
+    public Task SaveLastSeenAsync(string device, DateTimeOffset at) => Guard(() => Db.HashSetAsync(keys.Devices, device, Ms(at)));
+
+    private const string MembershipScript = """
+        if ARGV[3] == '1' then
+          redis.call('SADD', KEYS[1], ARGV[2])
+          redis.call('SADD', KEYS[2], ARGV[1])
+          redis.call('SADD', KEYS[3], ARGV[1])
+          redis.call('HSETNX', KEYS[4], ARGV[2], '')
+        else
+          redis.call('SREM', KEYS[1], ARGV[2])
+          redis.call('SREM', KEYS[2], ARGV[1])
+          if redis.call('SCARD', KEYS[1]) == 0 then redis.call('SREM', KEYS[3], ARGV[1]) end
+        end
+        return 1
+        """;
+
+    public Task SetMembershipAsync(string group, string device, bool member) => Guard(() =>
+        Db.ScriptEvaluateAsync(MembershipScript, [keys.Group(group), keys.GroupsOf(device), keys.GroupNames, keys.Devices], [group, device, member ? "1" : "0"]));
+
+    private const string RevokeScript = """
+        redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+        redis.call('HSETNX', KEYS[2], ARGV[1], '')
+        return 1
+        """;
+
+    public Task RevokeTokensAsync(string device, DateTimeOffset at) => Guard(() =>
+        Db.ScriptEvaluateAsync(RevokeScript, [keys.TokensNotBefore, keys.Devices], [device, Ms(at)]));
+
+    private const string ForgetScript = """
+        for _, g in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+          redis.call('SREM', ARGV[2] .. g, ARGV[1])
+          if redis.call('SCARD', ARGV[2] .. g) == 0 then redis.call('SREM', KEYS[5], g) end
+        end
+        redis.call('DEL', KEYS[1])
+        redis.call('HDEL', KEYS[2], ARGV[1])
+        redis.call('HDEL', KEYS[3], ARGV[1])
+        for _, id in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do
+          local key = ARGV[3] .. id
+          local h = redis.call('HGET', key, 'history')
+          if h then
+            h = string.sub(h, 1, -2) .. ',{"status":"cancelled","at":"' .. ARGV[5] .. '"}]'
+            redis.call('HSET', key, 'status', 'cancelled', 'pending', '0', 'updated', ARGV[4], 'history', h)
+            redis.call('ZREM', KEYS[6], id)
+            redis.call('ZADD', KEYS[7], ARGV[4], id)
+          end
+        end
+        redis.call('DEL', KEYS[4])
+        return 1
+        """;
+
+    public Task ForgetDeviceAsync(string device)
+    {
+        var now = DateTimeOffset.UtcNow;
+        return Guard(() => Db.ScriptEvaluateAsync(ForgetScript,
+            [keys.GroupsOf(device), keys.Devices, keys.TokensNotBefore, keys.Outbox(device), keys.GroupNames, keys.Expiry, keys.FinalMessages],
+            [device, keys.Prefix + "group:", keys.Prefix + "msg:", Ms(now), Iso(now)]));
+    }
+
+    public Task<int> CountQueuedAsync(string device, DateTimeOffset now) => Guard(async () =>
+    {
+        var ids = await Db.SortedSetRangeByRankAsync(keys.Outbox(device)).ConfigureAwait(false);
+        if (ids.Length == 0) return 0;
+        var batch = Db.CreateBatch();
+        var reads = ids.Select(id => batch.HashGetAsync(keys.Message(id!), "expires")).ToArray();
+        batch.Execute();
+        var count = 0;
+        foreach (var r in reads)
+        {
+            var expires = await r.ConfigureAwait(false);
+            if (!expires.IsNull && (long)expires > Ms(now)) count++;
+        }
+        return count;
+    });
+
+    // ---- ISharedDirectory: reads that must see every node's writes --------------------------------------------------
+
+    public Task<IReadOnlyList<string>> MembersAsync(string group) => Guard<IReadOnlyList<string>>(async () =>
+        (await Db.SetMembersAsync(keys.Group(group)).ConfigureAwait(false)).Select(v => (string)v!).Order(StringComparer.Ordinal).ToArray());
+
+    public Task<IReadOnlyList<string>> GroupsOfAsync(string device) => Guard<IReadOnlyList<string>>(async () =>
+        (await Db.SetMembersAsync(keys.GroupsOf(device)).ConfigureAwait(false)).Select(v => (string)v!).Order(StringComparer.Ordinal).ToArray());
+
+    public Task<DeviceEntry?> GetDeviceAsync(string device) => Guard(async () =>
+    {
+        var seen = await Db.HashGetAsync(keys.Devices, device).ConfigureAwait(false);
+        var notBefore = await Db.HashGetAsync(keys.TokensNotBefore, device).ConfigureAwait(false);
+        if (seen.IsNull && notBefore.IsNull) return null;
+        return (DeviceEntry?)new DeviceEntry(
+            seen.IsNullOrEmpty ? null : DateTimeOffset.FromUnixTimeMilliseconds((long)seen),
+            notBefore.IsNull ? null : DateTimeOffset.FromUnixTimeMilliseconds((long)notBefore));
+    });
+
+    // ---- IStoreHealth ------------------------------------------------------------------------------------------------
+
+    public async Task<bool> IsWritableAsync()
+    {
+        try
+        {
+            await Db.StringSetAsync(keys.Prefix + "health", "ok", TimeSpan.FromSeconds(5)).WaitAsync(TimeSpan.FromSeconds(2)).ConfigureAwait(false);
+            return true;
+        }
+        catch (Exception e) when (e is RedisException or TimeoutException)
+        {
+            return false;
+        }
+    }
+
+    public long PendingMessages
+    {
+        get
+        {
+            try
+            {
+                return Db.SortedSetLength(keys.Expiry);
+            }
+            catch (RedisException)
+            {
+                return 0;
+            }
+        }
+    }
+}
