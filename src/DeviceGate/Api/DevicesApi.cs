@@ -1,3 +1,4 @@
+using DeviceGate.Cluster;
 using DeviceGate.Connections;
 using DeviceGate.Delivery;
 using DeviceGate.Hosting;
@@ -17,9 +18,9 @@ internal static class DevicesApi
             .Produces<SendResponse>(202).ProducesProblem(400).ProducesProblem(404).ProducesProblem(413).ProducesProblem(429).ProducesProblem(503);
         api.MapPost("/broadcast", BroadcastAsync).WithName("Broadcast")
             .Produces<RecipientsResponse>(200).ProducesProblem(400).ProducesProblem(413);
-        api.MapGet("/devices", List).WithName("ListDevices").Produces<DeviceListResponse>(200).ProducesProblem(400);
+        api.MapGet("/devices", ListAsync).WithName("ListDevices").Produces<DeviceListResponse>(200).ProducesProblem(400);
         api.MapGet("/devices/{id}", GetAsync).WithName("GetDevice").Produces<DeviceResponse>(200).ProducesProblem(404);
-        api.MapDelete("/devices/{id}/connection", Disconnect).WithName("DisconnectDevice").Produces(204).ProducesProblem(404);
+        api.MapDelete("/devices/{id}/connection", DisconnectAsync).WithName("DisconnectDevice").Produces(204).ProducesProblem(404);
         api.MapDelete("/devices/{id}", ForgetAsync).WithName("ForgetDevice").Produces(204).ProducesProblem(400);
         api.MapPost("/devices/{id}/revoke-tokens", RevokeAsync).WithName("RevokeDeviceTokens").Produces(204).ProducesProblem(400).ProducesProblem(503);
     }
@@ -48,19 +49,16 @@ internal static class DevicesApi
         var (data, problem) = await MessageBody.ReadAsync(request, options.Value.Limits.MaxMessageBytes).ConfigureAwait(false);
         if (problem is not null) return problem;
         var message = new DeviceMessage(DeviceMessage.NewId(), DeviceId.Server, null, data);
-        return TypedResults.Json(new RecipientsResponse(delivery.Broadcast(message), 0), ApiJsonContext.Default.RecipientsResponse);
+        return TypedResults.Json(new RecipientsResponse(await delivery.BroadcastAsync(message).ConfigureAwait(false), 0), ApiJsonContext.Default.RecipientsResponse);
     }
 
-    private static IResult List(ConnectionRegistry registry, NodeIdentity node, int? limit, string? after)
+    private static async Task<IResult> ListAsync(IPresence presence, int? limit, string? after)
     {
         var take = limit ?? Defaults.DeviceListLimit;
         if (take is < 1 or > 10_000) return Problems.BadQuery("limit", "limit must be between 1 and 10000.");
-        // Ordinal id order makes the cursor simply the last id of the page.
-        var page = registry.All
-            .Where(c => after is null || string.CompareOrdinal(c.DeviceId, after) > 0)
-            .OrderBy(c => c.DeviceId, StringComparer.Ordinal)
-            .Take(take + 1)
-            .Select(c => new DeviceSummary(c.DeviceId, c.ConnectedAt, node.Id))
+        // Ordinal id order makes the cursor simply the last id of the page; in a cluster the list spans every node.
+        var page = (await presence.ListAsync(after, take + 1).ConfigureAwait(false))
+            .Select(p => new DeviceSummary(p.Device, p.ConnectedAt, p.Node))
             .ToList();
         string? next = null;
         if (page.Count > take)
@@ -71,37 +69,45 @@ internal static class DevicesApi
         return TypedResults.Json(new DeviceListResponse(page, next), ApiJsonContext.Default.DeviceListResponse);
     }
 
-    private static async Task<IResult> GetAsync(string id, ConnectionRegistry registry, DeviceDirectory directory, GroupRegistry groups,
+    private static async Task<IResult> GetAsync(string id, IPresence presence, DeviceDirectory directory, GroupRegistry groups,
         IDirectoryStore store, NodeIdentity node, TimeProvider time)
     {
         if (!DeviceId.IsValid(id)) return Problems.InvalidId("device id");
-        var online = registry.TryGet(id, out var connection) && !connection.IsClosing;
-        if (!online && !directory.IsKnown(id) && !groups.IsMemberAnywhere(id)) return Problems.UnknownDevice(id);
-        var seen = directory.TryGetLastSeen(id, out var lastSeen);
+        var where = await presence.LocateAsync(id).ConfigureAwait(false);
+        var (known, lastSeen) = await directory.LookupAsync(id).ConfigureAwait(false);
+        var memberOf = await groups.GroupsOfAsync(id).ConfigureAwait(false);
+        if (where is null && !known && memberOf.Count == 0) return Problems.UnknownDevice(id);
         var response = new DeviceResponse(
             id,
-            online,
-            online ? connection!.ConnectedAt : null,
-            seen ? lastSeen : null,
-            node.Id,
-            groups.GroupsOf(id),
+            where is not null,
+            where?.ConnectedAt,
+            lastSeen,
+            where?.Node ?? node.Id,
+            memberOf,
             await store.CountQueuedAsync(id, time.GetUtcNow()).ConfigureAwait(false));
         return TypedResults.Json(response, ApiJsonContext.Default.DeviceResponse);
     }
 
-    private static IResult Disconnect(string id, ConnectionRegistry registry)
+    private static async Task<IResult> DisconnectAsync(string id, IPresence presence, ConnectionRegistry registry, IClusterBus bus, NodeIdentity node)
     {
         if (!DeviceId.IsValid(id)) return Problems.InvalidId("device id");
-        if (!registry.TryGet(id, out var connection)
-            || !connection.RequestClose(CloseCodes.Disconnected, CloseReasons.Disconnected, dropBacklog: true))
-        {
-            return Problems.NotConnected(id);
-        }
-        return Results.NoContent();
+        return await CloseAnywhereAsync(id, CloseCodes.Disconnected, CloseReasons.Disconnected, presence, registry, bus, node).ConfigureAwait(false)
+            ? Results.NoContent()
+            : Problems.NotConnected(id);
+    }
+
+    /// <summary>Closes the device's live connection on whichever node holds it. False when it has none.</summary>
+    internal static async Task<bool> CloseAnywhereAsync(string id, int code, string reason, IPresence presence, ConnectionRegistry registry, IClusterBus bus, NodeIdentity node)
+    {
+        var where = await presence.LocateAsync(id).ConfigureAwait(false);
+        if (where is null) return false;
+        if (where.Node != node.Id) return await bus.CloseAsync(where.Node, id, where.Epoch, code, reason).ConfigureAwait(false);
+        return registry.TryGet(id, out var connection) && connection.RequestClose(code, reason, dropBacklog: true);
     }
 
     /// <summary>Refuses every token of the device issued until now (persistently) and closes its live connection with 1008 token_revoked.</summary>
-    private static async Task<IResult> RevokeAsync(string id, HttpContext context, ConnectionRegistry registry, DeviceDirectory directory, TimeProvider time)
+    private static async Task<IResult> RevokeAsync(string id, HttpContext context, IPresence presence, ConnectionRegistry registry, IClusterBus bus,
+        NodeIdentity node, DeviceDirectory directory, TimeProvider time)
     {
         if (!DeviceId.IsValid(id) || id == DeviceId.Server) return Problems.InvalidId("device id");
         try
@@ -112,15 +118,16 @@ internal static class DevicesApi
         {
             return SendOptions.Unavailable(context);
         }
-        if (registry.TryGet(id, out var connection)) connection.RequestClose(CloseCodes.PolicyViolation, CloseReasons.TokenRevoked, dropBacklog: true);
+        await CloseAnywhereAsync(id, CloseCodes.PolicyViolation, CloseReasons.TokenRevoked, presence, registry, bus, node).ConfigureAwait(false);
         return Results.NoContent();
     }
 
     /// <summary>Forgets a device: closes it (4001), cancels its outbox, drops its memberships and last-seen.</summary>
-    private static async Task<IResult> ForgetAsync(string id, HttpContext context, ConnectionRegistry registry, DeviceDirectory directory, GroupRegistry groups)
+    private static async Task<IResult> ForgetAsync(string id, HttpContext context, IPresence presence, ConnectionRegistry registry, IClusterBus bus,
+        NodeIdentity node, DeviceDirectory directory, GroupRegistry groups)
     {
         if (!DeviceId.IsValid(id)) return Problems.InvalidId("device id");
-        if (registry.TryGet(id, out var connection)) connection.RequestClose(CloseCodes.Disconnected, CloseReasons.Disconnected, dropBacklog: true);
+        await CloseAnywhereAsync(id, CloseCodes.Disconnected, CloseReasons.Disconnected, presence, registry, bus, node).ConfigureAwait(false);
         groups.ForgetDevice(id);
         try
         {

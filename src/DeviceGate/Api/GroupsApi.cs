@@ -14,7 +14,7 @@ internal static class GroupsApi
     {
         api.MapPut("/groups/{group}/devices/{id}", AddAsync).WithName("AddToGroup").Produces(204).ProducesProblem(400).ProducesProblem(503);
         api.MapDelete("/groups/{group}/devices/{id}", RemoveAsync).WithName("RemoveFromGroup").Produces(204).ProducesProblem(400).ProducesProblem(503);
-        api.MapGet("/groups/{group}", Get).WithName("GetGroup").Produces<GroupResponse>(200).ProducesProblem(400);
+        api.MapGet("/groups/{group}", GetAsync).WithName("GetGroup").Produces<GroupResponse>(200).ProducesProblem(400);
         api.MapPost("/groups/{group}/messages", PublishAsync).WithName("PublishToGroup")
             .Produces<RecipientsResponse>(200).ProducesProblem(400).ProducesProblem(413).ProducesProblem(503);
     }
@@ -39,10 +39,10 @@ internal static class GroupsApi
         return Results.NoContent();
     }
 
-    private static IResult Get(string group, GroupRegistry groups)
+    private static async Task<IResult> GetAsync(string group, GroupRegistry groups)
     {
         if (!DeviceId.IsValid(group)) return Problems.InvalidId("group name");
-        return TypedResults.Json(new GroupResponse(group, groups.Members(group)), ApiJsonContext.Default.GroupResponse);
+        return TypedResults.Json(new GroupResponse(group, await groups.MembersAsync(group).ConfigureAwait(false)), ApiJsonContext.Default.GroupResponse);
     }
 
     private static async Task<IResult> PublishAsync(string group, HttpContext context, string? ttl, DeliveryService delivery, IOptions<GatewayOptions> options)

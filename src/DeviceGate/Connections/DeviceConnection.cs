@@ -85,6 +85,9 @@ internal sealed class DeviceConnection
     /// <summary>True when the device sent the first close frame.</summary>
     public bool ClosedByDevice { get; private set; }
 
+    /// <summary>This connection's presence epoch: a newer connection of the same device anywhere has a higher one.</summary>
+    public long Epoch { get; set; }
+
     /// <summary>Told about each message dropped by the per-device rate limit (envelope devices get an error envelope).</summary>
     public Action<DeviceConnection>? RateLimited { get; set; }
 

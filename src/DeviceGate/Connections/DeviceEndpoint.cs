@@ -20,6 +20,7 @@ internal sealed class DeviceEndpoint(
     EventHub events,
     RpcCoordinator rpcs,
     Delivery.DeliveryService delivery,
+    Cluster.IPresence presence,
     GatewayMetrics metrics,
     ShutdownState shutdown,
     IOptions<GatewayOptions> options,
@@ -81,6 +82,8 @@ internal sealed class DeviceEndpoint(
         WebSocket socket;
         try
         {
+            // Presence (and, in a cluster, the close of an older connection on another node) before the 101.
+            connection.Epoch = await presence.RegisterAsync(connection).ConfigureAwait(false);
             socket = await context.WebSockets.AcceptWebSocketAsync(AcceptContext(options.Value.WebSockets,
                 mode == ConnectionMode.Envelope ? Subprotocols.EnvelopeJson : null)).ConfigureAwait(false);
         }
@@ -101,6 +104,7 @@ internal sealed class DeviceEndpoint(
         await connection.RunAsync(socket).ConfigureAwait(false);
 
         registry.Unregister(connection);
+        await presence.UnregisterAsync(connection).ConfigureAwait(false);
         metrics.ConnectedDevices.Dec();
         metrics.ConnectionsClosed.WithLabels(connection.CloseCode.ToString(System.Globalization.CultureInfo.InvariantCulture)).Inc();
         directory.Seen(deviceId, time.GetUtcNow());

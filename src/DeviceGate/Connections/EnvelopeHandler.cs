@@ -81,13 +81,19 @@ internal sealed class EnvelopeHandler(
             _ = SendDurableAsync(c, e.To, data, ttl, e.Ref);
             return;
         }
-        var result = delivery.SendNow(e.To, new DeviceMessage(DeviceMessage.NewId(), c.DeviceId, null, data));
+        _ = SendNowAsync(c, e.To, new DeviceMessage(DeviceMessage.NewId(), c.DeviceId, null, data), e.Ref);
+    }
+
+    /// <summary>On one node this completes before returning (order kept); in a cluster the answer follows.</summary>
+    private async Task SendNowAsync(DeviceConnection c, string to, DeviceMessage message, string? @ref)
+    {
+        var result = await delivery.SendNowAsync(to, message).ConfigureAwait(false);
         if (result.Outcome != Delivery.SendOutcome.Sent)
         {
-            Fail(c, ErrorCodes.Offline, $"Device '{e.To}' is not connected (send with a ttl to have it queued).", e.Ref);
+            Fail(c, ErrorCodes.Offline, $"Device '{to}' is not connected (send with a ttl to have it queued).", @ref);
             return;
         }
-        if (e.Ref is not null) c.TryEnqueue(OutboundMessage.Text(EnvelopeWriter.Sent(e.Ref, result.Id, result.Status)));
+        if (@ref is not null) c.TryEnqueue(OutboundMessage.Text(EnvelopeWriter.Sent(@ref, result.Id, result.Status)));
     }
 
     private async Task SendDurableAsync(DeviceConnection c, string to, MessageData data, TimeSpan ttl, string? @ref)

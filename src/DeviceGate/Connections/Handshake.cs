@@ -32,7 +32,7 @@ internal sealed class Handshake(IOptions<GatewayOptions> options, DeviceTokens t
         var token = TokenOf(request);
         if (token is null) return Refuse(401, "token_missing", "missing token", id);
         var (result, identity) = await tokens.ValidateAsync(token, id).ConfigureAwait(false);
-        if (result == TokenCheck.Valid && directory.TokensNotBefore(id) is { } notBefore
+        if (result == TokenCheck.Valid && await directory.TokensNotBeforeAsync(id).ConfigureAwait(false) is { } notBefore
             && (identity!.IssuedAt is not { } iat || iat < notBefore))
         {
             // Revoked: issued before the revocation, or with no iat to prove otherwise.

@@ -24,6 +24,9 @@ internal sealed class DeliveryService(
     GroupRegistry groups,
     StatusBook book,
     EventHub events,
+    Cluster.IPresence presence,
+    Cluster.IClusterBus bus,
+    NodeIdentity node,
     GatewayMetrics metrics,
     IOptions<GatewayOptions> options,
     TimeProvider time,
@@ -36,10 +39,13 @@ internal sealed class DeliveryService(
 
     public Task<IReadOnlyList<StoredMessage>> LoadPendingAsync(string device) => store.LoadPendingAsync(device, time.GetUtcNow());
 
-    /// <summary>Sends to one device. With a ttl the message is durable (written before this completes).</summary>
+    /// <summary>
+    /// Sends to one device. With a ttl the message is durable (written before this completes); without, it goes to
+    /// the device's live connection (on this node or another) or nowhere.
+    /// </summary>
     public async Task<SendResult> SendAsync(string device, MessageData data, string from, string? group, TimeSpan ttl, string? idempotencyKey)
     {
-        if (ttl <= TimeSpan.Zero) return SendNow(device, new DeviceMessage(DeviceMessage.NewId(), from, group, data), idempotencyKey);
+        if (ttl <= TimeSpan.Zero) return await SendNowAsync(device, new DeviceMessage(DeviceMessage.NewId(), from, group, data), idempotencyKey).ConfigureAwait(false);
 
         var now = time.GetUtcNow();
         var stored = new StoredMessage(DeviceMessage.NewId(), device, from, group, data, now, now + ttl);
@@ -59,27 +65,40 @@ internal sealed class DeliveryService(
             case AcceptOutcome.OutboxFull: return new SendResult(SendOutcome.OutboxFull, stored.Id, "");
         }
         directory.Known(device);
-        if (registry.TryGet(device, out var connection) && connection.Lane is { } lane && !connection.IsClosing
-            && lane.Push(stored.ToDeviceMessage(), durable: true, stored.ExpiresAt))
+        bool routed;
+        try
         {
-            return new SendResult(SendOutcome.Sent, stored.Id, MessageStatus.Sent);
+            routed = await RouteAsync(device, stored.ToDeviceMessage(), durable: true, stored.ExpiresAt).ConfigureAwait(false);
         }
-        return new SendResult(SendOutcome.Queued, stored.Id, MessageStatus.Queued);
+        catch (StackExchange.Redis.RedisException)
+        {
+            routed = false; // stored: delivered when the device (re)connects
+        }
+        return routed
+            ? new SendResult(SendOutcome.Sent, stored.Id, MessageStatus.Sent)
+            : new SendResult(SendOutcome.Queued, stored.Id, MessageStatus.Queued);
     }
 
-    /// <summary>A non-durable message: to the device's lane if it is connected, otherwise nowhere.</summary>
-    public SendResult SendNow(string device, DeviceMessage message, string? idempotencyKey = null)
+    /// <summary>A non-durable message: to the device's live connection if it has one, otherwise nowhere.</summary>
+    public async Task<SendResult> SendNowAsync(string device, DeviceMessage message, string? idempotencyKey = null)
     {
         if (idempotencyKey is not null && book.IdForKey(idempotencyKey) is { } earlier)
         {
             return new SendResult(SendOutcome.Duplicate, earlier, book.Get(earlier, _o.StatusRetention)?.Status ?? MessageStatus.Sent);
         }
-        if (!registry.TryGet(device, out var connection) || connection.Lane is not { } lane || connection.IsClosing)
-        {
-            return new SendResult(SendOutcome.NotConnected, message.Id, "");
-        }
         book.Add(message.Id, device, idempotencyKey);
-        if (!lane.Push(message, durable: false, expiresAt: null))
+        bool routed;
+        try
+        {
+            routed = await RouteAsync(device, message, durable: false, expiresAt: null).ConfigureAwait(false);
+        }
+        catch (StackExchange.Redis.RedisException e)
+        {
+            Log.ClusterError(logger, "route", e.Message);
+            book.Record(message.Id, MessageStatus.Cancelled);
+            return new SendResult(SendOutcome.Unavailable, message.Id, "");
+        }
+        if (!routed)
         {
             book.Record(message.Id, MessageStatus.Cancelled);
             return new SendResult(SendOutcome.NotConnected, message.Id, "");
@@ -87,11 +106,34 @@ internal sealed class DeliveryService(
         return new SendResult(SendOutcome.Sent, message.Id, MessageStatus.Sent);
     }
 
+    /// <summary>
+    /// Local first: a device on this node goes straight to its lane. In a cluster, where the device is (and whether
+    /// this node's connection is still the current one, by epoch) comes from presence; another node gets it over
+    /// the bus. One node: completes synchronously, so callers keep their order.
+    /// </summary>
+    private async Task<bool> RouteAsync(string device, DeviceMessage message, bool durable, DateTimeOffset? expiresAt)
+    {
+        if (!bus.IsClustered) return PushLocal(device, message, durable, expiresAt, epoch: null);
+        var owner = await presence.LocateAsync(device).ConfigureAwait(false);
+        if (owner is null) return false;
+        if (owner.Node == node.Id) return PushLocal(device, message, durable, expiresAt, owner.Epoch);
+        return await bus.DeliverAsync(owner.Node, device, message, durable, expiresAt).ConfigureAwait(false);
+    }
+
+    /// <summary>Into the local lane, fenced by epoch when one is given (a stale connection gets nothing).</summary>
+    internal bool PushLocal(string device, DeviceMessage message, bool durable, DateTimeOffset? expiresAt, long? epoch)
+    {
+        if (!registry.TryGet(device, out var connection) || connection.Lane is not { } lane || connection.IsClosing) return false;
+        if (epoch is { } current && connection.Epoch != current) return false;
+        if (!durable) book.Add(message.Id, device, null);
+        return lane.Push(message, durable, expiresAt);
+    }
+
     /// <summary>One message per member (each with its own id), except <paramref name="except"/>.</summary>
     /// <returns>Connected members written to, and offline members queued for.</returns>
     public async Task<(int Recipients, int Queued, bool Unavailable)> PublishAsync(string group, MessageData data, string from, TimeSpan ttl, string? except)
     {
-        var members = groups.Members(group).Where(m => m != except).ToList();
+        var members = (await groups.MembersAsync(group).ConfigureAwait(false)).Where(m => m != except).ToList();
         var results = await Task.WhenAll(members.Select(m => SendAsync(m, data, from, group, ttl, null))).ConfigureAwait(false);
         return (results.Count(r => r.Outcome == SendOutcome.Sent), results.Count(r => r.Outcome == SendOutcome.Queued),
             results.Any(r => r.Outcome == SendOutcome.Unavailable));
@@ -99,7 +141,7 @@ internal sealed class DeliveryService(
 
     /// <summary>To every connected device, straight to their sockets (not through lanes, not stored): one encoding per mode.</summary>
     /// <returns>How many connected devices it was queued for.</returns>
-    public int Broadcast(DeviceMessage message)
+    public async Task<int> BroadcastAsync(DeviceMessage message)
     {
         var recipients = 0;
         foreach (var connection in registry.All)
@@ -107,6 +149,12 @@ internal sealed class DeliveryService(
             if (connection.TryEnqueue(message.For(connection.Mode)) == EnqueueResult.Queued) recipients++;
         }
         metrics.MessagesDelivered.WithLabels(MessageKinds.Broadcast).Inc(recipients);
+        if (bus.IsClustered)
+        {
+            // Every other node writes it to its own devices once; the count is what presence says they hold.
+            await bus.BroadcastAsync(message).ConfigureAwait(false);
+            recipients += (await presence.ListAsync(null, int.MaxValue).ConfigureAwait(false)).Count(p => p.Node != node.Id);
+        }
         return recipients;
     }
 

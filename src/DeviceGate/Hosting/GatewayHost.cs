@@ -69,13 +69,8 @@ public static class GatewayHost
         services.AddSingleton<EchoConnections>();
         services.AddSingleton<GroupRegistry>();
         services.AddSingleton<DeviceDirectory>();
-        services.AddSingleton(sp =>
-        {
-            var o = sp.GetRequiredService<IOptions<GatewayOptions>>().Value;
-            return new SqliteStore(o.Store.Path, o.Store.Synchronous);
-        });
-        services.AddSingleton<IMessageStore>(sp => sp.GetRequiredService<SqliteStore>());
-        services.AddSingleton<IDirectoryStore>(sp => sp.GetRequiredService<SqliteStore>());
+        if (!string.IsNullOrWhiteSpace(configuration[$"{GatewayOptions.SectionName}:Redis:Configuration"])) AddCluster(services);
+        else AddSingleNode(services);
         services.AddSingleton<StatusBook>();
         services.AddSingleton<DeliveryService>();
         services.AddHostedService<DirectoryLoader>();
@@ -94,6 +89,41 @@ public static class GatewayHost
         services.AddProblemDetails();
         services.ConfigureHttpJsonOptions(o => o.SerializerOptions.TypeInfoResolverChain.Insert(0, ApiJsonContext.Default));
         services.AddSingleton<ApiKeyFilter>();
+    }
+
+    /// <summary>One node: SQLite in the data folder, presence is the local registry, nobody to talk to.</summary>
+    private static void AddSingleNode(IServiceCollection services)
+    {
+        services.AddSingleton(sp =>
+        {
+            var o = sp.GetRequiredService<IOptions<GatewayOptions>>().Value;
+            return new SqliteStore(o.Store.Path, o.Store.Synchronous);
+        });
+        services.AddSingleton<IMessageStore>(sp => sp.GetRequiredService<SqliteStore>());
+        services.AddSingleton<IDirectoryStore>(sp => sp.GetRequiredService<SqliteStore>());
+        services.AddSingleton<Cluster.IPresence, Cluster.LocalPresence>();
+        services.AddSingleton<Cluster.IClusterBus, Cluster.LocalBus>();
+    }
+
+    /// <summary>Cluster mode: Redis holds what nodes share (store, presence) and carries what they say to each other.</summary>
+    private static void AddCluster(IServiceCollection services)
+    {
+        services.AddSingleton<StackExchange.Redis.IConnectionMultiplexer>(sp =>
+        {
+            var o = sp.GetRequiredService<IOptions<GatewayOptions>>().Value;
+            var config = StackExchange.Redis.ConfigurationOptions.Parse(o.Redis.Configuration!);
+            // Keep trying in the background: a node starts (not ready) while Redis is away, and reconnects by itself.
+            config.AbortOnConnectFail = false;
+            return StackExchange.Redis.ConnectionMultiplexer.Connect(config);
+        });
+        services.AddSingleton(sp => new Cluster.RedisKeys(sp.GetRequiredService<IOptions<GatewayOptions>>().Value.Redis.Prefix));
+        services.AddSingleton(sp => new RedisStore(sp.GetRequiredService<StackExchange.Redis.IConnectionMultiplexer>(), sp.GetRequiredService<Cluster.RedisKeys>(),
+            sp.GetRequiredService<IOptions<GatewayOptions>>().Value.Delivery.StatusRetention));
+        services.AddSingleton<IMessageStore>(sp => sp.GetRequiredService<RedisStore>());
+        services.AddSingleton<IDirectoryStore>(sp => sp.GetRequiredService<RedisStore>());
+        services.AddSingleton<Cluster.IPresence, Cluster.RedisPresence>();
+        services.AddSingleton<Cluster.IClusterBus, Cluster.RedisBus>();
+        services.AddHostedService<Cluster.ClusterNode>();
     }
 
     internal static void MapGateway(WebApplication app)
@@ -122,7 +152,7 @@ public static class GatewayHost
     {
         var options = app.Services.GetRequiredService<IOptions<GatewayOptions>>().Value;
         var secrets = app.Services.GetRequiredService<GatewaySecrets>();
-        app.Services.GetRequiredService<SqliteStore>();
+        app.Services.GetRequiredService<IMessageStore>();
         var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("DeviceGate");
         if (options.Auth.AllowAnonymousDevices) Log.AnonymousDevicesAllowed(logger);
         if (secrets.GeneratedApiKeyPath is { } keyPath)

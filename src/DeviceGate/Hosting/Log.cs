@@ -42,6 +42,9 @@ internal static partial class Log
     [LoggerMessage(1011, LogLevel.Debug, "Device {DeviceId} is over its message rate; message dropped")]
     public static partial void RateLimited(ILogger logger, string deviceId);
 
+    [LoggerMessage(1400, LogLevel.Warning, "Cluster: {Operation} failed: {Error}")]
+    public static partial void ClusterError(ILogger logger, string operation, string error);
+
     [LoggerMessage(1100, LogLevel.Warning, "DeviceGate:Auth:AllowAnonymousDevices is on: any client may connect as any device id without a token")]
     public static partial void AnonymousDevicesAllowed(ILogger logger);
 

@@ -36,14 +36,17 @@ internal sealed class GroupRegistry(IDirectoryStore store)
         foreach (var g in GroupsOf(deviceId)) RemoveInMemory(g, deviceId);
     }
 
-    /// <summary>Members in ordinal order; empty for an unknown group.</summary>
-    public IReadOnlyList<string> Members(string group) =>
-        _members.TryGetValue(group, out var m) ? m.Keys.Order(StringComparer.Ordinal).ToArray() : [];
+    /// <summary>Members in ordinal order; empty for an unknown group. Shared stores (cluster) are asked, as other nodes change them.</summary>
+    public Task<IReadOnlyList<string>> MembersAsync(string group) =>
+        store is ISharedDirectory shared ? shared.MembersAsync(group)
+        : Task.FromResult<IReadOnlyList<string>>(_members.TryGetValue(group, out var m) ? m.Keys.Order(StringComparer.Ordinal).ToArray() : []);
 
-    public IReadOnlyList<string> GroupsOf(string deviceId) =>
+    public Task<IReadOnlyList<string>> GroupsOfAsync(string deviceId) =>
+        store is ISharedDirectory shared ? shared.GroupsOfAsync(deviceId)
+        : Task.FromResult<IReadOnlyList<string>>(GroupsOf(deviceId));
+
+    private IReadOnlyList<string> GroupsOf(string deviceId) =>
         _groupsOfDevice.TryGetValue(deviceId, out var g) ? g.Keys.Order(StringComparer.Ordinal).ToArray() : [];
-
-    public bool IsMemberAnywhere(string deviceId) => _groupsOfDevice.ContainsKey(deviceId);
 
     private void AddInMemory(string group, string deviceId)
     {

@@ -18,13 +18,27 @@ internal sealed class RpcCoordinator(GatewayMetrics metrics)
     /// Registers an rpc to one connection before it is sent (a reply must come from that same connection, not from a
     /// later one of the same device). The task yields null if the connection ended without answering.
     /// </summary>
-    public (string Id, Task<RpcReply?> Reply) Begin(object connection)
+    public (string Id, Task<RpcReply?> Reply) Begin(object connection, string? id = null)
     {
-        var id = Guid.CreateVersion7().ToString();
+        id ??= Guid.CreateVersion7().ToString();
         var pending = new Pending(connection, new TaskCompletionSource<RpcReply?>(TaskCreationOptions.RunContinuationsAsynchronously));
         _pending[id] = pending;
         return (id, pending.Reply.Task);
     }
+
+    private readonly ConcurrentDictionary<string, TaskCompletionSource<(RpcReply? Reply, string? Failure)>> _remote = new(StringComparer.Ordinal);
+
+    /// <summary>An rpc this node's API waits on while another node runs it. Failure: not_connected, raw, gone.</summary>
+    public Task<(RpcReply? Reply, string? Failure)> BeginRemote(string id) =>
+        _remote.GetOrAdd(id, _ => new TaskCompletionSource<(RpcReply?, string?)>(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
+
+    public void CompleteRemote(string id, RpcReply? reply, string? failure)
+    {
+        if (_remote.TryRemove(id, out var tcs)) tcs.TrySetResult((reply, failure));
+        else metrics.LateReplies.Inc();
+    }
+
+    public void EndRemote(string id) => _remote.TryRemove(id, out _);
 
     /// <summary>Forgets an rpc that timed out or failed to send; a reply after this is late.</summary>
     public void End(string id) => _pending.TryRemove(id, out _);

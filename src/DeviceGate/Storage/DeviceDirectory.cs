@@ -17,8 +17,22 @@ internal sealed class DeviceDirectory(IDirectoryStore store, ILogger<DeviceDirec
         foreach (var (id, at) in snapshot.TokensNotBefore) _tokensNotBefore[id] = at;
     }
 
-    /// <summary>Tokens issued before this are refused (null: no revocation).</summary>
-    public DateTimeOffset? TokensNotBefore(string deviceId) => _tokensNotBefore.TryGetValue(deviceId, out var at) ? at : null;
+    /// <summary>Tokens issued before this are refused (null: no revocation). A shared store (cluster) is asked.</summary>
+    public async Task<DateTimeOffset?> TokensNotBeforeAsync(string deviceId) =>
+        store is ISharedDirectory shared
+            ? (await shared.GetDeviceAsync(deviceId).ConfigureAwait(false))?.TokensNotBefore
+            : _tokensNotBefore.TryGetValue(deviceId, out var at) ? at : null;
+
+    /// <summary>Whether the device is known and when it was last seen; from the shared store in a cluster.</summary>
+    public async Task<(bool Known, DateTimeOffset? LastSeen)> LookupAsync(string deviceId)
+    {
+        if (store is ISharedDirectory shared)
+        {
+            var entry = await shared.GetDeviceAsync(deviceId).ConfigureAwait(false);
+            return (entry is not null, entry?.LastSeen);
+        }
+        return _devices.TryGetValue(deviceId, out var seen) ? (true, seen) : (false, null);
+    }
 
     /// <summary>Refuses the device's existing tokens from now on; durable before it returns.</summary>
     public async Task RevokeTokensAsync(string deviceId, DateTimeOffset at)

@@ -7,6 +7,8 @@ internal sealed class DirectoryLoader(IDirectoryStore store, DeviceDirectory dir
 {
     public async Task StartingAsync(CancellationToken cancellationToken)
     {
+        // A shared (cluster) store is read directly: other nodes change it, so a copy here would go stale.
+        if (store is ISharedDirectory) return;
         var snapshot = await store.LoadAsync().ConfigureAwait(false);
         directory.Load(snapshot);
         groups.Load(snapshot.Memberships);

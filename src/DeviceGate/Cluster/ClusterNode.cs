@@ -1,0 +1,175 @@
+using System.Text.Json;
+using DeviceGate.Connections;
+using DeviceGate.Hosting;
+using DeviceGate.Protocol;
+using DeviceGate.Rpc;
+using Microsoft.Extensions.Options;
+using StackExchange.Redis;
+
+namespace DeviceGate.Cluster;
+
+/// <summary>
+/// This node's membership of the cluster: renews its lease, listens on its own channel and the broadcast channel,
+/// carries out what other nodes ask (deliver, close, rpc), and re-registers its devices after Redis comes back.
+/// </summary>
+internal sealed class ClusterNode(
+    IConnectionMultiplexer redis,
+    RedisKeys keys,
+    NodeIdentity node,
+    ConnectionRegistry registry,
+    IPresence presence,
+    IClusterBus bus,
+    RpcCoordinator rpcs,
+    GatewayMetrics metrics,
+    IOptions<GatewayOptions> options,
+    TimeProvider time,
+    ILogger<ClusterNode> logger) : BackgroundService
+{
+    private TimeSpan Lease => options.Value.Cluster.PresenceLease;
+
+    public override async Task StartAsync(CancellationToken cancellationToken)
+    {
+        var sub = redis.GetSubscriber();
+        (await sub.SubscribeAsync(keys.NodeChannel(node.Id)).ConfigureAwait(false)).OnMessage(OnMessageAsync);
+        (await sub.SubscribeAsync(keys.BroadcastChannel).ConfigureAwait(false)).OnMessage(OnMessageAsync);
+        redis.ConnectionRestored += (_, e) =>
+        {
+            if (e.ConnectionType == ConnectionType.Interactive) _ = ReRegisterAsync();
+        };
+        await RenewLeaseAsync().ConfigureAwait(false);
+        await base.StartAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        using var timer = new PeriodicTimer(Lease / 3, time);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(stoppingToken).ConfigureAwait(false)) await RenewLeaseAsync().ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
+    public override async Task StopAsync(CancellationToken cancellationToken)
+    {
+        await base.StopAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await redis.GetDatabase().KeyDeleteAsync(keys.NodeLease(node.Id)).ConfigureAwait(false);
+        }
+        catch (RedisException)
+        {
+        }
+    }
+
+    private async Task RenewLeaseAsync()
+    {
+        try
+        {
+            await redis.GetDatabase().StringSetAsync(keys.NodeLease(node.Id), time.GetUtcNow().ToUnixTimeMilliseconds(), Lease).ConfigureAwait(false);
+        }
+        catch (RedisException e)
+        {
+            Log.ClusterError(logger, "lease renewal", e.Message);
+        }
+    }
+
+    /// <summary>After an outage Redis may have lost presence (no persistence) or other nodes may have moved on: register again.</summary>
+    private async Task ReRegisterAsync()
+    {
+        await RenewLeaseAsync().ConfigureAwait(false);
+        foreach (var connection in registry.All)
+        {
+            try
+            {
+                if (!connection.IsClosing) connection.Epoch = await presence.RegisterAsync(connection).ConfigureAwait(false);
+            }
+            catch (RedisException e)
+            {
+                Log.ClusterError(logger, "re-register", e.Message);
+            }
+        }
+    }
+
+    private async Task OnMessageAsync(ChannelMessage message)
+    {
+        BusMessage? m;
+        try
+        {
+            m = JsonSerializer.Deserialize((byte[])message.Message!, BusJsonContext.Default.BusMessage);
+        }
+        catch (JsonException e)
+        {
+            Log.ClusterError(logger, "bus message", e.Message);
+            return;
+        }
+        if (m is null) return;
+        switch (m.Type)
+        {
+            case BusMessage.Deliver:
+                if (registry.TryGet(m.Device!, out var target) && target.Lane is { } lane)
+                {
+                    lane.Push(RedisBus.ToMessage(m), m.Durable, m.Expires == 0 ? null : DateTimeOffset.FromUnixTimeMilliseconds(m.Expires));
+                }
+                break;
+            case BusMessage.Broadcast when m.Origin != node.Id:
+                var broadcast = RedisBus.ToMessage(m);
+                var recipients = 0;
+                foreach (var c in registry.All)
+                {
+                    if (c.TryEnqueue(broadcast.For(c.Mode)) == EnqueueResult.Queued) recipients++;
+                }
+                metrics.MessagesDelivered.WithLabels(MessageKinds.Broadcast).Inc(recipients);
+                break;
+            case BusMessage.Close:
+                if (registry.TryGet(m.Device!, out var closing) && closing.Epoch <= m.Epoch)
+                {
+                    closing.RequestClose(m.Code, m.Reason ?? "", dropBacklog: true);
+                }
+                break;
+            case BusMessage.Rpc:
+                await RunRpcAsync(m).ConfigureAwait(false);
+                break;
+            case BusMessage.RpcReply:
+                rpcs.CompleteRemote(m.Id!, m.Failure is null ? new RpcReply(m.ReplyJson, m.ErrorCode, m.ErrorMessage) : null, m.Failure);
+                break;
+        }
+    }
+
+    /// <summary>Runs an rpc asked for by another node's API and sends it the outcome.</summary>
+    private async Task RunRpcAsync(BusMessage m)
+    {
+        if (!registry.TryGet(m.Device!, out var connection) || connection.IsClosing)
+        {
+            await bus.RpcReplyAsync(m.ReplyTo!, m.Id!, null, "not_connected").ConfigureAwait(false);
+            return;
+        }
+        if (connection.Mode != ConnectionMode.Envelope)
+        {
+            await bus.RpcReplyAsync(m.ReplyTo!, m.Id!, null, "raw").ConfigureAwait(false);
+            return;
+        }
+        var (id, reply) = rpcs.Begin(connection, m.Id);
+        var request = RedisBus.ToMessage(m);
+        if (connection.TryEnqueue(OutboundMessage.Text(EnvelopeWriter.Rpc(id, request.Data))) != EnqueueResult.Queued)
+        {
+            rpcs.End(id);
+            await bus.RpcReplyAsync(m.ReplyTo!, id, null, "not_connected").ConfigureAwait(false);
+            return;
+        }
+        metrics.MessagesDelivered.WithLabels(MessageKinds.Rpc).Inc();
+        RpcReply? answer;
+        try
+        {
+            answer = await reply.WaitAsync(TimeSpan.FromSeconds(m.TimeoutSeconds), time).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            rpcs.End(id);
+            return; // the calling node times out on its own
+        }
+        await bus.RpcReplyAsync(m.ReplyTo!, id, answer, answer is null ? "gone" : null).ConfigureAwait(false);
+    }
+}
