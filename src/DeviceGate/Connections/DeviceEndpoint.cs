@@ -74,6 +74,8 @@ internal sealed class DeviceEndpoint(
             RateLimited = mode == ConnectionMode.Envelope ? envelopes.RateLimited : OnRawRateLimited,
         };
         connection.Closing += rpcs.ConnectionGone;
+        // Leave presence as soon as the close starts, not after the handshake: other nodes stop routing here at once.
+        connection.Closing += c => _ = presence.UnregisterAsync(c);
         var lane = connection.Lane = delivery.CreateLane(connection);
         connection.Closing += _ => lane.Close();
         directory.Seen(deviceId, connection.ConnectedAt);

@@ -1,0 +1,182 @@
+using System.Net;
+using System.Net.WebSockets;
+using System.Text.Json;
+using DeviceGate.Tests.Infrastructure;
+
+namespace DeviceGate.Tests.Functional;
+
+/// <summary>Two real gateways (separate Kestrel hosts, separate data folders) sharing one real redis-server.</summary>
+public sealed class ClusterTests : IAsyncLifetime
+{
+    private readonly string _prefix = $"cluster-{Guid.NewGuid():N}:";
+    private TestGateway _one = null!;
+    private TestGateway _two = null!;
+
+    public static Dictionary<string, string> Settings(string redis, string prefix, string node) => new()
+    {
+        ["DeviceGate:Redis:Configuration"] = redis,
+        ["DeviceGate:Redis:Prefix"] = prefix,
+        ["DeviceGate:Cluster:NodeId"] = node,
+        ["DeviceGate:Cluster:PresenceLease"] = "00:00:03",
+    };
+
+    public async Task InitializeAsync()
+    {
+        _one = await TestGateway.StartAsync(Settings(RedisServer.Shared.Configuration, _prefix, "node-1"));
+        _two = await TestGateway.StartAsync(Settings(RedisServer.Shared.Configuration, _prefix, "node-2"));
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _one.DisposeAsync();
+        await _two.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task A_send_through_one_node_reaches_a_device_on_the_other()
+    {
+        using var device = await _one.ConnectAsync("far-away");
+        using var now = await _two.Api.PostTextAsync("api/devices/far-away/messages", "via node 2");
+        Assert.Equal(HttpStatusCode.Accepted, now.StatusCode);
+        Assert.Equal("sent", (await now.JsonAsync()).Str("status"));
+        Assert.Equal("via node 2", await device.ReceiveTextAsync());
+
+        using var durable = await _two.Api.PostTextAsync("api/devices/far-away/messages?ttl=60", "durable via node 2");
+        var id = (await durable.JsonAsync()).Str("id");
+        Assert.Equal("durable via node 2", await device.ReceiveTextAsync());
+        await ApiExtensions.EventuallyAsync(async () => (await _one.Api.GetJsonAsync($"api/messages/{id}")).Str("status") == "sent", "status shared");
+        Assert.Equal(HttpStatusCode.NotFound, (await _two.Api.PostTextAsync("api/devices/nowhere/messages", "x")).StatusCode);
+    }
+
+    [Fact]
+    public async Task Presence_from_any_node_lists_every_node_s_devices()
+    {
+        using var a = await _one.ConnectAsync("p-one");
+        using var b = await _two.ConnectAsync("p-two");
+        foreach (var gw in new[] { _one, _two })
+        {
+            var list = await gw.Api.GetJsonAsync("api/devices");
+            var nodes = list.GetProperty("devices").EnumerateArray().ToDictionary(d => d.Str("id"), d => d.Str("node"));
+            Assert.Equal("node-1", nodes["p-one"]);
+            Assert.Equal("node-2", nodes["p-two"]);
+            var one = await gw.Api.GetJsonAsync("api/devices/p-one");
+            Assert.True(one.GetProperty("online").GetBoolean());
+            Assert.Equal("node-1", one.Str("node"));
+        }
+        await a.CloseCleanlyAsync();
+        await ApiExtensions.EventuallyAsync(async () => !(await _two.Api.GetJsonAsync("api/devices/p-one")).GetProperty("online").GetBoolean(), "offline everywhere");
+    }
+
+    [Fact]
+    public async Task Broadcast_and_group_messages_reach_every_node_exactly_once()
+    {
+        using var a = await _one.ConnectAsync("b-one");
+        using var b = await _two.ConnectAsync("b-two");
+        using var broadcast = await _one.Api.PostTextAsync("api/broadcast", "to everyone");
+        Assert.Equal(2, (await broadcast.JsonAsync()).GetProperty("recipients").GetInt32());
+        Assert.Equal("to everyone", await a.ReceiveTextAsync());
+        Assert.Equal("to everyone", await b.ReceiveTextAsync());
+
+        await _one.Api.PutAsync("api/groups/both/devices/b-one", null);
+        await _two.Api.PutAsync("api/groups/both/devices/b-two", null);
+        Assert.Equal(["b-one", "b-two"], (await _one.Api.GetJsonAsync("api/groups/both")).GetProperty("devices").EnumerateArray().Select(d => d.GetString()!).ToArray());
+        using var group = await _two.Api.PostTextAsync("api/groups/both/messages", "to the group");
+        Assert.Equal(2, (await group.JsonAsync()).GetProperty("recipients").GetInt32());
+        Assert.Equal("to the group", await a.ReceiveTextAsync());
+        Assert.Equal("to the group", await b.ReceiveTextAsync());
+
+        // Exactly once: the next thing each sees is this marker.
+        await _one.Api.PostTextAsync("api/devices/b-two/messages", "marker");
+        await _two.Api.PostTextAsync("api/devices/b-one/messages", "marker");
+        Assert.Equal("marker", await a.ReceiveTextAsync());
+        Assert.Equal("marker", await b.ReceiveTextAsync());
+    }
+
+    [Fact]
+    public async Task A_takeover_on_another_node_closes_the_old_connection_and_nothing_reaches_it_after()
+    {
+        using var old = await _one.ConnectAsync("mover");
+        var oldReceived = new List<string>();
+        var oldClosed = Task.Run(async () =>
+        {
+            while (true)
+            {
+                var m = await old.ReceiveMessageAsync();
+                if (m.Type == WebSocketMessageType.Close) return ((int)old.CloseStatus!, old.CloseStatusDescription);
+                lock (oldReceived) oldReceived.Add(m.Text);
+            }
+        });
+        using var fresh = await _two.ConnectAsync("mover");
+        // Straight after the new connection's 101, sends through either node go to the new connection only.
+        for (var i = 0; i < 10; i++)
+        {
+            var via = i % 2 == 0 ? _one : _two;
+            Assert.Equal(HttpStatusCode.Accepted, (await via.Api.PostTextAsync("api/devices/mover/messages", $"after {i}")).StatusCode);
+        }
+        for (var i = 0; i < 10; i++) Assert.Equal($"after {i}", await fresh.ReceiveTextAsync());
+        Assert.Equal((4000, "replaced"), await oldClosed);
+        lock (oldReceived) Assert.Empty(oldReceived);
+        Assert.Equal("node-2", (await _one.Api.GetJsonAsync("api/devices/mover")).Str("node"));
+    }
+
+    [Fact]
+    public async Task Api_disconnect_works_from_any_node()
+    {
+        using var device = await _one.ConnectAsync("kick-far");
+        Assert.Equal(HttpStatusCode.NoContent, (await _two.Api.DeleteAsync("api/devices/kick-far/connection")).StatusCode);
+        Assert.Equal((4001, "disconnected"), await device.ReceiveCloseAsync());
+        // Presence across nodes settles within milliseconds of the close.
+        await ApiExtensions.EventuallyAsync(async () => (await _two.Api.DeleteAsync("api/devices/kick-far/connection")).StatusCode == HttpStatusCode.NotFound, "presence gone");
+    }
+
+    [Fact]
+    public async Task Queued_messages_are_delivered_when_the_device_connects_to_another_node()
+    {
+        for (var i = 0; i < 5; i++) Assert.Equal("queued", (await (await _one.Api.PostTextAsync("api/devices/wanderer/messages?ttl=60", $"q{i}")).JsonAsync()).Str("status"));
+        Assert.Equal(5, (await _two.Api.GetJsonAsync("api/devices/wanderer")).GetProperty("queued").GetInt32());
+        using var device = await _two.ConnectEnvelopeAsync("wanderer");
+        for (var i = 0; i < 5; i++)
+        {
+            var m = await device.ReceiveJsonAsync();
+            Assert.Equal($"q{i}", m.Str("data"));
+            await device.SendJsonAsync(new { type = "ack", id = m.Str("id") });
+        }
+        await ApiExtensions.EventuallyAsync(async () => (await _one.Api.GetJsonAsync("api/devices/wanderer")).GetProperty("queued").GetInt32() == 0, "acks shared");
+    }
+
+    [Fact]
+    public async Task An_rpc_posted_to_one_node_is_answered_by_a_device_on_the_other()
+    {
+        using var device = await _one.ConnectEnvelopeAsync("rpc-far");
+        var serving = Task.Run(async () =>
+        {
+            var rpc = await device.ReceiveJsonAsync();
+            await device.SendJsonAsync(new { type = "reply", id = rpc.Str("id"), data = new { got = rpc.GetProperty("data").GetString(), on = "node-1" } });
+        });
+        using var response = await _two.Api.PostTextAsync("api/devices/rpc-far/rpc?timeout=5", "status?");
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal("{\"got\":\"status?\",\"on\":\"node-1\"}", await response.Content.ReadAsStringAsync());
+        await serving;
+
+        using var raw = await _one.ConnectAsync("rpc-raw-far");
+        Assert.Equal(HttpStatusCode.Conflict, (await _two.Api.PostTextAsync("api/devices/rpc-raw-far/rpc", "x")).StatusCode);
+        using var silent = await _one.ConnectEnvelopeAsync("rpc-silent");
+        Assert.Equal(HttpStatusCode.GatewayTimeout, (await _two.Api.PostTextAsync("api/devices/rpc-silent/rpc?timeout=0.5", "x")).StatusCode);
+    }
+
+    [Fact]
+    public async Task Revocation_on_one_node_holds_on_every_node()
+    {
+        var token = _one.Token("revoked-far");
+        using var device = new ClientWebSocket();
+        device.Options.SetRequestHeader("Authorization", "Bearer " + token);
+        await device.ConnectAsync(_one.WsUri("ws?deviceId=revoked-far"), new CancellationTokenSource(Timeouts.Default).Token);
+        Assert.Equal(HttpStatusCode.NoContent, (await _two.Api.PostAsync("api/devices/revoked-far/revoke-tokens", null)).StatusCode);
+        Assert.Equal((1008, "token_revoked"), await device.ReceiveCloseAsync());
+        using var again = new ClientWebSocket();
+        again.Options.CollectHttpResponseDetails = true;
+        again.Options.SetRequestHeader("Authorization", "Bearer " + token);
+        await Assert.ThrowsAsync<WebSocketException>(() => again.ConnectAsync(_two.WsUri("ws?deviceId=revoked-far"), new CancellationTokenSource(Timeouts.Default).Token));
+        Assert.Equal(HttpStatusCode.Unauthorized, again.HttpStatusCode);
+    }
+}
