@@ -20,6 +20,7 @@ internal sealed class ClusterNode(
     IPresence presence,
     IClusterBus bus,
     RpcCoordinator rpcs,
+    Events.EventHub events,
     GatewayMetrics metrics,
     IOptions<GatewayOptions> options,
     TimeProvider time,
@@ -32,6 +33,18 @@ internal sealed class ClusterNode(
         var sub = redis.GetSubscriber();
         (await sub.SubscribeAsync(keys.NodeChannel(node.Id)).ConfigureAwait(false)).OnMessage(OnMessageAsync);
         (await sub.SubscribeAsync(keys.BroadcastChannel).ConfigureAwait(false)).OnMessage(OnMessageAsync);
+        // One queue for the events channel keeps them in the order Redis published them.
+        (await sub.SubscribeAsync(keys.EventsChannel).ConfigureAwait(false)).OnMessage(m =>
+        {
+            try
+            {
+                events.Receive(Events.GatewayEvent.FromJson((byte[])m.Message!));
+            }
+            catch (System.Text.Json.JsonException e)
+            {
+                Log.ClusterError(logger, "event", e.Message);
+            }
+        });
         redis.ConnectionRestored += (_, e) =>
         {
             if (e.ConnectionType == ConnectionType.Interactive) _ = ReRegisterAsync();
@@ -93,7 +106,13 @@ internal sealed class ClusterNode(
         }
     }
 
-    private async Task OnMessageAsync(ChannelMessage message)
+    private Task OnMessageAsync(ChannelMessage message)
+    {
+        OnMessage(message);
+        return Task.CompletedTask;
+    }
+
+    private void OnMessage(ChannelMessage message)
     {
         BusMessage? m;
         try
@@ -130,7 +149,8 @@ internal sealed class ClusterNode(
                 }
                 break;
             case BusMessage.Rpc:
-                await RunRpcAsync(m).ConfigureAwait(false);
+                // Not awaited: waiting for the device must not hold up this node's channel.
+                _ = RunRpcAsync(m);
                 break;
             case BusMessage.RpcReply:
                 rpcs.CompleteRemote(m.Id!, m.Failure is null ? new RpcReply(m.ReplyJson, m.ErrorCode, m.ErrorMessage) : null, m.Failure);
@@ -140,6 +160,18 @@ internal sealed class ClusterNode(
 
     /// <summary>Runs an rpc asked for by another node's API and sends it the outcome.</summary>
     private async Task RunRpcAsync(BusMessage m)
+    {
+        try
+        {
+            await RunRpcCoreAsync(m).ConfigureAwait(false);
+        }
+        catch (RedisException e)
+        {
+            Log.ClusterError(logger, "rpc", e.Message);
+        }
+    }
+
+    private async Task RunRpcCoreAsync(BusMessage m)
     {
         if (!registry.TryGet(m.Device!, out var connection) || connection.IsClosing)
         {

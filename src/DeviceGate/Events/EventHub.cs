@@ -9,7 +9,7 @@ namespace DeviceGate.Events;
 /// Numbers every event, keeps the last <c>DeviceGate:Events:ReplayBuffer</c> for readers that resume, and fans each
 /// one out to live readers through bounded queues. Publishing never waits: a reader whose queue is full is dropped.
 /// </summary>
-internal sealed class EventHub(IOptions<GatewayOptions> options, TimeProvider time)
+internal sealed class EventHub(IOptions<GatewayOptions> options, NodeIdentity node, TimeProvider time, ILogger<EventHub> logger, IEventLog? log = null)
 {
     private readonly Lock _gate = new();
     private readonly GatewayEvent?[] _ring = new GatewayEvent?[Math.Max(1, options.Value.Events.ReplayBuffer)];
@@ -25,19 +25,25 @@ internal sealed class EventHub(IOptions<GatewayOptions> options, TimeProvider ti
         }
     }
 
-    public void Connected(string device) => Publish(id => GatewayEvent.Connected(id, device, time.GetUtcNow()));
+    public void Connected(string device) => Publish(id => GatewayEvent.Connected(id, node.Id, device, time.GetUtcNow()));
 
     public void Disconnected(string device, int code, string reason) =>
-        Publish(id => GatewayEvent.Disconnected(id, device, time.GetUtcNow(), code, reason));
+        Publish(id => GatewayEvent.Disconnected(id, node.Id, device, time.GetUtcNow(), code, reason));
 
-    public void Acked(string device, string messageId) => Publish(id => GatewayEvent.ForMessage(id, EventTypes.Acked, device, messageId, time.GetUtcNow()));
+    public void Acked(string device, string messageId) => Publish(id => GatewayEvent.ForMessage(id, node.Id, EventTypes.Acked, device, messageId, time.GetUtcNow()));
 
-    public void Expired(string device, string messageId) => Publish(id => GatewayEvent.ForMessage(id, EventTypes.Expired, device, messageId, time.GetUtcNow()));
+    public void Expired(string device, string messageId) => Publish(id => GatewayEvent.ForMessage(id, node.Id, EventTypes.Expired, device, messageId, time.GetUtcNow()));
 
-    public void Message(string device, MessageData data) => Publish(id => GatewayEvent.Message(id, device, time.GetUtcNow(), data));
+    public void Message(string device, MessageData data) => Publish(id => GatewayEvent.Message(id, node.Id, device, time.GetUtcNow(), data));
 
     private void Publish(Func<long, GatewayEvent> create)
     {
+        if (log is not null)
+        {
+            // Cluster: the shared log numbers it and every node (this one too) receives it through Receive.
+            _ = AppendAsync(create(0));
+            return;
+        }
         // Fanned out under the lock so every reader sees ids in increasing order (Last-Event-ID relies on it);
         // Offer is a counter and a TryWrite, never a wait.
         lock (_gate)
@@ -47,6 +53,64 @@ internal sealed class EventHub(IOptions<GatewayOptions> options, TimeProvider ti
             foreach (var s in _snapshot) s.Offer(e);
         }
     }
+
+    private async Task AppendAsync(GatewayEvent e)
+    {
+        try
+        {
+            await log!.AppendAsync(e.Json).ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            Log.ClusterError(logger, "event append", ex.Message);
+        }
+    }
+
+    /// <summary>An event from the shared log (cluster), in log order.</summary>
+    public void Receive(GatewayEvent e)
+    {
+        lock (_gate)
+        {
+            if (e.Id <= _lastId) return;
+            _lastId = e.Id;
+            _ring[e.Id % _ring.Length] = e;
+            foreach (var s in _snapshot) s.Offer(e);
+        }
+    }
+
+    /// <summary>
+    /// Like <see cref="Subscribe"/>; in a cluster the missed events come from the shared log, so a reader can resume
+    /// on any node.
+    /// </summary>
+    public async Task<Subscription> SubscribeAsync(long? lastEventId, int queueCapacity, Func<GatewayEvent, bool> filter)
+    {
+        if (log is null || lastEventId is not { } last) return Subscribe(lastEventId, queueCapacity, filter);
+        var missed = await log.ReadAfterAsync(last, _ring.Length).ConfigureAwait(false);
+        var s = new Subscription(this, queueCapacity, filter);
+        lock (_gate)
+        {
+            var expectedNext = last + 1;
+            if (missed.Count > 0 && missed[0].Id > expectedNext || missed.Count == 0 && _lastId > last && last >= 0 && !RingCovers(last))
+            {
+                s.Offer(GatewayEvent.Reset(Math.Max(_lastId, last), node.Id, time.GetUtcNow()), force: true);
+            }
+            else
+            {
+                foreach (var e in missed) s.Offer(e, force: true);
+                var replayedUpTo = missed.Count > 0 ? missed[^1].Id : last;
+                // Events that arrived here after the log read: from the ring.
+                for (var id = replayedUpTo + 1; id <= _lastId; id++)
+                {
+                    if (_ring[id % _ring.Length] is { } e && e.Id == id) s.Offer(e, force: true);
+                }
+            }
+            _subscribers.Add(s);
+            _snapshot = [.. _subscribers];
+        }
+        return s;
+    }
+
+    private bool RingCovers(long last) => _ring[(last + 1) % _ring.Length] is { } e && e.Id == last + 1;
 
     /// <summary>
     /// Subscribes from now, or (with <paramref name="lastEventId"/>) from just after that event: the missed events
@@ -62,7 +126,7 @@ internal sealed class EventHub(IOptions<GatewayOptions> options, TimeProvider ti
                 var oldest = Math.Max(1, _lastId - _ring.Length + 1);
                 if (last + 1 < oldest || last < 0)
                 {
-                    s.Offer(GatewayEvent.Reset(_lastId, time.GetUtcNow()), force: true);
+                    s.Offer(GatewayEvent.Reset(_lastId, node.Id, time.GetUtcNow()), force: true);
                 }
                 else
                 {

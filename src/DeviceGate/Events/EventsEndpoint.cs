@@ -38,7 +38,7 @@ internal static class EventsEndpoint
         }
 
         var o = options.Value.Events;
-        using var subscription = hub.Subscribe(lastEventId, o.SubscriberBuffer, e => wanted.Contains(e.Type) && (device is null || e.Device == device));
+        using var subscription = await hub.SubscribeAsync(lastEventId, o.SubscriberBuffer, e => wanted.Contains(e.Type) && (device is null || e.Device == device)).ConfigureAwait(false);
         var response = context.Response;
         response.Headers.ContentType = "text/event-stream";
         response.Headers.CacheControl = "no-cache";

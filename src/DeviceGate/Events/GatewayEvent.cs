@@ -19,12 +19,25 @@ public static class EventTypes
 /// <summary>One event, serialized once (its JSON is shared by every reader and the webhook batch).</summary>
 public sealed class GatewayEvent
 {
-    private GatewayEvent(long id, string type, string? device, byte[] json)
+    private GatewayEvent(long id, string type, string? device, string node, byte[] json)
     {
         Id = id;
         Type = type;
         Device = device;
+        Node = node;
         Json = json;
+    }
+
+    /// <summary>The node where it happened (webhooks are sent from there only).</summary>
+    public string Node { get; }
+
+    /// <summary>An event as another node published it (its JSON carries everything).</summary>
+    public static GatewayEvent FromJson(byte[] json)
+    {
+        using var doc = JsonDocument.Parse(json);
+        var root = doc.RootElement;
+        return new GatewayEvent(root.GetProperty("seq").GetInt64(), root.GetProperty("type").GetString()!,
+            root.TryGetProperty("device", out var d) ? d.GetString() : null, root.TryGetProperty("node", out var n) ? n.GetString() ?? "" : "", json);
     }
 
     public long Id { get; }
@@ -34,27 +47,27 @@ public sealed class GatewayEvent
     /// <summary>The event object: <c>{"seq","type","device","at",...}</c>.</summary>
     public byte[] Json { get; }
 
-    public static GatewayEvent Connected(long id, string device, DateTimeOffset at) =>
-        Create(id, EventTypes.Connected, device, at, static (_, _) => { }, 0);
+    public static GatewayEvent Connected(long id, string node, string device, DateTimeOffset at) =>
+        Create(id, node, EventTypes.Connected, device, at, static (_, _) => { }, 0);
 
-    public static GatewayEvent Disconnected(long id, string device, DateTimeOffset at, int code, string reason) =>
-        Create(id, EventTypes.Disconnected, device, at, static (w, s) =>
+    public static GatewayEvent Disconnected(long id, string node, string device, DateTimeOffset at, int code, string reason) =>
+        Create(id, node, EventTypes.Disconnected, device, at, static (w, s) =>
         {
             w.WriteNumber("code"u8, s.code);
             w.WriteString("reason"u8, s.reason);
         }, (code, reason));
 
-    public static GatewayEvent Message(long id, string device, DateTimeOffset at, MessageData data) =>
-        Create(id, EventTypes.Message, device, at, static (w, d) => d.WriteTo(w), data);
+    public static GatewayEvent Message(long id, string node, string device, DateTimeOffset at, MessageData data) =>
+        Create(id, node, EventTypes.Message, device, at, static (w, d) => d.WriteTo(w), data);
 
     /// <summary><c>acked</c> and <c>expired</c>: <c>{device, id, at}</c>, where <c>id</c> is the message id.</summary>
-    public static GatewayEvent ForMessage(long id, string type, string device, string messageId, DateTimeOffset at) =>
-        Create(id, type, device, at, static (w, m) => w.WriteString("id"u8, m), messageId);
+    public static GatewayEvent ForMessage(long id, string node, string type, string device, string messageId, DateTimeOffset at) =>
+        Create(id, node, type, device, at, static (w, m) => w.WriteString("id"u8, m), messageId);
 
-    public static GatewayEvent Reset(long id, DateTimeOffset at) =>
-        Create(id, EventTypes.Reset, null, at, static (_, _) => { }, 0);
+    public static GatewayEvent Reset(long id, string node, DateTimeOffset at) =>
+        Create(id, node, EventTypes.Reset, null, at, static (_, _) => { }, 0);
 
-    private static GatewayEvent Create<T>(long id, string type, string? device, DateTimeOffset at, Action<Utf8JsonWriter, T> body, T state)
+    private static GatewayEvent Create<T>(long id, string node, string type, string? device, DateTimeOffset at, Action<Utf8JsonWriter, T> body, T state)
     {
         var buffer = new ArrayBufferWriter<byte>(128);
         using (var w = new Utf8JsonWriter(buffer))
@@ -65,9 +78,10 @@ public sealed class GatewayEvent
             w.WriteString("type"u8, type);
             if (device is not null) w.WriteString("device"u8, device);
             w.WriteString("at"u8, at.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", System.Globalization.CultureInfo.InvariantCulture));
+            w.WriteString("node"u8, node);
             body(w, state);
             w.WriteEndObject();
         }
-        return new GatewayEvent(id, type, device, buffer.WrittenSpan.ToArray());
+        return new GatewayEvent(id, type, device, node, buffer.WrittenSpan.ToArray());
     }
 }

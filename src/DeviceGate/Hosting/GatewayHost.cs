@@ -123,6 +123,7 @@ public static class GatewayHost
         services.AddSingleton<IDirectoryStore>(sp => sp.GetRequiredService<RedisStore>());
         services.AddSingleton<Cluster.IPresence, Cluster.RedisPresence>();
         services.AddSingleton<Cluster.IClusterBus, Cluster.RedisBus>();
+        services.AddSingleton<Events.IEventLog, Cluster.RedisEventLog>();
         services.AddHostedService<Cluster.ClusterNode>();
     }
 

@@ -15,6 +15,7 @@ internal sealed class WebhookSender(
     IHttpClientFactory clients,
     IOptions<GatewayOptions> options,
     GatewayMetrics metrics,
+    NodeIdentity node,
     TimeProvider time,
     ILogger<WebhookSender> logger) : BackgroundService
 {
@@ -29,7 +30,8 @@ internal sealed class WebhookSender(
         var batch = new List<GatewayEvent>(o.BatchSize);
         while (!stoppingToken.IsCancellationRequested)
         {
-            using var subscription = hub.Subscribe(last, o.QueueSize, static _ => true);
+            // In a cluster every node sees every event; each sends only those that happened on it (once per cluster).
+            using var subscription = await hub.SubscribeAsync(last, o.QueueSize, e => e.Node == node.Id).ConfigureAwait(false);
             try
             {
                 while (await subscription.Reader.WaitToReadAsync(stoppingToken).ConfigureAwait(false))

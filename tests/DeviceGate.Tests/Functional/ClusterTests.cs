@@ -179,4 +179,68 @@ public sealed class ClusterTests : IAsyncLifetime
         await Assert.ThrowsAsync<WebSocketException>(() => again.ConnectAsync(_two.WsUri("ws?deviceId=revoked-far"), new CancellationTokenSource(Timeouts.Default).Token));
         Assert.Equal(HttpStatusCode.Unauthorized, again.HttpStatusCode);
     }
+
+    [Fact]
+    public async Task The_event_stream_on_any_node_shows_every_node_s_events_and_resumes_on_another_node()
+    {
+        long lastSeen;
+        await using (var sse = await SseClient.OpenAsync(_two.Api, "api/events?device=ev-far"))
+        {
+            using var device = await _one.ConnectAsync("ev-far");
+            var connected = await sse.NextAsync();
+            Assert.Equal(("connected", "node-1"), (connected.Event, connected.Data.Str("node")));
+            await device.SendTextAsync("hello from node 1");
+            var message = await sse.NextAsync();
+            Assert.Equal("hello from node 1", message.Data.Str("data"));
+            Assert.True(message.Id > connected.Id);
+            lastSeen = message.Id;
+            await device.SendTextAsync("missed 1");
+            await device.SendTextAsync("missed 2");
+            await device.CloseCleanlyAsync();
+        }
+        // Resume on the other node with Last-Event-ID: the missed events come from the shared log, in order.
+        await using var resumed = await SseClient.OpenAsync(_one.Api, "api/events?device=ev-far", lastSeen);
+        Assert.Equal("missed 1", (await resumed.NextAsync()).Data.Str("data"));
+        Assert.Equal("missed 2", (await resumed.NextAsync()).Data.Str("data"));
+        Assert.Equal("disconnected", (await resumed.NextAsync()).Event);
+    }
+}
+
+public sealed class ClusterWebhookTests
+{
+    [Fact]
+    public async Task Each_event_is_posted_once_for_the_whole_cluster()
+    {
+        var received = new System.Collections.Concurrent.ConcurrentQueue<JsonElement>();
+        var builder = Microsoft.AspNetCore.Builder.WebApplication.CreateSlimBuilder();
+        Microsoft.AspNetCore.Hosting.HostingAbstractionsWebHostBuilderExtensions.UseUrls(builder.WebHost, "http://127.0.0.1:0");
+        await using var receiver = builder.Build();
+        Microsoft.AspNetCore.Builder.EndpointRouteBuilderExtensions.MapPost(receiver, "/hook", async (Microsoft.AspNetCore.Http.HttpRequest request) =>
+        {
+            using var doc = await JsonDocument.ParseAsync(request.Body);
+            foreach (var e in doc.RootElement.EnumerateArray()) received.Enqueue(e.Clone());
+            return Microsoft.AspNetCore.Http.Results.Ok();
+        });
+        await receiver.StartAsync();
+        var prefix = $"hooks-{Guid.NewGuid():N}:";
+        Dictionary<string, string> Config(string node)
+        {
+            var c = ClusterTests.Settings(RedisServer.Shared.Configuration, prefix, node);
+            c["DeviceGate:Webhooks:Url"] = receiver.Urls.First() + "/hook";
+            c["DeviceGate:Webhooks:Secret"] = "cluster-webhook-secret";
+            return c;
+        }
+        await using var one = await TestGateway.StartAsync(Config("node-1"));
+        await using var two = await TestGateway.StartAsync(Config("node-2"));
+        using (var a = await one.ConnectAsync("hook-a")) await a.CloseCleanlyAsync();
+        using (var b = await two.ConnectAsync("hook-b")) await b.CloseCleanlyAsync();
+        await ApiExtensions.EventuallyAsync(() => Task.FromResult(received.Count(e => e.Str("type") == "disconnected") >= 2), "both disconnects posted");
+        // Give a duplicate (if any) the time to arrive, then count: each event exactly once.
+        using (var c = await one.ConnectAsync("hook-c")) await c.CloseCleanlyAsync();
+        await ApiExtensions.EventuallyAsync(() => Task.FromResult(received.Any(e => e.Str("device") == "hook-c" && e.Str("type") == "disconnected")), "marker posted");
+        var seqs = received.Select(e => e.GetProperty("seq").GetInt64()).ToList();
+        Assert.Equal(seqs.Count, seqs.Distinct().Count());
+        Assert.Equal(6, received.Count(e => e.Str("type") is "connected" or "disconnected"));
+        await receiver.StopAsync();
+    }
 }
