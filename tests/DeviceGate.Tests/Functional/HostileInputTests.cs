@@ -88,7 +88,10 @@ public sealed class HostileInputTests : GatewayTest
             "opcode" => RawWebSocket.Frame(0x3, "hi"u8),
             _ => RawWebSocket.Frame(0x9, "ping"u8, fin: false),
         };
-        Assert.Equal(1002, await SendFramesAndReadCloseAsync(frame));
+        // The server sends 1002 and drops the connection at once; the reset can overtake the close frame in the
+        // client's kernel, so "ended without a readable close" (null) is the same verdict. A timeout would throw.
+        var code = await SendFramesAndReadCloseAsync(frame);
+        Assert.True(code is 1002 or null, $"closed with {code}");
         await StillServesAsync();
     }
 
