@@ -18,12 +18,14 @@ public sealed class RedisServer : IDisposable
     });
 
     private readonly string _dir;
+    private readonly bool _persistent;
     private Process? _process;
 
-    private RedisServer(int port, string dir)
+    private RedisServer(int port, string dir, bool persistent)
     {
         Port = port;
         _dir = dir;
+        _persistent = persistent;
     }
 
     public static RedisServer Shared => LazyShared.Value;
@@ -33,13 +35,14 @@ public sealed class RedisServer : IDisposable
     /// <summary>A StackExchange.Redis connection string that retries while the server is away.</summary>
     public string Configuration => $"127.0.0.1:{Port},abortConnect=false,connectTimeout=2000,syncTimeout=2000,asyncTimeout=2000";
 
-    public static RedisServer Start()
+    /// <summary>With <paramref name="persistent"/>, AOF with fsync on every write: what the no-loss promise needs.</summary>
+    public static RedisServer Start(bool persistent = false)
     {
         var listener = new TcpListener(IPAddress.Loopback, 0);
         listener.Start();
         var port = ((IPEndPoint)listener.LocalEndpoint).Port;
         listener.Stop();
-        var server = new RedisServer(port, TempFolder.Create());
+        var server = new RedisServer(port, TempFolder.Create(), persistent);
         server.Launch();
         return server;
     }
@@ -48,7 +51,7 @@ public sealed class RedisServer : IDisposable
     public void Launch()
     {
         var info = new ProcessStartInfo("redis-server") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var a in new[] { "--port", Port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", _dir })
+        foreach (var a in new[] { "--port", Port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--bind", "127.0.0.1", "--save", "", "--appendonly", _persistent ? "yes" : "no", "--appendfsync", "always", "--dir", _dir })
         {
             info.ArgumentList.Add(a);
         }
