@@ -4,4 +4,5 @@ using DeviceGate.Bench;
 var root = new RootCommand("DeviceGate load tool: drives a server over loopback, bounded in count and time.");
 root.Subcommands.Add(Scenarios.Durable());
 root.Subcommands.Add(StoreBench.Create());
+root.Subcommands.Add(ClusterBench.Create());
 return await root.Parse(args).InvokeAsync();

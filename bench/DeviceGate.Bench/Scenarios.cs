@@ -5,7 +5,7 @@ namespace DeviceGate.Bench;
 
 internal static class Scenarios
 {
-    private static string DefaultDll()
+    internal static string DefaultDll()
     {
         // bench/DeviceGate.Bench/bin/Release/net10.0 -> src/DeviceGate/bin/Release/net10.0/DeviceGate.dll
         var repo = Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "../../../../.."));

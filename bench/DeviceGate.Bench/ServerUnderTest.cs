@@ -28,11 +28,13 @@ internal sealed partial class ServerUnderTest : IAsyncDisposable
     public string Secret { get; }
     public int Pid => _process.Id;
 
-    public static async Task<ServerUnderTest> StartAsync(string dll, params string[] extra)
+    public static Task<ServerUnderTest> StartAsync(string dll, params string[] extra) =>
+        StartAsync(dll, Convert.ToHexString(RandomNumberGenerator.GetBytes(32)), Convert.ToHexString(RandomNumberGenerator.GetBytes(24)), extra);
+
+    /// <summary>Starts a node with the given secret and key (nodes of one cluster share them).</summary>
+    public static async Task<ServerUnderTest> StartAsync(string dll, string secret, string key, params string[] extra)
     {
         var dataDir = Directory.CreateTempSubdirectory("devicegate-bench-").FullName;
-        var secret = Convert.ToHexString(RandomNumberGenerator.GetBytes(32));
-        var key = Convert.ToHexString(RandomNumberGenerator.GetBytes(24));
         var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false, WorkingDirectory = dataDir };
         foreach (var a in new[] { dll, "serve", "--urls", "http://127.0.0.1:0", $"--DeviceGate:Auth:TokenSecret={secret}", $"--DeviceGate:Auth:ApiKeys:0={key}",
                      "--Logging:LogLevel:Default=Warning", "--Logging:LogLevel:Microsoft.Hosting.Lifetime=Information" }.Concat(extra))

@@ -18,6 +18,43 @@ internal sealed class DeviceFleet : IAsyncDisposable
     private readonly Task[] _readers;
     private readonly CancellationTokenSource _stop = new();
     private Run? _run;
+    private BroadcastRun? _broadcast;
+    private const int BroadcastMarker = -1;
+
+    private sealed class BroadcastRun(int expected)
+    {
+        private int _remaining = expected;
+        public readonly TaskCompletionSource Done = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public void Received()
+        {
+            if (Interlocked.Decrement(ref _remaining) == 0) Done.TrySetResult();
+        }
+    }
+
+    /// <summary>Broadcasts one after another, each once the previous reached every device; times until all N got it.</summary>
+    public async Task<(double P50Ms, double P99Ms, double DeliveriesPerSecond)> BroadcastAsync(HttpClient api, int rounds, TimeSpan limit)
+    {
+        var times = new List<double>();
+        var started = Stopwatch.GetTimestamp();
+        for (var i = 0; i < rounds; i++)
+        {
+            var run = new BroadcastRun(Count);
+            Volatile.Write(ref _broadcast, run);
+            var payload = new byte[100];
+            BinaryPrimitives.WriteInt32LittleEndian(payload, BroadcastMarker);
+            var content = new ByteArrayContent(payload);
+            content.Headers.ContentType = new("application/octet-stream");
+            var sent = Stopwatch.GetTimestamp();
+            using (var response = await api.PostAsync("api/broadcast", content)) response.EnsureSuccessStatusCode();
+            await run.Done.Task.WaitAsync(limit);
+            times.Add(Stopwatch.GetElapsedTime(sent).TotalMilliseconds);
+        }
+        Volatile.Write(ref _broadcast, null);
+        var total = Stopwatch.GetElapsedTime(started).TotalSeconds;
+        times.Sort();
+        return (times[times.Count / 2], times[Math.Min(times.Count - 1, (int)(0.99 * times.Count))], rounds * (double)Count / total);
+    }
 
     private DeviceFleet(ClientWebSocket[] sockets, string prefix)
     {
@@ -29,7 +66,10 @@ internal sealed class DeviceFleet : IAsyncDisposable
     public string Prefix { get; }
     public int Count => _sockets.Length;
 
-    public static async Task<DeviceFleet> ConnectAsync(ServerUnderTest server, int devices, string prefix)
+    public static Task<DeviceFleet> ConnectAsync(ServerUnderTest server, int devices, string prefix) => ConnectAsync([server], devices, prefix);
+
+    /// <summary>Device i connects to server i mod count (devices spread over a cluster's nodes).</summary>
+    public static async Task<DeviceFleet> ConnectAsync(ServerUnderTest[] servers, int devices, string prefix)
     {
         var sockets = new ClientWebSocket[devices];
         using var gate = new SemaphoreSlim(100);
@@ -38,6 +78,7 @@ internal sealed class DeviceFleet : IAsyncDisposable
             await gate.WaitAsync();
             try
             {
+                var server = servers[i % servers.Length];
                 var s = new ClientWebSocket();
                 s.Options.SetRequestHeader("Authorization", "Bearer " + server.Token($"{prefix}{i}"));
                 await s.ConnectAsync(new Uri(server.BaseUri.ToString().Replace("http", "ws") + $"ws?deviceId={prefix}{i}"), new CancellationTokenSource(TimeSpan.FromSeconds(30)).Token);
@@ -60,7 +101,8 @@ internal sealed class DeviceFleet : IAsyncDisposable
             {
                 var r = await socket.ReceiveAsync(buffer, _stop.Token);
                 if (r.MessageType == WebSocketMessageType.Close) return;
-                if (r.Count >= 16) Volatile.Read(ref _run)?.Received(buffer, index);
+                if (r.Count >= 16 && BinaryPrimitives.ReadInt32LittleEndian(buffer) == BroadcastMarker) Volatile.Read(ref _broadcast)?.Received();
+                else if (r.Count >= 16) Volatile.Read(ref _run)?.Received(buffer, index);
             }
         }
         catch (Exception e) when (e is OperationCanceledException or WebSocketException)

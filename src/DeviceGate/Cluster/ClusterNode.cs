@@ -21,6 +21,7 @@ internal sealed class ClusterNode(
     IClusterBus bus,
     RpcCoordinator rpcs,
     Events.EventHub events,
+    Delivery.DeliveryService delivery,
     GatewayMetrics metrics,
     IOptions<GatewayOptions> options,
     TimeProvider time,
@@ -128,10 +129,7 @@ internal sealed class ClusterNode(
         switch (m.Type)
         {
             case BusMessage.Deliver:
-                if (registry.TryGet(m.Device!, out var target) && target.Lane is { } lane)
-                {
-                    lane.Push(RedisBus.ToMessage(m), m.Durable, m.Expires == 0 ? null : DateTimeOffset.FromUnixTimeMilliseconds(m.Expires));
-                }
+                delivery.PushLocal(m.Device!, RedisBus.ToMessage(m), m.Durable, m.Expires == 0 ? null : DateTimeOffset.FromUnixTimeMilliseconds(m.Expires), epoch: null);
                 break;
             case BusMessage.Broadcast when m.Origin != node.Id:
                 var broadcast = RedisBus.ToMessage(m);

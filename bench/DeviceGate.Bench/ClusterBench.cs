@@ -1,0 +1,80 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Security.Cryptography;
+using System.Text.Json;
+
+namespace DeviceGate.Bench;
+
+/// <summary>
+/// Cross-node cost: devices spread over two nodes sharing a redis-server, API calls to node 1 only (so half the
+/// targeted sends cross nodes), against one node alone, in the same run.
+/// </summary>
+internal static class ClusterBench
+{
+    public static Command Create()
+    {
+        var devices = new Option<int>("--devices") { DefaultValueFactory = _ => 1000 };
+        var messages = new Option<int>("--messages") { DefaultValueFactory = _ => 20_000 };
+        var broadcasts = new Option<int>("--broadcasts") { DefaultValueFactory = _ => 30 };
+        var senders = new Option<int>("--senders") { DefaultValueFactory = _ => 32 };
+        var dll = new Option<string?>("--server-dll");
+        var command = new Command("cluster", "Two nodes on Redis vs one node: targeted throughput and p99, broadcast time to all.");
+        foreach (var o in new Option[] { devices, messages, broadcasts, senders, dll }) command.Options.Add(o);
+        command.SetAction(async parse =>
+        {
+            var server = parse.GetValue(dll) ?? Scenarios.DefaultDll();
+            var n = parse.GetValue(devices);
+            var results = new List<object>();
+            Console.WriteLine($"| setup ({n} devices) | targeted msg/s | p50 ms | p99 ms | lost | broadcast p50 ms | broadcast p99 ms |");
+            Console.WriteLine("|---|---|---|---|---|---|---|");
+
+            await using (var single = await ServerUnderTest.StartAsync(server))
+            {
+                results.Add(await MeasureAsync("one node", [single], n, parse.GetValue(messages), parse.GetValue(senders), parse.GetValue(broadcasts)));
+            }
+            using var redis = StartRedis(out var redisPort);
+            var secret = Convert.ToHexString(RandomNumberGenerator.GetBytes(32));
+            var key = Convert.ToHexString(RandomNumberGenerator.GetBytes(24));
+            string[] Cluster(string node) => [$"--DeviceGate:Redis:Configuration=127.0.0.1:{redisPort}", $"--DeviceGate:Cluster:NodeId={node}"];
+            await using (var one = await ServerUnderTest.StartAsync(server, secret, key, Cluster("bench-1")))
+            await using (var two = await ServerUnderTest.StartAsync(server, secret, key, Cluster("bench-2")))
+            {
+                results.Add(await MeasureAsync("two nodes + Redis", [one, two], n, parse.GetValue(messages), parse.GetValue(senders), parse.GetValue(broadcasts)));
+            }
+            redis.Kill();
+            foreach (var r in results) Console.WriteLine(JsonSerializer.Serialize(r));
+        });
+        return command;
+    }
+
+    private static async Task<object> MeasureAsync(string name, ServerUnderTest[] servers, int devices, int messages, int senders, int broadcasts)
+    {
+        await using var fleet = await DeviceFleet.ConnectAsync(servers, devices, "cb-");
+        using var api = servers[0].CreateApi();
+        await fleet.RunAsync("warm-up", api, Math.Min(5000, messages), senders, "", TimeSpan.FromMinutes(2));
+        // Median of three runs: single runs on a shared 2-core machine swing widely.
+        var runs = new List<TargetedResult>();
+        for (var i = 0; i < 3; i++) runs.Add(await fleet.RunAsync(name, api, messages, senders, "", TimeSpan.FromMinutes(3)));
+        var targeted = runs.OrderBy(r => r.PerSecond).ElementAt(1);
+        var (bP50, bP99, _) = await fleet.BroadcastAsync(api, broadcasts, TimeSpan.FromSeconds(30));
+        Console.WriteLine($"| {name} | {targeted.PerSecond:F0} | {targeted.P50Ms:F1} | {targeted.P99Ms:F1} | {targeted.Lost} | {bP50:F1} | {bP99:F1} |");
+        return new { scenario = "cluster", setup = name, devices, targetedPerSecond = targeted.PerSecond, targetedP99Ms = targeted.P99Ms, lost = targeted.Lost, duplicated = targeted.Duplicated, broadcastP50Ms = bP50, broadcastP99Ms = bP99 };
+    }
+
+    private static Process StartRedis(out int port)
+    {
+        var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        port = ((IPEndPoint)listener.LocalEndpoint).Port;
+        listener.Stop();
+        var info = new ProcessStartInfo("redis-server") { UseShellExecute = false, RedirectStandardOutput = true };
+        foreach (var a in new[] { "--port", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no" }) info.ArgumentList.Add(a);
+        var p = Process.Start(info)!;
+        p.OutputDataReceived += (_, _) => { };
+        p.BeginOutputReadLine();
+        Thread.Sleep(300);
+        return p;
+    }
+}
