@@ -4,12 +4,18 @@ using System.Text.Json.Serialization;
 
 namespace DeviceGate.Api;
 
-/// <summary>Timestamps on the wire are ISO 8601 UTC with a <c>Z</c> and millisecond precision.</summary>
+/// <summary>The one wire format for timestamps: ISO 8601 UTC with a <c>Z</c> and millisecond precision.</summary>
+public static class Timestamps
+{
+    public static string Iso(DateTimeOffset value) => value.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture);
+}
+
+/// <summary>Writes API timestamps in <see cref="Timestamps.Iso"/> form.</summary>
 internal sealed class UtcTimestampConverter : JsonConverter<DateTimeOffset>
 {
     public override DateTimeOffset Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) =>
         DateTimeOffset.Parse(reader.GetString()!, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal);
 
     public override void Write(Utf8JsonWriter writer, DateTimeOffset value, JsonSerializerOptions options) =>
-        writer.WriteStringValue(value.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture));
+        writer.WriteStringValue(Timestamps.Iso(value));
 }

@@ -48,7 +48,7 @@ internal sealed class RedisBus(IConnectionMultiplexer redis, RedisKeys keys, Nod
 
     private BusMessage FromMessage(string type, string? device, DeviceMessage m)
     {
-        var rawDiffers = !m.Data.RawPayload.Equals(m.Data.Bytes) && !m.Data.RawPayload.Span.SequenceEqual(m.Data.Bytes.Span);
+        var rawDiffers = m.Data.RawDiffers;
         return new BusMessage
         {
             Type = type,

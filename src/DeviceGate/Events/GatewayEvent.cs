@@ -77,7 +77,7 @@ public sealed class GatewayEvent
             w.WriteNumber("seq"u8, id);
             w.WriteString("type"u8, type);
             if (device is not null) w.WriteString("device"u8, device);
-            w.WriteString("at"u8, at.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", System.Globalization.CultureInfo.InvariantCulture));
+            w.WriteString("at"u8, Api.Timestamps.Iso(at));
             w.WriteString("node"u8, node);
             body(w, state);
             w.WriteEndObject();

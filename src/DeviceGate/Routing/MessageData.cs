@@ -28,6 +28,9 @@ public sealed class MessageData
     public ReadOnlyMemory<byte> Bytes { get; }
 
     public ReadOnlyMemory<byte> RawPayload { get; }
+
+    /// <summary>Whether the raw form differs from <see cref="Bytes"/> (a JSON string sent by a device); stores keep it only then.</summary>
+    public bool RawDiffers => !RawPayload.Equals(Bytes) && !RawPayload.Span.SequenceEqual(Bytes.Span);
     public WebSocketMessageType RawType { get; }
 
     public static MessageData Text(byte[] utf8) => new(DataKind.String, utf8, utf8, WebSocketMessageType.Text);

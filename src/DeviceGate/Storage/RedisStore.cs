@@ -17,7 +17,7 @@ internal sealed class RedisStore(IConnectionMultiplexer redis, RedisKeys keys, T
 {
     private IDatabase Db => redis.GetDatabase();
 
-    private static string Iso(DateTimeOffset t) => t.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture);
+    private static string Iso(DateTimeOffset t) => Api.Timestamps.Iso(t);
     private static long Ms(DateTimeOffset t) => t.ToUnixTimeMilliseconds();
 
     private static async Task<T> Guard<T>(Func<Task<T>> call)
@@ -61,7 +61,7 @@ internal sealed class RedisStore(IConnectionMultiplexer redis, RedisKeys keys, T
 
     public Task<AcceptResult> AcceptAsync(StoredMessage m, string? idempotencyKey, int maxQueuedPerDevice) => Guard(async () =>
     {
-        var rawDiffers = !m.Data.RawPayload.Equals(m.Data.Bytes) && !m.Data.RawPayload.Span.SequenceEqual(m.Data.Bytes.Span);
+        var rawDiffers = m.Data.RawDiffers;
         var result = (RedisResult[])(await Db.ScriptEvaluateAsync(AcceptScript,
             [keys.Message(m.Id), keys.Outbox(m.Device), keys.Expiry, keys.Sequence, idempotencyKey is null ? "" : keys.Idempotency(idempotencyKey), keys.Devices, keys.IdempotencyIndex],
             [

@@ -238,7 +238,7 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IStoreHealth
 
     private static long Ms(DateTimeOffset t) => t.ToUnixTimeMilliseconds();
     private static DateTimeOffset FromMs(long ms) => DateTimeOffset.FromUnixTimeMilliseconds(ms);
-    private static string Iso(DateTimeOffset t) => t.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture);
+    private static string Iso(DateTimeOffset t) => Api.Timestamps.Iso(t);
 
     /// <summary>
     /// SQL that appends <c>{"status","at"}</c> to the history's JSON array as text (no JSON parsing per update);
@@ -272,7 +272,7 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IStoreHealth
             }
             _pendingCounts.TryGetValue(m.Device, out var queued);
             if (queued >= maxQueuedPerDevice) return new AcceptResult(AcceptOutcome.OutboxFull, m.Id, MessageStatus.Queued);
-            var rawDiffers = !m.Data.RawPayload.Equals(m.Data.Bytes) && !m.Data.RawPayload.Span.SequenceEqual(m.Data.Bytes.Span);
+            var rawDiffers = m.Data.RawDiffers;
             var insert = Writer("""
                 INSERT INTO messages(id, device, sender, grp, kind, data, raw, raw_binary, created_at, expires_at, updated_at, status, pending, attempts, history)
                 VALUES($id, $device, $sender, $grp, $kind, $data, $raw, $rawBinary, $created, $expires, $created, 'queued', 1, 0, $history);
