@@ -20,7 +20,17 @@ public sealed record MessageResponse(
 
 public sealed record GroupResponse(string Group, IReadOnlyList<string> Devices);
 
-public sealed record DeviceSummary(string Id, DateTimeOffset ConnectedAt, string Node);
+public sealed record DeviceSummary(string Id, DateTimeOffset? ConnectedAt, string? Node, bool Online = true, DateTimeOffset? LastSeen = null);
+
+public sealed record GroupSummary(string Group, int Members);
+
+public sealed record GroupListResponse(IReadOnlyList<GroupSummary> Groups);
+
+public sealed record DeviceMessagesResponse(IReadOnlyList<MessageResponse> Messages);
+
+public sealed record NodeStats(string Node, long ConnectedDevices, long MessagesIn, long MessagesOut, long HandshakesRefused, long OutboxDepth, DateTimeOffset At);
+
+public sealed record StatsResponse(IReadOnlyList<NodeStats> Nodes);
 
 public sealed record DeviceListResponse(IReadOnlyList<DeviceSummary> Devices, string? Next);
 
@@ -43,4 +53,8 @@ public sealed record HealthResponse(string Status);
 [JsonSerializable(typeof(DeviceResponse))]
 [JsonSerializable(typeof(HealthResponse))]
 [JsonSerializable(typeof(MessageResponse))]
+[JsonSerializable(typeof(GroupListResponse))]
+[JsonSerializable(typeof(DeviceMessagesResponse))]
+[JsonSerializable(typeof(StatsResponse))]
+[JsonSerializable(typeof(NodeStats))]
 internal sealed partial class ApiJsonContext : JsonSerializerContext;

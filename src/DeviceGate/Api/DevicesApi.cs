@@ -22,6 +22,7 @@ internal static class DevicesApi
         api.MapGet("/devices/{id}", GetAsync).WithName("GetDevice").Produces<DeviceResponse>(200).ProducesProblem(404);
         api.MapDelete("/devices/{id}/connection", DisconnectAsync).WithName("DisconnectDevice").Produces(204).ProducesProblem(404);
         api.MapDelete("/devices/{id}", ForgetAsync).WithName("ForgetDevice").Produces(204).ProducesProblem(400);
+        api.MapGet("/devices/{id}/messages", RecentMessagesAsync).WithName("DeviceMessages").Produces<DeviceMessagesResponse>(200).ProducesProblem(400);
         api.MapPost("/devices/{id}/revoke-tokens", RevokeAsync).WithName("RevokeDeviceTokens").Produces(204).ProducesProblem(400).ProducesProblem(503);
     }
 
@@ -52,14 +53,36 @@ internal static class DevicesApi
         return TypedResults.Json(new RecipientsResponse(await delivery.BroadcastAsync(message).ConfigureAwait(false), 0), ApiJsonContext.Default.RecipientsResponse);
     }
 
-    private static async Task<IResult> ListAsync(IPresence presence, int? limit, string? after)
+    private static async Task<IResult> ListAsync(IPresence presence, DeviceDirectory directory, int? limit, string? after, bool? online, string? search)
     {
         var take = limit ?? Defaults.DeviceListLimit;
         if (take is < 1 or > 10_000) return Problems.BadQuery("limit", "limit must be between 1 and 10000.");
         // Ordinal id order makes the cursor simply the last id of the page; in a cluster the list spans every node.
-        var page = (await presence.ListAsync(after, take + 1).ConfigureAwait(false))
-            .Select(p => new DeviceSummary(p.Device, p.ConnectedAt, p.Node))
-            .ToList();
+        List<DeviceSummary> page;
+        if (online == false)
+        {
+            // Every known device, connected or not.
+            page = [];
+            foreach (var (id, lastSeen) in await directory.ListAsync(search, after, take + 1).ConfigureAwait(false))
+            {
+                var where = await presence.LocateAsync(id).ConfigureAwait(false);
+                page.Add(new DeviceSummary(id, where?.ConnectedAt, where?.Node, where is not null, lastSeen));
+            }
+        }
+        else
+        {
+            page = [];
+            var cursor = after;
+            while (page.Count <= take)
+            {
+                var batch = await presence.ListAsync(cursor, take + 1).ConfigureAwait(false);
+                page.AddRange(batch.Where(p => search is null || p.Device.StartsWith(search, StringComparison.Ordinal))
+                    .Select(p => new DeviceSummary(p.Device, p.ConnectedAt, p.Node)));
+                if (batch.Count <= take) break;
+                cursor = batch[^1].Device;
+            }
+            if (page.Count > take + 1) page.RemoveRange(take + 1, page.Count - take - 1);
+        }
         string? next = null;
         if (page.Count > take)
         {
@@ -103,6 +126,15 @@ internal static class DevicesApi
         if (where is null) return false;
         if (where.Node != node.Id) return await bus.CloseAsync(where.Node, id, where.Epoch, code, reason).ConfigureAwait(false);
         return registry.TryGet(id, out var connection) && connection.RequestClose(code, reason, dropBacklog: true);
+    }
+
+    /// <summary>The device's queued and recent messages with their status, newest first.</summary>
+    private static async Task<IResult> RecentMessagesAsync(string id, int? limit, IMessageStore store)
+    {
+        if (!DeviceId.IsValid(id)) return Problems.InvalidId("device id");
+        var take = Math.Clamp(limit ?? 50, 1, 100);
+        var records = await store.RecentAsync(id, take).ConfigureAwait(false);
+        return TypedResults.Json(new DeviceMessagesResponse(records.Select(MessagesApi.ToResponse).ToList()), ApiJsonContext.Default.DeviceMessagesResponse);
     }
 
     /// <summary>Refuses every token of the device issued until now (persistently) and closes its live connection with 1008 token_revoked.</summary>

@@ -14,13 +14,18 @@ internal static class GroupsApi
     {
         api.MapPut("/groups/{group}/devices/{id}", AddAsync).WithName("AddToGroup").Produces(204).ProducesProblem(400).ProducesProblem(503);
         api.MapDelete("/groups/{group}/devices/{id}", RemoveAsync).WithName("RemoveFromGroup").Produces(204).ProducesProblem(400).ProducesProblem(503);
+        api.MapGet("/groups", ListAsync).WithName("ListGroups").Produces<GroupListResponse>(200);
         api.MapGet("/groups/{group}", GetAsync).WithName("GetGroup").Produces<GroupResponse>(200).ProducesProblem(400);
         api.MapPost("/groups/{group}/messages", PublishAsync).WithName("PublishToGroup")
             .Produces<RecipientsResponse>(200).ProducesProblem(400).ProducesProblem(413).ProducesProblem(503);
     }
 
-    private static Task<IResult> AddAsync(string group, string id, HttpContext context, GroupRegistry groups) =>
-        ChangeAsync(group, id, context, () => groups.AddAsync(group, id));
+    private static Task<IResult> AddAsync(string group, string id, HttpContext context, GroupRegistry groups, DeviceDirectory directory) =>
+        ChangeAsync(group, id, context, async () =>
+        {
+            await groups.AddAsync(group, id).ConfigureAwait(false);
+            directory.Known(id);
+        });
 
     private static Task<IResult> RemoveAsync(string group, string id, HttpContext context, GroupRegistry groups) =>
         ChangeAsync(group, id, context, () => groups.RemoveAsync(group, id));
@@ -38,6 +43,10 @@ internal static class GroupsApi
         }
         return Results.NoContent();
     }
+
+    private static async Task<IResult> ListAsync(GroupRegistry groups) =>
+        TypedResults.Json(new GroupListResponse((await groups.AllAsync().ConfigureAwait(false)).Select(g => new GroupSummary(g.Group, g.Members)).ToList()),
+            ApiJsonContext.Default.GroupListResponse);
 
     private static async Task<IResult> GetAsync(string group, GroupRegistry groups)
     {

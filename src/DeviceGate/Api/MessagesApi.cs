@@ -15,9 +15,7 @@ internal static class MessagesApi
     private static async Task<IResult> GetAsync(string id, DeliveryService delivery)
     {
         if (await delivery.GetAsync(id).ConfigureAwait(false) is not { } r) return UnknownMessage(id);
-        var response = new MessageResponse(r.Id, r.Device, r.Status, r.CreatedAt, r.UpdatedAt, r.Attempts,
-            r.History.Select(h => new StatusChangeResponse(h.Status, h.At)).ToArray());
-        return TypedResults.Json(response, ApiJsonContext.Default.MessageResponse);
+        return TypedResults.Json(ToResponse(r), ApiJsonContext.Default.MessageResponse);
     }
 
     private static async Task<IResult> CancelAsync(string id, DeliveryService delivery) =>
@@ -28,6 +26,9 @@ internal static class MessagesApi
                 detail: $"Message '{id}' was already sent (or acked, expired, cancelled); only queued messages can be cancelled.", type: "already_sent"),
             _ => UnknownMessage(id),
         };
+
+    internal static MessageResponse ToResponse(MessageRecord r) => new(r.Id, r.Device, r.Status, r.CreatedAt, r.UpdatedAt, r.Attempts,
+        r.History.Select(h => new StatusChangeResponse(h.Status, h.At)).ToArray());
 
     private static IResult UnknownMessage(string id) => Results.Problem(statusCode: 404, title: "Unknown message",
         detail: $"No message '{id}' (or its status is past DeviceGate:Delivery:StatusRetention).", type: "unknown_message");

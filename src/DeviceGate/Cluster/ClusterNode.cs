@@ -22,6 +22,7 @@ internal sealed class ClusterNode(
     RpcCoordinator rpcs,
     Events.EventHub events,
     Delivery.DeliveryService delivery,
+    ClusterStats stats,
     GatewayMetrics metrics,
     IOptions<GatewayOptions> options,
     TimeProvider time,
@@ -83,6 +84,7 @@ internal sealed class ClusterNode(
         try
         {
             await redis.GetDatabase().StringSetAsync(keys.NodeLease(node.Id), time.GetUtcNow().ToUnixTimeMilliseconds(), Lease).ConfigureAwait(false);
+            await stats.PublishAsync().ConfigureAwait(false);
         }
         catch (RedisException e)
         {

@@ -15,6 +15,8 @@ internal sealed class RedisKeys(string prefix)
     public RedisKey Idempotency(string key) => $"{Prefix}idem:{key}";
     public RedisKey FinalMessages => $"{Prefix}final";
     public RedisKey IdempotencyIndex => $"{Prefix}idem-index";
+    public RedisKey Recent(string device) => $"{Prefix}recent:{device}";
+    public RedisKey Stats => $"{Prefix}stats";
 
     // Directory
     public RedisKey Devices => $"{Prefix}devices";

@@ -124,6 +124,7 @@ public static class GatewayHost
         services.AddSingleton<Cluster.IPresence, Cluster.RedisPresence>();
         services.AddSingleton<Cluster.IClusterBus, Cluster.RedisBus>();
         services.AddSingleton<Events.IEventLog, Cluster.RedisEventLog>();
+        services.AddSingleton<Cluster.ClusterStats>();
         services.AddHostedService<Cluster.ClusterNode>();
     }
 
@@ -145,6 +146,7 @@ public static class GatewayHost
         GroupsApi.Map(api);
         RpcApi.Map(api);
         MessagesApi.Map(api);
+        StatsApi.Map(api);
         EventsEndpoint.Map(api);
     }
 

@@ -45,6 +45,11 @@ internal sealed class GroupRegistry(IDirectoryStore store)
         store is ISharedDirectory shared ? shared.GroupsOfAsync(deviceId)
         : Task.FromResult<IReadOnlyList<string>>(GroupsOf(deviceId));
 
+    /// <summary>Every group with its member count, in name order.</summary>
+    public Task<IReadOnlyList<(string Group, int Members)>> AllAsync() =>
+        store is ISharedDirectory shared ? shared.GroupsAsync()
+        : Task.FromResult<IReadOnlyList<(string, int)>>(_members.Select(kv => (kv.Key, kv.Value.Count)).OrderBy(g => g.Key, StringComparer.Ordinal).ToList());
+
     private IReadOnlyList<string> GroupsOf(string deviceId) =>
         _groupsOfDevice.TryGetValue(deviceId, out var g) ? g.Keys.Order(StringComparer.Ordinal).ToArray() : [];
 

@@ -53,6 +53,16 @@ internal sealed class DeviceDirectory(IDirectoryStore store, ILogger<DeviceDirec
 
     public bool IsKnown(string deviceId) => _devices.ContainsKey(deviceId);
 
+    /// <summary>Known devices by id prefix, ordinal order, paged by <paramref name="after"/>.</summary>
+    public Task<IReadOnlyList<(string Device, DateTimeOffset? LastSeen)>> ListAsync(string? prefix, string? after, int limit) =>
+        store is ISharedDirectory shared ? shared.DevicesAsync(prefix, after, limit)
+        : Task.FromResult<IReadOnlyList<(string, DateTimeOffset?)>>(_devices
+            .Where(kv => (prefix is null || kv.Key.StartsWith(prefix, StringComparison.Ordinal)) && (after is null || string.CompareOrdinal(kv.Key, after) > 0))
+            .OrderBy(kv => kv.Key, StringComparer.Ordinal)
+            .Take(limit)
+            .Select(kv => (kv.Key, kv.Value))
+            .ToList());
+
     public bool TryGetLastSeen(string deviceId, out DateTimeOffset at)
     {
         at = default;

@@ -68,6 +68,9 @@ public interface IMessageStore
 
     /// <summary>Forgets final records and idempotency keys older than <paramref name="before"/>.</summary>
     Task PurgeAsync(DateTimeOffset before);
+
+    /// <summary>The device's most recent messages (pending and final), newest first.</summary>
+    Task<IReadOnlyList<MessageRecord>> RecentAsync(string device, int limit);
 }
 
 /// <summary>Known devices (last seen) and group memberships, kept across restarts.</summary>
@@ -116,4 +119,10 @@ public interface ISharedDirectory
     Task<IReadOnlyList<string>> MembersAsync(string group);
     Task<IReadOnlyList<string>> GroupsOfAsync(string device);
     Task<DeviceEntry?> GetDeviceAsync(string device);
+
+    /// <summary>Every group with its member count.</summary>
+    Task<IReadOnlyList<(string Group, int Members)>> GroupsAsync();
+
+    /// <summary>Known devices whose id starts with <paramref name="prefix"/>, ordinal order, after <paramref name="after"/>.</summary>
+    Task<IReadOnlyList<(string Device, DateTimeOffset? LastSeen)>> DevicesAsync(string? prefix, string? after, int limit);
 }

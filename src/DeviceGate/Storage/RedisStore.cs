@@ -52,6 +52,8 @@ internal sealed class RedisStore(IConnectionMultiplexer redis, RedisKeys keys, T
         redis.call('ZADD', KEYS[2], seq, ARGV[1])
         redis.call('ZADD', KEYS[3], ARGV[10], ARGV[1])
         redis.call('HSETNX', KEYS[6], ARGV[2], '')
+        redis.call('LPUSH', KEYS[8], ARGV[1])
+        redis.call('LTRIM', KEYS[8], 0, 99)
         if idem ~= '' then
           redis.call('SET', idem, ARGV[1], 'PX', ARGV[13])
           redis.call('ZADD', KEYS[7], ARGV[9], idem)
@@ -63,7 +65,7 @@ internal sealed class RedisStore(IConnectionMultiplexer redis, RedisKeys keys, T
     {
         var rawDiffers = m.Data.RawDiffers;
         var result = (RedisResult[])(await Db.ScriptEvaluateAsync(AcceptScript,
-            [keys.Message(m.Id), keys.Outbox(m.Device), keys.Expiry, keys.Sequence, idempotencyKey is null ? "" : keys.Idempotency(idempotencyKey), keys.Devices, keys.IdempotencyIndex],
+            [keys.Message(m.Id), keys.Outbox(m.Device), keys.Expiry, keys.Sequence, idempotencyKey is null ? "" : keys.Idempotency(idempotencyKey), keys.Devices, keys.IdempotencyIndex, keys.Recent(m.Device)],
             [
                 m.Id, m.Device, m.From, m.Group ?? "", (int)m.Data.Kind, m.Data.Bytes.ToArray(),
                 rawDiffers ? m.Data.RawPayload.ToArray() : Array.Empty<byte>(), m.Data.RawType == WebSocketMessageType.Binary ? (rawDiffers ? 3 : 1) : (rawDiffers ? 2 : 0),
@@ -123,6 +125,17 @@ internal sealed class RedisStore(IConnectionMultiplexer redis, RedisKeys keys, T
     public Task RecordAsync(string device, string id, string status, bool final, DateTimeOffset at) => Guard(() =>
         Db.ScriptEvaluateAsync(RecordScript, [keys.Message(id), keys.Outbox(device), keys.Expiry, keys.FinalMessages],
             [status, final ? "1" : "0", Ms(at), Iso(at), id]));
+
+    public Task<IReadOnlyList<MessageRecord>> RecentAsync(string device, int limit) => Guard<IReadOnlyList<MessageRecord>>(async () =>
+    {
+        var ids = await Db.ListRangeAsync(keys.Recent(device), 0, limit - 1).ConfigureAwait(false);
+        var list = new List<MessageRecord>();
+        foreach (var id in ids)
+        {
+            if (await GetAsync(id!).ConfigureAwait(false) is { } record) list.Add(record);
+        }
+        return list;
+    });
 
     public Task<MessageRecord?> GetAsync(string id) => Guard(async () =>
     {
@@ -312,6 +325,30 @@ internal sealed class RedisStore(IConnectionMultiplexer redis, RedisKeys keys, T
             seen.IsNullOrEmpty ? null : DateTimeOffset.FromUnixTimeMilliseconds((long)seen),
             notBefore.IsNull ? null : DateTimeOffset.FromUnixTimeMilliseconds((long)notBefore));
     });
+
+    public Task<IReadOnlyList<(string Group, int Members)>> GroupsAsync() => Guard<IReadOnlyList<(string, int)>>(async () =>
+    {
+        var list = new List<(string, int)>();
+        foreach (var g in (await Db.SetMembersAsync(keys.GroupNames).ConfigureAwait(false)).Select(v => (string)v!).Order(StringComparer.Ordinal))
+        {
+            list.Add((g, (int)await Db.SetLengthAsync(keys.Group(g)).ConfigureAwait(false)));
+        }
+        return list;
+    });
+
+    public Task<IReadOnlyList<(string Device, DateTimeOffset? LastSeen)>> DevicesAsync(string? prefix, string? after, int limit) =>
+        Guard<IReadOnlyList<(string, DateTimeOffset?)>>(async () =>
+        {
+            var all = new List<(string, DateTimeOffset?)>();
+            await foreach (var e in Db.HashScanAsync(keys.Devices, pageSize: 1000).ConfigureAwait(false))
+            {
+                var id = (string)e.Name!;
+                if (prefix is not null && !id.StartsWith(prefix, StringComparison.Ordinal)) continue;
+                if (after is not null && string.CompareOrdinal(id, after) <= 0) continue;
+                all.Add((id, e.Value.IsNullOrEmpty ? null : DateTimeOffset.FromUnixTimeMilliseconds((long)e.Value)));
+            }
+            return all.OrderBy(d => d.Item1, StringComparer.Ordinal).Take(limit).ToList();
+        });
 
     // ---- IStoreHealth ------------------------------------------------------------------------------------------------
 

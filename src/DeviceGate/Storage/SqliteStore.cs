@@ -325,15 +325,7 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IStoreHealth
         using var cmd = Command(c, null, "SELECT device, status, created_at, updated_at, attempts, history FROM messages WHERE id = $id;", ("$id", id));
         using var r = await cmd.ExecuteReaderAsync().ConfigureAwait(false);
         if (!await r.ReadAsync().ConfigureAwait(false)) return null;
-        var history = new List<StatusChange>();
-        using (var doc = JsonDocument.Parse(r.GetString(5)))
-        {
-            foreach (var e in doc.RootElement.EnumerateArray())
-            {
-                history.Add(new StatusChange(e.GetProperty("status").GetString()!, DateTimeOffset.Parse(e.GetProperty("at").GetString()!, CultureInfo.InvariantCulture)));
-            }
-        }
-        return new MessageRecord(id, r.GetString(0), r.GetString(1), FromMs(r.GetInt64(2)), FromMs(r.GetInt64(3)), r.GetInt32(4), history);
+        return new MessageRecord(id, r.GetString(0), r.GetString(1), FromMs(r.GetInt64(2)), FromMs(r.GetInt64(3)), r.GetInt32(4), History(r.GetString(5)));
     }
 
     public async Task<CancelOutcome> CancelAsync(string id, DateTimeOffset at) => (CancelOutcome)(await WriteAsync((c, tx) =>
@@ -375,6 +367,31 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IStoreHealth
         cmd.ExecuteNonQuery();
         return null;
     });
+
+    public async Task<IReadOnlyList<MessageRecord>> RecentAsync(string device, int limit)
+    {
+        await using var c = OpenReader();
+        using var cmd = Command(c, null, "SELECT id, status, created_at, updated_at, attempts, history FROM messages WHERE device = $d ORDER BY seq DESC LIMIT $n;",
+            ("$d", device), ("$n", limit));
+        using var r = await cmd.ExecuteReaderAsync().ConfigureAwait(false);
+        var list = new List<MessageRecord>();
+        while (await r.ReadAsync().ConfigureAwait(false))
+        {
+            list.Add(new MessageRecord(r.GetString(0), device, r.GetString(1), FromMs(r.GetInt64(2)), FromMs(r.GetInt64(3)), r.GetInt32(4), History(r.GetString(5))));
+        }
+        return list;
+    }
+
+    private static List<StatusChange> History(string json)
+    {
+        var history = new List<StatusChange>();
+        using var doc = JsonDocument.Parse(json);
+        foreach (var e in doc.RootElement.EnumerateArray())
+        {
+            history.Add(new StatusChange(e.GetProperty("status").GetString()!, DateTimeOffset.Parse(e.GetProperty("at").GetString()!, CultureInfo.InvariantCulture)));
+        }
+        return history;
+    }
 
     // ---- IDirectoryStore ----------------------------------------------------------------------------------------
 
