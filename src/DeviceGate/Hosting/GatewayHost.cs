@@ -140,6 +140,8 @@ public static class GatewayHost
             app.MapGet("/ws/echo", (HttpContext c, EchoEndpoint e) => e.HandleAsync(c)).ExcludeFromDescription();
         }
 
+        Dashboard.DashboardEndpoints.Map(app);
+
         var api = app.MapGroup("/api");
         api.AddEndpointFilter<ApiKeyFilter>();
         DevicesApi.Map(api);
