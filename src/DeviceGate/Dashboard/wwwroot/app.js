@@ -282,7 +282,7 @@ async function groups(name) {
         el("label", {}, "Add device", add), el("button", { type: "submit", text: "Add" })),
       el("table", {}, members),
       el("h2", { text: "Publish" }),
-      el("form", { onsubmit: async (e) => { e.preventDefault(); const r = await api(`/api/groups/${encodeURIComponent(name)}/messages`, { method: "POST", body: text.value, headers: { "Content-Type": "text/plain; charset=utf-8" } }); result.hidden = false; result.textContent = `Written to ${r.recipients}, queued for ${r.queued}.`; } },
+      el("form", { id: "publish-form", onsubmit: async (e) => { e.preventDefault(); const r = await api(`/api/groups/${encodeURIComponent(name)}/messages`, { method: "POST", body: text.value, headers: { "Content-Type": "text/plain; charset=utf-8" } }); result.hidden = false; result.textContent = `Written to ${r.recipients}, queued for ${r.queued}.`; } },
         el("label", {}, "Message", text), el("button", { type: "submit", text: "Publish" })), result);
     return load();
   }
