@@ -51,6 +51,8 @@ public sealed class DashboardTests : IAsyncLifetime
         await _page.FillAsync("#apikey", TestGateway.ApiKey);
         await _page.ClickAsync("#signin button[type=submit]");
         await Expect(_page.Locator("#stat-connected")).ToBeVisibleAsync();
+        // Live updates flow once the event stream is connected (the header says so).
+        await Expect(_page.Locator("#live")).ToBeVisibleAsync();
     }
 
     [Fact]

@@ -82,6 +82,7 @@ function startStream() {
         if (lastId) headers["Last-Event-ID"] = lastId;
         const response = await fetch("/api/events", { headers, signal: stream.signal });
         if (response.status === 401) { signOut("Your API key was refused. Sign in again."); return; }
+        document.getElementById("live").hidden = false;
         const reader = response.body.getReader();
         const decoder = new TextDecoder();
         let buffer = "";
@@ -104,12 +105,13 @@ function startStream() {
       } catch (err) {
         if (stream?.signal.aborted) return;
       }
+      document.getElementById("live").hidden = true;
       await new Promise((r) => setTimeout(r, 2000));
     }
   })();
 }
 
-function stopStream() { stream?.abort(); stream = null; }
+function stopStream() { stream?.abort(); stream = null; document.getElementById("live").hidden = true; }
 
 function onEvent(f) { listeners.add(f); return f; }
 
@@ -183,9 +185,9 @@ async function devices() {
     el("form", { onsubmit: (e) => { e.preventDefault(); sessionStorage.setItem("devicegate.search", search.value); load(false); } },
       el("label", {}, "Search", search), el("label", {}, "Include offline", all), el("button", { type: "submit", text: "Search" })),
     el("table", {}, el("thead", {}, el("tr", {}, ["device", "state", "node", "when"].map((h) => el("th", { text: h })))), body), more);
-  await load(false);
   let pending = null;
   onEvent((e) => { if (e.type === "connected" || e.type === "disconnected") { clearTimeout(pending); pending = setTimeout(() => load(false).catch(() => {}), 150); } });
+  await load(false);
 }
 
 async function device(id) {
@@ -248,7 +250,7 @@ async function device(id) {
     el("table", {}, el("thead", {}, el("tr", {}, ["when", "event", "detail"].map((h) => el("th", { text: h })))), events),
     el("h2", { text: "Messages" }),
     el("table", {}, el("thead", {}, el("tr", {}, ["id", "status", "attempts", "updated"].map((h) => el("th", { text: h })))), messages));
-  await refresh();
+  // Listen before the first load, so nothing that happens while it loads is missed.
   onEvent((e) => {
     if (e.device !== id) return;
     const detail = e.type === "message" ? (e.data !== undefined ? (typeof e.data === "string" ? e.data : JSON.stringify(e.data)) : `[binary] ${e.dataBase64}`)
@@ -257,6 +259,7 @@ async function device(id) {
     while (events.children.length > 50) events.lastChild.remove();
     if (e.type !== "message") refresh().catch(() => {});
   });
+  await refresh();
 }
 
 async function groups(name) {
