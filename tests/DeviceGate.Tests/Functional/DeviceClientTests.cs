@@ -1,0 +1,124 @@
+using System.Collections.Concurrent;
+using System.Net;
+using System.Net.Sockets;
+using DeviceGate.Client;
+using DeviceGate.Tests.Infrastructure;
+
+namespace DeviceGate.Tests.Functional;
+
+/// <summary>The .NET device SDK against the real gateway.</summary>
+public sealed class DeviceClientTests : IDisposable
+{
+    private readonly string _dir = TempFolder.Create();
+
+    public void Dispose() => TempFolder.Delete(_dir);
+
+    private static DeviceClient Client(Uri server, string id, Func<CancellationToken, ValueTask<string>> tokens) =>
+        new(new DeviceClientOptions { Server = server, DeviceId = id, TokenProvider = tokens, InitialBackoff = TimeSpan.FromMilliseconds(100), MaxBackoff = TimeSpan.FromSeconds(1) });
+
+    [Fact]
+    public async Task Messages_reach_the_handler_and_are_acked_and_rpcs_are_answered()
+    {
+        await using var gw = await TestGateway.StartAsync();
+        var received = new TaskCompletionSource<DeviceGate.Client.DeviceMessage>(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var client = Client(gw.BaseUri, "sdk-1", _ => ValueTask.FromResult(gw.Token("sdk-1")));
+        client.OnMessage = (m, _) => { received.TrySetResult(m); return Task.CompletedTask; };
+        client.OnRpc = (rpc, _) => Task.FromResult<object?>(new { echo = rpc.Data.GetProperty("q").GetString() });
+        await client.StartAsync(new CancellationTokenSource(Timeouts.Default).Token);
+        Assert.Equal(DeviceClientState.Connected, client.State);
+
+        using var sent = await gw.Api.PostBytesAsync("api/devices/sdk-1/messages?ttl=60", "{\"n\":1}"u8.ToArray(), "application/json");
+        var id = (await sent.JsonAsync()).Str("id");
+        var m = await received.Task.WaitAsync(Timeouts.Default);
+        Assert.Equal((id, "server", 1), (m.Id, m.From, m.Data!.Value.GetProperty("n").GetInt32()));
+        await ApiExtensions.EventuallyAsync(async () => (await gw.Api.GetJsonAsync($"api/messages/{id}")).Str("status") == "acked", "acked after the handler");
+
+        using var rpc = await gw.Api.PostBytesAsync("api/devices/sdk-1/rpc?timeout=5", "{\"q\":\"hi\"}"u8.ToArray(), "application/json");
+        Assert.Equal("{\"echo\":\"hi\"}", await rpc.Content.ReadAsStringAsync());
+    }
+
+    [Fact]
+    public async Task A_takeover_is_not_fought()
+    {
+        await using var gw = await TestGateway.StartAsync();
+        await using var client = Client(gw.BaseUri, "sdk-twin", _ => ValueTask.FromResult(gw.Token("sdk-twin")));
+        var replaced = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        client.StateChanged += s => { if (s == DeviceClientState.Replaced) replaced.TrySetResult(); };
+        await client.StartAsync(new CancellationTokenSource(Timeouts.Default).Token);
+        using var other = await gw.ConnectAsync("sdk-twin");
+        await replaced.Task.WaitAsync(Timeouts.Default);
+        Assert.Equal((4000, "replaced"), client.LastClose);
+        // The newer connection keeps the id: a message goes to it, and it was never closed by the client coming back.
+        await gw.Api.PostTextAsync("api/devices/sdk-twin/messages", "still mine");
+        Assert.Equal("still mine", await other.ReceiveTextAsync());
+        Assert.Equal(DeviceClientState.Replaced, client.State);
+    }
+
+    [Fact]
+    public async Task An_expired_token_is_replaced_by_asking_the_provider_again()
+    {
+        await using var gw = await TestGateway.StartAsync();
+        var calls = 0;
+        var got = new BlockingCollection<string>();
+        await using var client = Client(gw.BaseUri, "sdk-exp", _ =>
+        {
+            Interlocked.Increment(ref calls);
+            return ValueTask.FromResult(gw.Token("sdk-exp", TimeSpan.FromSeconds(2)));
+        });
+        client.OnMessage = (m, _) => { got.Add(m.Data!.Value.GetString()!); return Task.CompletedTask; };
+        var reconnected = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var sawReconnect = false;
+        client.StateChanged += s =>
+        {
+            if (s == DeviceClientState.Reconnecting) sawReconnect = true;
+            if (s == DeviceClientState.Connected && sawReconnect) reconnected.TrySetResult();
+        };
+        await client.StartAsync(new CancellationTokenSource(Timeouts.Default).Token);
+        await reconnected.Task.WaitAsync(TimeSpan.FromSeconds(40));
+        Assert.Equal((1008, "token_expired"), client.LastClose);
+        Assert.True(calls >= 2);
+        await gw.Api.PostTextAsync("api/devices/sdk-exp/messages", "after refresh");
+        Assert.True(got.TryTake(out var text, Timeouts.Default));
+        Assert.Equal("after refresh", text);
+    }
+
+    [Fact]
+    public async Task Queued_messages_reach_the_handler_exactly_once_across_a_kill_9_restart()
+    {
+        var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        var port = ((IPEndPoint)listener.LocalEndpoint).Port;
+        listener.Stop();
+        string[] args = [$"--DeviceGate:Auth:TokenSecret={TestGateway.Secret}", $"--DeviceGate:Auth:ApiKeys:0={TestGateway.ApiKey}", "--urls", $"http://127.0.0.1:{port}"];
+        var server = new Uri($"http://127.0.0.1:{port}/");
+        var tokens = new DeviceGate.Auth.DeviceTokens(DeviceGate.Auth.GatewaySecrets.Load(new DeviceGate.Hosting.AuthOptions { TokenSecret = TestGateway.Secret, ApiKeys = [TestGateway.ApiKey] }, _dir), TimeProvider.System);
+        using var api = new HttpClient { BaseAddress = server, Timeout = Timeouts.Default };
+        api.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", TestGateway.ApiKey);
+
+        var handled = new ConcurrentQueue<string>();
+        var first = await GatewayProcess.StartAsync(_dir, args);
+        for (var i = 0; i < 10; i++) await api.PostAsync("api/devices/sdk-crash/messages?ttl=600", new StringContent($"m{i}"));
+        await using var client = Client(server, "sdk-crash", _ => ValueTask.FromResult(tokens.Mint("sdk-crash", null)));
+        client.OnMessage = (m, _) => { handled.Enqueue(m.Data!.Value.GetString()!); return Task.CompletedTask; };
+        await client.StartAsync(new CancellationTokenSource(Timeouts.Default).Token);
+        await ApiExtensions.EventuallyAsync(() => Task.FromResult(handled.Count >= 10), "first ten handled");
+        await first.KillHardAsync();
+        await first.DisposeAsync();
+
+        await using var second = await GatewayProcess.StartAsync(_dir, args);
+        for (var i = 10; i < 15; i++) await api.PostAsync("api/devices/sdk-crash/messages?ttl=600", new StringContent($"m{i}"));
+        await ApiExtensions.EventuallyAsync(() => Task.FromResult(handled.Count >= 15), "all fifteen handled", TimeSpan.FromSeconds(40));
+        // Whatever the kill left unacked was redelivered with the same id and dropped by the client.
+        Assert.Equal(Enumerable.Range(0, 15).Select(i => $"m{i}"), handled.OrderBy(s => int.Parse(s[1..], System.Globalization.CultureInfo.InvariantCulture)));
+        await ApiExtensions.EventuallyAsync(async () => (await api.GetFromJsonAsyncSafe("api/devices/sdk-crash")).GetProperty("queued").GetInt32() == 0, "all acked");
+    }
+}
+
+internal static class HttpClientJson
+{
+    public static async Task<System.Text.Json.JsonElement> GetFromJsonAsyncSafe(this HttpClient http, string path)
+    {
+        using var r = await http.GetAsync(path);
+        return await r.JsonAsync();
+    }
+}
