@@ -17,7 +17,8 @@ internal static class EventsEndpoint
         api.MapGet("/events", StreamAsync).WithName("EventStream")
             .Produces(200, contentType: "text/event-stream").ProducesProblem(400);
 
-    private static async Task<IResult> StreamAsync(HttpContext context, EventHub hub, IOptions<GatewayOptions> options, TimeProvider time, string? types, string? device)
+    private static async Task<IResult> StreamAsync(HttpContext context, EventHub hub, IOptions<GatewayOptions> options, TimeProvider time,
+        IHostApplicationLifetime lifetime, string? types, string? device)
     {
         var wanted = EventTypes.All.ToHashSet(StringComparer.Ordinal);
         if (!string.IsNullOrEmpty(types))
@@ -43,7 +44,9 @@ internal static class EventsEndpoint
         response.Headers.ContentType = "text/event-stream";
         response.Headers.CacheControl = "no-cache";
         response.Headers["X-Accel-Buffering"] = "no";
-        var ct = context.RequestAborted;
+        // Ends with the request, or when the server starts shutting down (readers resume elsewhere with Last-Event-ID).
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted, lifetime.ApplicationStopping);
+        var ct = linked.Token;
         await response.StartAsync(ct).ConfigureAwait(false);
         await response.WriteAsync($"retry: 2000\n: DeviceGate events, last id {hub.LastId}\n\n", ct).ConfigureAwait(false);
 

@@ -1,0 +1,80 @@
+using System.Net;
+using DeviceGate.Client;
+using DeviceGate.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace DeviceGate.Tests.Functional;
+
+/// <summary>The backend SDK, registered through IHttpClientFactory, against the real gateway: every route.</summary>
+public sealed class GatewayClientTests : GatewayTest
+{
+    private GatewayClient CreateClient()
+    {
+        var services = new ServiceCollection();
+        services.AddDeviceGateClient(Gw.BaseUri, TestGateway.ApiKey);
+        return services.BuildServiceProvider().GetRequiredService<GatewayClient>();
+    }
+
+    [Fact]
+    public async Task Every_route_has_a_typed_call()
+    {
+        var client = CreateClient();
+        using var device = await Gw.ConnectEnvelopeAsync("typed");
+        using var cts = new CancellationTokenSource(Timeouts.Default);
+        var events = client.EventsAsync(types: "message", device: "typed", ct: cts.Token).GetAsyncEnumerator(cts.Token);
+        var nextEvent = events.MoveNextAsync().AsTask();
+
+        var sent = await client.SendAsync("typed", "hello", idempotencyKey: "k-1");
+        Assert.Equal("sent", sent.Status);
+        Assert.Equal(sent.Id, (await client.SendAsync("typed", "hello", idempotencyKey: "k-1")).Id);
+        Assert.Equal("hello", (await device.ReceiveJsonAsync()).Str("data"));
+        await client.SendAsync("typed", new byte[] { 9, 8 });
+        Assert.Equal([9, 8], Convert.FromBase64String((await device.ReceiveJsonAsync()).Str("dataBase64")));
+
+        var queued = await client.SendAsync("elsewhere", "{\"a\":1}", ttl: TimeSpan.FromMinutes(5), asJson: true);
+        Assert.Equal("queued", queued.Status);
+        Assert.Equal("queued", (await client.GetMessageAsync(queued.Id)).Str("status"));
+        Assert.Equal(queued.Id, (await client.GetDeviceMessagesAsync("elsewhere")).GetProperty("messages")[0].Str("id"));
+        await client.CancelMessageAsync(queued.Id);
+        var conflict = await Assert.ThrowsAsync<GatewayException>(() => client.CancelMessageAsync(queued.Id));
+        Assert.Equal(HttpStatusCode.Conflict, conflict.Status);
+
+        Assert.Equal(1, await client.BroadcastAsync("all"));
+        Assert.Equal("all", (await device.ReceiveJsonAsync()).Str("data"));
+        await client.AddToGroupAsync("typed-group", "typed");
+        Assert.Equal(["typed"], await client.GetGroupAsync("typed-group"));
+        Assert.Equal(1, (await client.ListGroupsAsync())["typed-group"]);
+        Assert.Equal(new PublishResult(1, 0), await client.PublishAsync("typed-group", "group hello"));
+        Assert.Equal("group hello", (await device.ReceiveJsonAsync()).Str("data"));
+        await client.RemoveFromGroupAsync("typed-group", "typed");
+        Assert.Empty(await client.GetGroupAsync("typed-group"));
+
+        Assert.Contains((await client.ListDevicesAsync()).GetProperty("devices").EnumerateArray(), d => d.Str("id") == "typed");
+        Assert.Contains((await client.ListDevicesAsync(includeOffline: true, search: "else")).GetProperty("devices").EnumerateArray(), d => d.Str("id") == "elsewhere");
+        Assert.True((await client.GetDeviceAsync("typed")).GetProperty("online").GetBoolean());
+        Assert.Equal(1, (await client.GetStatsAsync()).GetProperty("nodes")[0].GetProperty("connectedDevices").GetInt32());
+
+        var serving = Task.Run(async () =>
+        {
+            var rpc = await device.ReceiveJsonAsync();
+            await device.SendJsonAsync(new { type = "reply", id = rpc.Str("id"), data = new { ok = true } });
+        });
+        Assert.True((await client.RpcAsync("typed", new { cmd = "ping" }, TimeSpan.FromSeconds(5))).GetProperty("ok").GetBoolean());
+        await serving;
+
+        await device.SendJsonAsync(new { type = "send", to = "server", data = "for the stream" });
+        Assert.True(await nextEvent.WaitAsync(Timeouts.Default));
+        Assert.Equal(("message", "typed"), (events.Current.Type, events.Current.Device));
+
+        await client.DisconnectAsync("typed");
+        Assert.Equal((4001, "disconnected"), await device.ReceiveCloseAsync());
+        var notConnected = await Assert.ThrowsAsync<GatewayException>(() => client.DisconnectAsync("typed"));
+        Assert.Equal(("not_connected", HttpStatusCode.NotFound), (notConnected.Type, notConnected.Status));
+        await client.RevokeTokensAsync("typed");
+        await client.ForgetAsync("elsewhere");
+        var gone = await Assert.ThrowsAsync<GatewayException>(() => client.GetDeviceAsync("elsewhere"));
+        Assert.Equal(HttpStatusCode.NotFound, gone.Status);
+        await cts.CancelAsync();
+        await events.DisposeAsync();
+    }
+}
