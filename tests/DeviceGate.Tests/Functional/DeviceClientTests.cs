@@ -38,6 +38,26 @@ public sealed class DeviceClientTests : IDisposable
     }
 
     [Fact]
+    public async Task Backoff_honours_retry_after()
+    {
+        await using var gw = await TestGateway.StartAsync(new Dictionary<string, string> { ["DeviceGate:Limits:MaxConnections"] = "1" });
+        var blocker = await gw.ConnectAsync("blocker");
+        await using var client = Client(gw.BaseUri, "patient", _ => ValueTask.FromResult(gw.Token("patient")));
+        var started = client.StartAsync();
+        // The node answers 503 with Retry-After: 5. With a 1 s backoff cap the client would try 3+ times in 3 s;
+        // honouring Retry-After it tries once.
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        await ApiExtensions.EventuallyAsync(async () => PrometheusText.Value(await (await gw.Api.GetAsync("metrics")).Content.ReadAsStringAsync(),
+            "devicegate_handshakes_refused_total{reason=\"capacity\"}") >= 1, "first attempt refused");
+        while (clock.Elapsed < TimeSpan.FromSeconds(3)) await Task.Delay(100);
+        Assert.Equal(1, PrometheusText.Value(await (await gw.Api.GetAsync("metrics")).Content.ReadAsStringAsync(), "devicegate_handshakes_refused_total{reason=\"capacity\"}"));
+        await blocker.CloseCleanlyAsync();
+        blocker.Dispose();
+        await started.WaitAsync(Timeouts.Default);
+        Assert.Equal(DeviceClientState.Connected, client.State);
+    }
+
+    [Fact]
     public async Task A_takeover_is_not_fought()
     {
         await using var gw = await TestGateway.StartAsync();
