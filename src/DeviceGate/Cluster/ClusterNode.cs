@@ -131,7 +131,7 @@ internal sealed class ClusterNode(
         switch (m.Type)
         {
             case BusMessage.Deliver:
-                delivery.PushLocal(m.Device!, RedisBus.ToMessage(m), m.Durable, m.Expires == 0 ? null : DateTimeOffset.FromUnixTimeMilliseconds(m.Expires), epoch: null);
+                delivery.PushLocal(m.Device!, RedisBus.ToMessage(m), m.Durable, m.Expires == 0 ? null : DateTimeOffset.FromUnixTimeMilliseconds(m.Expires), epoch: null, recordStatus: true);
                 break;
             case BusMessage.Broadcast when m.Origin != node.Id:
                 var broadcast = RedisBus.ToMessage(m);

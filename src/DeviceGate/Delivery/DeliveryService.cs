@@ -113,19 +113,23 @@ internal sealed class DeliveryService(
     /// </summary>
     private async Task<bool> RouteAsync(string device, DeviceMessage message, bool durable, DateTimeOffset? expiresAt)
     {
-        if (!bus.IsClustered) return PushLocal(device, message, durable, expiresAt, epoch: null);
+        if (!bus.IsClustered) return PushLocal(device, message, durable, expiresAt, epoch: null, recordStatus: false);
         var owner = await presence.LocateAsync(device).ConfigureAwait(false);
         if (owner is null) return false;
-        if (owner.Node == node.Id) return PushLocal(device, message, durable, expiresAt, owner.Epoch);
+        if (owner.Node == node.Id) return PushLocal(device, message, durable, expiresAt, owner.Epoch, recordStatus: false);
         return await bus.DeliverAsync(owner.Node, device, message, durable, expiresAt).ConfigureAwait(false);
     }
 
-    /// <summary>Into the local lane, fenced by epoch when one is given (a stale connection gets nothing).</summary>
-    internal bool PushLocal(string device, DeviceMessage message, bool durable, DateTimeOffset? expiresAt, long? epoch)
+    /// <summary>
+    /// Into the local lane, fenced by epoch when one is given (a stale connection gets nothing). With
+    /// <paramref name="recordStatus"/> a non-durable message gets its in-memory status here (a message handed over by
+    /// another node); sends accepted on this node recorded it already.
+    /// </summary>
+    internal bool PushLocal(string device, DeviceMessage message, bool durable, DateTimeOffset? expiresAt, long? epoch, bool recordStatus)
     {
         if (!registry.TryGet(device, out var connection) || connection.Lane is not { } lane || connection.IsClosing) return false;
         if (epoch is { } current && connection.Epoch != current) return false;
-        if (!durable) book.Add(message.Id, device, null);
+        if (recordStatus && !durable) book.Add(message.Id, device, null);
         return lane.Push(message, durable, expiresAt);
     }
 

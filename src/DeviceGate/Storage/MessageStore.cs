@@ -26,7 +26,24 @@ public sealed record StoredMessage(
     public DeviceMessage ToDeviceMessage() => new(Id, From, Group, Data);
 }
 
-public sealed record StatusChange(string Status, DateTimeOffset At);
+public sealed record StatusChange(string Status, DateTimeOffset At)
+{
+    /// <summary>A history holding its first entry, as both stores write it.</summary>
+    public static string FirstHistoryJson(string status, DateTimeOffset at) => $"[{{\"status\":\"{status}\",\"at\":\"{Api.Timestamps.Iso(at)}\"}}]";
+
+    /// <summary>Reads the <c>[{"status","at"}]</c> history both stores keep as JSON text.</summary>
+    public static List<StatusChange> ParseHistory(string json)
+    {
+        var history = new List<StatusChange>();
+        using var doc = System.Text.Json.JsonDocument.Parse(json);
+        foreach (var e in doc.RootElement.EnumerateArray())
+        {
+            history.Add(new StatusChange(e.GetProperty("status").GetString()!,
+                DateTimeOffset.Parse(e.GetProperty("at").GetString()!, System.Globalization.CultureInfo.InvariantCulture)));
+        }
+        return history;
+    }
+}
 
 /// <summary>What <c>GET /api/messages/{id}</c> returns.</summary>
 public sealed record MessageRecord(

@@ -69,7 +69,7 @@ internal sealed class RedisStore(IConnectionMultiplexer redis, RedisKeys keys, T
             [
                 m.Id, m.Device, m.From, m.Group ?? "", (int)m.Data.Kind, m.Data.Bytes.ToArray(),
                 rawDiffers ? m.Data.RawPayload.ToArray() : Array.Empty<byte>(), m.Data.RawType == WebSocketMessageType.Binary ? (rawDiffers ? 3 : 1) : (rawDiffers ? 2 : 0),
-                Ms(m.CreatedAt), Ms(m.ExpiresAt), $"[{{\"status\":\"queued\",\"at\":\"{Iso(m.CreatedAt)}\"}}]",
+                Ms(m.CreatedAt), Ms(m.ExpiresAt), StatusChange.FirstHistoryJson(MessageStatus.Queued, m.CreatedAt),
                 maxQueuedPerDevice, (long)statusRetention.TotalMilliseconds, keys.Prefix + "msg:",
             ]).ConfigureAwait(false))!;
         return (string)result[0]! switch
@@ -142,16 +142,8 @@ internal sealed class RedisStore(IConnectionMultiplexer redis, RedisKeys keys, T
         var entries = await Db.HashGetAllAsync(keys.Message(id)).ConfigureAwait(false);
         if (entries.Length == 0) return null;
         var h = entries.ToDictionary(e => (string)e.Name!, e => e.Value);
-        var history = new List<StatusChange>();
-        using (var doc = JsonDocument.Parse((string)h["history"]!))
-        {
-            foreach (var e in doc.RootElement.EnumerateArray())
-            {
-                history.Add(new StatusChange(e.GetProperty("status").GetString()!, DateTimeOffset.Parse(e.GetProperty("at").GetString()!, CultureInfo.InvariantCulture)));
-            }
-        }
         return (MessageRecord?)new MessageRecord(id, (string)h["device"]!, (string)h["status"]!,
-            DateTimeOffset.FromUnixTimeMilliseconds((long)h["created"]), DateTimeOffset.FromUnixTimeMilliseconds((long)h["updated"]), (int)h["attempts"], history);
+            DateTimeOffset.FromUnixTimeMilliseconds((long)h["created"]), DateTimeOffset.FromUnixTimeMilliseconds((long)h["updated"]), (int)h["attempts"], StatusChange.ParseHistory((string)h["history"]!));
     });
 
     private const string CancelScript = """

@@ -247,7 +247,6 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IStoreHealth
     private static string HistoryAppend(string statusSql) =>
         $"history = substr(history, 1, length(history) - 1) || ',{{\"status\":\"' || {statusSql} || '\",\"at\":\"' || $iso || '\"}}]'";
 
-    private static string FirstHistory(string status, DateTimeOffset at) => $"[{{\"status\":\"{status}\",\"at\":\"{Iso(at)}\"}}]";
 
     private void CountDown(string device) => Adjust(device, -1);
 
@@ -280,7 +279,7 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IStoreHealth
                 ("$id", m.Id), ("$device", m.Device), ("$sender", m.From), ("$grp", m.Group), ("$kind", (int)m.Data.Kind),
                 ("$data", Bytes(m.Data.Bytes)), ("$raw", rawDiffers ? Bytes(m.Data.RawPayload) : null),
                 ("$rawBinary", m.Data.RawType == System.Net.WebSockets.WebSocketMessageType.Binary ? 1 : 0),
-                ("$created", Ms(m.CreatedAt)), ("$expires", Ms(m.ExpiresAt)), ("$history", FirstHistory(MessageStatus.Queued, m.CreatedAt)));
+                ("$created", Ms(m.CreatedAt)), ("$expires", Ms(m.ExpiresAt)), ("$history", StatusChange.FirstHistoryJson(MessageStatus.Queued, m.CreatedAt)));
             insert.ExecuteNonQuery();
             MarkKnown(m.Device);
             if (idempotencyKey is not null)
@@ -325,7 +324,7 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IStoreHealth
         using var cmd = Command(c, null, "SELECT device, status, created_at, updated_at, attempts, history FROM messages WHERE id = $id;", ("$id", id));
         using var r = await cmd.ExecuteReaderAsync().ConfigureAwait(false);
         if (!await r.ReadAsync().ConfigureAwait(false)) return null;
-        return new MessageRecord(id, r.GetString(0), r.GetString(1), FromMs(r.GetInt64(2)), FromMs(r.GetInt64(3)), r.GetInt32(4), History(r.GetString(5)));
+        return new MessageRecord(id, r.GetString(0), r.GetString(1), FromMs(r.GetInt64(2)), FromMs(r.GetInt64(3)), r.GetInt32(4), StatusChange.ParseHistory(r.GetString(5)));
     }
 
     public async Task<CancelOutcome> CancelAsync(string id, DateTimeOffset at) => (CancelOutcome)(await WriteAsync((c, tx) =>
@@ -377,21 +376,11 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IStoreHealth
         var list = new List<MessageRecord>();
         while (await r.ReadAsync().ConfigureAwait(false))
         {
-            list.Add(new MessageRecord(r.GetString(0), device, r.GetString(1), FromMs(r.GetInt64(2)), FromMs(r.GetInt64(3)), r.GetInt32(4), History(r.GetString(5))));
+            list.Add(new MessageRecord(r.GetString(0), device, r.GetString(1), FromMs(r.GetInt64(2)), FromMs(r.GetInt64(3)), r.GetInt32(4), StatusChange.ParseHistory(r.GetString(5))));
         }
         return list;
     }
 
-    private static List<StatusChange> History(string json)
-    {
-        var history = new List<StatusChange>();
-        using var doc = JsonDocument.Parse(json);
-        foreach (var e in doc.RootElement.EnumerateArray())
-        {
-            history.Add(new StatusChange(e.GetProperty("status").GetString()!, DateTimeOffset.Parse(e.GetProperty("at").GetString()!, CultureInfo.InvariantCulture)));
-        }
-        return history;
-    }
 
     // ---- IDirectoryStore ----------------------------------------------------------------------------------------
 
