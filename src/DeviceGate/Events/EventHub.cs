@@ -14,6 +14,12 @@ internal sealed class EventHub(IOptions<GatewayOptions> options, NodeIdentity no
     private readonly Lock _gate = new();
     private readonly GatewayEvent?[] _ring = new GatewayEvent?[Math.Max(1, options.Value.Events.ReplayBuffer)];
     private readonly List<Subscription> _subscribers = [];
+
+    // A single node numbers its own events and keeps them in memory only, so after a restart the ids must not start
+    // over: readers (and webhook receivers) dedupe and resume by id. This life's ids start above the start time in
+    // microseconds, which no earlier life reached unless it averaged over a million events a second. In a cluster the
+    // shared log numbers events and this stays 0.
+    private readonly long _firstId = log is null ? time.GetUtcNow().ToUnixTimeMilliseconds() * 1000 : 0;
     private long _lastId;
     private Subscription[] _snapshot = [];
 
@@ -21,7 +27,7 @@ internal sealed class EventHub(IOptions<GatewayOptions> options, NodeIdentity no
     {
         get
         {
-            lock (_gate) return _lastId;
+            lock (_gate) return Math.Max(_lastId, _firstId);
         }
     }
 
@@ -48,6 +54,7 @@ internal sealed class EventHub(IOptions<GatewayOptions> options, NodeIdentity no
         // Offer is a counter and a TryWrite, never a wait.
         lock (_gate)
         {
+            if (_lastId < _firstId) _lastId = _firstId;
             var e = create(++_lastId);
             _ring[e.Id % _ring.Length] = e;
             foreach (var s in _snapshot) s.Offer(e);
@@ -121,10 +128,12 @@ internal sealed class EventHub(IOptions<GatewayOptions> options, NodeIdentity no
         var s = new Subscription(this, queueCapacity, filter);
         lock (_gate)
         {
-            if (lastEventId is { } last && last < _lastId)
+            if (_lastId < _firstId) _lastId = _firstId;
+            if (lastEventId is { } last && last != _lastId)
             {
-                var oldest = Math.Max(1, _lastId - _ring.Length + 1);
-                if (last + 1 < oldest || last < 0)
+                // Behind the buffer, from before this node's start, or ahead of it (an id from another life): a reset.
+                var oldest = Math.Max(_firstId + 1, _lastId - _ring.Length + 1);
+                if (last + 1 < oldest || last > _lastId)
                 {
                     s.Offer(GatewayEvent.Reset(_lastId, node.Id, time.GetUtcNow()), force: true);
                 }

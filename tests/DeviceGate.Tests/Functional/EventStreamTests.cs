@@ -92,6 +92,30 @@ public sealed class EventStreamTests : GatewayTest
     }
 
     [Fact]
+    public async Task Event_ids_keep_increasing_across_a_restart_and_an_id_from_before_it_gets_a_reset()
+    {
+        var dataPath = Path.Combine(Path.GetTempPath(), "devicegate-ev-restart-" + Guid.NewGuid().ToString("N"));
+        long before;
+        await using (var first = await TestGateway.StartAsync(dataPath: dataPath))
+        {
+            await using var sse = await SseClient.OpenAsync(first.Api, "api/events?device=ev-life");
+            using var device = await first.ConnectAsync("ev-life");
+            before = (await sse.NextAsync()).Id;
+        }
+        await using var second = await TestGateway.StartAsync(dataPath: dataPath);
+        // Readers and webhook receivers dedupe by id: a restarted node must not hand out ids it used before.
+        await using (var sse = await SseClient.OpenAsync(second.Api, "api/events?device=ev-life"))
+        {
+            using var device = await second.ConnectAsync("ev-life");
+            Assert.True((await sse.NextAsync()).Id > before);
+        }
+        // The events between the restart and now were never stored for that reader: it must resynchronise.
+        await using var resumed = await SseClient.OpenAsync(second.Api, "api/events?device=ev-life", before);
+        Assert.Equal("reset", (await resumed.NextAsync()).Event);
+        Directory.Delete(dataPath, recursive: true);
+    }
+
+    [Fact]
     public async Task Idle_streams_get_keep_alive_comments()
     {
         using var request = new HttpRequestMessage(HttpMethod.Get, "api/events?device=nobody");
