@@ -34,6 +34,38 @@ public sealed record PublishResult(int Recipients, int Queued);
 /// <summary>One event from <c>/api/events</c>: its number, type and the whole JSON object.</summary>
 public sealed record GatewayEvent(long Seq, string Type, string? Device, JsonElement Json);
 
+/// <summary>One message of a <see cref="GatewayClient.SendBatchAsync"/>: exactly one of text, JSON data or bytes.</summary>
+public sealed record BatchItem
+{
+    /// <summary>The target device.</summary>
+    public required string Device { get; init; }
+
+    /// <summary>A text message.</summary>
+    public string? Text { get; init; }
+
+    /// <summary>A JSON value (serialized with System.Text.Json); envelope devices get it as <c>data</c>.</summary>
+    public object? Data { get; init; }
+
+    /// <summary>A binary message.</summary>
+    public byte[]? Bytes { get; init; }
+
+    /// <summary>Store it until delivered, for at most this long.</summary>
+    public TimeSpan? Ttl { get; init; }
+
+    /// <summary>A retried batch answers this item with the first message's id instead of storing a second copy.</summary>
+    public string? IdempotencyKey { get; init; }
+}
+
+/// <summary>One item's outcome: an id and status, or the problem that kept it from being sent.</summary>
+/// <param name="Id">The message id, when it was sent or queued.</param>
+/// <param name="Status"><c>sent</c> or <c>queued</c>, when it was.</param>
+/// <param name="Error">Why not (problem type, status, title, detail), when it was not.</param>
+public sealed record BatchResult(string? Id, string? Status, GatewayException? Error)
+{
+    /// <summary>True when the gateway took the message (sent or queued).</summary>
+    public bool Succeeded => Id is not null;
+}
+
 /// <summary>
 /// The backend side: typed calls for the DeviceGate HTTP API. Give it an <see cref="HttpClient"/> whose
 /// BaseAddress is the gateway and which sends the API key (<see cref="ServiceCollectionExtensions.AddDeviceGateClient"/> does both).
@@ -54,6 +86,42 @@ public sealed class GatewayClient(HttpClient http)
         if (key is not null) request.Headers.Add("Idempotency-Key", key);
         var json = await SendAsync(request, ct).ConfigureAwait(false);
         return new SendResult(json.GetProperty("id").GetString()!, json.GetProperty("status").GetString()!);
+    }
+
+    /// <summary>
+    /// Sends many messages in one request (<c>POST /api/messages/batch</c>, at most <c>DeviceGate:Limits:MaxBatchItems</c>,
+    /// 1,000 by default): one result per item, in order. An item that fails costs only itself.
+    /// </summary>
+    public async Task<IReadOnlyList<BatchResult>> SendBatchAsync(IEnumerable<BatchItem> items, CancellationToken ct = default)
+    {
+        var buffer = new System.Buffers.ArrayBufferWriter<byte>();
+        using (var w = new Utf8JsonWriter(buffer))
+        {
+            w.WriteStartArray();
+            foreach (var item in items)
+            {
+                w.WriteStartObject();
+                w.WriteString("device", item.Device);
+                if (item.Bytes is not null) w.WriteBase64String("dataBase64", item.Bytes);
+                else if (item.Text is not null) w.WriteString("text", item.Text);
+                else
+                {
+                    w.WritePropertyName("data");
+                    JsonSerializer.Serialize(w, item.Data);
+                }
+                if (item.Ttl is { } ttl) w.WriteNumber("ttl", ttl.TotalSeconds);
+                if (item.IdempotencyKey is not null) w.WriteString("idempotencyKey", item.IdempotencyKey);
+                w.WriteEndObject();
+            }
+            w.WriteEndArray();
+        }
+        var content = new ByteArrayContent(buffer.WrittenSpan.ToArray());
+        content.Headers.ContentType = new("application/json");
+        var json = await PostAsync("api/messages/batch", content, ct).ConfigureAwait(false);
+        return json.GetProperty("results").EnumerateArray().Select(r => r.TryGetProperty("id", out var id)
+            ? new BatchResult(id.GetString(), r.GetProperty("status").GetString(), null)
+            : new BatchResult(null, null, new GatewayException((HttpStatusCode)r.GetProperty("status").GetInt32(), r.GetProperty("type").GetString(),
+                r.GetProperty("title").GetString(), r.TryGetProperty("detail", out var d) ? d.GetString() : null))).ToList();
     }
 
     /// <summary>Sends text to every connected device; returns how many it was written to.</summary>

@@ -56,6 +56,19 @@ export class GatewayClient {
   }
 
   /**
+   * Sends many messages in one request (`POST /api/messages/batch`, at most `DeviceGate:Limits:MaxBatchItems`, 1,000
+   * by default). Each item carries exactly one of `text` (a string), `data` (any JSON) or `bytes` (binary).
+   * Resolves with one result per item, in order: `{ id, status }`, or a problem (`{ type, title, status, detail }`)
+   * for an item that could not be sent; one failing item costs only itself.
+   * @param {Array<{ device: string, text?: string, data?: unknown, bytes?: Uint8Array, ttl?: number, idempotencyKey?: string }>} items
+   * @returns {Promise<{ results: Array<{ id: string, status: 'sent' | 'queued' } | { type: string, title: string, status: number, detail?: string }>, sent: number, queued: number, failed: number }>}
+   */
+  sendBatch(items) {
+    const body = items.map(({ bytes, ...rest }) => (bytes ? { ...rest, dataBase64: toBase64(bytes) } : rest));
+    return this.#json('POST', '/api/messages/batch', body);
+  }
+
+  /**
    * Sends to every connected device (not stored).
    * @param {MessageBody} body
    * @returns {Promise<{ recipients: number, queued: number }>}
@@ -323,6 +336,13 @@ export async function* sseFrames(stream) {
     // Also when the consumer stops early: cancelling the body closes the HTTP connection.
     await reader.cancel().catch(() => {});
   }
+}
+
+/** @param {Uint8Array} bytes */
+function toBase64(bytes) {
+  let text = '';
+  for (let i = 0; i < bytes.length; i++) text += String.fromCharCode(bytes[i]);
+  return btoa(text);
 }
 
 /** @param {number | undefined} ttl */

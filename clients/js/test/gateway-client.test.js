@@ -61,6 +61,18 @@ test('send, broadcast, groups, rpc, status, cancel, disconnect and the event str
   const page = await gateway.devices({ limit: 10 });
   assert.deepEqual(page.devices.map((x) => x.id), ['gc-1']);
 
+  const batch = await gateway.sendBatch([
+    { device: 'gc-1', text: 'b1' },
+    { device: 'gc-1', data: { b: 2 } },
+    { device: 'gc-1', bytes: new Uint8Array([9]) },
+    { device: 'gc-nobody', text: 'lost' },
+  ]);
+  assert.deepEqual([batch.sent, batch.queued, batch.failed], [3, 0, 1]);
+  assert.equal(batch.results[3].type, 'not_connected');
+  assert.equal((await inbox.next()).data, 'b1');
+  assert.deepEqual((await inbox.next()).data, { b: 2 });
+  assert.deepEqual([...(await inbox.next()).binary], [9]);
+
   // A queued message for an offline device can be cancelled; a sent one cannot.
   const queued = await gateway.send('gc-later', 'later', { ttl: 60 });
   assert.equal(queued.status, 'queued');

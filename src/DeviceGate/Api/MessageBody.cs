@@ -19,22 +19,8 @@ internal static class MessageBody
     /// <summary>The payload, or a problem result (413 over the limit, 400 for bad UTF-8 or JSON).</summary>
     public static async Task<(MessageData Data, IResult? Problem)> ReadAsync(HttpRequest request, int maxBytes)
     {
-        if (request.ContentLength > maxBytes) return (null!, TooLarge(maxBytes));
-        var reader = request.BodyReader;
-        ReadResult read;
-        while (true)
-        {
-            read = await reader.ReadAsync(request.HttpContext.RequestAborted).ConfigureAwait(false);
-            if (read.Buffer.Length > maxBytes)
-            {
-                reader.AdvanceTo(read.Buffer.Start, read.Buffer.End);
-                return (null!, TooLarge(maxBytes));
-            }
-            if (read.IsCompleted) break;
-            reader.AdvanceTo(read.Buffer.Start, read.Buffer.End);
-        }
-        var bytes = read.Buffer.ToArray();
-        reader.AdvanceTo(read.Buffer.End);
+        var bytes = await ReadBytesAsync(request, maxBytes).ConfigureAwait(false);
+        if (bytes is null) return (null!, TooLarge(maxBytes));
 
         var mediaType = MediaType(request.ContentType);
         if (mediaType.Equals(OctetStream, StringComparison.OrdinalIgnoreCase)) return (MessageData.Binary(bytes), null);
@@ -53,7 +39,29 @@ internal static class MessageBody
         return (MessageData.Text(bytes), null);
     }
 
-    private static string MediaType(string? contentType) =>
+    /// <summary>The whole body, or null when it is longer than <paramref name="maxBytes"/> (nothing beyond it is buffered).</summary>
+    public static async Task<byte[]?> ReadBytesAsync(HttpRequest request, long maxBytes)
+    {
+        if (request.ContentLength > maxBytes) return null;
+        var reader = request.BodyReader;
+        ReadResult read;
+        while (true)
+        {
+            read = await reader.ReadAsync(request.HttpContext.RequestAborted).ConfigureAwait(false);
+            if (read.Buffer.Length > maxBytes)
+            {
+                reader.AdvanceTo(read.Buffer.Start, read.Buffer.End);
+                return null;
+            }
+            if (read.IsCompleted) break;
+            reader.AdvanceTo(read.Buffer.Start, read.Buffer.End);
+        }
+        var bytes = read.Buffer.ToArray();
+        reader.AdvanceTo(read.Buffer.End);
+        return bytes;
+    }
+
+    internal static string MediaType(string? contentType) =>
         contentType is not null && MediaTypeHeaderValue.TryParse(contentType, out var media) && media.MediaType.HasValue ? media.MediaType.Value! : "";
 
     private static bool IsJson(ReadOnlySpan<byte> bytes)

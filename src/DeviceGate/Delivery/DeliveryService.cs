@@ -46,13 +46,31 @@ internal sealed class DeliveryService(
     public async Task<SendResult> SendAsync(string device, MessageData data, string from, string? group, TimeSpan ttl, string? idempotencyKey)
     {
         if (ttl <= TimeSpan.Zero) return await SendNowAsync(device, new DeviceMessage(DeviceMessage.NewId(), from, group, data), idempotencyKey).ConfigureAwait(false);
+        return await FinishDurableAsync(BeginDurable(device, data, from, group, ttl, idempotencyKey)).ConfigureAwait(false);
+    }
 
+    /// <summary>A durable send whose store write has been queued (it joins the writer's next group commit).</summary>
+    internal readonly record struct PendingDurable(StoredMessage Message, Task<AcceptResult> Accepted);
+
+    /// <summary>
+    /// Queues the store write of a durable send without waiting for it, so many sends (a batch) share one commit;
+    /// <see cref="FinishDurableAsync"/> then routes them in the order they were begun.
+    /// </summary>
+    internal PendingDurable BeginDurable(string device, MessageData data, string from, string? group, TimeSpan ttl, string? idempotencyKey)
+    {
         var now = time.GetUtcNow();
         var stored = new StoredMessage(DeviceMessage.NewId(), device, from, group, data, now, now + ttl);
+        return new PendingDurable(stored, store.AcceptAsync(stored, idempotencyKey, _o.MaxQueuedPerDevice));
+    }
+
+    internal async Task<SendResult> FinishDurableAsync(PendingDurable pending)
+    {
+        var (stored, acceptTask) = pending;
+        var device = stored.Device;
         AcceptResult accepted;
         try
         {
-            accepted = await store.AcceptAsync(stored, idempotencyKey, _o.MaxQueuedPerDevice).ConfigureAwait(false);
+            accepted = await acceptTask.ConfigureAwait(false);
         }
         catch (StoreUnavailableException e)
         {

@@ -148,6 +148,7 @@ public static class GatewayHost
         GroupsApi.Map(api);
         RpcApi.Map(api);
         MessagesApi.Map(api);
+        BatchApi.Map(api);
         StatsApi.Map(api);
         EventsEndpoint.Map(api);
     }

@@ -129,6 +129,9 @@ public sealed class LimitsOptions
     /// <summary>Largest message in bytes, inbound from a device (1009) and as an API body (413).</summary>
     public int MaxMessageBytes { get; set; } = Defaults.MaxMessageBytes;
 
+    /// <summary>Items one <c>POST /api/messages/batch</c> may carry (400 <c>too_many_items</c> past it).</summary>
+    public int MaxBatchItems { get; set; } = Defaults.MaxBatchItems;
+
     /// <summary>Messages a device's outbound queue holds before the device is closed with 4002.</summary>
     public int SendQueueMessages { get; set; } = Defaults.SendQueueMessages;
 
@@ -186,6 +189,7 @@ public static class Defaults
     public static readonly TimeSpan KeepAliveInterval = TimeSpan.FromSeconds(25);
     public static readonly TimeSpan KeepAliveTimeout = TimeSpan.FromSeconds(20);
     public const int MaxMessageBytes = 65536;
+    public const int MaxBatchItems = 1000;
     public const int SendQueueMessages = 1000;
     public const long SendQueueBytes = 1048576;
     public const int DrainSeconds = 5;

@@ -26,6 +26,7 @@ internal sealed class GatewayOptionsValidator : IValidateOptions<GatewayOptions>
         Require(o.WebSockets.KeepAliveInterval >= TimeSpan.Zero, "WebSockets:KeepAliveInterval", "must not be negative (00:00:00 turns pings off)");
         Require(o.WebSockets.KeepAliveTimeout >= TimeSpan.Zero, "WebSockets:KeepAliveTimeout", "must not be negative (00:00:00 waits for pongs forever)");
         Require(o.Limits.MaxMessageBytes is >= 1 and <= 64 * 1024 * 1024, "Limits:MaxMessageBytes", "must be between 1 and 67108864");
+        Require(o.Limits.MaxBatchItems is >= 1 and <= 100_000, "Limits:MaxBatchItems", "must be between 1 and 100000");
         Require(o.Limits.SendQueueMessages >= 1, "Limits:SendQueueMessages", "must be at least 1");
         Require(o.Limits.SendQueueBytes >= 1, "Limits:SendQueueBytes", "must be at least 1");
         Require(o.Shutdown.DrainSeconds is >= 0 and <= 3600, "Shutdown:DrainSeconds", "must be between 0 and 3600");

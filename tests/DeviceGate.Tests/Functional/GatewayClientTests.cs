@@ -16,6 +16,26 @@ public sealed class GatewayClientTests : GatewayTest
     }
 
     [Fact]
+    public async Task SendBatchAsync_returns_one_result_per_item_in_order()
+    {
+        var client = CreateClient();
+        using var device = await Gw.ConnectEnvelopeAsync("batched");
+        var results = await client.SendBatchAsync([
+            new BatchItem { Device = "batched", Text = "t" },
+            new BatchItem { Device = "batched", Data = new { n = 1 } },
+            new BatchItem { Device = "batched", Bytes = [1, 2] },
+            new BatchItem { Device = "nobody", Text = "lost" },
+            new BatchItem { Device = "later", Text = "kept", Ttl = TimeSpan.FromMinutes(1), IdempotencyKey = "b-1" },
+        ]);
+        Assert.Equal([true, true, true, false, true], results.Select(r => r.Succeeded));
+        Assert.Equal(("not_connected", HttpStatusCode.NotFound), (results[3].Error!.Type, results[3].Error!.Status));
+        Assert.Equal("queued", results[4].Status);
+        Assert.Equal("t", (await device.ReceiveJsonAsync()).Str("data"));
+        Assert.Equal(1, (await device.ReceiveJsonAsync()).GetProperty("data").GetProperty("n").GetInt32());
+        Assert.Equal([1, 2], Convert.FromBase64String((await device.ReceiveJsonAsync()).Str("dataBase64")));
+    }
+
+    [Fact]
     public async Task Every_route_has_a_typed_call()
     {
         var client = CreateClient();
