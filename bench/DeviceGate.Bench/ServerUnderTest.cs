@@ -28,19 +28,48 @@ internal sealed partial class ServerUnderTest : IAsyncDisposable
     public string Secret { get; }
     public int Pid => _process.Id;
 
+    /// <summary>Which server this is: <c>devicegate</c> or <c>baseline</c>.</summary>
+    public string Kind { get; private init; } = "devicegate";
+
+    /// <summary>Resident memory of the server process, from /proc (bytes).</summary>
+    public long RssBytes()
+    {
+        foreach (var line in File.ReadLines($"/proc/{Pid}/status"))
+        {
+            if (line.StartsWith("VmRSS:", StringComparison.Ordinal)) return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) * 1024;
+        }
+        return 0;
+    }
+
+    /// <summary>Open file descriptors of the server process (sockets included).</summary>
+    public int OpenFiles() => Directory.GetFiles($"/proc/{Pid}/fd").Length;
+
+    /// <summary>The baseline server (bench/Baseline): same routes, no auth, nothing else.</summary>
+    public static async Task<ServerUnderTest> StartBaselineAsync(string dll)
+    {
+        // Devices send the same Authorization header to both servers (same request sizes); the baseline ignores it.
+        var secret = Convert.ToHexString(RandomNumberGenerator.GetBytes(32));
+        var s = await StartProcessAsync(dll, ["--urls", "http://127.0.0.1:0"], secret, "none");
+        return new ServerUnderTest(s.Process, s.DataDir, s.Uri, "none", secret) { Kind = "baseline" };
+    }
+
     public static Task<ServerUnderTest> StartAsync(string dll, params string[] extra) =>
         StartAsync(dll, Convert.ToHexString(RandomNumberGenerator.GetBytes(32)), Convert.ToHexString(RandomNumberGenerator.GetBytes(24)), extra);
 
     /// <summary>Starts a node with the given secret and key (nodes of one cluster share them).</summary>
     public static async Task<ServerUnderTest> StartAsync(string dll, string secret, string key, params string[] extra)
     {
+        var s = await StartProcessAsync(dll, new[] { "serve", "--urls", "http://127.0.0.1:0", $"--DeviceGate:Auth:TokenSecret={secret}", $"--DeviceGate:Auth:ApiKeys:0={key}",
+            "--Logging:LogLevel:Default=Warning", "--Logging:LogLevel:Microsoft.Hosting.Lifetime=Information" }.Concat(extra), secret, key);
+        return new ServerUnderTest(s.Process, s.DataDir, s.Uri, key, secret);
+    }
+
+    private static async Task<(Process Process, string DataDir, Uri Uri)> StartProcessAsync(string dll, IEnumerable<string> args, string secret, string key)
+    {
         var dataDir = Directory.CreateTempSubdirectory("devicegate-bench-").FullName;
         var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false, WorkingDirectory = dataDir };
-        foreach (var a in new[] { dll, "serve", "--urls", "http://127.0.0.1:0", $"--DeviceGate:Auth:TokenSecret={secret}", $"--DeviceGate:Auth:ApiKeys:0={key}",
-                     "--Logging:LogLevel:Default=Warning", "--Logging:LogLevel:Microsoft.Hosting.Lifetime=Information" }.Concat(extra))
-        {
-            info.ArgumentList.Add(a);
-        }
+        info.ArgumentList.Add(dll);
+        foreach (var a in args) info.ArgumentList.Add(a);
         var process = Process.Start(info)!;
         var listening = new TaskCompletionSource<Uri>(TaskCreationOptions.RunContinuationsAsynchronously);
         process.OutputDataReceived += (_, e) =>
@@ -52,7 +81,7 @@ internal sealed partial class ServerUnderTest : IAsyncDisposable
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
         var uri = await listening.Task.WaitAsync(TimeSpan.FromSeconds(30));
-        return new ServerUnderTest(process, dataDir, uri, key, secret);
+        return (process, dataDir, uri);
     }
 
     public HttpClient CreateApi()

@@ -66,13 +66,15 @@ internal sealed class DeviceFleet : IAsyncDisposable
     public string Prefix { get; }
     public int Count => _sockets.Length;
 
-    public static Task<DeviceFleet> ConnectAsync(ServerUnderTest server, int devices, string prefix) => ConnectAsync([server], devices, prefix);
+    public static Task<DeviceFleet> ConnectAsync(ServerUnderTest server, int devices, string prefix, int concurrency = 100) =>
+        ConnectAsync([server], devices, prefix, concurrency);
 
     /// <summary>Device i connects to server i mod count (devices spread over a cluster's nodes).</summary>
-    public static async Task<DeviceFleet> ConnectAsync(ServerUnderTest[] servers, int devices, string prefix)
+    public static async Task<DeviceFleet> ConnectAsync(ServerUnderTest[] servers, int devices, string prefix, int concurrency = 100, IProgress<int>? progress = null)
     {
         var sockets = new ClientWebSocket[devices];
-        using var gate = new SemaphoreSlim(100);
+        using var gate = new SemaphoreSlim(concurrency);
+        var done = 0;
         await Task.WhenAll(Enumerable.Range(0, devices).Select(async i =>
         {
             await gate.WaitAsync();
@@ -81,8 +83,10 @@ internal sealed class DeviceFleet : IAsyncDisposable
                 var server = servers[i % servers.Length];
                 var s = new ClientWebSocket();
                 s.Options.SetRequestHeader("Authorization", "Bearer " + server.Token($"{prefix}{i}"));
-                await s.ConnectAsync(new Uri(server.BaseUri.ToString().Replace("http", "ws") + $"ws?deviceId={prefix}{i}"), new CancellationTokenSource(TimeSpan.FromSeconds(30)).Token);
+                using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+                await s.ConnectAsync(new Uri(server.BaseUri.ToString().Replace("http", "ws") + $"ws?deviceId={prefix}{i}"), SourceAddresses.Invoker(i), cts.Token);
                 sockets[i] = s;
+                if (Interlocked.Increment(ref done) % 1000 == 0) progress?.Report(done);
             }
             finally
             {
@@ -161,6 +165,78 @@ internal sealed class DeviceFleet : IAsyncDisposable
         double Pct(double p) => sorted.Length == 0 ? double.NaN : sorted[Math.Min(sorted.Length - 1, (int)(p * sorted.Length))];
         return new TargetedResult(name, messages, messages / elapsed.TotalSeconds, Pct(0.50), Pct(0.99), sorted.LastOrDefault(),
             run.Counts.Count(c => c == 0), run.Counts.Count(c => c > 1), run.Misrouted);
+    }
+
+    /// <summary>Like <see cref="RunAsync"/> through <c>POST /api/messages/batch</c>: S senders post batches of B items.</summary>
+    public async Task<TargetedResult> RunBatchAsync(string name, HttpClient api, int messages, int senders, int batchSize, TimeSpan limit)
+    {
+        var run = new Run(messages);
+        Volatile.Write(ref _run, run);
+        using var stop = new CancellationTokenSource(limit);
+        var next = 0;
+        var started = Stopwatch.GetTimestamp();
+        var sending = Enumerable.Range(0, senders).Select(s => Task.Run(async () =>
+        {
+            var random = new Random(1000 + s);
+            var payload = new byte[16];
+            while (!stop.IsCancellationRequested)
+            {
+                var first = Interlocked.Add(ref next, batchSize) - batchSize;
+                if (first >= messages) break;
+                var count = Math.Min(batchSize, messages - first);
+                var body = new System.Buffers.ArrayBufferWriter<byte>(count * 64);
+                using (var w = new System.Text.Json.Utf8JsonWriter(body))
+                {
+                    w.WriteStartArray();
+                    for (var seq = first; seq < first + count; seq++)
+                    {
+                        var target = random.Next(Count);
+                        BinaryPrimitives.WriteInt32LittleEndian(payload, seq);
+                        BinaryPrimitives.WriteInt32LittleEndian(payload.AsSpan(4), target);
+                        BinaryPrimitives.WriteInt64LittleEndian(payload.AsSpan(8), Stopwatch.GetTimestamp());
+                        w.WriteStartObject();
+                        w.WriteString("device", $"{Prefix}{target}");
+                        w.WriteBase64String("dataBase64", payload);
+                        w.WriteEndObject();
+                    }
+                    w.WriteEndArray();
+                }
+                var content = new ByteArrayContent(body.WrittenSpan.ToArray());
+                content.Headers.ContentType = new("application/json");
+                using var response = await api.PostAsync("api/messages/batch", content, stop.Token);
+                if (!response.IsSuccessStatusCode) throw new InvalidOperationException($"batch at {first}: HTTP {(int)response.StatusCode}");
+            }
+        })).ToArray();
+        await Task.WhenAll(sending);
+        await Task.WhenAny(run.Done.Task, Task.Delay(Timeout.Infinite, stop.Token).ContinueWith(_ => { }, TaskScheduler.Default));
+        var elapsed = Stopwatch.GetElapsedTime(started);
+        Volatile.Write(ref _run, null);
+        var sorted = run.Latencies.OrderBy(x => x).ToArray();
+        double Pct(double p) => sorted.Length == 0 ? double.NaN : sorted[Math.Min(sorted.Length - 1, (int)(p * sorted.Length))];
+        return new TargetedResult(name, messages, messages / elapsed.TotalSeconds, Pct(0.50), Pct(0.99), sorted.LastOrDefault(),
+            run.Counts.Count(c => c == 0), run.Counts.Count(c => c > 1), run.Misrouted);
+    }
+
+    /// <summary>Closes every connection cleanly (1000), bounded; the readers end with the close.</summary>
+    public async Task CloseAllAsync(int concurrency = 200)
+    {
+        using var gate = new SemaphoreSlim(concurrency);
+        await Task.WhenAll(_sockets.Select(async s =>
+        {
+            await gate.WaitAsync();
+            try
+            {
+                using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+                await s.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, null, cts.Token);
+            }
+            catch (Exception e) when (e is WebSocketException or OperationCanceledException)
+            {
+            }
+            finally
+            {
+                gate.Release();
+            }
+        }));
     }
 
     public async ValueTask DisposeAsync()
