@@ -27,10 +27,12 @@ internal static class Compare
         var concurrency = new Option<int>("--connect-concurrency") { DefaultValueFactory = _ => 200 };
         var sources = new Option<int>("--sources") { Description = "Loopback source addresses (127.0.0.2 ...)", DefaultValueFactory = _ => 8 };
         var scenarios = new Option<string>("--scenarios") { DefaultValueFactory = _ => "connect,fanout,targeted,batch,echo,d2d,churn" };
+        var hold = new Option<double>("--hold-seconds") { Description = "Keep the fleet connected this long after connecting (to attach dotnet-gcdump or dotnet-trace)" };
+        var only = new Option<string?>("--servers") { Description = "baseline,devicegate (default both)" };
         var dll = new Option<string?>("--server-dll") { Description = "DeviceGate.dll (default: this repo's Release build)" };
         var baselineDll = new Option<string?>("--baseline-dll") { Description = "Baseline.dll (default: this repo's Release build)" };
         var command = new Command("compare", "Baseline vs DeviceGate, alternately, through connect/fanout/targeted/batch/echo/d2d/churn; median ratios.");
-        foreach (var o in new Option[] { devices, rounds, messages, senders, broadcasts, echoConnections, echoRoundTrips, churnSeconds, batchSize, concurrency, sources, scenarios, dll, baselineDll })
+        foreach (var o in new Option[] { hold, only, devices, rounds, messages, senders, broadcasts, echoConnections, echoRoundTrips, churnSeconds, batchSize, concurrency, sources, scenarios, dll, baselineDll })
         {
             command.Options.Add(o);
         }
@@ -39,17 +41,21 @@ internal static class Compare
             SourceAddresses.Use(parse.GetValue(sources));
             var settings = new Settings(parse.GetValue(devices), parse.GetValue(messages), parse.GetValue(senders), parse.GetValue(broadcasts),
                 parse.GetValue(echoConnections), parse.GetValue(echoRoundTrips), TimeSpan.FromSeconds(parse.GetValue(churnSeconds)),
-                parse.GetValue(batchSize), parse.GetValue(concurrency), parse.GetValue(scenarios)!.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).ToHashSet());
+                parse.GetValue(batchSize), parse.GetValue(concurrency), parse.GetValue(scenarios)!.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).ToHashSet(),
+                TimeSpan.FromSeconds(parse.GetValue(hold)));
+            var kinds = (parse.GetValue(only) ?? "baseline,devicegate").Split(',', StringSplitOptions.TrimEntries);
             var samples = new List<Sample>();
             var failures = new List<string>();
             for (var round = 1; round <= parse.GetValue(rounds); round++)
             {
-                foreach (var kind in new[] { "baseline", "devicegate" })
+                foreach (var kind in kinds)
                 {
                     await using var server = kind == "baseline"
                         ? await ServerUnderTest.StartBaselineAsync(parse.GetValue(baselineDll) ?? BaselineDll())
                         : await ServerUnderTest.StartAsync(parse.GetValue(dll) ?? Scenarios.DefaultDll(),
-                            "--DeviceGate:Limits:MaxConnections=200000", "--DeviceGate:Limits:ConnectsPerSecond=100000", "--DeviceGate:Limits:ConnectsBurst=100000");
+                            "--DeviceGate:Limits:MaxConnections=200000", "--DeviceGate:Limits:ConnectsPerSecond=100000", "--DeviceGate:Limits:ConnectsBurst=100000",
+                            // echo does 2,000 round trips per connection as fast as it can: what the per-device rate limit (200/s) is there to stop.
+                            "--DeviceGate:Limits:DeviceMessagesPerSecond=1000000", "--DeviceGate:Limits:DeviceMessagesBurst=1000000");
                     Console.Error.WriteLine($"round {round}: {kind} (pid {server.Pid}) at {server.BaseUri}");
                     await RunAllAsync(server, settings, round, samples, failures);
                 }
@@ -62,7 +68,7 @@ internal static class Compare
     }
 
     internal sealed record Settings(int Devices, int Messages, int Senders, int Broadcasts, int EchoConnections, int EchoRoundTrips,
-        TimeSpan Churn, int BatchSize, int ConnectConcurrency, HashSet<string> Scenarios);
+        TimeSpan Churn, int BatchSize, int ConnectConcurrency, HashSet<string> Scenarios, TimeSpan Hold);
 
     private static string BaselineDll()
     {
@@ -94,6 +100,11 @@ internal static class Compare
         if (s.Devices >= 5000) Console.Error.WriteLine();
         await Task.Delay(TimeSpan.FromSeconds(2)); // let the server's allocations settle before reading its RSS (a benchmark, not a test)
         var perDevice = (server.RssBytes() - rssAtRest) / (double)s.Devices;
+        if (s.Hold > TimeSpan.Zero)
+        {
+            Console.Error.WriteLine($"  holding {s.Devices} devices for {s.Hold.TotalSeconds} s (pid {server.Pid})");
+            await Task.Delay(s.Hold);
+        }
         if (s.Scenarios.Contains("connect"))
         {
             Add("connect", "connects/s", s.Devices / connectSeconds);
