@@ -12,11 +12,13 @@ internal sealed class ConnectionRegistry
 
     public ICollection<DeviceConnection> All => _devices.Values;
 
-    /// <summary>Registers <paramref name="connection"/>, closing any older connection of the same id with 4000.</summary>
+    /// <summary>
+    /// Registers <paramref name="connection"/>, closing any older connection of the same id with 4000. The owner calls
+    /// <see cref="Unregister"/> when the connection starts closing.
+    /// </summary>
     /// <returns>The connection that was replaced, if any.</returns>
     public DeviceConnection? Register(DeviceConnection connection)
     {
-        connection.Closing += Unregister;
         while (true)
         {
             if (_devices.TryGetValue(connection.DeviceId, out var old))

@@ -63,7 +63,9 @@ internal sealed class DeviceConnection
         _time = time;
         _onMessage = onMessage;
         ConnectedAt = time.GetUtcNow();
-        _queue = Channel.CreateUnbounded<OutboundMessage>(new UnboundedChannelOptions { SingleReader = true });
+        // Bounded only in name (our own caps decide overflow): unlike the unbounded channel, whose queue starts with a
+        // 32-slot segment, its queue holds no array until the first message, so an idle device costs ~1.4 KB less.
+        _queue = Channel.CreateBounded<OutboundMessage>(new BoundedChannelOptions(int.MaxValue) { SingleReader = true, FullMode = BoundedChannelFullMode.Wait });
     }
 
     public string DeviceId { get; }
@@ -75,8 +77,11 @@ internal sealed class DeviceConnection
     internal double ErrorBudget = Defaults.EnvelopeErrorBurst;
     internal long ErrorBudgetRefilledAt;
 
-    /// <summary>Raised once, on the first close request, before the close frame is written (used to leave the registry).</summary>
-    public event Action<DeviceConnection>? Closing;
+    /// <summary>
+    /// Called once, on the first close request, before the close frame is written (used to leave the registry). One
+    /// shared delegate per endpoint rather than an event with handlers per connection: nothing allocated per device.
+    /// </summary>
+    public Action<DeviceConnection>? Closing { get; init; }
 
     /// <summary>The code this connection was closed with (sent by us, or received from the device); 1006 when the socket died.</summary>
     public int CloseCode { get; private set; } = 1006;

@@ -27,6 +27,25 @@ internal sealed class DeviceEndpoint(
     TimeProvider time,
     ILogger<DeviceEndpoint> logger)
 {
+    // Created once, shared by every connection (a method group or lambda per connection would allocate per device).
+    private DeviceConnection.MessageHandler? _onEnvelopeField, _onRawField;
+    private Action<DeviceConnection>? _onEnvelopeRateLimitedField, _onRawRateLimitedField, _onClosingField;
+    private DeviceConnection.MessageHandler _onEnvelope => _onEnvelopeField ??= envelopes.Handle;
+    private DeviceConnection.MessageHandler _onRaw => _onRawField ??= OnRawMessage;
+    private Action<DeviceConnection> _onEnvelopeRateLimited => _onEnvelopeRateLimitedField ??= envelopes.RateLimited;
+    private Action<DeviceConnection> _onRawRateLimited => _onRawRateLimitedField ??= OnRawRateLimited;
+    private Action<DeviceConnection> _onClosing => _onClosingField ??= OnClosing;
+
+    /// <summary>The close of a connection has started: pending rpcs fail, its lane stops, and presence forgets it.</summary>
+    private void OnClosing(DeviceConnection connection)
+    {
+        rpcs.ConnectionGone(connection);
+        connection.Lane?.Close();
+        // Leave presence as soon as the close starts, not after the handshake: other nodes stop routing here at once.
+        _ = presence.UnregisterAsync(connection);
+        registry.Unregister(connection);
+    }
+
     public async Task HandleAsync(HttpContext context)
     {
         var remote = context.Connection.RemoteIpAddress;
@@ -67,17 +86,18 @@ internal sealed class DeviceEndpoint(
 
         // Registered before the 101 goes out: once a device sees its upgrade succeed, it can be reached.
         var deviceId = outcome.DeviceId!;
+        var permissions = DevicePermissions.From(outcome.Identity?.Token);
+        var expiresAt = outcome.Identity?.ExpiresAt;
+        // This method's state lives as long as the connection: keep the parsed token (and its claim dictionaries) out of it.
+        outcome = default;
         var mode = context.WebSockets.WebSocketRequestedProtocols.Contains(Subprotocols.EnvelopeJson) ? ConnectionMode.Envelope : ConnectionMode.Raw;
-        var connection = new DeviceConnection(deviceId, mode, DevicePermissions.From(outcome.Identity?.Token), options.Value.Limits, time, metrics,
-            mode == ConnectionMode.Envelope ? envelopes.Handle : OnRawMessage)
+        var envelope = mode == ConnectionMode.Envelope;
+        var connection = new DeviceConnection(deviceId, mode, permissions, options.Value.Limits, time, metrics, envelope ? _onEnvelope : _onRaw)
         {
-            RateLimited = mode == ConnectionMode.Envelope ? envelopes.RateLimited : OnRawRateLimited,
+            RateLimited = envelope ? _onEnvelopeRateLimited : _onRawRateLimited,
+            Closing = _onClosing,
         };
-        connection.Closing += rpcs.ConnectionGone;
-        // Leave presence as soon as the close starts, not after the handshake: other nodes stop routing here at once.
-        connection.Closing += c => _ = presence.UnregisterAsync(c);
         var lane = connection.Lane = delivery.CreateLane(connection);
-        connection.Closing += _ => lane.Close();
         directory.Seen(deviceId, connection.ConnectedAt);
         if (registry.Register(connection) is { } replaced) Log.DeviceReplaced(logger, replaced.DeviceId);
 
@@ -102,7 +122,7 @@ internal sealed class DeviceEndpoint(
         events.Connected(deviceId);
         _ = lane.StartAsync();
 
-        using var expiry = ScheduleTokenExpiry(connection, outcome.Identity?.ExpiresAt);
+        using var expiry = ScheduleTokenExpiry(connection, expiresAt);
         await connection.RunAsync(socket).ConfigureAwait(false);
 
         registry.Unregister(connection);

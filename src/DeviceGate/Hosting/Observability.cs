@@ -58,26 +58,25 @@ internal static class Observability
         if (options.Network.KnownProxies.Length > 0) app.UseForwardedHeaders();
         app.UseRouting();
         var metrics = app.Services.GetRequiredService<GatewayMetrics>();
-        app.Use(async (context, next) =>
+        // Not async itself: a WebSocket request passes straight through, so nothing of this stays alive per device.
+        app.Use((context, next) => context.Request.Path.StartsWithSegments("/api") ? MeasureAsync(context, next, metrics) : next(context));
+        // The API rate limit is fixed at start; when it is off, its middleware is not in the pipeline at all.
+        if (options.Limits.ApiRequestsPerSecond > 0) app.UseRateLimiter();
+    }
+
+    private static async Task MeasureAsync(HttpContext context, RequestDelegate next, GatewayMetrics metrics)
+    {
+        var started = Stopwatch.GetTimestamp();
+        try
         {
-            if (!context.Request.Path.StartsWithSegments("/api"))
-            {
-                await next(context).ConfigureAwait(false);
-                return;
-            }
-            var started = Stopwatch.GetTimestamp();
-            try
-            {
-                await next(context).ConfigureAwait(false);
-            }
-            finally
-            {
-                var route = (context.GetEndpoint() as RouteEndpoint)?.RoutePattern.RawText ?? "unmatched";
-                metrics.ApiRequests.WithLabels(route, context.Response.StatusCode.ToString(System.Globalization.CultureInfo.InvariantCulture)).Inc();
-                metrics.ApiDuration.WithLabels(route).Observe(Stopwatch.GetElapsedTime(started).TotalSeconds);
-            }
-        });
-        app.UseRateLimiter();
+            await next(context).ConfigureAwait(false);
+        }
+        finally
+        {
+            var route = (context.GetEndpoint() as RouteEndpoint)?.RoutePattern.RawText ?? "unmatched";
+            metrics.ApiRequests.WithLabels(route, context.Response.StatusCode.ToString(System.Globalization.CultureInfo.InvariantCulture)).Inc();
+            metrics.ApiDuration.WithLabels(route).Observe(Stopwatch.GetElapsedTime(started).TotalSeconds);
+        }
     }
 
     public static void MapObservability(WebApplication app)
