@@ -7,18 +7,22 @@ namespace DeviceGate.Auth;
 /// Guards every <c>/api</c> route: <c>Authorization: Bearer &lt;api key&gt;</c>, compared in constant time.
 /// An endpoint filter rather than the authentication stack: there are no users, cookies or schemes to negotiate.
 /// </summary>
-internal sealed class ApiKeyFilter(ApiKeyVerifier verifier) : IEndpointFilter
+internal static class ApiKeyCheck
 {
-    public ValueTask<object?> InvokeAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
+    /// <summary>
+    /// Runs <paramref name="next"/> for a request with a valid API key, otherwise answers 401. A middleware rather than
+    /// an endpoint filter: a filter makes every API call box its arguments into an invocation context.
+    /// </summary>
+    public static Task InvokeAsync(HttpContext context, RequestDelegate next, ApiKeyVerifier verifier)
     {
-        var key = BearerToken.From(context.HttpContext.Request);
+        var key = BearerToken.From(context.Request);
         if (key is not null && verifier.IsValid(key)) return next(context);
-        context.HttpContext.Response.Headers.WWWAuthenticate = "Bearer";
-        return ValueTask.FromResult<object?>(Results.Problem(
+        context.Response.Headers.WWWAuthenticate = "Bearer";
+        return Results.Problem(
             statusCode: StatusCodes.Status401Unauthorized,
             title: "API key required",
             detail: "Send a valid API key as 'Authorization: Bearer <key>'.",
-            type: "unauthorized"));
+            type: "unauthorized").ExecuteAsync(context);
     }
 }
 
@@ -32,7 +36,10 @@ public sealed class ApiKeyVerifier
 
     public bool IsValid(string key)
     {
-        var hash = SHA256.HashData(Encoding.UTF8.GetBytes(key));
+        if (key.Length > 1024) return false;
+        Span<byte> utf8 = stackalloc byte[Encoding.UTF8.GetMaxByteCount(key.Length)];
+        Span<byte> hash = stackalloc byte[SHA256.HashSizeInBytes];
+        SHA256.HashData(utf8[..Encoding.UTF8.GetBytes(key, utf8)], hash);
         var ok = false;
         foreach (var h in _hashes) ok |= CryptographicOperations.FixedTimeEquals(h, hash);
         return ok;

@@ -25,8 +25,10 @@ public static class GatewayHost
         // standard configuration under Kestrel:Limits.
         builder.WebHost.ConfigureKestrel((context, kestrel) => context.Configuration.GetSection("Kestrel:Limits").Bind(kestrel.Limits));
 
-        // ASP.NET Core's "Request starting" line carries the query string, where browsers put their token.
-        builder.Logging.AddFilter("Microsoft.AspNetCore.Hosting.Diagnostics", LogLevel.Warning);
+        // ASP.NET Core's "Request starting" line carries the query string, where browsers put their token. Off entirely
+        // (it logs nothing above Information): while that logger is enabled at any level, hosting also creates an
+        // Activity per request, one more object that every WebSocket connection would keep for its whole life.
+        builder.Logging.AddFilter("Microsoft.AspNetCore.Hosting.Diagnostics", LogLevel.None);
         // Per-request framework chatter ("Executing endpoint ...") drowns the gateway's own lines.
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
         builder.Logging.ClearProviders();
@@ -88,7 +90,6 @@ public static class GatewayHost
 
         services.AddProblemDetails();
         services.ConfigureHttpJsonOptions(o => o.SerializerOptions.TypeInfoResolverChain.Insert(0, ApiJsonContext.Default));
-        services.AddSingleton<ApiKeyFilter>();
     }
 
     /// <summary>One node: SQLite in the data folder, presence is the local registry, nobody to talk to.</summary>
@@ -142,8 +143,8 @@ public static class GatewayHost
 
         Dashboard.DashboardEndpoints.Map(app);
 
+        // The API key is checked by the /api middleware (Observability.UseObservability), before routing's handler runs.
         var api = app.MapGroup("/api");
-        api.AddEndpointFilter<ApiKeyFilter>();
         DevicesApi.Map(api);
         GroupsApi.Map(api);
         RpcApi.Map(api);

@@ -49,6 +49,16 @@ internal sealed class GatewayMetrics
     public Counter SendQueueOverflows { get; }
     public Counter RateLimited { get; }
     public Counter LateReplies { get; }
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<(string Route, int Status), Counter.Child> _apiCounters = new();
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, Histogram.Child> _apiDurations = new(StringComparer.Ordinal);
+
+    /// <summary>Counts and times one API request; labelled children are looked up once per (route, status), not built from strings each time.</summary>
+    public void ApiRequest(string route, int status, TimeSpan duration)
+    {
+        _apiCounters.GetOrAdd((route, status), static (k, m) => m.ApiRequests.WithLabels(k.Route, k.Status.ToString(System.Globalization.CultureInfo.InvariantCulture)), this).Inc();
+        _apiDurations.GetOrAdd(route, static (r, m) => m.ApiDuration.WithLabels(r), this).Observe(duration.TotalSeconds);
+    }
+
     public Counter ApiRequests { get; }
     public Histogram ApiDuration { get; }
     public Histogram DeliveryLatency { get; }

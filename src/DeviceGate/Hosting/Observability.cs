@@ -59,7 +59,14 @@ internal static class Observability
         app.UseRouting();
         var metrics = app.Services.GetRequiredService<GatewayMetrics>();
         // Not async itself: a WebSocket request passes straight through, so nothing of this stays alive per device.
-        app.Use((context, next) => context.Request.Path.StartsWithSegments("/api") ? MeasureAsync(context, next, metrics) : next(context));
+        var verifier = app.Services.GetRequiredService<Auth.ApiKeyVerifier>();
+        RequestDelegate? checkedNext = null;
+        app.Use((context, next) =>
+        {
+            if (!context.Request.Path.StartsWithSegments("/api")) return next(context);
+            checkedNext ??= c => Auth.ApiKeyCheck.InvokeAsync(c, next, verifier);
+            return MeasureAsync(context, checkedNext, metrics);
+        });
         // The API rate limit is fixed at start; when it is off, its middleware is not in the pipeline at all.
         if (options.Limits.ApiRequestsPerSecond > 0) app.UseRateLimiter();
     }
@@ -74,8 +81,7 @@ internal static class Observability
         finally
         {
             var route = (context.GetEndpoint() as RouteEndpoint)?.RoutePattern.RawText ?? "unmatched";
-            metrics.ApiRequests.WithLabels(route, context.Response.StatusCode.ToString(System.Globalization.CultureInfo.InvariantCulture)).Inc();
-            metrics.ApiDuration.WithLabels(route).Observe(Stopwatch.GetElapsedTime(started).TotalSeconds);
+            metrics.ApiRequest(route, context.Response.StatusCode, Stopwatch.GetElapsedTime(started));
         }
     }
 
