@@ -19,9 +19,14 @@ internal static class BatchApi
 {
     public const string NdJson = "application/x-ndjson";
 
-    public static void Map(RouteGroupBuilder api) =>
-        api.MapPost("/messages/batch", SendBatchAsync).WithName("SendBatch")
+    public static void Map(RouteGroupBuilder api)
+    {
+        var services = ((IEndpointRouteBuilder)api).ServiceProvider;
+        var delivery = services.GetRequiredService<DeliveryService>();
+        var options = services.GetRequiredService<IOptions<GatewayOptions>>();
+        api.MapPost("/messages/batch", new Func<HttpContext, Task>(context => SendBatchAsync(context, delivery, options))).WithName("SendBatch")
             .Produces(200, contentType: "application/json").ProducesProblem(400).ProducesProblem(413);
+    }
 
     /// <summary>One parsed item: a send to make, or why it cannot be made.</summary>
     private readonly record struct Item(string? Device, MessageData? Data, TimeSpan Ttl, string? Key, ItemProblem? Problem);

@@ -14,7 +14,12 @@ internal static class DevicesApi
 {
     public static void Map(RouteGroupBuilder api)
     {
-        api.MapPost("/devices/{id}/messages", SendAsync).WithName("SendToDevice")
+        // The hottest route: its services are resolved once here, and its answer is written without a per-request
+        // service scope (parameters bound from DI, and the JSON result's logger, would each create one).
+        var services = ((IEndpointRouteBuilder)api).ServiceProvider;
+        var delivery = services.GetRequiredService<DeliveryService>();
+        var options = services.GetRequiredService<IOptions<GatewayOptions>>();
+        api.MapPost("/devices/{id}/messages", (string id, HttpContext context, string? ttl) => SendAsync(id, context, ttl, delivery, options)).WithName("SendToDevice")
             .Produces<SendResponse>(202).ProducesProblem(400).ProducesProblem(404).ProducesProblem(413).ProducesProblem(429).ProducesProblem(503);
         api.MapPost("/broadcast", BroadcastAsync).WithName("Broadcast")
             .Produces<RecipientsResponse>(200).ProducesProblem(400).ProducesProblem(413);
@@ -37,8 +42,7 @@ internal static class DevicesApi
         var result = await delivery.SendAsync(id, data, DeviceId.Server, null, lifetime, key).ConfigureAwait(false);
         return result.Outcome switch
         {
-            SendOutcome.Sent or SendOutcome.Queued or SendOutcome.Duplicate =>
-                TypedResults.Json(new SendResponse(result.Id, result.Status), ApiJsonContext.Default.SendResponse, statusCode: 202),
+            SendOutcome.Sent or SendOutcome.Queued or SendOutcome.Duplicate => new AcceptedResult(new SendResponse(result.Id, result.Status)),
             SendOutcome.OutboxFull => SendOptions.OutboxFull(id, o.Delivery.MaxQueuedPerDevice, context),
             SendOutcome.Unavailable => SendOptions.Unavailable(context),
             _ => Problems.NotConnected(id),
@@ -170,5 +174,20 @@ internal static class DevicesApi
             return SendOptions.Unavailable(context);
         }
         return Results.NoContent();
+    }
+}
+
+/// <summary>202 with the send's id and status, serialized straight into the response (source-generated, no logger lookup).</summary>
+internal sealed class AcceptedResult(SendResponse response) : IResult
+{
+    public Task ExecuteAsync(HttpContext context)
+    {
+        context.Response.StatusCode = StatusCodes.Status202Accepted;
+        context.Response.ContentType = "application/json; charset=utf-8";
+        using (var json = new System.Text.Json.Utf8JsonWriter(context.Response.BodyWriter))
+        {
+            System.Text.Json.JsonSerializer.Serialize(json, response, ApiJsonContext.Default.SendResponse);
+        }
+        return context.Response.BodyWriter.FlushAsync(context.RequestAborted).AsTask();
     }
 }

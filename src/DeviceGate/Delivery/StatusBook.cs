@@ -26,13 +26,29 @@ internal sealed class StatusBook(TimeProvider time)
     private readonly ConcurrentDictionary<string, string> _idempotency = new(StringComparer.Ordinal);
     private readonly ConcurrentQueue<string> _keyOrder = new();
 
+    // Counted here: ConcurrentQueue.Count takes a lock once the queue spans several segments, and this runs on every send.
+    private int _orderCount;
+    private int _keyCount;
+
     public void Add(string id, string device, string? idempotencyKey)
     {
         _entries[id] = new Entry(device, time.GetUtcNow());
         _order.Enqueue(id);
-        if (idempotencyKey is not null && _idempotency.TryAdd(idempotencyKey, id)) _keyOrder.Enqueue(idempotencyKey);
-        while (_order.Count > Defaults.InMemoryStatuses && _order.TryDequeue(out var old)) _entries.TryRemove(old, out _);
-        while (_keyOrder.Count > Defaults.InMemoryStatuses && _keyOrder.TryDequeue(out var oldKey)) _idempotency.TryRemove(oldKey, out _);
+        var count = Interlocked.Increment(ref _orderCount);
+        if (idempotencyKey is not null && _idempotency.TryAdd(idempotencyKey, id))
+        {
+            _keyOrder.Enqueue(idempotencyKey);
+            if (Interlocked.Increment(ref _keyCount) > Defaults.InMemoryStatuses && _keyOrder.TryDequeue(out var oldKey))
+            {
+                Interlocked.Decrement(ref _keyCount);
+                _idempotency.TryRemove(oldKey, out _);
+            }
+        }
+        if (count > Defaults.InMemoryStatuses && _order.TryDequeue(out var old))
+        {
+            Interlocked.Decrement(ref _orderCount);
+            _entries.TryRemove(old, out _);
+        }
     }
 
     public string? IdForKey(string key) => _idempotency.TryGetValue(key, out var id) ? id : null;
