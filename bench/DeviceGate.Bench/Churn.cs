@@ -2,7 +2,7 @@ using System.Net.WebSockets;
 
 namespace DeviceGate.Bench;
 
-/// <summary><c>churn</c>: W workers connect a fresh device, close it cleanly, and again, for a fixed time.</summary>
+/// <summary><c>churn</c>: W workers connect a device, close it cleanly, and again, for a fixed time.</summary>
 internal static class Churn
 {
     public static async Task<int> RunAsync(ServerUnderTest server, TimeSpan duration, int workers)
@@ -14,7 +14,9 @@ internal static class Churn
             var buffer = new byte[64];
             for (var n = 0; !stop.IsCancellationRequested; n++)
             {
-                var id = $"churn-{w}-{n}";
+                // Real devices come back under their own ids: 20 ids per worker, reused (a fresh id every cycle
+                // would measure how many devices the gateway remembers, not whether connections leave cleanly).
+                var id = $"churn-{w}-{n % 20}";
                 using var socket = new ClientWebSocket();
                 socket.Options.SetRequestHeader("Authorization", "Bearer " + server.Token(id));
                 using var bounded = new CancellationTokenSource(TimeSpan.FromSeconds(30));
