@@ -48,6 +48,9 @@ internal static class Scenarios
                     results.Add(result);
                 }
             }
+            // Then devices that are offline while their messages are stored, and connect afterwards.
+            var offline = await DeviceFleet.OfflineThenConnectAsync(server, api, n, parse.GetValue(messages), parse.GetValue(senders), TimeSpan.FromMinutes(3));
+            Console.Error.WriteLine($"offline: stored {offline.AcceptedPerSecond:F0} msg/s, delivered on connect {offline.DeliveredPerSecond:F0} msg/s, lost {offline.Lost} dup {offline.Duplicated} misrouted {offline.Misrouted}");
             var plain = Median(results.Where(x => x.Name == "ttl=0"));
             var durable = Median(results.Where(x => x.Name == "ttl=60"));
             Console.WriteLine();
@@ -55,6 +58,8 @@ internal static class Scenarios
             Console.WriteLine("|---|---|---|---|---|---|");
             foreach (var x in new[] { plain, durable }) Console.WriteLine($"| targeted {x.Name} | {x.PerSecond:F0} | {x.P50Ms:F1} | {x.P99Ms:F1} | {x.Lost} | {x.Duplicated} |");
             Console.WriteLine($"| ratio durable / non-durable | {durable.PerSecond / plain.PerSecond:F2} | | | | |");
+            Console.WriteLine($"| ttl=60 to offline devices: stored | {offline.AcceptedPerSecond:F0} | | | | |");
+            Console.WriteLine($"| then delivered when they connect (from the first connect to the last message) | {offline.DeliveredPerSecond:F0} | | | {offline.Lost} | {offline.Duplicated} |");
             Console.WriteLine(JsonSerializer.Serialize(new
             {
                 scenario = "durable",
@@ -66,8 +71,12 @@ internal static class Scenarios
                 lost = results.Sum(x => x.Lost),
                 duplicated = results.Sum(x => x.Duplicated),
                 misrouted = results.Sum(x => x.Misrouted),
+                offlineStoredPerSecond = offline.AcceptedPerSecond,
+                offlineDeliveredPerSecond = offline.DeliveredPerSecond,
+                offlineLost = offline.Lost,
+                offlineDuplicated = offline.Duplicated,
             }));
-            return results.Sum(x => x.Lost + x.Misrouted) == 0 ? 0 : 1;
+            return results.Sum(x => x.Lost + x.Misrouted) + offline.Lost + offline.Misrouted == 0 ? 0 : 1;
         });
         return command;
     }

@@ -56,10 +56,11 @@ internal sealed class DeviceFleet : IAsyncDisposable
         return (times[times.Count / 2], times[Math.Min(times.Count - 1, (int)(0.99 * times.Count))], rounds * (double)Count / total);
     }
 
-    private DeviceFleet(ClientWebSocket[] sockets, string prefix)
+    private DeviceFleet(ClientWebSocket[] sockets, string prefix, Run? run = null)
     {
         _sockets = sockets;
         Prefix = prefix;
+        _run = run;
         _readers = sockets.Select((s, i) => Task.Run(() => ReadAsync(s, i))).ToArray();
     }
 
@@ -70,7 +71,10 @@ internal sealed class DeviceFleet : IAsyncDisposable
         ConnectAsync([server], devices, prefix, concurrency);
 
     /// <summary>Device i connects to server i mod count (devices spread over a cluster's nodes).</summary>
-    public static async Task<DeviceFleet> ConnectAsync(ServerUnderTest[] servers, int devices, string prefix, int concurrency = 100, IProgress<int>? progress = null)
+    public static Task<DeviceFleet> ConnectAsync(ServerUnderTest[] servers, int devices, string prefix, int concurrency = 100, IProgress<int>? progress = null) =>
+        ConnectAsync(servers, devices, prefix, concurrency, progress, null);
+
+    private static async Task<DeviceFleet> ConnectAsync(ServerUnderTest[] servers, int devices, string prefix, int concurrency, IProgress<int>? progress, Run? run)
     {
         var sockets = new ClientWebSocket[devices];
         using var gate = new SemaphoreSlim(concurrency);
@@ -93,7 +97,7 @@ internal sealed class DeviceFleet : IAsyncDisposable
                 gate.Release();
             }
         }));
-        return new DeviceFleet(sockets, prefix);
+        return new DeviceFleet(sockets, prefix, run);
     }
 
     private async Task ReadAsync(ClientWebSocket socket, int index)
@@ -215,6 +219,48 @@ internal sealed class DeviceFleet : IAsyncDisposable
         double Pct(double p) => sorted.Length == 0 ? double.NaN : sorted[Math.Min(sorted.Length - 1, (int)(p * sorted.Length))];
         return new TargetedResult(name, messages, messages / elapsed.TotalSeconds, Pct(0.50), Pct(0.99), sorted.LastOrDefault(),
             run.Counts.Count(c => c == 0), run.Counts.Count(c => c > 1), run.Misrouted);
+    }
+
+    /// <summary>
+    /// Durable sends (<c>?ttl=60</c>) to devices that are offline, then those devices connect: how fast the API
+    /// stores them, and how long until every message arrived once the devices came (delivery on reconnect).
+    /// </summary>
+    public static async Task<(double AcceptedPerSecond, double DeliveredPerSecond, int Lost, int Duplicated, int Misrouted)> OfflineThenConnectAsync(
+        ServerUnderTest server, HttpClient api, int devices, int messages, int senders, TimeSpan limit)
+    {
+        const string prefix = "offline-";
+        var next = -1;
+        var started = Stopwatch.GetTimestamp();
+        await Task.WhenAll(Enumerable.Range(0, senders).Select(s => Task.Run(async () =>
+        {
+            var random = new Random(500 + s);
+            int seq;
+            while ((seq = Interlocked.Increment(ref next)) < messages)
+            {
+                var target = random.Next(devices);
+                var payload = new byte[16];
+                BinaryPrimitives.WriteInt32LittleEndian(payload, seq);
+                BinaryPrimitives.WriteInt32LittleEndian(payload.AsSpan(4), target);
+                BinaryPrimitives.WriteInt64LittleEndian(payload.AsSpan(8), Stopwatch.GetTimestamp());
+                var content = new ByteArrayContent(payload);
+                content.Headers.ContentType = new("application/octet-stream");
+                using var response = await api.PostAsync($"api/devices/{prefix}{target}/messages?ttl=60", content);
+                if (!response.IsSuccessStatusCode) throw new InvalidOperationException($"offline send {seq}: HTTP {(int)response.StatusCode}");
+            }
+        })));
+        var accepted = messages / Stopwatch.GetElapsedTime(started).TotalSeconds;
+        var run = new Run(messages);
+        var connecting = Stopwatch.GetTimestamp();
+        await using var fleet = await ConnectAsync([server], devices, prefix, 200, null, run);
+        try
+        {
+            await run.Done.Task.WaitAsync(limit);
+        }
+        catch (TimeoutException)
+        {
+        }
+        var delivered = messages / Stopwatch.GetElapsedTime(connecting).TotalSeconds;
+        return (accepted, delivered, run.Counts.Count(c => c == 0), run.Counts.Count(c => c > 1), run.Misrouted);
     }
 
     /// <summary>Closes every connection cleanly (1000), bounded; the readers end with the close.</summary>

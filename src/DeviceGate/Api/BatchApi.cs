@@ -188,7 +188,7 @@ internal static class BatchApi
         if (e.TryGetProperty("data", out var json))
         {
             forms++;
-            data = MessageData.Json(Encoding.UTF8.GetBytes(json.GetRawText()));
+            data = MessageData.Json(System.Runtime.InteropServices.JsonMarshal.GetRawUtf8Value(json).ToArray());
         }
         if (e.TryGetProperty("text", out var text))
         {
