@@ -68,17 +68,7 @@ internal static class DeviceToDevice
         })));
         await Task.WhenAny(done.Task, Task.Delay(Timeout.Infinite, stop.Token).ContinueWith(_ => { }, TaskScheduler.Default));
         var elapsed = Stopwatch.GetElapsedTime(started).TotalSeconds;
-        foreach (var s in sockets)
-        {
-            try
-            {
-                using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(5));
-                await s.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, null, cts.Token);
-            }
-            catch (Exception e) when (e is WebSocketException or OperationCanceledException)
-            {
-            }
-        }
+        await Sockets.CloseAllAsync(sockets);
         await stop.CancelAsync();
         await Task.WhenAll(readers);
         foreach (var s in sockets) s.Dispose();

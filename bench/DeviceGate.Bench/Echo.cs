@@ -41,18 +41,8 @@ internal static class Echo
             }
         })));
         var elapsed = Stopwatch.GetElapsedTime(started).TotalSeconds;
-        foreach (var s in sockets)
-        {
-            try
-            {
-                using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(5));
-                await s.CloseAsync(WebSocketCloseStatus.NormalClosure, null, cts.Token);
-            }
-            catch (Exception e) when (e is WebSocketException or OperationCanceledException)
-            {
-            }
-            s.Dispose();
-        }
+        await Sockets.CloseAllAsync(sockets);
+        foreach (var s in sockets) s.Dispose();
         Array.Sort(latencies);
         return (latencies.Length / elapsed, latencies[latencies.Length / 2], latencies[Math.Min(latencies.Length - 1, (int)(latencies.Length * 0.99))]);
     }

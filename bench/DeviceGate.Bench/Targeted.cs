@@ -151,23 +151,36 @@ internal sealed class DeviceFleet : IAsyncDisposable
             while ((seq = Interlocked.Increment(ref next)) < messages && !stop.IsCancellationRequested)
             {
                 var target = random.Next(Count);
-                var payload = new byte[16];
-                BinaryPrimitives.WriteInt32LittleEndian(payload, seq);
-                BinaryPrimitives.WriteInt32LittleEndian(payload.AsSpan(4), target);
-                BinaryPrimitives.WriteInt64LittleEndian(payload.AsSpan(8), Stopwatch.GetTimestamp());
-                var content = new ByteArrayContent(payload);
-                content.Headers.ContentType = new("application/octet-stream");
+                var content = Payload(seq, target);
                 using var response = await api.PostAsync($"api/devices/{Prefix}{target}/messages{query}", content, stop.Token);
                 if (!response.IsSuccessStatusCode) throw new InvalidOperationException($"send {seq}: HTTP {(int)response.StatusCode}");
             }
         })).ToArray();
+        return await FinishAsync(name, run, sending, started, stop.Token);
+    }
+
+    /// <summary>A 16-byte binary message: its sequence number, its target's index and the time it was sent.</summary>
+    private static ByteArrayContent Payload(int seq, int target)
+    {
+        var payload = new byte[16];
+        BinaryPrimitives.WriteInt32LittleEndian(payload, seq);
+        BinaryPrimitives.WriteInt32LittleEndian(payload.AsSpan(4), target);
+        BinaryPrimitives.WriteInt64LittleEndian(payload.AsSpan(8), Stopwatch.GetTimestamp());
+        var content = new ByteArrayContent(payload);
+        content.Headers.ContentType = new("application/octet-stream");
+        return content;
+    }
+
+    /// <summary>Waits (bounded by <paramref name="stop"/>) until every message arrived, then sums up the run.</summary>
+    private async Task<TargetedResult> FinishAsync(string name, Run run, Task[] sending, long started, CancellationToken stop)
+    {
         await Task.WhenAll(sending);
-        await Task.WhenAny(run.Done.Task, Task.Delay(Timeout.Infinite, stop.Token).ContinueWith(_ => { }, TaskScheduler.Default));
+        await Task.WhenAny(run.Done.Task, Task.Delay(Timeout.Infinite, stop).ContinueWith(_ => { }, TaskScheduler.Default));
         var elapsed = Stopwatch.GetElapsedTime(started);
         Volatile.Write(ref _run, null);
         var sorted = run.Latencies.OrderBy(x => x).ToArray();
         double Pct(double p) => sorted.Length == 0 ? double.NaN : sorted[Math.Min(sorted.Length - 1, (int)(p * sorted.Length))];
-        return new TargetedResult(name, messages, messages / elapsed.TotalSeconds, Pct(0.50), Pct(0.99), sorted.LastOrDefault(),
+        return new TargetedResult(name, run.Counts.Length, run.Counts.Length / elapsed.TotalSeconds, Pct(0.50), Pct(0.99), sorted.LastOrDefault(),
             run.Counts.Count(c => c == 0), run.Counts.Count(c => c > 1), run.Misrouted);
     }
 
@@ -211,14 +224,7 @@ internal sealed class DeviceFleet : IAsyncDisposable
                 if (!response.IsSuccessStatusCode) throw new InvalidOperationException($"batch at {first}: HTTP {(int)response.StatusCode}");
             }
         })).ToArray();
-        await Task.WhenAll(sending);
-        await Task.WhenAny(run.Done.Task, Task.Delay(Timeout.Infinite, stop.Token).ContinueWith(_ => { }, TaskScheduler.Default));
-        var elapsed = Stopwatch.GetElapsedTime(started);
-        Volatile.Write(ref _run, null);
-        var sorted = run.Latencies.OrderBy(x => x).ToArray();
-        double Pct(double p) => sorted.Length == 0 ? double.NaN : sorted[Math.Min(sorted.Length - 1, (int)(p * sorted.Length))];
-        return new TargetedResult(name, messages, messages / elapsed.TotalSeconds, Pct(0.50), Pct(0.99), sorted.LastOrDefault(),
-            run.Counts.Count(c => c == 0), run.Counts.Count(c => c > 1), run.Misrouted);
+        return await FinishAsync(name, run, sending, started, stop.Token);
     }
 
     /// <summary>
@@ -238,12 +244,7 @@ internal sealed class DeviceFleet : IAsyncDisposable
             while ((seq = Interlocked.Increment(ref next)) < messages)
             {
                 var target = random.Next(devices);
-                var payload = new byte[16];
-                BinaryPrimitives.WriteInt32LittleEndian(payload, seq);
-                BinaryPrimitives.WriteInt32LittleEndian(payload.AsSpan(4), target);
-                BinaryPrimitives.WriteInt64LittleEndian(payload.AsSpan(8), Stopwatch.GetTimestamp());
-                var content = new ByteArrayContent(payload);
-                content.Headers.ContentType = new("application/octet-stream");
+                var content = Payload(seq, target);
                 using var response = await api.PostAsync($"api/devices/{prefix}{target}/messages?ttl=60", content);
                 if (!response.IsSuccessStatusCode) throw new InvalidOperationException($"offline send {seq}: HTTP {(int)response.StatusCode}");
             }
