@@ -49,6 +49,23 @@ public sealed class ClusterTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_batch_through_one_node_reaches_devices_on_both_in_order_and_queues_for_offline_ones()
+    {
+        using var near = await _two.ConnectAsync("batch-near");
+        using var far = await _one.ConnectAsync("batch-far");
+        var body = string.Join("\n", Enumerable.Range(0, 6).Select(i =>
+            $$"""{"device":"{{(i % 2 == 0 ? "batch-far" : "batch-near")}}","text":"b{{i}}","ttl":{{(i < 3 ? 0 : 60)}}}"""))
+            + "\n{\"device\":\"batch-offline\",\"text\":\"later\",\"ttl\":60}\n";
+        using var response = await _two.Api.PostBytesAsync("api/messages/batch", System.Text.Encoding.UTF8.GetBytes(body), "application/x-ndjson");
+        var json = await response.JsonAsync();
+        Assert.Equal((6, 1, 0), (json.GetProperty("sent").GetInt32(), json.GetProperty("queued").GetInt32(), json.GetProperty("failed").GetInt32()));
+        // Items accepted by one node keep their order per device, whichever node holds the device.
+        foreach (var i in new[] { 0, 2, 4 }) Assert.Equal($"b{i}", await far.ReceiveTextAsync());
+        foreach (var i in new[] { 1, 3, 5 }) Assert.Equal($"b{i}", await near.ReceiveTextAsync());
+        Assert.Equal(1, (await _one.Api.GetJsonAsync("api/devices/batch-offline")).GetProperty("queued").GetInt32());
+    }
+
+    [Fact]
     public async Task Presence_from_any_node_lists_every_node_s_devices()
     {
         using var a = await _one.ConnectAsync("p-one");
