@@ -29,10 +29,14 @@ internal static class Compare
         var scenarios = new Option<string>("--scenarios") { DefaultValueFactory = _ => "connect,fanout,targeted,batch,echo,d2d,churn" };
         var hold = new Option<double>("--hold-seconds") { Description = "Keep the fleet connected this long after connecting (to attach dotnet-gcdump or dotnet-trace)" };
         var only = new Option<string?>("--servers") { Description = "baseline,devicegate (default both)" };
+        var url = new Option<string?>("--url") { Description = "Drive an already running server speaking DeviceGate's contract instead (one pass, no ratios)" };
+        var pid = new Option<int>("--pid") { Description = "With --url: its process id, for memory and file figures from /proc" };
+        var apiKey = new Option<string?>("--api-key") { Description = "With --url: an API key" };
+        var tokenSecret = new Option<string?>("--token-secret") { Description = "With --url: its DeviceGate:Auth:TokenSecret, to sign device tokens" };
         var dll = new Option<string?>("--server-dll") { Description = "DeviceGate.dll (default: this repo's Release build)" };
         var baselineDll = new Option<string?>("--baseline-dll") { Description = "Baseline.dll (default: this repo's Release build)" };
         var command = new Command("compare", "Baseline vs DeviceGate, alternately, through connect/fanout/targeted/batch/echo/d2d/churn; median ratios.");
-        foreach (var o in new Option[] { hold, only, devices, rounds, messages, senders, broadcasts, echoConnections, echoRoundTrips, churnSeconds, batchSize, concurrency, sources, scenarios, dll, baselineDll })
+        foreach (var o in new Option[] { url, pid, apiKey, tokenSecret, hold, only, devices, rounds, messages, senders, broadcasts, echoConnections, echoRoundTrips, churnSeconds, batchSize, concurrency, sources, scenarios, dll, baselineDll })
         {
             command.Options.Add(o);
         }
@@ -46,6 +50,16 @@ internal static class Compare
             var kinds = (parse.GetValue(only) ?? "baseline,devicegate").Split(',', StringSplitOptions.TrimEntries);
             var samples = new List<Sample>();
             var failures = new List<string>();
+            if (parse.GetValue(url) is { } externalUrl)
+            {
+                var external = new Uri(externalUrl.EndsWith('/') ? externalUrl : externalUrl + "/");
+                await using var attached = ServerUnderTest.Attach(external, parse.GetValue(apiKey) ?? "", parse.GetValue(tokenSecret) ?? "", parse.GetValue(pid));
+                Console.Error.WriteLine($"external server at {external} (pid {attached.Pid})");
+                await RunAllAsync(attached, settings, 1, samples, failures);
+                Report(samples, settings);
+                foreach (var f in failures) Console.Error.WriteLine("FAILED: " + f);
+                return failures.Count == 0 ? 0 : 1;
+            }
             for (var round = 1; round <= parse.GetValue(rounds); round++)
             {
                 foreach (var kind in kinds)
@@ -79,7 +93,7 @@ internal static class Compare
     private static async Task RunAllAsync(ServerUnderTest server, Settings s, int round, List<Sample> samples, List<string> failures)
     {
         void Add(string scenario, string metric, double value) => samples.Add(new Sample(scenario, metric, server.Kind, round, value));
-        var dg = server.Kind == "devicegate";
+        var dg = server.Kind != "baseline"; // DeviceGate itself, or an external server speaking its whole contract
         using var api = server.CreateApi();
 
         // Warm-up: JIT tiers, pools and the first connections, so the memory baseline below is the server at rest.
@@ -223,7 +237,7 @@ internal static class Compare
             foreach (var metric in samples.Where(x => x.Scenario == scenario).Select(x => x.Metric).Distinct())
             {
                 var b = Median(samples.Where(x => x.Scenario == scenario && x.Metric == metric && x.Kind == "baseline").Select(x => x.Value));
-                var d = Median(samples.Where(x => x.Scenario == scenario && x.Metric == metric && x.Kind == "devicegate").Select(x => x.Value));
+                var d = Median(samples.Where(x => x.Scenario == scenario && x.Metric == metric && x.Kind != "baseline").Select(x => x.Value));
                 // The batch path has no baseline of its own: it is held against the baseline's per-message targeted rate.
                 if (scenario == "batch" && metric == "messages/s")
                 {

@@ -8,25 +8,36 @@ using Microsoft.IdentityModel.Tokens;
 
 namespace DeviceGate.Bench;
 
-/// <summary>A DeviceGate server started by the tool (Release build, own temp data folder, loopback, ephemeral port).</summary>
+/// <summary>
+/// A server under load: one the tool started (Release build, own temp data folder, loopback, ephemeral port), or an
+/// already running one speaking DeviceGate's contract that it only attaches to (<see cref="Attach"/>).
+/// </summary>
 internal sealed partial class ServerUnderTest : IAsyncDisposable
 {
-    private readonly Process _process;
-    private readonly string _dataDir;
+    private readonly Process? _process;
+    private readonly string? _dataDir;
+    private readonly int _pid;
 
-    private ServerUnderTest(Process process, string dataDir, Uri baseUri, string apiKey, string secret)
+    private ServerUnderTest(Process? process, string? dataDir, Uri baseUri, string apiKey, string secret, int pid = 0)
     {
         _process = process;
         _dataDir = dataDir;
         BaseUri = baseUri;
         ApiKey = apiKey;
         Secret = secret;
+        _pid = process?.Id ?? pid;
     }
 
     public Uri BaseUri { get; }
     public string ApiKey { get; }
     public string Secret { get; }
-    public int Pid => _process.Id;
+
+    /// <summary>The server's process id (0 when attached without one: memory and file figures are then not read).</summary>
+    public int Pid => _pid;
+
+    /// <summary>A running server at <paramref name="baseUri"/>: devices get tokens signed with <paramref name="secret"/>.</summary>
+    public static ServerUnderTest Attach(Uri baseUri, string apiKey, string secret, int pid) =>
+        new(null, null, baseUri, apiKey, secret, pid) { Kind = "external" };
 
     /// <summary>Which server this is: <c>devicegate</c> or <c>baseline</c>.</summary>
     public string Kind { get; private init; } = "devicegate";
@@ -34,6 +45,7 @@ internal sealed partial class ServerUnderTest : IAsyncDisposable
     /// <summary>Resident memory of the server process, from /proc (bytes).</summary>
     public long RssBytes()
     {
+        if (Pid == 0) return 0;
         foreach (var line in File.ReadLines($"/proc/{Pid}/status"))
         {
             if (line.StartsWith("VmRSS:", StringComparison.Ordinal)) return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) * 1024;
@@ -42,7 +54,7 @@ internal sealed partial class ServerUnderTest : IAsyncDisposable
     }
 
     /// <summary>Open file descriptors of the server process (sockets included).</summary>
-    public int OpenFiles() => Directory.GetFiles($"/proc/{Pid}/fd").Length;
+    public int OpenFiles() => Pid == 0 ? 0 : Directory.GetFiles($"/proc/{Pid}/fd").Length;
 
     /// <summary>The baseline server (bench/Baseline): same routes, no auth, nothing else.</summary>
     public static async Task<ServerUnderTest> StartBaselineAsync(string dll)
@@ -99,6 +111,7 @@ internal sealed partial class ServerUnderTest : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        if (_process is null) return; // attached, not ours to stop
         if (!_process.HasExited)
         {
             _process.Kill(entireProcessTree: true);
@@ -107,7 +120,7 @@ internal sealed partial class ServerUnderTest : IAsyncDisposable
         _process.Dispose();
         try
         {
-            Directory.Delete(_dataDir, recursive: true);
+            Directory.Delete(_dataDir!, recursive: true);
         }
         catch (IOException)
         {
