@@ -120,8 +120,7 @@ public sealed class GatewayClient(HttpClient http)
         var json = await PostAsync("api/messages/batch", content, ct).ConfigureAwait(false);
         return json.GetProperty("results").EnumerateArray().Select(r => r.TryGetProperty("id", out var id)
             ? new BatchResult(id.GetString(), r.GetProperty("status").GetString(), null)
-            : new BatchResult(null, null, new GatewayException((HttpStatusCode)r.GetProperty("status").GetInt32(), r.GetProperty("type").GetString(),
-                r.GetProperty("title").GetString(), r.TryGetProperty("detail", out var d) ? d.GetString() : null))).ToList();
+            : new BatchResult(null, null, FromProblem((HttpStatusCode)r.GetProperty("status").GetInt32(), r))).ToList();
     }
 
     /// <summary>Sends text to every connected device; returns how many it was written to.</summary>
@@ -267,13 +266,18 @@ public sealed class GatewayClient(HttpClient http)
         }
     }
 
+    /// <summary>Problem details (a whole answer, or one batch item's result) as an exception.</summary>
+    private static GatewayException FromProblem(HttpStatusCode status, JsonElement p)
+    {
+        string? S(string name) => p.ValueKind == JsonValueKind.Object && p.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.String ? v.GetString() : null;
+        return new GatewayException(status, S("type"), S("title"), S("detail") ?? S("message"));
+    }
+
     private static async Task<GatewayException> ProblemAsync(HttpResponseMessage response)
     {
         try
         {
-            var p = await response.Content.ReadFromJsonAsync<JsonElement>().ConfigureAwait(false);
-            string? S(string name) => p.ValueKind == JsonValueKind.Object && p.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.String ? v.GetString() : null;
-            return new GatewayException(response.StatusCode, S("type"), S("title"), S("detail") ?? S("message"));
+            return FromProblem(response.StatusCode, await response.Content.ReadFromJsonAsync<JsonElement>().ConfigureAwait(false));
         }
         catch (JsonException)
         {

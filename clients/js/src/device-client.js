@@ -6,8 +6,6 @@ export const SUBPROTOCOL = 'devicegate.v1.json';
 
 const OPEN = 1;
 const noop = () => {};
-/** @type {Logger} */
-const silent = { debug: noop, warn: noop };
 
 /**
  * @typedef {'idle' | 'connecting' | 'connected' | 'reconnecting' | 'replaced' | 'closed'} DeviceClientState
@@ -534,7 +532,7 @@ export class DeviceClient {
 
   /** @param {DeviceGateError} error */
   #report(error) {
-    (this.#options.logger ?? silent).debug(`DeviceGate: ${error.code}: ${error.message}`);
+    this.#options.logger?.debug(`DeviceGate: ${error.code}: ${error.message}`);
     try {
       this.onError?.(error);
     } catch (e) {

@@ -29,9 +29,7 @@ internal static class BatchApi
     }
 
     /// <summary>One parsed item: a send to make, or why it cannot be made.</summary>
-    private readonly record struct Item(string? Device, MessageData? Data, TimeSpan Ttl, string? Key, ItemProblem? Problem);
-
-    private sealed record ItemProblem(int Status, string Type, string Title, string Detail);
+    private readonly record struct Item(string? Device, MessageData? Data, TimeSpan Ttl, string? Key, ApiProblem? Problem);
 
     private static async Task SendBatchAsync(HttpContext context, DeliveryService delivery, IOptions<GatewayOptions> options)
     {
@@ -76,14 +74,8 @@ internal static class BatchApi
             var result = pending[i] is { } d
                 ? await delivery.FinishDurableAsync(d).ConfigureAwait(false)
                 : await delivery.SendNowAsync(item.Device!, new DeviceMessage(DeviceMessage.NewId(), DeviceId.Server, null, item.Data!), item.Key).ConfigureAwait(false);
-            results[i] = result.Outcome switch
-            {
-                SendOutcome.Sent or SendOutcome.Queued or SendOutcome.Duplicate => result,
-                SendOutcome.OutboxFull => new ItemProblem(429, "outbox_full", "Outbox full",
-                    $"Device '{item.Device}' already has {o.Delivery.MaxQueuedPerDevice} queued messages; nothing was stored."),
-                SendOutcome.Unavailable => new ItemProblem(503, "store_unavailable", "Store unavailable", "The message store cannot take writes right now; nothing was stored."),
-                _ => new ItemProblem(404, "not_connected", "Device not connected", $"Device '{item.Device}' has no live connection on this gateway."),
-            };
+            // The same refusals as a single send's, as one item of the results.
+            results[i] = (object?)SendOptions.Refusal(result.Outcome, item.Device!, o.Delivery.MaxQueuedPerDevice) ?? result;
         }
         await WriteAsync(context, results).ConfigureAwait(false);
     }
@@ -109,7 +101,7 @@ internal static class BatchApi
                 }
                 else
                 {
-                    var p = (ItemProblem)r;
+                    var p = (ApiProblem)r;
                     json.WriteString("type", p.Type);
                     json.WriteString("title", p.Title);
                     json.WriteNumber("status", p.Status);
@@ -205,7 +197,7 @@ internal static class BatchApi
         if (forms != 1) return Invalid("An item carries exactly one of \"data\" (JSON), \"text\" (a string) or \"dataBase64\" (binary).");
         if (data!.Bytes.Length > o.Limits.MaxMessageBytes)
         {
-            return new Item(device, null, default, null, new ItemProblem(413, "too_large", "Message too large",
+            return new Item(device, null, default, null, new ApiProblem(413, "too_large", "Message too large",
                 $"The message exceeds DeviceGate:Limits:MaxMessageBytes ({o.Limits.MaxMessageBytes} bytes)."));
         }
 
@@ -228,7 +220,7 @@ internal static class BatchApi
         return new Item(device, data, ttl, key, null);
     }
 
-    private static Item Invalid(string detail) => new(null, null, default, null, new ItemProblem(400, "invalid_item", "Invalid batch item", detail));
+    private static Item Invalid(string detail) => new(null, null, default, null, new ApiProblem(400, "invalid_item", "Invalid batch item", detail));
 
     private static IResult BadBatch(string detail) => Results.Problem(statusCode: 400, title: "Invalid batch", detail: detail, type: "invalid_batch");
 

@@ -40,13 +40,7 @@ internal static class DevicesApi
         var (data, problem) = await MessageBody.ReadAsync(context.Request, o.Limits.MaxMessageBytes).ConfigureAwait(false);
         if (problem is not null) return problem;
         var result = await delivery.SendAsync(id, data, DeviceId.Server, null, lifetime, key).ConfigureAwait(false);
-        return result.Outcome switch
-        {
-            SendOutcome.Sent or SendOutcome.Queued or SendOutcome.Duplicate => new AcceptedResult(new SendResponse(result.Id, result.Status)),
-            SendOutcome.OutboxFull => SendOptions.OutboxFull(id, o.Delivery.MaxQueuedPerDevice, context),
-            SendOutcome.Unavailable => SendOptions.Unavailable(context),
-            _ => Problems.NotConnected(id),
-        };
+        return SendOptions.Refusal(result.Outcome, id, o.Delivery.MaxQueuedPerDevice) ?? (IResult)new AcceptedResult(new SendResponse(result.Id, result.Status));
     }
 
     private static async Task<IResult> BroadcastAsync(HttpRequest request, DeliveryService delivery, IOptions<GatewayOptions> options)
@@ -152,7 +146,7 @@ internal static class DevicesApi
         }
         catch (StoreUnavailableException)
         {
-            return SendOptions.Unavailable(context);
+            return SendOptions.Unavailable();
         }
         await CloseAnywhereAsync(id, CloseCodes.PolicyViolation, CloseReasons.TokenRevoked, presence, registry, bus, node).ConfigureAwait(false);
         return Results.NoContent();
@@ -171,7 +165,7 @@ internal static class DevicesApi
         }
         catch (StoreUnavailableException)
         {
-            return SendOptions.Unavailable(context);
+            return SendOptions.Unavailable();
         }
         return Results.NoContent();
     }

@@ -39,7 +39,7 @@ internal static class GroupsApi
         }
         catch (StoreUnavailableException)
         {
-            return SendOptions.Unavailable(context);
+            return SendOptions.Unavailable();
         }
         return Results.NoContent();
     }
@@ -61,7 +61,7 @@ internal static class GroupsApi
         var (data, problem) = await MessageBody.ReadAsync(context.Request, options.Value.Limits.MaxMessageBytes).ConfigureAwait(false);
         if (problem is not null) return problem;
         var (recipients, queued, unavailable) = await delivery.PublishAsync(group, data, DeviceId.Server, lifetime, except: null).ConfigureAwait(false);
-        if (unavailable && recipients + queued == 0) return SendOptions.Unavailable(context);
+        if (unavailable && recipients + queued == 0) return SendOptions.Unavailable();
         return TypedResults.Json(new RecipientsResponse(recipients, queued), ApiJsonContext.Default.RecipientsResponse);
     }
 

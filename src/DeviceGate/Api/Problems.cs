@@ -7,9 +7,8 @@ internal static class Problems
         detail: $"A {what} is 1-128 characters of [A-Za-z0-9._:-], starting with a letter or digit ('server' is reserved for devices).",
         type: "invalid_id");
 
-    public static IResult NotConnected(string deviceId) => Results.Problem(statusCode: 404, title: "Device not connected",
-        detail: $"Device '{deviceId}' has no live connection on this gateway.",
-        type: "not_connected");
+    public static ApiProblem NotConnected(string deviceId) => new(404, "not_connected", "Device not connected",
+        $"Device '{deviceId}' has no live connection on this gateway.");
 
     public static IResult UnknownDevice(string deviceId) => Results.Problem(statusCode: 404, title: "Unknown device",
         detail: $"Device '{deviceId}' has never been seen by this gateway.",
@@ -21,4 +20,17 @@ internal static class Problems
 
     public static IResult BadQuery(string name, string detail) => Results.Problem(statusCode: 400, title: $"Invalid query parameter '{name}'",
         detail: detail, type: "invalid_query");
+}
+
+/// <summary>
+/// One problem answer (RFC 9457) as data, so the same refusal can be a whole response or one item of a batch's
+/// results. As a result it sets <c>Retry-After</c> first when it has one.
+/// </summary>
+internal sealed record ApiProblem(int Status, string Type, string Title, string Detail, int? RetryAfterSeconds = null) : IResult
+{
+    public Task ExecuteAsync(HttpContext context)
+    {
+        if (RetryAfterSeconds is { } seconds) context.Response.Headers.RetryAfter = seconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        return Results.Problem(statusCode: Status, title: Title, detail: Detail, type: Type).ExecuteAsync(context);
+    }
 }

@@ -37,18 +37,18 @@ internal static class SendOptions
         return key.Length <= 255 ? null : Problems.BadQuery(IdempotencyHeader, "Idempotency-Key is at most 255 characters.");
     }
 
-    public static IResult OutboxFull(string deviceId, int max, HttpContext context)
+    /// <summary>Why the gateway did not take a send, or null when it did (sent, queued, or a duplicate of an earlier one).</summary>
+    public static ApiProblem? Refusal(SendOutcome outcome, string deviceId, int maxQueued) => outcome switch
     {
-        context.Response.Headers.RetryAfter = "5";
-        return Results.Problem(statusCode: 429, title: "Outbox full",
-            detail: $"Device '{deviceId}' already has {max} queued messages (DeviceGate:Delivery:MaxQueuedPerDevice); nothing was stored.",
-            type: "outbox_full");
-    }
+        SendOutcome.Sent or SendOutcome.Queued or SendOutcome.Duplicate => null,
+        SendOutcome.OutboxFull => OutboxFull(deviceId, maxQueued),
+        SendOutcome.Unavailable => Unavailable(),
+        _ => Problems.NotConnected(deviceId),
+    };
 
-    public static IResult Unavailable(HttpContext context)
-    {
-        context.Response.Headers.RetryAfter = "5";
-        return Results.Problem(statusCode: 503, title: "Store unavailable",
-            detail: "The message store cannot take writes right now; nothing was stored.", type: "store_unavailable");
-    }
+    public static ApiProblem OutboxFull(string deviceId, int max) => new(429, "outbox_full", "Outbox full",
+        $"Device '{deviceId}' already has {max} queued messages (DeviceGate:Delivery:MaxQueuedPerDevice); nothing was stored.", RetryAfterSeconds: 5);
+
+    public static ApiProblem Unavailable() => new(503, "store_unavailable", "Store unavailable",
+        "The message store cannot take writes right now; nothing was stored.", RetryAfterSeconds: 5);
 }

@@ -5,14 +5,12 @@ namespace DeviceGate.Auth;
 
 /// <summary>
 /// Guards every <c>/api</c> route: <c>Authorization: Bearer &lt;api key&gt;</c>, compared in constant time.
-/// An endpoint filter rather than the authentication stack: there are no users, cookies or schemes to negotiate.
+/// Not the authentication stack (there are no users, cookies or schemes to negotiate), and a middleware rather than
+/// an endpoint filter (a filter makes every API call box its arguments into an invocation context).
 /// </summary>
 internal static class ApiKeyCheck
 {
-    /// <summary>
-    /// Runs <paramref name="next"/> for a request with a valid API key, otherwise answers 401. A middleware rather than
-    /// an endpoint filter: a filter makes every API call box its arguments into an invocation context.
-    /// </summary>
+    /// <summary>Runs <paramref name="next"/> for a request with a valid API key, otherwise answers 401.</summary>
     public static Task InvokeAsync(HttpContext context, RequestDelegate next, ApiKeyVerifier verifier)
     {
         var key = BearerToken.From(context.Request);
@@ -36,8 +34,9 @@ public sealed class ApiKeyVerifier
 
     public bool IsValid(string key)
     {
-        if (key.Length > 1024) return false;
-        Span<byte> utf8 = stackalloc byte[Encoding.UTF8.GetMaxByteCount(key.Length)];
+        // On the stack for any key of a sensible length; a longer one is hashed from the heap like before.
+        var max = Encoding.UTF8.GetMaxByteCount(key.Length);
+        Span<byte> utf8 = max <= 1024 ? stackalloc byte[max] : new byte[max];
         Span<byte> hash = stackalloc byte[SHA256.HashSizeInBytes];
         SHA256.HashData(utf8[..Encoding.UTF8.GetBytes(key, utf8)], hash);
         var ok = false;

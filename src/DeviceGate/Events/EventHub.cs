@@ -18,16 +18,22 @@ internal sealed class EventHub(IOptions<GatewayOptions> options, NodeIdentity no
     // A single node numbers its own events and keeps them in memory only, so after a restart the ids must not start
     // over: readers (and webhook receivers) dedupe and resume by id. This life's ids start above the start time in
     // microseconds, which no earlier life reached unless it averaged over a million events a second. In a cluster the
-    // shared log numbers events and this stays 0.
-    private readonly long _firstId = log is null ? time.GetUtcNow().ToUnixTimeMilliseconds() * 1000 : 0;
-    private long _lastId;
+    // shared log numbers events and numbering starts at 0.
+    private readonly Numbering _ids = new(log is null ? time.GetUtcNow().ToUnixTimeMilliseconds() * 1000 : 0);
+
+    /// <summary>The id before this node's first (exclusive start) and the last id handed out or received.</summary>
+    private sealed class Numbering(long start)
+    {
+        public readonly long Start = start;
+        public long Last = start;
+    }
     private Subscription[] _snapshot = [];
 
     public long LastId
     {
         get
         {
-            lock (_gate) return Math.Max(_lastId, _firstId);
+            lock (_gate) return _ids.Last;
         }
     }
 
@@ -54,8 +60,7 @@ internal sealed class EventHub(IOptions<GatewayOptions> options, NodeIdentity no
         // Offer is a counter and a TryWrite, never a wait.
         lock (_gate)
         {
-            if (_lastId < _firstId) _lastId = _firstId;
-            var e = create(++_lastId);
+            var e = create(++_ids.Last);
             _ring[e.Id % _ring.Length] = e;
             foreach (var s in _snapshot) s.Offer(e);
         }
@@ -78,8 +83,8 @@ internal sealed class EventHub(IOptions<GatewayOptions> options, NodeIdentity no
     {
         lock (_gate)
         {
-            if (e.Id <= _lastId) return;
-            _lastId = e.Id;
+            if (e.Id <= _ids.Last) return;
+            _ids.Last = e.Id;
             _ring[e.Id % _ring.Length] = e;
             foreach (var s in _snapshot) s.Offer(e);
         }
@@ -97,16 +102,16 @@ internal sealed class EventHub(IOptions<GatewayOptions> options, NodeIdentity no
         lock (_gate)
         {
             var expectedNext = last + 1;
-            if (missed.Count > 0 && missed[0].Id > expectedNext || missed.Count == 0 && _lastId > last && last >= 0 && !RingCovers(last))
+            if (missed.Count > 0 && missed[0].Id > expectedNext || missed.Count == 0 && _ids.Last > last && last >= 0 && !RingCovers(last))
             {
-                s.Offer(GatewayEvent.Reset(Math.Max(_lastId, last), node.Id, time.GetUtcNow()), force: true);
+                s.Offer(GatewayEvent.Reset(Math.Max(_ids.Last, last), node.Id, time.GetUtcNow()), force: true);
             }
             else
             {
                 foreach (var e in missed) s.Offer(e, force: true);
                 var replayedUpTo = missed.Count > 0 ? missed[^1].Id : last;
                 // Events that arrived here after the log read: from the ring.
-                for (var id = replayedUpTo + 1; id <= _lastId; id++)
+                for (var id = replayedUpTo + 1; id <= _ids.Last; id++)
                 {
                     if (_ring[id % _ring.Length] is { } e && e.Id == id) s.Offer(e, force: true);
                 }
@@ -128,18 +133,17 @@ internal sealed class EventHub(IOptions<GatewayOptions> options, NodeIdentity no
         var s = new Subscription(this, queueCapacity, filter);
         lock (_gate)
         {
-            if (_lastId < _firstId) _lastId = _firstId;
-            if (lastEventId is { } last && last != _lastId)
+            if (lastEventId is { } last && last != _ids.Last)
             {
                 // Behind the buffer, from before this node's start, or ahead of it (an id from another life): a reset.
-                var oldest = Math.Max(_firstId + 1, _lastId - _ring.Length + 1);
-                if (last + 1 < oldest || last > _lastId)
+                var oldest = Math.Max(_ids.Start + 1, _ids.Last - _ring.Length + 1);
+                if (last + 1 < oldest || last > _ids.Last)
                 {
-                    s.Offer(GatewayEvent.Reset(_lastId, node.Id, time.GetUtcNow()), force: true);
+                    s.Offer(GatewayEvent.Reset(_ids.Last, node.Id, time.GetUtcNow()), force: true);
                 }
                 else
                 {
-                    for (var id = last + 1; id <= _lastId; id++) s.Offer(_ring[id % _ring.Length]!, force: true);
+                    for (var id = last + 1; id <= _ids.Last; id++) s.Offer(_ring[id % _ring.Length]!, force: true);
                 }
             }
             _subscribers.Add(s);

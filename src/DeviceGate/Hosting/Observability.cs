@@ -58,14 +58,13 @@ internal static class Observability
         if (options.Network.KnownProxies.Length > 0) app.UseForwardedHeaders();
         app.UseRouting();
         var metrics = app.Services.GetRequiredService<GatewayMetrics>();
-        // Not async itself: a WebSocket request passes straight through, so nothing of this stays alive per device.
+        // /api requests are measured and must carry an API key. Not async itself: a WebSocket request passes straight
+        // through, so nothing of this stays alive per device.
         var verifier = app.Services.GetRequiredService<Auth.ApiKeyVerifier>();
-        RequestDelegate? checkedNext = null;
-        app.Use((context, next) =>
+        app.Use(next =>
         {
-            if (!context.Request.Path.StartsWithSegments("/api")) return next(context);
-            checkedNext ??= c => Auth.ApiKeyCheck.InvokeAsync(c, next, verifier);
-            return MeasureAsync(context, checkedNext, metrics);
+            RequestDelegate withKey = c => Auth.ApiKeyCheck.InvokeAsync(c, next, verifier);
+            return context => context.Request.Path.StartsWithSegments("/api") ? MeasureAsync(context, withKey, metrics) : next(context);
         });
         // The API rate limit is fixed at start; when it is off, its middleware is not in the pipeline at all.
         if (options.Limits.ApiRequestsPerSecond > 0) app.UseRateLimiter();
