@@ -5,6 +5,7 @@ using System.Runtime.CompilerServices;
 using System.Text;
 using System.Text.Json;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 
 namespace DeviceGate.Client;
 
@@ -70,7 +71,7 @@ public sealed record BatchResult(string? Id, string? Status, GatewayException? E
 /// The backend side: typed calls for the DeviceGate HTTP API. Give it an <see cref="HttpClient"/> whose
 /// BaseAddress is the gateway and which sends the API key (<see cref="ServiceCollectionExtensions.AddDeviceGateClient"/> does both).
 /// </summary>
-public sealed class GatewayClient(HttpClient http)
+public sealed class GatewayClient(HttpClient http, ILogger<GatewayClient>? logger = null)
 {
     /// <summary>Sends text (or JSON with <paramref name="asJson"/>) to one device; with a ttl it is stored until delivered.</summary>
     public Task<SendResult> SendAsync(string deviceId, string text, TimeSpan? ttl = null, string? idempotencyKey = null, bool asJson = false, CancellationToken ct = default) =>
@@ -215,6 +216,7 @@ public sealed class GatewayClient(HttpClient http)
             {
                 if (!response.IsSuccessStatusCode) throw await ProblemAsync(response).ConfigureAwait(false);
                 using var reader = new StreamReader(await response.Content.ReadAsStreamAsync(ct).ConfigureAwait(false));
+                var data = new StringBuilder();
                 while (true)
                 {
                     string? line;
@@ -228,14 +230,32 @@ public sealed class GatewayClient(HttpClient http)
                     }
                     if (line is null) break;
                     if (line.StartsWith("id: ", StringComparison.Ordinal)) last = line[4..];
-                    else if (line.StartsWith("data: ", StringComparison.Ordinal))
+                    else if (line.StartsWith("data: ", StringComparison.Ordinal)) (data.Length > 0 ? data.Append('\n') : data).Append(line, 6, line.Length - 6);
+                    else if (line.Length == 0 && data.Length > 0)
                     {
-                        var json = JsonDocument.Parse(line[6..]).RootElement.Clone();
-                        yield return new GatewayEvent(json.GetProperty("seq").GetInt64(), json.GetProperty("type").GetString()!,
-                            json.TryGetProperty("device", out var d) ? d.GetString() : null, json);
+                        // One event ends at a blank line (its data may span lines). One that cannot be read is logged
+                        // and skipped: the stream, and the resume position (its id), go on.
+                        var e = ParseEvent(data.ToString());
+                        data.Clear();
+                        if (e is not null) yield return e;
                     }
                 }
             }
+        }
+    }
+
+    private GatewayEvent? ParseEvent(string data)
+    {
+        try
+        {
+            var json = JsonDocument.Parse(data).RootElement.Clone();
+            return new GatewayEvent(json.GetProperty("seq").GetInt64(), json.GetProperty("type").GetString()!,
+                json.TryGetProperty("device", out var d) && d.ValueKind == JsonValueKind.String ? d.GetString() : null, json);
+        }
+        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
+        {
+            if (logger is not null) Log.MalformedEvent(logger, data.Length, e.Message);
+            return null;
         }
     }
 
@@ -296,4 +316,10 @@ public static class ServiceCollectionExtensions
             http.BaseAddress = new Uri(server.ToString().TrimEnd('/') + "/");
             http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", apiKey);
         });
+}
+
+internal static partial class Log
+{
+    [LoggerMessage(2100, LogLevel.Warning, "Skipped an event stream entry that is not a readable event ({Length} characters): {Error}")]
+    public static partial void MalformedEvent(ILogger logger, int length, string error);
 }

@@ -194,7 +194,8 @@ export class GatewayClient {
   /**
    * The event stream as an async iterable. It reconnects after a dropped connection and resumes with
    * `Last-Event-ID` (a `reset` event says some events were no longer buffered). Stop it with `signal` or `break`.
-   * @param {{ types?: string[] | string, device?: string, lastEventId?: number, signal?: AbortSignal, retryMs?: number }} [options]
+   * An entry that is not valid JSON is passed to `onMalformed` (by default a `console.warn`) and skipped.
+   * @param {{ types?: string[] | string, device?: string, lastEventId?: number, signal?: AbortSignal, retryMs?: number, onMalformed?: (data: string, error: Error) => void }} [options]
    * @returns {AsyncGenerator<GatewayEvent, void, undefined>}
    */
   async *events(options = {}) {
@@ -223,7 +224,15 @@ export class GatewayClient {
           if (frame.retry !== undefined) retryMs = frame.retry;
           if (frame.id !== undefined) lastId = Number(frame.id);
           if (frame.data === undefined) continue;
-          yield JSON.parse(frame.data);
+          // An entry that is not a readable event is reported and skipped; the stream and its resume position go on.
+          let event;
+          try {
+            event = JSON.parse(frame.data);
+          } catch (e) {
+            (options.onMalformed ?? warnMalformed)(frame.data, /** @type {Error} */ (e));
+            continue;
+          }
+          yield event;
         }
       } catch (e) {
         if (options.signal?.aborted) return;
@@ -368,4 +377,9 @@ function delay(ms, signal) {
       resolve();
     }, { once: true });
   });
+}
+
+/** @param {string} data @param {Error} error */
+function warnMalformed(data, error) {
+  console.warn(`DeviceGate: skipped an event stream entry that is not JSON (${data.length} characters): ${error.message}`);
 }

@@ -24,7 +24,7 @@ public sealed record DeviceSummary(string Id, DateTimeOffset? ConnectedAt, strin
 
 public sealed record GroupSummary(string Group, int Members);
 
-public sealed record GroupListResponse(IReadOnlyList<GroupSummary> Groups);
+public sealed record GroupListResponse(IReadOnlyList<GroupSummary> Groups, string? Next);
 
 public sealed record DeviceMessagesResponse(IReadOnlyList<MessageResponse> Messages);
 

@@ -171,8 +171,7 @@ internal static class BatchApi
     private static Item ParseItem(JsonElement e, GatewayOptions o)
     {
         if (e.ValueKind != JsonValueKind.Object) return Invalid("An item is a JSON object.");
-        if (!e.TryGetProperty("device", out var d) || d.ValueKind != JsonValueKind.String) return Invalid("An item needs \"device\", a device id.");
-        var device = d.GetString()!;
+        if (!e.TryGetProperty("device", out var d) || !JsonText.TryGetString(d, out var device)) return Invalid("An item needs \"device\", a device id.");
         if (!DeviceId.IsValid(device) || device == DeviceId.Server) return Invalid($"'{device}' is not a valid device id.");
 
         MessageData? data = null;
@@ -185,8 +184,8 @@ internal static class BatchApi
         if (e.TryGetProperty("text", out var text))
         {
             forms++;
-            if (text.ValueKind != JsonValueKind.String) return Invalid("\"text\" is a string.");
-            data = MessageData.Text(Encoding.UTF8.GetBytes(text.GetString()!));
+            if (!JsonText.TryGetString(text, out var value)) return Invalid("\"text\" is a string of valid Unicode (no lone surrogate escapes).");
+            data = MessageData.Text(Encoding.UTF8.GetBytes(value));
         }
         if (e.TryGetProperty("dataBase64", out var b64))
         {
@@ -214,8 +213,8 @@ internal static class BatchApi
         string? key = null;
         if (e.TryGetProperty("idempotencyKey", out var k))
         {
-            if (k.ValueKind != JsonValueKind.String || k.GetString()!.Length is 0 or > 255) return Invalid("\"idempotencyKey\" is a string of 1 to 255 characters.");
-            key = k.GetString();
+            if (!JsonText.TryGetString(k, out var value) || value.Length is 0 or > 255) return Invalid("\"idempotencyKey\" is a string of 1 to 255 characters.");
+            key = value;
         }
         return new Item(device, data, ttl, key, null);
     }

@@ -14,10 +14,6 @@ internal static class Problems
         detail: $"Device '{deviceId}' has never been seen by this gateway.",
         type: "unknown_device");
 
-    public static IResult SlowConsumer(string deviceId) => Results.Problem(statusCode: 503, title: "Device too slow",
-        detail: $"Device '{deviceId}' did not read fast enough; its queue overflowed and it is being closed with 4002.",
-        type: "slow_consumer");
-
     public static IResult BadQuery(string name, string detail) => Results.Problem(statusCode: 400, title: $"Invalid query parameter '{name}'",
         detail: detail, type: "invalid_query");
 }

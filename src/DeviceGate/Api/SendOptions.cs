@@ -42,6 +42,7 @@ internal static class SendOptions
     {
         SendOutcome.Sent or SendOutcome.Queued or SendOutcome.Duplicate => null,
         SendOutcome.OutboxFull => OutboxFull(deviceId, maxQueued),
+        SendOutcome.QuotaExceeded => new ApiProblem(429, "quota_exceeded", "Quota exceeded", "The sender's stored messages are over DeviceGate:Limits:DeviceStoredBytes; nothing was stored.", RetryAfterSeconds: 5),
         SendOutcome.Unavailable => Unavailable(),
         _ => Problems.NotConnected(deviceId),
     };

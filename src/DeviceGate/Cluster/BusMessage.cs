@@ -22,7 +22,7 @@ internal sealed record BusMessage
     public string? Group { get; init; }
     public int Kind { get; init; }
     public byte[]? Data { get; init; }
-    public byte[]? Raw { get; init; }
+    public bool RawIsJsonString { get; init; }
     public bool RawBinary { get; init; }
     public bool Durable { get; init; }
     public long Expires { get; init; }

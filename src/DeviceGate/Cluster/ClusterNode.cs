@@ -11,6 +11,8 @@ namespace DeviceGate.Cluster;
 /// <summary>
 /// This node's membership of the cluster: renews its lease, listens on its own channel and the broadcast channel,
 /// carries out what other nodes ask (deliver, close, rpc), and re-registers its devices after Redis comes back.
+/// With each renewal it checks that Redis still holds the data set it joined (the instance key): after a FLUSHALL,
+/// or a restart without persistence, it registers its devices again and numbers events above what it has seen.
 /// </summary>
 internal sealed class ClusterNode(
     IConnectionMultiplexer redis,
@@ -29,6 +31,10 @@ internal sealed class ClusterNode(
     ILogger<ClusterNode> logger) : BackgroundService
 {
     private TimeSpan Lease => options.Value.Cluster.PresenceLease;
+
+    // The instance value this node last saw in Redis; null until the first check.
+    private string? _instance;
+    private int _checking;
 
     public override async Task StartAsync(CancellationToken cancellationToken)
     {
@@ -52,6 +58,7 @@ internal sealed class ClusterNode(
             if (e.ConnectionType == ConnectionType.Interactive) _ = ReRegisterAsync();
         };
         await RenewLeaseAsync().ConfigureAwait(false);
+        await CheckInstanceAsync().ConfigureAwait(false);
         await base.StartAsync(cancellationToken).ConfigureAwait(false);
     }
 
@@ -60,7 +67,11 @@ internal sealed class ClusterNode(
         using var timer = new PeriodicTimer(Lease / 3, time);
         try
         {
-            while (await timer.WaitForNextTickAsync(stoppingToken).ConfigureAwait(false)) await RenewLeaseAsync().ConfigureAwait(false);
+            while (await timer.WaitForNextTickAsync(stoppingToken).ConfigureAwait(false))
+            {
+                await RenewLeaseAsync().ConfigureAwait(false);
+                await CheckInstanceAsync().ConfigureAwait(false);
+            }
         }
         catch (OperationCanceledException)
         {
@@ -89,6 +100,44 @@ internal sealed class ClusterNode(
         catch (RedisException e)
         {
             Log.ClusterError(logger, "lease renewal", e.Message);
+        }
+    }
+
+    private const string RaiseEventSequenceScript = """
+        if tonumber(redis.call('GET', KEYS[1]) or '0') < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end
+        return 1
+        """;
+
+    /// <summary>
+    /// Whether Redis still holds the data set this node joined: the instance key is written once (SET NX) with a
+    /// random value; when it is gone, or holds another node's new value, Redis lost its data.
+    /// </summary>
+    private async Task CheckInstanceAsync()
+    {
+        if (Interlocked.Exchange(ref _checking, 1) == 1) return;
+        try
+        {
+            var db = redis.GetDatabase();
+            var candidate = Guid.NewGuid().ToString("N");
+            var created = await db.StringSetAsync(keys.Instance, candidate, when: When.NotExists).ConfigureAwait(false);
+            var current = created ? candidate : (string?)await db.StringGetAsync(keys.Instance).ConfigureAwait(false);
+            var previous = _instance;
+            _instance = current;
+            if (previous is null || previous == current) return;
+            // Lost: presence, the event counter and the event log are gone (and whatever was stored without persistence).
+            var last = events.LastId;
+            Log.RedisDataLost(logger, last);
+            await db.ScriptEvaluateAsync(RaiseEventSequenceScript, [keys.EventSequence], [last]).ConfigureAwait(false);
+            events.Lost(last);
+            await ReRegisterAsync().ConfigureAwait(false);
+        }
+        catch (RedisException e)
+        {
+            Log.ClusterError(logger, "instance check", e.Message);
+        }
+        finally
+        {
+            Volatile.Write(ref _checking, 0);
         }
     }
 

@@ -48,7 +48,6 @@ internal sealed class RedisBus(IConnectionMultiplexer redis, RedisKeys keys, Nod
 
     private BusMessage FromMessage(string type, string? device, DeviceMessage m)
     {
-        var rawDiffers = m.Data.RawDiffers;
         return new BusMessage
         {
             Type = type,
@@ -59,7 +58,7 @@ internal sealed class RedisBus(IConnectionMultiplexer redis, RedisKeys keys, Nod
             Group = m.Group,
             Kind = (int)m.Data.Kind,
             Data = m.Data.Bytes.ToArray(),
-            Raw = rawDiffers ? m.Data.RawPayload.ToArray() : null,
+            RawIsJsonString = m.Data.RawIsJsonString,
             RawBinary = m.Data.RawType == System.Net.WebSockets.WebSocketMessageType.Binary,
         };
     }
@@ -68,6 +67,6 @@ internal sealed class RedisBus(IConnectionMultiplexer redis, RedisKeys keys, Nod
     {
         var data = b.Data ?? [];
         return new DeviceMessage(b.Id!, b.From ?? Connections.DeviceId.Server, b.Group,
-            MessageData.Restore((DataKind)b.Kind, data, b.Raw ?? data, b.RawBinary));
+            MessageData.Restore((DataKind)b.Kind, data, b.RawBinary, b.RawIsJsonString));
     }
 }

@@ -18,6 +18,12 @@ internal sealed class RedisKeys(string prefix)
     public RedisKey Recent(string device) => $"{Prefix}recent:{device}";
     public RedisKey Stats => $"{Prefix}stats";
 
+    /// <summary>Payload bytes of a device sender's pending messages (DeviceGate:Limits:DeviceStoredBytes).</summary>
+    public RedisKey SenderBytes(string sender) => $"{Prefix}sender-bytes:{sender}";
+
+    /// <summary>A random value written once per Redis data set: when it vanishes or changes, Redis lost its data.</summary>
+    public RedisKey Instance => $"{Prefix}instance";
+
     // Directory
     public RedisKey Devices => $"{Prefix}devices";
     public RedisKey TokensNotBefore => $"{Prefix}tokens-not-before";

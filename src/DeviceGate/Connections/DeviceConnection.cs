@@ -26,12 +26,7 @@ internal sealed class DeviceConnection
     private readonly TimeProvider _time;
     private readonly MessageHandler _onMessage;
     private readonly GatewayMetrics _metrics;
-    private readonly double _messagesPerSecond;
-    private readonly double _messagesBurst;
     private readonly int _maxReceivesPerMessage;
-    private double _messageTokens;
-    private double _violationBudget;
-    private long _tokensRefilledAt;
     private readonly TaskCompletionSource _closeSent = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource _readDone = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource _done = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -47,12 +42,10 @@ internal sealed class DeviceConnection
     /// sees 101; <see cref="RunAsync"/> attaches the socket.
     /// </summary>
     public DeviceConnection(string deviceId, ConnectionMode mode, DevicePermissions permissions, LimitsOptions limits, TimeProvider time,
-        GatewayMetrics metrics, MessageHandler onMessage)
+        GatewayMetrics metrics, DeviceBudget budget, MessageHandler onMessage)
     {
         _metrics = metrics;
-        _messagesPerSecond = limits.DeviceMessagesPerSecond;
-        _messagesBurst = limits.DeviceMessagesBurst;
-        _messageTokens = _violationBudget = limits.DeviceMessagesBurst;
+        Budget = budget;
         _maxReceivesPerMessage = Math.Max(Defaults.MinReceivesPerMessage, limits.MaxMessageBytes / 16);
         DeviceId = deviceId;
         Mode = mode;
@@ -73,9 +66,11 @@ internal sealed class DeviceConnection
     public DevicePermissions Permissions { get; }
     public DateTimeOffset ConnectedAt { get; }
 
-    /// <summary>Envelope errors this connection may still cause before it is closed (refilled over time; read loop only).</summary>
-    internal double ErrorBudget = Defaults.EnvelopeErrorBurst;
-    internal long ErrorBudgetRefilledAt;
+    /// <summary>The device's rate, error and durable budgets: shared by its connections on this node, so a reconnect does not refill them.</summary>
+    public DeviceBudget Budget { get; }
+
+    /// <summary>Told once when the read loop failed with an unexpected exception (the connection is then closed with 1011).</summary>
+    public Action<DeviceConnection, Exception>? Faulted { get; init; }
 
     /// <summary>
     /// Called once, on the first close request, before the close frame is written (used to leave the registry). One
@@ -160,14 +155,21 @@ internal sealed class DeviceConnection
     public async Task RunAsync(WebSocket socket)
     {
         Volatile.Write(ref _socket, socket);
-        // Closed before the upgrade finished (e.g. replaced at once): the same bound applies from now on.
-        if (IsClosing && _sendCode != CloseCodes.GoingAway) _ = AbortIfCloseStallsAsync(socket);
-        var writer = WriteLoopAsync(socket);
-        await ReadLoopAsync(socket).ConfigureAwait(false);
-        _readDone.TrySetResult();
-        if (socket.State != WebSocketState.Closed && !IsClosing) RequestClose(1006, "aborted", dropBacklog: true);
-        await writer.ConfigureAwait(false);
-        _done.TrySetResult();
+        try
+        {
+            // Closed before the upgrade finished (e.g. replaced at once): the same bound applies from now on.
+            if (IsClosing && _sendCode != CloseCodes.GoingAway) _ = AbortIfCloseStallsAsync(socket);
+            var writer = WriteLoopAsync(socket);
+            await ReadLoopAsync(socket).ConfigureAwait(false);
+            _readDone.TrySetResult();
+            if (socket.State != WebSocketState.Closed && !IsClosing) RequestClose(1006, "aborted", dropBacklog: true);
+            await writer.ConfigureAwait(false);
+        }
+        finally
+        {
+            _readDone.TrySetResult();
+            _done.TrySetResult();
+        }
     }
 
     private async Task ReadLoopAsync(WebSocket socket)
@@ -246,6 +248,13 @@ internal sealed class DeviceConnection
         {
             // The peer vanished or we aborted: the writer learns it from the socket state.
         }
+        catch (Exception e)
+        {
+            // A handler threw on what this device sent (a bug of ours, whatever the input): that one connection ends
+            // with 1011 and its teardown runs as for any close; every other device goes on.
+            Faulted?.Invoke(this, e);
+            RequestClose(CloseCodes.InternalError, CloseReasons.InternalError, dropBacklog: true);
+        }
         finally
         {
             if (buffer is not null) ArrayPool<byte>.Shared.Return(buffer);
@@ -271,31 +280,26 @@ internal sealed class DeviceConnection
     }
 
     /// <summary>
-    /// Per-device token bucket (DeviceMessagesPerSecond, DeviceMessagesBurst). A message over the rate is dropped, never
-    /// waited for: reading goes on. A device that keeps going past a second budget of the same size is closed
+    /// The device's message budget (DeviceMessagesPerSecond, DeviceMessagesBurst). A message over the rate is dropped,
+    /// never waited for: reading goes on. A device that keeps going past a second budget of the same size is closed
     /// with 1008 rate_limited.
     /// </summary>
     private bool TakeMessageToken()
     {
-        var now = _time.GetTimestamp();
-        if (_tokensRefilledAt != 0)
+        switch (Budget.TakeMessage())
         {
-            var refill = _time.GetElapsedTime(_tokensRefilledAt, now).TotalSeconds * _messagesPerSecond;
-            _messageTokens = Math.Min(_messagesBurst, _messageTokens + refill);
-            _violationBudget = Math.Min(_messagesBurst, _violationBudget + refill);
+            case DeviceBudget.Verdict.Allowed:
+                return true;
+            case DeviceBudget.Verdict.Dropped:
+                _metrics.RateLimited.Inc();
+                RateLimited?.Invoke(this);
+                return false;
+            default:
+                _metrics.RateLimited.Inc();
+                // The error answers already queued are written before the close, so the device learns why.
+                RequestClose(CloseCodes.PolicyViolation, CloseReasons.RateLimited, dropBacklog: false);
+                return false;
         }
-        _tokensRefilledAt = now;
-        if (_messageTokens >= 1)
-        {
-            _messageTokens -= 1;
-            return true;
-        }
-        _metrics.RateLimited.Inc();
-        _violationBudget -= 1;
-        // The error answers already queued are written before the close, so the device learns why.
-        if (_violationBudget < 0) RequestClose(CloseCodes.PolicyViolation, CloseReasons.RateLimited, dropBacklog: false);
-        else RateLimited?.Invoke(this);
-        return false;
     }
 
     private void OnCloseReceived(WebSocket socket)

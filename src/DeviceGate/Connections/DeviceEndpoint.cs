@@ -16,12 +16,14 @@ internal sealed class DeviceEndpoint(
     ConnectionAdmission admission,
     ConnectionRegistry registry,
     DeviceDirectory directory,
+    DeviceBudgets budgets,
     EnvelopeHandler envelopes,
     EventHub events,
     RpcCoordinator rpcs,
     Delivery.DeliveryService delivery,
     Cluster.IPresence presence,
     GatewayMetrics metrics,
+    LogLimiter logLimiter,
     ShutdownState shutdown,
     IOptions<GatewayOptions> options,
     TimeProvider time,
@@ -30,11 +32,13 @@ internal sealed class DeviceEndpoint(
     // Created once, shared by every connection (a method group or lambda per connection would allocate per device).
     private DeviceConnection.MessageHandler? _onEnvelopeField, _onRawField;
     private Action<DeviceConnection>? _onEnvelopeRateLimitedField, _onRawRateLimitedField, _onClosingField;
+    private Action<DeviceConnection, Exception>? _onFaultedField;
     private DeviceConnection.MessageHandler _onEnvelope => _onEnvelopeField ??= envelopes.Handle;
     private DeviceConnection.MessageHandler _onRaw => _onRawField ??= OnRawMessage;
     private Action<DeviceConnection> _onEnvelopeRateLimited => _onEnvelopeRateLimitedField ??= envelopes.RateLimited;
     private Action<DeviceConnection> _onRawRateLimited => _onRawRateLimitedField ??= OnRawRateLimited;
     private Action<DeviceConnection> _onClosing => _onClosingField ??= OnClosing;
+    private Action<DeviceConnection, Exception> _onFaulted => _onFaultedField ??= OnFaulted;
 
     /// <summary>The close of a connection has started: pending rpcs fail, its lane stops, and presence forgets it.</summary>
     private void OnClosing(DeviceConnection connection)
@@ -46,6 +50,12 @@ internal sealed class DeviceEndpoint(
         registry.Unregister(connection);
     }
 
+    private void OnFaulted(DeviceConnection connection, Exception e)
+    {
+        metrics.ReadLoopFaults.Inc();
+        if (logLimiter.ShouldLog("read_loop", out var suppressed)) Log.ReadLoopFailed(logger, connection.DeviceId, suppressed, e);
+    }
+
     public async Task HandleAsync(HttpContext context)
     {
         var remote = context.Connection.RemoteIpAddress;
@@ -54,14 +64,21 @@ internal sealed class DeviceEndpoint(
             await RefuseAsync(context, 503, "draining", "server is shutting down", null, 5).ConfigureAwait(false);
             return;
         }
+        // What costs nothing to refuse is refused before admission, so it takes no connect-rate token.
+        var request = handshake.CheckRequest(context);
+        if (!request.Accepted)
+        {
+            await RefuseAsync(context, request, null).ConfigureAwait(false);
+            return;
+        }
         if (admission.TryAdmit(remote) is { } refusal)
         {
-            await RefuseAsync(context, refusal.Status, refusal.Code, refusal.Reason, null, refusal.RetryAfterSeconds).ConfigureAwait(false);
+            await RefuseAsync(context, refusal.Status, refusal.Code, refusal.Reason, request.DeviceId, refusal.RetryAfterSeconds).ConfigureAwait(false);
             return;
         }
         try
         {
-            await AdmittedAsync(context).ConfigureAwait(false);
+            await AdmittedAsync(context, request.DeviceId!, request.Token).ConfigureAwait(false);
         }
         finally
         {
@@ -69,33 +86,36 @@ internal sealed class DeviceEndpoint(
         }
     }
 
-    private async Task AdmittedAsync(HttpContext context)
+    private async Task AdmittedAsync(HttpContext context, string deviceId, string? token)
     {
-        var outcome = await handshake.CheckDeviceAsync(context.Request).ConfigureAwait(false);
-        if (!outcome.Accepted)
+        Handshake.Outcome outcome;
+        try
         {
-            await RefuseAsync(context, outcome.Status, outcome.Code, outcome.Reason, outcome.DeviceId, null).ConfigureAwait(false);
+            outcome = await handshake.CheckTokenAsync(deviceId, token).ConfigureAwait(false);
+        }
+        catch (Exception e) when (IsStoreFailure(e))
+        {
+            await RefuseAsync(context, 503, "store_unavailable", "the directory (revocations) cannot be read right now", deviceId, 5).ConfigureAwait(false);
             return;
         }
-        if (!context.WebSockets.IsWebSocketRequest)
+        if (!outcome.Accepted)
         {
-            context.Response.Headers.Upgrade = "websocket";
-            await RefuseAsync(context, 426, "not_upgrade", "not a WebSocket upgrade request", outcome.DeviceId, null).ConfigureAwait(false);
+            await RefuseAsync(context, outcome, null).ConfigureAwait(false);
             return;
         }
 
         // Registered before the 101 goes out: once a device sees its upgrade succeed, it can be reached.
-        var deviceId = outcome.DeviceId!;
         var permissions = DevicePermissions.From(outcome.Identity?.Token);
         var expiresAt = outcome.Identity?.ExpiresAt;
         // This method's state lives as long as the connection: keep the parsed token (and its claim dictionaries) out of it.
         outcome = default;
         var mode = context.WebSockets.WebSocketRequestedProtocols.Contains(Subprotocols.EnvelopeJson) ? ConnectionMode.Envelope : ConnectionMode.Raw;
         var envelope = mode == ConnectionMode.Envelope;
-        var connection = new DeviceConnection(deviceId, mode, permissions, options.Value.Limits, time, metrics, envelope ? _onEnvelope : _onRaw)
+        var connection = new DeviceConnection(deviceId, mode, permissions, options.Value.Limits, time, metrics, budgets.For(deviceId), envelope ? _onEnvelope : _onRaw)
         {
             RateLimited = envelope ? _onEnvelopeRateLimited : _onRawRateLimited,
             Closing = _onClosing,
+            Faulted = _onFaulted,
         };
         var lane = connection.Lane = delivery.CreateLane(connection);
         directory.Seen(deviceId, connection.ConnectedAt);
@@ -109,30 +129,54 @@ internal sealed class DeviceEndpoint(
             socket = await context.WebSockets.AcceptWebSocketAsync(AcceptContext(options.Value.WebSockets,
                 mode == ConnectionMode.Envelope ? Subprotocols.EnvelopeJson : null)).ConfigureAwait(false);
         }
-        catch
+        catch (Exception e)
         {
             connection.Abandon();
             registry.Unregister(connection);
-            throw;
+            if (!IsStoreFailure(e) || context.Response.HasStarted) throw;
+            await RefuseAsync(context, 503, "store_unavailable", "presence cannot be recorded right now", deviceId, 5).ConfigureAwait(false);
+            return;
         }
         using var owned = socket;
         Log.DeviceConnected(logger, deviceId, context.Connection.RemoteIpAddress?.ToString());
         metrics.ConnectionsOpened.Inc();
         metrics.ConnectedDevices.Inc();
-        events.Connected(deviceId);
-        _ = lane.StartAsync();
+        try
+        {
+            events.Connected(deviceId);
+            _ = lane.StartAsync();
+            using var expiry = ScheduleTokenExpiry(connection, expiresAt);
+            await connection.RunAsync(socket).ConfigureAwait(false);
+        }
+        finally
+        {
+            // Whatever happened above, the device leaves the registry, presence and the metrics, and is announced.
+            await TearDownAsync(connection).ConfigureAwait(false);
+        }
+    }
 
-        using var expiry = ScheduleTokenExpiry(connection, expiresAt);
-        await connection.RunAsync(socket).ConfigureAwait(false);
-
+    private async Task TearDownAsync(DeviceConnection connection)
+    {
+        // RunAsync ends only when the close has started, but an exception before it may not have: start it here.
+        if (!connection.IsClosing) connection.RequestClose(CloseCodes.InternalError, CloseReasons.InternalError, dropBacklog: true);
         registry.Unregister(connection);
-        await presence.UnregisterAsync(connection).ConfigureAwait(false);
         metrics.ConnectedDevices.Dec();
         metrics.ConnectionsClosed.WithLabels(connection.CloseCode.ToString(System.Globalization.CultureInfo.InvariantCulture)).Inc();
-        directory.Seen(deviceId, time.GetUtcNow());
-        Log.DeviceDisconnected(logger, deviceId, connection.CloseCode, connection.CloseReason, connection.ClosedByDevice ? "device" : "server");
-        events.Disconnected(deviceId, connection.CloseCode, connection.CloseReason);
+        var by = connection.ClosedByDevice ? "device" : "server";
+        Log.DeviceDisconnected(logger, connection.DeviceId, connection.CloseCode, LogText.Safe(connection.CloseReason), by);
+        events.Disconnected(connection.DeviceId, connection.CloseCode, connection.CloseReason, by);
+        directory.Seen(connection.DeviceId, time.GetUtcNow());
+        try
+        {
+            await presence.UnregisterAsync(connection).ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            Log.ClusterError(logger, "presence unregister", e.Message);
+        }
     }
+
+    private static bool IsStoreFailure(Exception e) => e is Storage.StoreUnavailableException or StackExchange.Redis.RedisException;
 
     internal static WebSocketAcceptContext AcceptContext(WebSocketsOptions ws, string? subprotocol) => new()
     {
@@ -166,10 +210,24 @@ internal sealed class DeviceEndpoint(
             connection, due, Timeout.InfiniteTimeSpan);
     }
 
+    private Task RefuseAsync(HttpContext context, Handshake.Outcome outcome, int? retryAfter)
+    {
+        if (outcome.Status == 426)
+        {
+            context.Response.Headers.Upgrade = "websocket";
+            context.Response.Headers.SecWebSocketVersion = "13";
+        }
+        return RefuseAsync(context, outcome.Status, outcome.Code, outcome.Reason, outcome.DeviceId, retryAfter);
+    }
+
     private Task RefuseAsync(HttpContext context, int status, string code, string reason, string? deviceId, int? retryAfter)
     {
         metrics.HandshakesRefused.WithLabels(code).Inc();
-        Log.HandshakeRefused(logger, status, reason, deviceId, context.Connection.RemoteIpAddress?.ToString());
+        // A flood of refusals is one line per reason per interval; the counter above stays exact.
+        if (logLimiter.ShouldLog("refused:" + code, out var suppressed))
+        {
+            Log.HandshakeRefused(logger, status, reason, deviceId, context.Connection.RemoteIpAddress?.ToString(), suppressed);
+        }
         if (retryAfter is { } seconds) context.Response.Headers.RetryAfter = seconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
         return Results.Problem(statusCode: status, title: reason, type: "handshake_refused", extensions: new Dictionary<string, object?> { ["reason"] = code })
             .ExecuteAsync(context);

@@ -10,6 +10,7 @@ internal sealed class EchoEndpoint(
     ConnectionAdmission admission,
     ShutdownState shutdown,
     EchoConnections echoes,
+    DeviceBudgets budgets,
     IOptions<GatewayOptions> options,
     GatewayMetrics metrics,
     TimeProvider time)
@@ -27,10 +28,14 @@ internal sealed class EchoEndpoint(
             await Refuse(context, 403, "origin", refused);
             return;
         }
-        if (!context.WebSockets.IsWebSocketRequest)
+        if (Handshake.UpgradeProblem(context) is { } problem)
         {
-            context.Response.Headers.Upgrade = "websocket";
-            await Refuse(context, 426, "not_upgrade", "not a WebSocket upgrade request");
+            if (problem.Status == 426)
+            {
+                context.Response.Headers.Upgrade = "websocket";
+                context.Response.Headers.SecWebSocketVersion = "13";
+            }
+            await Refuse(context, problem.Status, problem.Code, problem.Reason);
             return;
         }
         var remote = context.Connection.RemoteIpAddress;
@@ -43,7 +48,8 @@ internal sealed class EchoEndpoint(
         try
         {
             using var socket = await context.WebSockets.AcceptWebSocketAsync(DeviceEndpoint.AcceptContext(options.Value.WebSockets, null)).ConfigureAwait(false);
-            var connection = new DeviceConnection("echo", Protocol.ConnectionMode.Raw, Auth.DevicePermissions.Unrestricted, options.Value.Limits, time, metrics, Echo);
+            var connection = new DeviceConnection("echo", Protocol.ConnectionMode.Raw, Auth.DevicePermissions.Unrestricted, options.Value.Limits, time, metrics,
+                budgets.Unshared(), Echo);
             echoes.Add(connection);
             try
             {

@@ -16,19 +16,19 @@ namespace DeviceGate.Connections;
 internal sealed class EnvelopeHandler(
     Delivery.DeliveryService delivery,
     GroupRegistry groups,
+    Storage.DeviceDirectory directory,
     EventHub events,
     RpcCoordinator rpcs,
     GatewayMetrics metrics,
-    TimeProvider time,
     Microsoft.Extensions.Options.IOptions<GatewayOptions> options,
     ILogger<EnvelopeHandler> logger)
 {
     private readonly TimeSpan maxTtl = options.Value.Delivery.MaxTtl;
+    private readonly int maxGroups = options.Value.Limits.MaxGroupsPerDevice;
 
     public void Handle(DeviceConnection c, ReadOnlySpan<byte> payload, WebSocketMessageType type)
     {
         metrics.MessagesReceived.WithLabels("envelope").Inc();
-        metrics.BytesIn.Inc(payload.Length);
         if (type == WebSocketMessageType.Binary)
         {
             Fail(c, ErrorCodes.BinaryNotSupported, "Envelope mode takes JSON text messages; send binary as dataBase64 through the API or use raw mode.", null);
@@ -98,6 +98,28 @@ internal sealed class EnvelopeHandler(
 
     private async Task SendDurableAsync(DeviceConnection c, string to, MessageData data, TimeSpan ttl, string? @ref)
     {
+        // A device may fill the store only for devices the backend knows (connected once, put in a group): made-up ids
+        // are refused, and it never makes a device known itself.
+        bool known;
+        try
+        {
+            (known, _) = await directory.LookupAsync(to).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is Storage.StoreUnavailableException or StackExchange.Redis.RedisException)
+        {
+            Unavailable(c, @ref);
+            return;
+        }
+        if (!known)
+        {
+            Fail(c, ErrorCodes.Offline, $"Device '{to}' is not known to the gateway; messages with a ttl can only be queued for devices it knows.", @ref);
+            return;
+        }
+        if (!c.Budget.TryTakeDurable(1))
+        {
+            QuotaExceeded(c, @ref);
+            return;
+        }
         var result = await delivery.SendAsync(to, data, c.DeviceId, null, ttl, null).ConfigureAwait(false);
         switch (result.Outcome)
         {
@@ -107,11 +129,21 @@ internal sealed class EnvelopeHandler(
             case Delivery.SendOutcome.OutboxFull:
                 c.TryEnqueue(OutboundMessage.Text(EnvelopeWriter.Error(ErrorCodes.OutboxFull, $"Device '{to}' has too many queued messages; try later.", @ref)));
                 break;
+            case Delivery.SendOutcome.QuotaExceeded:
+                QuotaExceeded(c, @ref);
+                break;
             default:
-                c.TryEnqueue(OutboundMessage.Text(EnvelopeWriter.Error(ErrorCodes.Unavailable, "The message store cannot take writes right now; try later.", @ref)));
+                Unavailable(c, @ref);
                 break;
         }
     }
+
+    private static void Unavailable(DeviceConnection c, string? @ref) =>
+        c.TryEnqueue(OutboundMessage.Text(EnvelopeWriter.Error(ErrorCodes.Unavailable, "The message store cannot take writes right now; try later.", @ref)));
+
+    private static void QuotaExceeded(DeviceConnection c, string? @ref) =>
+        c.TryEnqueue(OutboundMessage.Text(EnvelopeWriter.Error(ErrorCodes.QuotaExceeded,
+            "Over this device's durable quota (DeviceGate:Limits:DeviceDurableMessagesPerMinute, DeviceStoredBytes); nothing was stored. Slow down.", @ref)));
 
     private void Publish(DeviceConnection c, InboundEnvelope e)
     {
@@ -125,11 +157,27 @@ internal sealed class EnvelopeHandler(
 
     private async Task PublishAsync(DeviceConnection c, string group, MessageData data, TimeSpan ttl, string? @ref)
     {
-        // Each member gets its own message id; the 'sent' answer carries a fresh id for the publish itself.
-        var (_, queued, unavailable) = await delivery.PublishAsync(group, data, c.DeviceId, ttl, except: c.DeviceId).ConfigureAwait(false);
+        // Each member gets its own message id; the 'sent' answer carries a fresh id for the publish itself. With a ttl,
+        // every member's copy counts against the sender's durable quota.
+        Delivery.DeliveryService.PublishResult result;
+        try
+        {
+            result = await delivery.PublishAsync(group, data, c.DeviceId, ttl, except: c.DeviceId, durableQuota: c.Budget.TryTakeDurable).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is Storage.StoreUnavailableException or StackExchange.Redis.RedisException)
+        {
+            Unavailable(c, @ref);
+            return;
+        }
+        var (_, queued, unavailable, quota) = result;
+        if (quota)
+        {
+            QuotaExceeded(c, @ref);
+            return;
+        }
         if (unavailable)
         {
-            c.TryEnqueue(OutboundMessage.Text(EnvelopeWriter.Error(ErrorCodes.Unavailable, "The message store cannot take writes right now; try later.", @ref)));
+            Unavailable(c, @ref);
             return;
         }
         if (@ref is not null) c.TryEnqueue(OutboundMessage.Text(EnvelopeWriter.Sent(@ref, DeviceMessage.NewId(), queued > 0 ? "queued" : "sent")));
@@ -138,8 +186,22 @@ internal sealed class EnvelopeHandler(
     private void Join(DeviceConnection c, InboundEnvelope e, bool join)
     {
         if (join ? !CheckGroup(c, e) : !CheckGroupName(c, e)) return;
-        var write = join ? groups.AddAsync(e.Group!, c.DeviceId) : groups.RemoveAsync(e.Group!, c.DeviceId);
-        _ = ObserveAsync(write);
+        _ = join ? JoinAsync(c, e.Group!, e.Ref) : ObserveAsync(groups.RemoveAsync(e.Group!, c.DeviceId));
+    }
+
+    private async Task JoinAsync(DeviceConnection c, string group, string? @ref)
+    {
+        try
+        {
+            if (!await groups.AddAsync(group, c.DeviceId, maxGroups).ConfigureAwait(false))
+            {
+                Fail(c, ErrorCodes.QuotaExceeded, $"This device is already a member of {maxGroups} groups (DeviceGate:Limits:MaxGroupsPerDevice); leave one first.", @ref);
+            }
+        }
+        catch (Exception ex)
+        {
+            Log.StoreWriteFailed(logger, ex.Message);
+        }
     }
 
     private void Reply(DeviceConnection c, InboundEnvelope e)
@@ -188,15 +250,7 @@ internal sealed class EnvelopeHandler(
     /// <summary>Answers with an error envelope; a device that keeps erring past its budget is closed with 1008 policy.</summary>
     private void Fail(DeviceConnection c, string code, string message, string? @ref)
     {
-        var now = time.GetTimestamp();
-        if (c.ErrorBudgetRefilledAt != 0)
-        {
-            var refill = time.GetElapsedTime(c.ErrorBudgetRefilledAt, now).TotalSeconds * Defaults.EnvelopeErrorsPerSecond;
-            c.ErrorBudget = Math.Min(Defaults.EnvelopeErrorBurst, c.ErrorBudget + refill);
-        }
-        c.ErrorBudgetRefilledAt = now;
-        c.ErrorBudget -= 1;
-        if (c.ErrorBudget < 0)
+        if (!c.Budget.TakeError())
         {
             if (c.RequestClose(CloseCodes.PolicyViolation, CloseReasons.Policy, dropBacklog: true)) Log.EnvelopeAbuse(logger, c.DeviceId);
             return;

@@ -4,17 +4,22 @@ using Microsoft.Extensions.Options;
 
 namespace DeviceGate.Connections;
 
-/// <summary>The checks a device upgrade must pass, in order: id (400), origin (403), token (401/403).</summary>
+/// <summary>
+/// The checks a device upgrade must pass. <see cref="CheckRequest"/> holds those that cost nothing (id 400, upgrade
+/// shape 426/400, origin 403, missing token 401): they run before admission, so a flood of them cannot use up the
+/// connect rate. <see cref="CheckTokenAsync"/> then validates the token (401/403) once the request is admitted.
+/// </summary>
 internal sealed class Handshake(IOptions<GatewayOptions> options, DeviceTokens tokens, Storage.DeviceDirectory directory)
 {
     /// <summary>The verdict; <see cref="Code"/> is the stable reason used in metrics.</summary>
-    public readonly record struct Outcome(int Status, string Code, string Reason, string? DeviceId, DeviceIdentity? Identity)
+    public readonly record struct Outcome(int Status, string Code, string Reason, string? DeviceId, DeviceIdentity? Identity, string? Token = null)
     {
         public bool Accepted => Status == 0;
     }
 
-    public async Task<Outcome> CheckDeviceAsync(HttpRequest request)
+    public Outcome CheckRequest(HttpContext context)
     {
+        var request = context.Request;
         var ids = request.Query["deviceId"];
         string? id = ids.Count == 1 ? ids[0] : null;
         if (ids.Count > 1) return Refuse(400, "bad_id", "more than one deviceId");
@@ -25,12 +30,16 @@ internal sealed class Handshake(IOptions<GatewayOptions> options, DeviceTokens t
         var origin = CheckOrigin(request);
         if (origin is not null) return Refuse(403, "origin", origin, id);
 
-        if (options.Value.Auth.AllowAnonymousDevices && TokenOf(request) is null)
-        {
-            return new Outcome(0, "anonymous", "anonymous", id, new DeviceIdentity(id, null, null));
-        }
         var token = TokenOf(request);
-        if (token is null) return Refuse(401, "token_missing", "missing token", id);
+        if (token is null && !options.Value.Auth.AllowAnonymousDevices) return Refuse(401, "token_missing", "missing token", id);
+        if (UpgradeProblem(context) is { } problem) return problem with { DeviceId = id };
+        return new Outcome(0, "ok", "ok", id, null, token);
+    }
+
+    /// <summary>Validates the token of a request that passed <see cref="CheckRequest"/>; asks the directory about revocation.</summary>
+    public async Task<Outcome> CheckTokenAsync(string id, string? token)
+    {
+        if (token is null) return new Outcome(0, "anonymous", "anonymous", id, new DeviceIdentity(id, null, null));
         var (result, identity) = await tokens.ValidateAsync(token, id).ConfigureAwait(false);
         if (result == TokenCheck.Valid && await directory.TokensNotBeforeAsync(id).ConfigureAwait(false) is { } notBefore
             && (identity!.IssuedAt is not { } iat || iat < notBefore))
@@ -46,7 +55,37 @@ internal sealed class Handshake(IOptions<GatewayOptions> options, DeviceTokens t
         };
     }
 
-    /// <summary>Null when the origin is allowed, otherwise why not. Devices send no Origin and are always allowed.</summary>
+    /// <summary>
+    /// Null for a WebSocket upgrade the framework will accept. A request that is no upgrade at all gets 426; one that
+    /// asks for <c>Upgrade: websocket</c> but is malformed (no or a bad <c>Sec-WebSocket-Key</c>, not a GET, no
+    /// <c>Connection: Upgrade</c>) gets 400 as RFC 6455 §4.2.1 asks, and an unknown version 426 naming version 13 (§4.4).
+    /// </summary>
+    public static Outcome? UpgradeProblem(HttpContext context)
+    {
+        if (context.WebSockets.IsWebSocketRequest) return null;
+        var headers = context.Request.Headers;
+        if (!headers.Upgrade.ToString().Contains("websocket", StringComparison.OrdinalIgnoreCase))
+        {
+            return Refuse(426, "not_upgrade", "not a WebSocket upgrade request");
+        }
+        if (!HttpMethods.IsGet(context.Request.Method) || !headers.Connection.ToString().Contains("upgrade", StringComparison.OrdinalIgnoreCase))
+        {
+            return Refuse(400, "bad_upgrade", "a WebSocket upgrade is a GET with Connection: Upgrade");
+        }
+        if (!IsValidKey(headers.SecWebSocketKey.ToString())) return Refuse(400, "bad_upgrade", "Sec-WebSocket-Key must be the base64 encoding of 16 bytes");
+        return Refuse(426, "bad_upgrade", "unsupported Sec-WebSocket-Version (this server speaks 13)");
+    }
+
+    private static bool IsValidKey(string key)
+    {
+        Span<byte> bytes = stackalloc byte[18];
+        return key.Length == 24 && Convert.TryFromBase64String(key, bytes, out var written) && written == 16;
+    }
+
+    /// <summary>
+    /// Null when the origin is allowed, otherwise why not. Devices send no Origin and are always allowed. Same origin
+    /// means the same scheme, host and port as this request (an https page is not the origin of an http listener).
+    /// </summary>
     public string? CheckOrigin(HttpRequest request)
     {
         var origin = request.Headers.Origin.ToString();
@@ -60,10 +99,12 @@ internal sealed class Handshake(IOptions<GatewayOptions> options, DeviceTokens t
         }
         if (Uri.TryCreate(origin, UriKind.Absolute, out var uri) && request.Host.HasValue)
         {
-            // Same origin: the page was served from the host:port this request is addressed to.
-            var hostPort = request.Host.Port ?? uri.Port;
+            // The page was served from the scheme://host:port this request is addressed to.
+            var scheme = request.IsHttps ? "https" : "http";
+            var hostPort = request.Host.Port ?? (request.IsHttps ? 443 : 80);
             var requestHost = request.Host.Host.Trim('[', ']');
-            if (string.Equals(uri.IdnHost.Trim('[', ']'), requestHost, StringComparison.OrdinalIgnoreCase) && uri.Port == hostPort) return null;
+            if (string.Equals(uri.Scheme, scheme, StringComparison.OrdinalIgnoreCase)
+                && string.Equals(uri.IdnHost.Trim('[', ']'), requestHost, StringComparison.OrdinalIgnoreCase) && uri.Port == hostPort) return null;
         }
         return "origin not allowed";
     }

@@ -7,7 +7,7 @@ using Microsoft.Extensions.Options;
 
 namespace DeviceGate.Delivery;
 
-public enum SendOutcome { Sent, Queued, Duplicate, NotConnected, OutboxFull, Unavailable }
+public enum SendOutcome { Sent, Queued, Duplicate, NotConnected, OutboxFull, QuotaExceeded, Unavailable }
 
 /// <summary>What a send came to: the message id and the status to report.</summary>
 public readonly record struct SendResult(SendOutcome Outcome, string Id, string Status);
@@ -33,6 +33,10 @@ internal sealed class DeliveryService(
     ILogger<DeliveryService> logger)
 {
     private readonly DeliveryOptions _o = options.Value.Delivery;
+    private readonly long _deviceStoredBytes = options.Value.Limits.DeviceStoredBytes;
+
+    /// <summary>Idempotency keys name a send to one device: the same key for two devices is two messages.</summary>
+    internal static string? ScopedKey(string device, string? key) => key is null ? null : device + "/" + key;
 
     public DeviceLane CreateLane(DeviceConnection connection) =>
         new(connection, this, _o.MaxInFlight, options.Value.Limits.SendQueueMessages, _o.AckTimeout, time);
@@ -60,7 +64,9 @@ internal sealed class DeliveryService(
     {
         var now = time.GetUtcNow();
         var stored = new StoredMessage(DeviceMessage.NewId(), device, from, group, data, now, now + ttl);
-        return new PendingDurable(stored, store.AcceptAsync(stored, idempotencyKey, _o.MaxQueuedPerDevice));
+        // What devices originate is bounded by their stored bytes too (DeviceGate:Limits:DeviceStoredBytes); backends are trusted.
+        var maxSenderBytes = from == Connections.DeviceId.Server ? long.MaxValue : _deviceStoredBytes;
+        return new PendingDurable(stored, store.AcceptAsync(stored, ScopedKey(device, idempotencyKey), _o.MaxQueuedPerDevice, maxSenderBytes));
     }
 
     internal async Task<SendResult> FinishDurableAsync(PendingDurable pending)
@@ -81,6 +87,7 @@ internal sealed class DeliveryService(
         {
             case AcceptOutcome.Duplicate: return new SendResult(SendOutcome.Duplicate, accepted.Id, accepted.Status);
             case AcceptOutcome.OutboxFull: return new SendResult(SendOutcome.OutboxFull, stored.Id, "");
+            case AcceptOutcome.QuotaExceeded: return new SendResult(SendOutcome.QuotaExceeded, stored.Id, "");
         }
         directory.Known(device);
         bool routed;
@@ -92,6 +99,10 @@ internal sealed class DeliveryService(
         {
             routed = false; // stored: delivered when the device (re)connects
         }
+        catch (StoreUnavailableException)
+        {
+            routed = false;
+        }
         return routed
             ? new SendResult(SendOutcome.Sent, stored.Id, MessageStatus.Sent)
             : new SendResult(SendOutcome.Queued, stored.Id, MessageStatus.Queued);
@@ -100,11 +111,14 @@ internal sealed class DeliveryService(
     /// <summary>A non-durable message: to the device's live connection if it has one, otherwise nowhere.</summary>
     public async Task<SendResult> SendNowAsync(string device, DeviceMessage message, string? idempotencyKey = null)
     {
-        if (idempotencyKey is not null && book.IdForKey(idempotencyKey) is { } earlier)
+        // The key is held for this message while it is tried and kept only if the message was taken: a refused
+        // attempt leaves it free for the retry.
+        var key = ScopedKey(device, idempotencyKey);
+        if (key is not null && !book.TryReserveKey(key, message.Id, out var earlier))
         {
             return new SendResult(SendOutcome.Duplicate, earlier, book.Get(earlier, _o.StatusRetention)?.Status ?? MessageStatus.Sent);
         }
-        book.Add(message.Id, device, idempotencyKey);
+        book.Add(message.Id, device);
         bool routed;
         try
         {
@@ -112,13 +126,21 @@ internal sealed class DeliveryService(
         }
         catch (StackExchange.Redis.RedisException e)
         {
+            // Redis is away: a device held by this node is still reached (without the cross-node fence, which
+            // needs Redis; at-most-once holds either way).
             Log.ClusterError(logger, "route", e.Message);
-            book.Record(message.Id, MessageStatus.Cancelled);
-            return new SendResult(SendOutcome.Unavailable, message.Id, "");
+            routed = PushLocal(device, message, durable: false, expiresAt: null, epoch: null, recordStatus: false);
+            if (!routed)
+            {
+                book.Record(message.Id, MessageStatus.Cancelled);
+                if (key is not null) book.ReleaseKey(key, message.Id);
+                return new SendResult(SendOutcome.Unavailable, message.Id, "");
+            }
         }
         if (!routed)
         {
             book.Record(message.Id, MessageStatus.Cancelled);
+            if (key is not null) book.ReleaseKey(key, message.Id);
             return new SendResult(SendOutcome.NotConnected, message.Id, "");
         }
         return new SendResult(SendOutcome.Sent, message.Id, MessageStatus.Sent);
@@ -147,18 +169,25 @@ internal sealed class DeliveryService(
     {
         if (!registry.TryGet(device, out var connection) || connection.Lane is not { } lane || connection.IsClosing) return false;
         if (epoch is { } current && connection.Epoch != current) return false;
-        if (recordStatus && !durable) book.Add(message.Id, device, null);
+        if (recordStatus && !durable) book.Add(message.Id, device);
         return lane.Push(message, durable, expiresAt);
     }
 
-    /// <summary>One message per member (each with its own id), except <paramref name="except"/>.</summary>
-    /// <returns>Connected members written to, and offline members queued for.</returns>
-    public async Task<(int Recipients, int Queued, bool Unavailable)> PublishAsync(string group, MessageData data, string from, TimeSpan ttl, string? except)
+    /// <summary>What a group message came to: members written to, members queued for, and whether any copy was refused.</summary>
+    public readonly record struct PublishResult(int Recipients, int Queued, bool Unavailable, bool QuotaExceeded);
+
+    /// <summary>
+    /// One message per member (each with its own id), except <paramref name="except"/>. With a ttl,
+    /// <paramref name="durableQuota"/> (when given) is asked first for as many durable messages as there are members;
+    /// when it refuses, nothing is sent.
+    /// </summary>
+    public async Task<PublishResult> PublishAsync(string group, MessageData data, string from, TimeSpan ttl, string? except, Func<int, bool>? durableQuota = null)
     {
         var members = (await groups.MembersAsync(group).ConfigureAwait(false)).Where(m => m != except).ToList();
+        if (ttl > TimeSpan.Zero && durableQuota is not null && !durableQuota(members.Count)) return new PublishResult(0, 0, false, QuotaExceeded: true);
         var results = await Task.WhenAll(members.Select(m => SendAsync(m, data, from, group, ttl, null))).ConfigureAwait(false);
-        return (results.Count(r => r.Outcome == SendOutcome.Sent), results.Count(r => r.Outcome == SendOutcome.Queued),
-            results.Any(r => r.Outcome == SendOutcome.Unavailable));
+        return new PublishResult(results.Count(r => r.Outcome == SendOutcome.Sent), results.Count(r => r.Outcome == SendOutcome.Queued),
+            results.Any(r => r.Outcome == SendOutcome.Unavailable), results.Any(r => r.Outcome == SendOutcome.QuotaExceeded));
     }
 
     /// <summary>To every connected device, straight to their sockets (not through lanes, not stored): one encoding per mode.</summary>
@@ -216,10 +245,10 @@ internal sealed class DeliveryService(
         events.Acked(device, entry.Message.Id);
     }
 
+    /// <summary>An ack for a ttl=0 message (not held for its ack): counted and announced once, however often it comes.</summary>
     internal void AckedUntracked(string device, string id)
     {
-        if (!book.BelongsTo(id, device)) return;
-        book.Record(id, MessageStatus.Acked);
+        if (!book.BelongsTo(id, device) || !book.Record(id, MessageStatus.Acked)) return;
         metrics.Acks.Inc();
         events.Acked(device, id);
     }

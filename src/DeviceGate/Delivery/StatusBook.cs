@@ -30,41 +30,51 @@ internal sealed class StatusBook(TimeProvider time)
     private int _orderCount;
     private int _keyCount;
 
-    public void Add(string id, string device, string? idempotencyKey)
+    public void Add(string id, string device)
     {
         _entries[id] = new Entry(device, time.GetUtcNow());
         _order.Enqueue(id);
-        var count = Interlocked.Increment(ref _orderCount);
-        if (idempotencyKey is not null && _idempotency.TryAdd(idempotencyKey, id))
-        {
-            _keyOrder.Enqueue(idempotencyKey);
-            if (Interlocked.Increment(ref _keyCount) > Defaults.InMemoryStatuses && _keyOrder.TryDequeue(out var oldKey))
-            {
-                Interlocked.Decrement(ref _keyCount);
-                _idempotency.TryRemove(oldKey, out _);
-            }
-        }
-        if (count > Defaults.InMemoryStatuses && _order.TryDequeue(out var old))
+        if (Interlocked.Increment(ref _orderCount) > Defaults.InMemoryStatuses && _order.TryDequeue(out var old))
         {
             Interlocked.Decrement(ref _orderCount);
             _entries.TryRemove(old, out _);
         }
     }
 
-    public string? IdForKey(string key) => _idempotency.TryGetValue(key, out var id) ? id : null;
-
-    /// <summary>Moves a message on; <c>sent</c> counts an attempt. Final states are never left.</summary>
-    public void Record(string id, string status)
+    /// <summary>Holds <paramref name="key"/> for message <paramref name="id"/>; false (with the holder's id) when another message has it.</summary>
+    public bool TryReserveKey(string key, string id, out string earlier)
     {
-        if (!_entries.TryGetValue(id, out var e)) return;
+        if (!_idempotency.TryAdd(key, id))
+        {
+            earlier = _idempotency.TryGetValue(key, out var held) ? held : id;
+            return false;
+        }
+        earlier = id;
+        _keyOrder.Enqueue(key);
+        if (Interlocked.Increment(ref _keyCount) > Defaults.InMemoryStatuses && _keyOrder.TryDequeue(out var oldKey))
+        {
+            Interlocked.Decrement(ref _keyCount);
+            _idempotency.TryRemove(oldKey, out _);
+        }
+        return true;
+    }
+
+    /// <summary>Frees a key whose message was not taken (the device was offline), so a retry sends.</summary>
+    public void ReleaseKey(string key, string id) => _idempotency.TryRemove(new KeyValuePair<string, string>(key, id));
+
+    /// <summary>Moves a message on; <c>sent</c> counts an attempt. Final states are never left: false when nothing changed.</summary>
+    public bool Record(string id, string status)
+    {
+        if (!_entries.TryGetValue(id, out var e)) return false;
         lock (e.Gate)
         {
-            if (e.Status is MessageStatus.Acked or MessageStatus.Expired or MessageStatus.Cancelled) return;
+            if (e.Status is MessageStatus.Acked or MessageStatus.Expired or MessageStatus.Cancelled) return false;
             var now = time.GetUtcNow();
             e.Status = status;
             e.Updated = now;
             if (status == MessageStatus.Sent) e.Attempts++;
             e.History.Add(new StatusChange(status, now));
+            return true;
         }
     }
 

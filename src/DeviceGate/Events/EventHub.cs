@@ -6,13 +6,18 @@ using Microsoft.Extensions.Options;
 namespace DeviceGate.Events;
 
 /// <summary>
-/// Numbers every event, keeps the last <c>DeviceGate:Events:ReplayBuffer</c> for readers that resume, and fans each
-/// one out to live readers through bounded queues. Publishing never waits: a reader whose queue is full is dropped.
+/// Numbers every event, keeps the last <c>DeviceGate:Events:ReplayBuffer</c> events (and at most
+/// <c>ReplayBufferBytes</c> of them) for readers that resume, and fans each one out to live readers through queues
+/// bounded in count and bytes. Publishing never waits: a reader whose queue is full is dropped (it can resume).
 /// </summary>
-internal sealed class EventHub(IOptions<GatewayOptions> options, NodeIdentity node, TimeProvider time, ILogger<EventHub> logger, IEventLog? log = null)
+internal sealed class EventHub(IOptions<GatewayOptions> options, NodeIdentity node, TimeProvider time, GatewayMetrics metrics, ILogger<EventHub> logger, IEventLog? log = null)
 {
     private readonly Lock _gate = new();
     private readonly GatewayEvent?[] _ring = new GatewayEvent?[Math.Max(1, options.Value.Events.ReplayBuffer)];
+    // The ring's events in id order, for evicting the oldest once they hold more than ReplayBufferBytes.
+    private readonly Queue<GatewayEvent> _retained = new();
+    private readonly long _maxRingBytes = options.Value.Events.ReplayBufferBytes;
+    private long _ringBytes;
     private readonly List<Subscription> _subscribers = [];
 
     // A single node numbers its own events and keeps them in memory only, so after a restart the ids must not start
@@ -39,8 +44,8 @@ internal sealed class EventHub(IOptions<GatewayOptions> options, NodeIdentity no
 
     public void Connected(string device) => Publish(id => GatewayEvent.Connected(id, node.Id, device, time.GetUtcNow()));
 
-    public void Disconnected(string device, int code, string reason) =>
-        Publish(id => GatewayEvent.Disconnected(id, node.Id, device, time.GetUtcNow(), code, reason));
+    public void Disconnected(string device, int code, string reason, string by) =>
+        Publish(id => GatewayEvent.Disconnected(id, node.Id, device, time.GetUtcNow(), code, reason, by));
 
     public void Acked(string device, string messageId) => Publish(id => GatewayEvent.ForMessage(id, node.Id, EventTypes.Acked, device, messageId, time.GetUtcNow()));
 
@@ -61,8 +66,42 @@ internal sealed class EventHub(IOptions<GatewayOptions> options, NodeIdentity no
         lock (_gate)
         {
             var e = create(++_ids.Last);
-            _ring[e.Id % _ring.Length] = e;
+            Keep(e);
             foreach (var s in _snapshot) s.Offer(e);
+        }
+    }
+
+    /// <summary>Into the replay ring, evicting the oldest past ReplayBuffer events or ReplayBufferBytes. Under the lock.</summary>
+    private void Keep(GatewayEvent e)
+    {
+        _ring[e.Id % _ring.Length] = e;
+        _retained.Enqueue(e);
+        _ringBytes += e.Json.Length;
+        while (_retained.Count > _ring.Length || (_ringBytes > _maxRingBytes && _retained.Count > 1))
+        {
+            var old = _retained.Dequeue();
+            _ringBytes -= old.Json.Length;
+            if (ReferenceEquals(_ring[old.Id % _ring.Length], old)) _ring[old.Id % _ring.Length] = null;
+        }
+    }
+
+    /// <summary>The oldest id the ring still holds (one past the last when empty).</summary>
+    private long OldestRetained => _retained.TryPeek(out var first) ? first.Id : _ids.Last + 1;
+
+    /// <summary>
+    /// The shared log lost its events (Redis lost its data): numbering goes on above <paramref name="next"/>, and every
+    /// live reader gets a <c>reset</c>, since events may have been missed.
+    /// </summary>
+    public void Lost(long next)
+    {
+        lock (_gate)
+        {
+            Array.Clear(_ring);
+            _retained.Clear();
+            _ringBytes = 0;
+            if (next > _ids.Last) _ids.Last = next;
+            var reset = GatewayEvent.Reset(_ids.Last, node.Id, time.GetUtcNow());
+            foreach (var s in _snapshot) s.Offer(reset, force: true);
         }
     }
 
@@ -85,7 +124,7 @@ internal sealed class EventHub(IOptions<GatewayOptions> options, NodeIdentity no
         {
             if (e.Id <= _ids.Last) return;
             _ids.Last = e.Id;
-            _ring[e.Id % _ring.Length] = e;
+            Keep(e);
             foreach (var s in _snapshot) s.Offer(e);
         }
     }
@@ -98,7 +137,7 @@ internal sealed class EventHub(IOptions<GatewayOptions> options, NodeIdentity no
     {
         if (log is null || lastEventId is not { } last) return Subscribe(lastEventId, queueCapacity, filter);
         var missed = await log.ReadAfterAsync(last, _ring.Length).ConfigureAwait(false);
-        var s = new Subscription(this, queueCapacity, filter);
+        var s = new Subscription(this, queueCapacity, options.Value.Events.SubscriberBufferBytes, filter);
         lock (_gate)
         {
             var expectedNext = last + 1;
@@ -130,26 +169,35 @@ internal sealed class EventHub(IOptions<GatewayOptions> options, NodeIdentity no
     /// </summary>
     public Subscription Subscribe(long? lastEventId, int queueCapacity, Func<GatewayEvent, bool> filter)
     {
-        var s = new Subscription(this, queueCapacity, filter);
+        var s = new Subscription(this, queueCapacity, options.Value.Events.SubscriberBufferBytes, filter);
         lock (_gate)
         {
             if (lastEventId is { } last && last != _ids.Last)
             {
                 // Behind the buffer, from before this node's start, or ahead of it (an id from another life): a reset.
-                var oldest = Math.Max(_ids.Start + 1, _ids.Last - _ring.Length + 1);
+                var oldest = Math.Max(_ids.Start + 1, OldestRetained);
                 if (last + 1 < oldest || last > _ids.Last)
                 {
                     s.Offer(GatewayEvent.Reset(_ids.Last, node.Id, time.GetUtcNow()), force: true);
                 }
                 else
                 {
-                    for (var id = last + 1; id <= _ids.Last; id++) s.Offer(_ring[id % _ring.Length]!, force: true);
+                    for (var id = last + 1; id <= _ids.Last; id++)
+                    {
+                        if (_ring[id % _ring.Length] is { } e && e.Id == id) s.Offer(e, force: true);
+                    }
                 }
             }
             _subscribers.Add(s);
             _snapshot = [.. _subscribers];
         }
         return s;
+    }
+
+    private void Dropped(Subscription s)
+    {
+        metrics.EventReadersDropped.WithLabels("behind").Inc();
+        Remove(s);
     }
 
     private void Remove(Subscription s)
@@ -160,38 +208,49 @@ internal sealed class EventHub(IOptions<GatewayOptions> options, NodeIdentity no
         }
     }
 
-    /// <summary>One reader's queue. Completed with <see cref="DroppedException"/> when the reader falls too far behind.</summary>
+    /// <summary>
+    /// One reader's queue, bounded in events and in bytes. Completed with <see cref="DroppedException"/> when the
+    /// reader falls too far behind (it resumes with Last-Event-ID).
+    /// </summary>
     public sealed class Subscription : IDisposable
     {
         private readonly EventHub _hub;
         private readonly Func<GatewayEvent, bool> _filter;
         private readonly Channel<GatewayEvent> _queue;
         private readonly int _capacity;
+        private readonly long _maxBytes;
         private int _count;
+        private long _bytes;
 
-        internal Subscription(EventHub hub, int capacity, Func<GatewayEvent, bool> filter)
+        internal Subscription(EventHub hub, int capacity, long maxBytes, Func<GatewayEvent, bool> filter)
         {
             _hub = hub;
             _filter = filter;
             _capacity = capacity;
+            _maxBytes = maxBytes;
             _queue = Channel.CreateUnbounded<GatewayEvent>(new UnboundedChannelOptions { SingleReader = true });
         }
 
         public ChannelReader<GatewayEvent> Reader => _queue.Reader;
 
         /// <summary>Call after each event read from <see cref="Reader"/>.</summary>
-        public void Consumed() => Interlocked.Decrement(ref _count);
+        public void Consumed(GatewayEvent e)
+        {
+            Interlocked.Decrement(ref _count);
+            Interlocked.Add(ref _bytes, -e.Json.Length);
+        }
 
+        /// <summary>Replayed events (<paramref name="force"/>) are taken whatever the bounds: the replay ring bounds them already.</summary>
         internal void Offer(GatewayEvent e, bool force = false)
         {
             if (e.Type != EventTypes.Reset && !_filter(e)) return;
-            if (!force && Interlocked.Increment(ref _count) > _capacity)
+            var count = Interlocked.Increment(ref _count);
+            var bytes = Interlocked.Add(ref _bytes, e.Json.Length);
+            if (!force && (count > _capacity || bytes > _maxBytes))
             {
-                _queue.Writer.TryComplete(new DroppedException());
-                _hub.Remove(this);
+                if (_queue.Writer.TryComplete(new DroppedException())) _hub.Dropped(this);
                 return;
             }
-            if (force) Interlocked.Increment(ref _count);
             _queue.Writer.TryWrite(e);
         }
 

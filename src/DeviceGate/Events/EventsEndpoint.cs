@@ -18,7 +18,7 @@ internal static class EventsEndpoint
             .Produces(200, contentType: "text/event-stream").ProducesProblem(400);
 
     private static async Task<IResult> StreamAsync(HttpContext context, EventHub hub, IOptions<GatewayOptions> options, TimeProvider time,
-        IHostApplicationLifetime lifetime, string? types, string? device)
+        IHostApplicationLifetime lifetime, GatewayMetrics metrics, string? types, string? device)
     {
         var wanted = EventTypes.All.ToHashSet(StringComparer.Ordinal);
         if (!string.IsNullOrEmpty(types))
@@ -59,16 +59,17 @@ internal static class EventsEndpoint
                 var tick = Task.Delay(o.KeepAliveInterval, time, ct);
                 if (await Task.WhenAny(ready, tick).ConfigureAwait(false) == tick)
                 {
-                    await response.WriteAsync(": keep-alive\n\n", ct).ConfigureAwait(false);
+                    response.BodyWriter.Write(": keep-alive\n\n"u8);
+                    await FlushAsync(response, o.StalledReaderTimeout, time, ct).ConfigureAwait(false);
                     await ready.ConfigureAwait(false);
                 }
                 if (!await ready.ConfigureAwait(false)) break;
                 while (reader.TryRead(out var e))
                 {
-                    subscription.Consumed();
+                    subscription.Consumed(e);
                     Write(response.BodyWriter, e);
                 }
-                await response.BodyWriter.FlushAsync(ct).ConfigureAwait(false);
+                await FlushAsync(response, o.StalledReaderTimeout, time, ct).ConfigureAwait(false);
             }
         }
         catch (EventHub.DroppedException)
@@ -76,10 +77,23 @@ internal static class EventsEndpoint
             // Too slow: end the stream; the reader reconnects with Last-Event-ID and gets what it missed (or a reset).
             context.Abort();
         }
+        catch (TimeoutException)
+        {
+            // The reader took no bytes for StalledReaderTimeout: a stalled client would otherwise hold its queue forever.
+            metrics.EventReadersDropped.WithLabels("stalled").Inc();
+            context.Abort();
+        }
         catch (OperationCanceledException)
         {
         }
         return Results.Empty;
+    }
+
+    /// <summary>Flushes, or throws <see cref="TimeoutException"/> when the client has not taken the bytes within <paramref name="timeout"/>.</summary>
+    private static async Task FlushAsync(HttpResponse response, TimeSpan timeout, TimeProvider time, CancellationToken ct)
+    {
+        var flush = response.BodyWriter.FlushAsync(ct);
+        if (!flush.IsCompleted) await flush.AsTask().WaitAsync(timeout, time, ct).ConfigureAwait(false);
     }
 
     private static void Write(System.IO.Pipelines.PipeWriter w, GatewayEvent e)

@@ -50,15 +50,18 @@ public sealed class GatewayEvent
     public static GatewayEvent Connected(long id, string node, string device, DateTimeOffset at) =>
         Create(id, node, EventTypes.Connected, device, at, static (_, _) => { }, 0);
 
-    public static GatewayEvent Disconnected(long id, string node, string device, DateTimeOffset at, int code, string reason) =>
+    /// <summary><paramref name="by"/> says who closed: <c>device</c> (it sent the first close frame) or <c>server</c>.</summary>
+    public static GatewayEvent Disconnected(long id, string node, string device, DateTimeOffset at, int code, string reason, string by) =>
         Create(id, node, EventTypes.Disconnected, device, at, static (w, s) =>
         {
             w.WriteNumber("code"u8, s.code);
             w.WriteString("reason"u8, s.reason);
-        }, (code, reason));
+            w.WriteString("by"u8, s.by);
+        }, (code, reason, by));
 
+    /// <summary>What a device said; its JSON is written compact, so the event stays one SSE data: line.</summary>
     public static GatewayEvent Message(long id, string node, string device, DateTimeOffset at, MessageData data) =>
-        Create(id, node, EventTypes.Message, device, at, static (w, d) => d.WriteTo(w), data);
+        Create(id, node, EventTypes.Message, device, at, static (w, d) => d.WriteTo(w, compact: true), data);
 
     /// <summary><c>acked</c> and <c>expired</c>: <c>{device, id, at}</c>, where <c>id</c> is the message id.</summary>
     public static GatewayEvent ForMessage(long id, string node, string type, string device, string messageId, DateTimeOffset at) =>
@@ -67,10 +70,14 @@ public sealed class GatewayEvent
     public static GatewayEvent Reset(long id, string node, DateTimeOffset at) =>
         Create(id, node, EventTypes.Reset, null, at, static (_, _) => { }, 0);
 
+    // Events are JSON on an SSE line or in a webhook body, never HTML: the default encoder's escaping of <, >, & and
+    // non-ASCII would only make them bigger (a 64 KB message of '<' became 393 KB).
+    private static readonly JsonWriterOptions WriterOptions = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
     private static GatewayEvent Create<T>(long id, string node, string type, string? device, DateTimeOffset at, Action<Utf8JsonWriter, T> body, T state)
     {
         var buffer = new ArrayBufferWriter<byte>(128);
-        using (var w = new Utf8JsonWriter(buffer))
+        using (var w = new Utf8JsonWriter(buffer, WriterOptions))
         {
             w.WriteStartObject();
             // The event's own number is "seq" (also the SSE id: line); "id" is left for message ids (acked, expired).

@@ -65,6 +65,8 @@ public static class GatewayHost
         services.AddSingleton<NodeIdentity>();
         services.AddSingleton<GatewayMetrics>();
         services.AddSingleton<ConnectionAdmission>();
+        services.AddSingleton<DeviceBudgets>();
+        services.AddSingleton<LogLimiter>();
         Observability.AddObservability(services);
         services.AddSingleton<ShutdownState>();
         services.AddSingleton<ConnectionRegistry>();

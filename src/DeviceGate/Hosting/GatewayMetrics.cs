@@ -31,6 +31,9 @@ internal sealed class GatewayMetrics
             new HistogramConfiguration { LabelNames = ["route"], Buckets = Histogram.ExponentialBuckets(0.0005, 2, 16) });
         DeliveryLatency = f.CreateHistogram("devicegate_delivery_latency_seconds", "From API accept to the socket write, by kind.",
             new HistogramConfiguration { LabelNames = ["kind"], Buckets = Histogram.ExponentialBuckets(0.0001, 2, 20) });
+        StoreUnavailable = f.CreateCounter("devicegate_store_unavailable_total", "API requests answered 503 because the store or Redis could not answer, by cause.", "cause");
+        ReadLoopFaults = f.CreateCounter("devicegate_read_loop_faults_total", "Connections closed with 1011 because handling what the device sent failed.");
+        EventReadersDropped = f.CreateCounter("devicegate_event_readers_dropped_total", "Event stream readers disconnected, by reason (behind, stalled).", "reason");
         WebhookFailures = f.CreateCounter("devicegate_webhook_failures_total", "Webhook batches that failed after retries.");
     }
 
@@ -63,6 +66,9 @@ internal sealed class GatewayMetrics
     public Histogram ApiDuration { get; }
     public Histogram DeliveryLatency { get; }
     public Counter WebhookFailures { get; }
+    public Counter ReadLoopFaults { get; }
+    public Counter StoreUnavailable { get; }
+    public Counter EventReadersDropped { get; }
 }
 
 /// <summary>Message kinds, as metric labels.</summary>

@@ -54,8 +54,17 @@ public sealed class EventsOptions
     /// <summary>Events kept for readers that resume with Last-Event-ID.</summary>
     public int ReplayBuffer { get; set; } = Defaults.EventReplayBuffer;
 
+    /// <summary>Bytes of event JSON the replay buffer holds at most (the oldest go first).</summary>
+    public long ReplayBufferBytes { get; set; } = Defaults.EventReplayBufferBytes;
+
     /// <summary>Events one reader may fall behind before it is dropped (it can resume).</summary>
     public int SubscriberBuffer { get; set; } = Defaults.EventSubscriberBuffer;
+
+    /// <summary>Bytes of events one reader may fall behind before it is dropped (it can resume).</summary>
+    public long SubscriberBufferBytes { get; set; } = Defaults.EventSubscriberBufferBytes;
+
+    /// <summary>A reader that has not taken any bytes for this long is disconnected (it can resume with Last-Event-ID).</summary>
+    public TimeSpan StalledReaderTimeout { get; set; } = Defaults.EventStalledReaderTimeout;
 
     /// <summary>How often an idle stream gets a keep-alive comment.</summary>
     public TimeSpan KeepAliveInterval { get; set; } = Defaults.EventKeepAlive;
@@ -156,6 +165,15 @@ public sealed class LimitsOptions
     /// <summary>Messages one device may send at once before the rate applies.</summary>
     public int DeviceMessagesBurst { get; set; } = Defaults.DeviceMessagesBurst;
 
+    /// <summary>Durable messages (ttl &gt; 0) one device may originate per minute, counting each member of a group publish; past it <c>quota_exceeded</c>.</summary>
+    public int DeviceDurableMessagesPerMinute { get; set; } = Defaults.DeviceDurableMessagesPerMinute;
+
+    /// <summary>Bytes one device's pending durable sends may hold in the store; past it <c>quota_exceeded</c>.</summary>
+    public long DeviceStoredBytes { get; set; } = Defaults.DeviceStoredBytes;
+
+    /// <summary>Groups one device may be a member of (envelope <c>join</c>: <c>quota_exceeded</c>; API: 409).</summary>
+    public int MaxGroupsPerDevice { get; set; } = Defaults.MaxGroupsPerDevice;
+
     /// <summary>HTTP API requests per second on this node (429 past it); 0 = off.</summary>
     public int ApiRequestsPerSecond { get; set; }
 }
@@ -201,6 +219,16 @@ public static class Defaults
     public const int ConnectsBurst = 10_000;
     public const int DeviceMessagesPerSecond = 200;
     public const int DeviceMessagesBurst = 400;
+    public const int DeviceDurableMessagesPerMinute = 600;
+    public const long DeviceStoredBytes = 16 * 1024 * 1024;
+    public const int MaxGroupsPerDevice = 100;
+
+    /// <summary>Per-device budgets kept on a node: twice MaxConnections, within these bounds (about 200 bytes each).</summary>
+    public const int MinDeviceBudgets = 10_000;
+    public const int MaxDeviceBudgets = 1_000_000;
+
+    /// <summary>How often budgets that have refilled are forgotten.</summary>
+    public static readonly TimeSpan BudgetSweep = TimeSpan.FromSeconds(10);
 
     /// <summary>Reads one message may take (bounds fragment floods of tiny or empty frames).</summary>
     public const int MinReceivesPerMessage = 1024;
@@ -213,11 +241,17 @@ public static class Defaults
     /// <summary>Statuses of non-durable (ttl=0) messages kept in memory, at most.</summary>
     public const int InMemoryStatuses = 100_000;
 
+    /// <summary>How long a failed commit (disk full, I/O error) keeps /readyz at 503 when nothing has been written since.</summary>
+    public static readonly TimeSpan StoreFailureWindow = TimeSpan.FromSeconds(10);
+
     /// <summary>How often expired messages are marked, and final records past retention purged.</summary>
     public static readonly TimeSpan ExpirySweep = TimeSpan.FromSeconds(1);
     public static readonly TimeSpan PurgeSweep = TimeSpan.FromMinutes(1);
     public const int EventReplayBuffer = 10_000;
     public const int EventSubscriberBuffer = 10_000;
+    public const long EventReplayBufferBytes = 64L * 1024 * 1024;
+    public const long EventSubscriberBufferBytes = 16L * 1024 * 1024;
+    public static readonly TimeSpan EventStalledReaderTimeout = TimeSpan.FromSeconds(30);
     public static readonly TimeSpan EventKeepAlive = TimeSpan.FromSeconds(15);
     public const int WebhookBatchSize = 100;
     public const int WebhookQueueSize = 10_000;
@@ -234,6 +268,9 @@ public static class Defaults
 
     /// <summary>How long a write already in progress may take once a device overflowed or is being closed.</summary>
     public static readonly TimeSpan CloseWriteTimeout = TimeSpan.FromSeconds(5);
+
+    /// <summary>Log lines that outsiders can cause (refusals, failing read loops) appear at most once per key per interval.</summary>
+    public static readonly TimeSpan LogSummaryInterval = TimeSpan.FromSeconds(10);
 
     /// <summary>How long the device has to answer our close frame before the socket is aborted.</summary>
     public static readonly TimeSpan CloseHandshakeTimeout = TimeSpan.FromSeconds(5);

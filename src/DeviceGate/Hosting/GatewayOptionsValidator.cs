@@ -32,6 +32,9 @@ internal sealed class GatewayOptionsValidator : IValidateOptions<GatewayOptions>
         Require(o.Shutdown.DrainSeconds is >= 0 and <= 3600, "Shutdown:DrainSeconds", "must be between 0 and 3600");
         Require(o.Events.ReplayBuffer is >= 1 and <= 10_000_000, "Events:ReplayBuffer", "must be between 1 and 10000000");
         Require(o.Events.SubscriberBuffer is >= 1 and <= 10_000_000, "Events:SubscriberBuffer", "must be between 1 and 10000000");
+        Require(o.Events.ReplayBufferBytes >= 1, "Events:ReplayBufferBytes", "must be at least 1");
+        Require(o.Events.SubscriberBufferBytes >= 1, "Events:SubscriberBufferBytes", "must be at least 1");
+        Require(o.Events.StalledReaderTimeout > TimeSpan.Zero, "Events:StalledReaderTimeout", "must be positive");
         Require(o.Events.KeepAliveInterval > TimeSpan.Zero, "Events:KeepAliveInterval", "must be positive");
         if (!string.IsNullOrEmpty(o.Webhooks.Url))
         {
@@ -63,6 +66,9 @@ internal sealed class GatewayOptionsValidator : IValidateOptions<GatewayOptions>
         Require(o.Limits.MaxConnectionsPerIp >= 0, "Limits:MaxConnectionsPerIp", "must be 0 (off) or more");
         Require(o.Limits.DeviceMessagesPerSecond >= 1, "Limits:DeviceMessagesPerSecond", "must be at least 1");
         Require(o.Limits.DeviceMessagesBurst >= 1, "Limits:DeviceMessagesBurst", "must be at least 1");
+        Require(o.Limits.DeviceDurableMessagesPerMinute >= 1, "Limits:DeviceDurableMessagesPerMinute", "must be at least 1");
+        Require(o.Limits.DeviceStoredBytes >= 1, "Limits:DeviceStoredBytes", "must be at least 1");
+        Require(o.Limits.MaxGroupsPerDevice >= 1, "Limits:MaxGroupsPerDevice", "must be at least 1");
         Require(o.Limits.ApiRequestsPerSecond >= 0, "Limits:ApiRequestsPerSecond", "must be 0 (off) or more");
         foreach (var proxy in o.Network.KnownProxies)
         {

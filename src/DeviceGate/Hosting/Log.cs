@@ -12,8 +12,11 @@ internal static partial class Log
     [LoggerMessage(1002, LogLevel.Information, "Device {DeviceId} replaced by a newer connection")]
     public static partial void DeviceReplaced(ILogger logger, string deviceId);
 
-    [LoggerMessage(1003, LogLevel.Information, "Handshake refused with {Status}: {Reason} (device {DeviceId}, from {Remote})")]
-    public static partial void HandshakeRefused(ILogger logger, int status, string reason, string? deviceId, string? remote);
+    [LoggerMessage(1003, LogLevel.Information, "Handshake refused with {Status}: {Reason} (device {DeviceId}, from {Remote}); {Suppressed} more with this reason since the last such line")]
+    public static partial void HandshakeRefused(ILogger logger, int status, string reason, string? deviceId, string? remote, long suppressed);
+
+    [LoggerMessage(1005, LogLevel.Error, "Device {DeviceId}: handling what it sent failed; closed with 1011 ({Suppressed} more such failures since the last such line)")]
+    public static partial void ReadLoopFailed(ILogger logger, string deviceId, long suppressed, Exception exception);
 
     [LoggerMessage(1004, LogLevel.Debug, "Device {DeviceId} sent a {Type} message of {Bytes} bytes")]
     public static partial void RawMessageReceived(ILogger logger, string deviceId, System.Net.WebSockets.WebSocketMessageType type, int bytes);
@@ -41,6 +44,9 @@ internal static partial class Log
 
     [LoggerMessage(1011, LogLevel.Debug, "Device {DeviceId} is over its message rate; message dropped")]
     public static partial void RateLimited(ILogger logger, string deviceId);
+
+    [LoggerMessage(1401, LogLevel.Warning, "Cluster: Redis lost its data (FLUSHALL, or a restart without persistence): devices registered again, event numbering goes on above {LastEventId}; readers get a reset. Messages stored in Redis may be gone.")]
+    public static partial void RedisDataLost(ILogger logger, long lastEventId);
 
     [LoggerMessage(1400, LogLevel.Warning, "Cluster: {Operation} failed: {Error}")]
     public static partial void ClusterError(ILogger logger, string operation, string error);

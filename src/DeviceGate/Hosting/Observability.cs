@@ -77,6 +77,13 @@ internal static class Observability
         {
             await next(context).ConfigureAwait(false);
         }
+        catch (Exception e) when (e is StoreUnavailableException or StackExchange.Redis.RedisException && !context.Response.HasStarted)
+        {
+            // Whatever route met a store or Redis that cannot answer: 503 with Retry-After and a problem body, never a bare 500.
+            metrics.StoreUnavailable.WithLabels(e is StoreUnavailableException ? "store" : "redis").Inc();
+            context.Response.Clear();
+            await SendOptions.Unavailable().ExecuteAsync(context).ConfigureAwait(false);
+        }
         finally
         {
             var route = (context.GetEndpoint() as RouteEndpoint)?.RoutePattern.RawText ?? "unmatched";

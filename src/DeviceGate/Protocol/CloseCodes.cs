@@ -45,4 +45,5 @@ public static class CloseReasons
     public const string RateLimited = "rate_limited";
     public const string TokenRevoked = "token_revoked";
     public const string StoreUnavailable = "store_unavailable";
+    public const string InternalError = "internal_error";
 }

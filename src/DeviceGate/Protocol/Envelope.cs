@@ -28,6 +28,7 @@ public static class ErrorCodes
     public const string BinaryNotSupported = "binary_not_supported";
     public const string OutboxFull = "outbox_full";
     public const string Unavailable = "unavailable";
+    public const string QuotaExceeded = "quota_exceeded";
 }
 
 /// <summary>The <c>type</c> of each envelope, both directions.</summary>

@@ -62,19 +62,19 @@ public static class EnvelopeReader
         string? @ref = null;
         if (root.TryGetProperty("ref"u8, out var r))
         {
-            if (r.ValueKind != JsonValueKind.String || r.GetString()!.Length > MaxRefLength)
+            if (!JsonText.TryGetString(r, out var text) || text.Length > MaxRefLength)
             {
                 doc.Dispose();
-                problem = new(ErrorCodes.InvalidField, $"'ref' must be a string of at most {MaxRefLength} characters.", null);
+                problem = new(ErrorCodes.InvalidField, $"'ref' must be a string of at most {MaxRefLength} characters of valid Unicode.", null);
                 return false;
             }
-            @ref = r.GetString();
+            @ref = text;
         }
 
         if (!TryString(root, "type", out var type, out var bad) || type is null)
         {
             doc.Dispose();
-            problem = bad ? new(ErrorCodes.InvalidField, "'type' must be a string.", @ref) : new(ErrorCodes.MissingField, "'type' is required.", @ref);
+            problem = bad ? new(ErrorCodes.InvalidField, "'type' must be a string of valid Unicode.", @ref) : new(ErrorCodes.MissingField, "'type' is required.", @ref);
             return false;
         }
 
@@ -89,10 +89,13 @@ public static class EnvelopeReader
             if (t.ValueKind != JsonValueKind.Number || !t.TryGetDouble(out var seconds) || !double.IsFinite(seconds) || seconds < 0) invalid = "ttl";
             else ttl = seconds;
         }
+        var data = root.TryGetProperty("data"u8, out var d) ? d : default;
+        // A string data is decoded for raw recipients: one that cannot be (a lone surrogate escape) is refused here.
+        if (invalid is null && data.ValueKind == JsonValueKind.String && !JsonText.TryGetString(data, out _)) invalid = "data";
         if (invalid is not null)
         {
             doc.Dispose();
-            problem = new(ErrorCodes.InvalidField, $"'{invalid}' has the wrong type or value.", @ref);
+            problem = new(ErrorCodes.InvalidField, $"'{invalid}' has the wrong type or value (strings must be valid Unicode: no lone surrogate escapes).", @ref);
             return false;
         }
 
@@ -104,7 +107,7 @@ public static class EnvelopeReader
             Id = id,
             Ref = @ref,
             Ttl = ttl,
-            Data = root.TryGetProperty("data"u8, out var data) ? data : default,
+            Data = data,
             Error = root.TryGetProperty("error"u8, out var error) ? error : default,
         };
         return true;
@@ -116,8 +119,8 @@ public static class EnvelopeReader
         value = null;
         present = root.TryGetProperty(name, out var e);
         if (!present) return true;
-        if (e.ValueKind != JsonValueKind.String) return false;
-        value = e.GetString();
+        if (!JsonText.TryGetString(e, out var text)) return false;
+        value = text;
         return true;
     }
 

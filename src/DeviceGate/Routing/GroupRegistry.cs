@@ -18,10 +18,22 @@ internal sealed class GroupRegistry(IDirectoryStore store)
         foreach (var (g, d) in memberships) AddInMemory(g, d);
     }
 
-    public Task AddAsync(string group, string deviceId)
+    /// <summary>
+    /// Adds a membership (durable when it completes). False when the device already is in <paramref name="maxGroups"/>
+    /// groups: nothing changed. The store decides, atomically, so nodes of a cluster cannot together exceed it.
+    /// </summary>
+    public Task<bool> AddAsync(string group, string deviceId, int maxGroups)
     {
-        AddInMemory(group, deviceId);
-        return store.SetMembershipAsync(group, deviceId, member: true);
+        // A shared (cluster) store checks the cap and adds in one script, so nodes cannot together exceed it.
+        if (store is ISharedDirectory) return store.SetMembershipAsync(group, deviceId, member: true, maxGroups);
+        // One node: memory first, before this returns, so a device's next envelope already sees its join.
+        lock (_gate)
+        {
+            var groups = _groupsOfDevice.TryGetValue(deviceId, out var g) ? g : null;
+            if (groups?.ContainsKey(group) != true && (groups?.Count ?? 0) >= maxGroups) return Task.FromResult(false);
+            AddInMemory(group, deviceId);
+        }
+        return store.SetMembershipAsync(group, deviceId, member: true, maxGroups);
     }
 
     public Task RemoveAsync(string group, string deviceId)
@@ -45,10 +57,15 @@ internal sealed class GroupRegistry(IDirectoryStore store)
         store is ISharedDirectory shared ? shared.GroupsOfAsync(deviceId)
         : Task.FromResult<IReadOnlyList<string>>(GroupsOf(deviceId));
 
-    /// <summary>Every group with its member count, in name order.</summary>
-    public Task<IReadOnlyList<(string Group, int Members)>> AllAsync() =>
-        store is ISharedDirectory shared ? shared.GroupsAsync()
-        : Task.FromResult<IReadOnlyList<(string, int)>>(_members.Select(kv => (kv.Key, kv.Value.Count)).OrderBy(g => g.Key, StringComparer.Ordinal).ToList());
+    /// <summary>Groups with their member counts, in ordinal name order, after <paramref name="after"/>, at most <paramref name="limit"/>.</summary>
+    public Task<IReadOnlyList<(string Group, int Members)>> AllAsync(string? after, int limit) =>
+        store is ISharedDirectory shared ? shared.GroupsAsync(after, limit)
+        : Task.FromResult<IReadOnlyList<(string, int)>>(_members
+            .Where(kv => after is null || string.CompareOrdinal(kv.Key, after) > 0)
+            .Select(kv => (kv.Key, kv.Value.Count))
+            .OrderBy(g => g.Key, StringComparer.Ordinal)
+            .Take(limit)
+            .ToList());
 
     private IReadOnlyList<string> GroupsOf(string deviceId) =>
         _groupsOfDevice.TryGetValue(deviceId, out var g) ? g.Keys.Order(StringComparer.Ordinal).ToArray() : [];

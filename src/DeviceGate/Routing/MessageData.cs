@@ -10,16 +10,22 @@ public enum DataKind { Json, String, Binary }
 
 /// <summary>
 /// A payload in both of its forms: what a raw device receives (exact bytes and frame type) and what goes into an
-/// envelope's <c>data</c>/<c>dataBase64</c>. Immutable and shared by every recipient.
+/// envelope's <c>data</c>/<c>dataBase64</c>. Immutable and shared by every recipient. The two forms differ only for
+/// a device's envelope <c>data</c> that is a JSON string: the raw form is then the string itself, decoded from
+/// <see cref="Bytes"/> when first needed, so only one copy is kept (and stored).
 /// </summary>
 public sealed class MessageData
 {
-    private MessageData(DataKind kind, ReadOnlyMemory<byte> bytes, ReadOnlyMemory<byte> raw, WebSocketMessageType rawType)
+    private readonly ReadOnlyMemory<byte> _raw;
+    private byte[]? _decoded;
+
+    private MessageData(DataKind kind, ReadOnlyMemory<byte> bytes, ReadOnlyMemory<byte> raw, WebSocketMessageType rawType, bool rawIsJsonString)
     {
         Kind = kind;
         Bytes = bytes;
-        RawPayload = raw;
+        _raw = raw;
         RawType = rawType;
+        RawIsJsonString = rawIsJsonString;
     }
 
     public DataKind Kind { get; }
@@ -27,42 +33,44 @@ public sealed class MessageData
     /// <summary>JSON text (Json), UTF-8 text (String) or the bytes themselves (Binary).</summary>
     public ReadOnlyMemory<byte> Bytes { get; }
 
-    public ReadOnlyMemory<byte> RawPayload { get; }
+    /// <summary>What a raw device receives.</summary>
+    public ReadOnlyMemory<byte> RawPayload => RawIsJsonString ? _decoded ??= DecodeJsonString(Bytes.Span) : _raw;
 
-    /// <summary>Whether the raw form differs from <see cref="Bytes"/> (a JSON string sent by a device); stores keep it only then.</summary>
-    public bool RawDiffers => !RawPayload.Equals(Bytes) && !RawPayload.Span.SequenceEqual(Bytes.Span);
+    /// <summary>The raw form is the string that <see cref="Bytes"/> (a JSON string) denotes; stores keep a flag, not a copy.</summary>
+    public bool RawIsJsonString { get; }
+
     public WebSocketMessageType RawType { get; }
 
-    public static MessageData Text(byte[] utf8) => new(DataKind.String, utf8, utf8, WebSocketMessageType.Text);
+    public static MessageData Text(byte[] utf8) => new(DataKind.String, utf8, utf8, WebSocketMessageType.Text, false);
 
-    public static MessageData Binary(byte[] bytes) => new(DataKind.Binary, bytes, bytes, WebSocketMessageType.Binary);
+    public static MessageData Binary(byte[] bytes) => new(DataKind.Binary, bytes, bytes, WebSocketMessageType.Binary, false);
 
     /// <summary>An API body sent as application/json: raw devices get the body exactly, envelopes embed it.</summary>
-    public static MessageData Json(byte[] json) => new(DataKind.Json, json, json, WebSocketMessageType.Text);
+    public static MessageData Json(byte[] json) => new(DataKind.Json, json, json, WebSocketMessageType.Text, false);
 
     /// <summary>
     /// A device's envelope <c>data</c>: envelopes embed the JSON; a raw device gets the string itself when it is a
-    /// JSON string, otherwise the JSON text.
+    /// JSON string (EnvelopeReader refused strings that do not decode), otherwise the JSON text.
     /// </summary>
     public static MessageData FromEnvelope(JsonElement data)
     {
         var json = JsonMarshal.GetRawUtf8Value(data).ToArray();
-        var raw = data.ValueKind == JsonValueKind.String ? Encoding.UTF8.GetBytes(data.GetString()!) : json;
-        return new MessageData(DataKind.Json, json, raw, WebSocketMessageType.Text);
+        return new MessageData(DataKind.Json, json, json, WebSocketMessageType.Text, data.ValueKind == JsonValueKind.String);
     }
 
-    /// <summary>Rebuilds a payload read back from a store.</summary>
-    public static MessageData Restore(DataKind kind, byte[] bytes, byte[] raw, bool rawBinary) =>
-        new(kind, bytes, raw, rawBinary ? WebSocketMessageType.Binary : WebSocketMessageType.Text);
+    /// <summary>Rebuilds a payload read back from a store or the cluster bus.</summary>
+    public static MessageData Restore(DataKind kind, byte[] bytes, bool rawBinary, bool rawIsJsonString, byte[]? separateRaw = null) =>
+        new(kind, bytes, separateRaw ?? bytes, rawBinary ? WebSocketMessageType.Binary : WebSocketMessageType.Text, rawIsJsonString && separateRaw is null);
 
     /// <summary>Writes <c>"data": ...</c> or <c>"dataBase64": ...</c>.</summary>
-    public void WriteTo(Utf8JsonWriter writer)
+    public void WriteTo(Utf8JsonWriter writer, bool compact = false)
     {
         switch (Kind)
         {
             case DataKind.Json:
                 writer.WritePropertyName("data"u8);
-                writer.WriteRawValue(Bytes.Span, skipInputValidation: true);
+                // Compact where one line matters (an SSE data: line): a device's JSON may hold newlines between tokens.
+                writer.WriteRawValue(compact ? Protocol.JsonText.Compact(Bytes.Span) : Bytes.Span, skipInputValidation: true);
                 break;
             case DataKind.String:
                 writer.WriteString("data"u8, Bytes.Span);
@@ -71,5 +79,12 @@ public sealed class MessageData
                 writer.WriteBase64String("dataBase64"u8, Bytes.Span);
                 break;
         }
+    }
+
+    private static byte[] DecodeJsonString(ReadOnlySpan<byte> json)
+    {
+        var reader = new Utf8JsonReader(json);
+        reader.Read();
+        return Encoding.UTF8.GetBytes(reader.GetString()!);
     }
 }

@@ -54,8 +54,8 @@ internal sealed class RpcCoordinator(GatewayMetrics metrics)
         RpcReply reply;
         if (error.ValueKind == JsonValueKind.Object)
         {
-            var code = error.TryGetProperty("code"u8, out var c) && c.ValueKind == JsonValueKind.String ? c.GetString() : null;
-            var message = error.TryGetProperty("message"u8, out var m) && m.ValueKind == JsonValueKind.String ? m.GetString() : null;
+            var code = Protocol.JsonText.StringOrNull(error, "code"u8);
+            var message = Protocol.JsonText.StringOrNull(error, "message"u8);
             reply = new RpcReply(null, code ?? "error", message ?? "");
         }
         else

@@ -29,7 +29,7 @@ internal sealed class DeviceDirectory(IDirectoryStore store, ILogger<DeviceDirec
         if (store is ISharedDirectory shared)
         {
             var entry = await shared.GetDeviceAsync(deviceId).ConfigureAwait(false);
-            return (entry is not null, entry?.LastSeen);
+            return (entry?.Known == true, entry?.LastSeen);
         }
         return _devices.TryGetValue(deviceId, out var seen) ? (true, seen) : (false, null);
     }
@@ -51,8 +51,6 @@ internal sealed class DeviceDirectory(IDirectoryStore store, ILogger<DeviceDirec
     /// <summary>Known without having connected (queued for, or put in a group); the store records it with the write.</summary>
     public void Known(string deviceId) => _devices.TryAdd(deviceId, null);
 
-    public bool IsKnown(string deviceId) => _devices.ContainsKey(deviceId);
-
     /// <summary>Known devices by id prefix, ordinal order, paged by <paramref name="after"/>.</summary>
     public Task<IReadOnlyList<(string Device, DateTimeOffset? LastSeen)>> ListAsync(string? prefix, string? after, int limit) =>
         store is ISharedDirectory shared ? shared.DevicesAsync(prefix, after, limit)
@@ -63,18 +61,10 @@ internal sealed class DeviceDirectory(IDirectoryStore store, ILogger<DeviceDirec
             .Select(kv => (kv.Key, kv.Value))
             .ToList());
 
-    public bool TryGetLastSeen(string deviceId, out DateTimeOffset at)
-    {
-        at = default;
-        if (!_devices.TryGetValue(deviceId, out var seen) || seen is null) return false;
-        at = seen.Value;
-        return true;
-    }
-
+    /// <summary>Forgets the device; a revocation of its tokens stays, or forgetting would undo it.</summary>
     public Task ForgetAsync(string deviceId)
     {
         _devices.TryRemove(deviceId, out _);
-        _tokensNotBefore.TryRemove(deviceId, out _);
         return store.ForgetDeviceAsync(deviceId);
     }
 

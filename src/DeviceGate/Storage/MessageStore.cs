@@ -55,7 +55,7 @@ public sealed record MessageRecord(
     int Attempts,
     IReadOnlyList<StatusChange> History);
 
-public enum AcceptOutcome { Accepted, Duplicate, OutboxFull }
+public enum AcceptOutcome { Accepted, Duplicate, OutboxFull, QuotaExceeded }
 
 public readonly record struct AcceptResult(AcceptOutcome Outcome, string Id, string Status);
 
@@ -67,8 +67,12 @@ public enum CancelOutcome { Cancelled, NotFound, AlreadySent }
 /// </summary>
 public interface IMessageStore
 {
-    /// <summary>Stores a message for later delivery, unless the idempotency key names an earlier one or the outbox is full.</summary>
-    Task<AcceptResult> AcceptAsync(StoredMessage message, string? idempotencyKey, int maxQueuedPerDevice);
+    /// <summary>
+    /// Stores a message for later delivery, unless the idempotency key names an earlier one, the device's outbox is
+    /// full, or the sender's pending messages would hold more than <paramref name="maxSenderBytes"/> payload bytes.
+    /// A key is remembered only with a message it stored; callers scope keys to the target device.
+    /// </summary>
+    Task<AcceptResult> AcceptAsync(StoredMessage message, string? idempotencyKey, int maxQueuedPerDevice, long maxSenderBytes = long.MaxValue);
 
     /// <summary>The device's messages not yet acked, expired or cancelled, in acceptance order.</summary>
     Task<IReadOnlyList<StoredMessage>> LoadPendingAsync(string device, DateTimeOffset now);
@@ -97,12 +101,16 @@ public interface IDirectoryStore
 
     Task SaveLastSeenAsync(string device, DateTimeOffset at);
 
-    Task SetMembershipAsync(string group, string device, bool member);
+    /// <summary>
+    /// Adds or removes a membership. An add that would make the device a member of more than
+    /// <paramref name="maxGroups"/> groups changes nothing and returns false (checked atomically with the add).
+    /// </summary>
+    Task<bool> SetMembershipAsync(string group, string device, bool member, int maxGroups = int.MaxValue);
 
-    /// <summary>Tokens of this device issued before <paramref name="at"/> are refused from now on.</summary>
+    /// <summary>Tokens of this device issued before <paramref name="at"/> are refused from now on, across restarts and forgets.</summary>
     Task RevokeTokensAsync(string device, DateTimeOffset at);
 
-    /// <summary>Removes the device's last-seen, memberships and outbox.</summary>
+    /// <summary>Removes the device's last-seen, memberships and outbox. Its token revocation stays.</summary>
     Task ForgetDeviceAsync(string device);
 
     /// <summary>Unexpired pending messages per device, for <c>queued</c> counts.</summary>
@@ -124,8 +132,8 @@ public interface IStoreHealth
     long PendingMessages { get; }
 }
 
-/// <summary>A device as the shared directory knows it.</summary>
-public sealed record DeviceEntry(DateTimeOffset? LastSeen, DateTimeOffset? TokensNotBefore);
+/// <summary>A device as the shared directory knows it; a forgotten device may still have a revocation (then not <see cref="Known"/>).</summary>
+public sealed record DeviceEntry(bool Known, DateTimeOffset? LastSeen, DateTimeOffset? TokensNotBefore);
 
 /// <summary>
 /// Capability of a store shared by several nodes (Redis): group and device reads go to it, since another node may
@@ -137,8 +145,8 @@ public interface ISharedDirectory
     Task<IReadOnlyList<string>> GroupsOfAsync(string device);
     Task<DeviceEntry?> GetDeviceAsync(string device);
 
-    /// <summary>Every group with its member count.</summary>
-    Task<IReadOnlyList<(string Group, int Members)>> GroupsAsync();
+    /// <summary>Groups with their member counts, ordinal order, after <paramref name="after"/>.</summary>
+    Task<IReadOnlyList<(string Group, int Members)>> GroupsAsync(string? after, int limit);
 
     /// <summary>Known devices whose id starts with <paramref name="prefix"/>, ordinal order, after <paramref name="after"/>.</summary>
     Task<IReadOnlyList<(string Device, DateTimeOffset? LastSeen)>> DevicesAsync(string? prefix, string? after, int limit);

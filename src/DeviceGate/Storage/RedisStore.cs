@@ -45,6 +45,7 @@ internal sealed class RedisStore(IConnectionMultiplexer redis, RedisKeys keys, T
           end
         end
         if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[12]) then return {'full', '', ''} end
+        if KEYS[9] ~= '' and tonumber(redis.call('GET', KEYS[9]) or '0') + #ARGV[6] > tonumber(ARGV[15]) then return {'quota', '', ''} end
         local seq = redis.call('INCR', KEYS[4])
         redis.call('HSET', KEYS[1], 'device', ARGV[2], 'sender', ARGV[3], 'grp', ARGV[4], 'kind', ARGV[5], 'data', ARGV[6],
           'raw', ARGV[7], 'rawBinary', ARGV[8], 'created', ARGV[9], 'expires', ARGV[10], 'updated', ARGV[9],
@@ -54,6 +55,7 @@ internal sealed class RedisStore(IConnectionMultiplexer redis, RedisKeys keys, T
         redis.call('HSETNX', KEYS[6], ARGV[2], '')
         redis.call('LPUSH', KEYS[8], ARGV[1])
         redis.call('LTRIM', KEYS[8], 0, 99)
+        if KEYS[9] ~= '' then redis.call('INCRBY', KEYS[9], #ARGV[6]) end
         if idem ~= '' then
           redis.call('SET', idem, ARGV[1], 'PX', ARGV[13])
           redis.call('ZADD', KEYS[7], ARGV[9], idem)
@@ -61,21 +63,25 @@ internal sealed class RedisStore(IConnectionMultiplexer redis, RedisKeys keys, T
         return {'ok', ARGV[1], 'queued'}
         """;
 
-    public Task<AcceptResult> AcceptAsync(StoredMessage m, string? idempotencyKey, int maxQueuedPerDevice) => Guard(async () =>
+    // rawBinary flags: 1 the raw form is binary, 2 a separate raw copy is stored (written before the JSON-string flag
+    // existed), 4 the raw form is the string that data (a JSON string) denotes.
+    public Task<AcceptResult> AcceptAsync(StoredMessage m, string? idempotencyKey, int maxQueuedPerDevice, long maxSenderBytes = long.MaxValue) => Guard(async () =>
     {
-        var rawDiffers = m.Data.RawDiffers;
+        var flags = (m.Data.RawType == WebSocketMessageType.Binary ? 1 : 0) | (m.Data.RawIsJsonString ? 4 : 0);
+        var quota = m.From != Connections.DeviceId.Server && maxSenderBytes != long.MaxValue;
         var result = (RedisResult[])(await Db.ScriptEvaluateAsync(AcceptScript,
-            [keys.Message(m.Id), keys.Outbox(m.Device), keys.Expiry, keys.Sequence, idempotencyKey is null ? "" : keys.Idempotency(idempotencyKey), keys.Devices, keys.IdempotencyIndex, keys.Recent(m.Device)],
+            [keys.Message(m.Id), keys.Outbox(m.Device), keys.Expiry, keys.Sequence, idempotencyKey is null ? "" : keys.Idempotency(idempotencyKey), keys.Devices,
+                keys.IdempotencyIndex, keys.Recent(m.Device), quota ? keys.SenderBytes(m.From) : ""],
             [
-                m.Id, m.Device, m.From, m.Group ?? "", (int)m.Data.Kind, m.Data.Bytes.ToArray(),
-                rawDiffers ? m.Data.RawPayload.ToArray() : Array.Empty<byte>(), m.Data.RawType == WebSocketMessageType.Binary ? (rawDiffers ? 3 : 1) : (rawDiffers ? 2 : 0),
+                m.Id, m.Device, m.From, m.Group ?? "", (int)m.Data.Kind, m.Data.Bytes.ToArray(), Array.Empty<byte>(), flags,
                 Ms(m.CreatedAt), Ms(m.ExpiresAt), StatusChange.FirstHistoryJson(MessageStatus.Queued, m.CreatedAt),
-                maxQueuedPerDevice, (long)statusRetention.TotalMilliseconds, keys.Prefix + "msg:",
+                maxQueuedPerDevice, (long)statusRetention.TotalMilliseconds, keys.Prefix + "msg:", quota ? maxSenderBytes : 0,
             ]).ConfigureAwait(false))!;
         return (string)result[0]! switch
         {
             "dup" => new AcceptResult(AcceptOutcome.Duplicate, (string)result[1]!, (string)result[2]!),
             "full" => new AcceptResult(AcceptOutcome.OutboxFull, m.Id, MessageStatus.Queued),
+            "quota" => new AcceptResult(AcceptOutcome.QuotaExceeded, m.Id, MessageStatus.Queued),
             _ => new AcceptResult(AcceptOutcome.Accepted, m.Id, MessageStatus.Queued),
         };
     });
@@ -100,20 +106,31 @@ internal sealed class RedisStore(IConnectionMultiplexer redis, RedisKeys keys, T
     {
         var flags = (int)h["rawBinary"];
         byte[] data = h["data"]!;
-        byte[] raw = (flags & 2) != 0 ? (byte[])h["raw"]! : data;
         var group = (string)h["grp"]!;
         return new StoredMessage(id, device, (string)h["sender"]!, group.Length == 0 ? null : group,
-            MessageData.Restore((DataKind)(int)h["kind"], data, raw, (flags & 1) != 0),
+            MessageData.Restore((DataKind)(int)h["kind"], data, (flags & 1) != 0, (flags & 4) != 0, (flags & 2) != 0 ? (byte[])h["raw"]! : null),
             DateTimeOffset.FromUnixTimeMilliseconds((long)h["created"]), DateTimeOffset.FromUnixTimeMilliseconds((long)h["expires"]), (int)h["attempts"]);
     }
 
-    private const string RecordScript = """
+    /// <summary>Lua: a pending message became final; its payload no longer counts against its (device) sender's stored bytes.</summary>
+    private const string ReleaseSenderBytes = """
+        local function release(key, prefix)
+          local sender = redis.call('HGET', key, 'sender')
+          if sender and sender ~= 'server' then
+            local left = redis.call('DECRBY', prefix .. 'sender-bytes:' .. sender, redis.call('HSTRLEN', key, 'data'))
+            if left <= 0 then redis.call('DEL', prefix .. 'sender-bytes:' .. sender) end
+          end
+        end
+        """;
+
+    private const string RecordScript = ReleaseSenderBytes + "\n" + """
         if redis.call('HGET', KEYS[1], 'pending') ~= '1' then return 0 end
         local h = redis.call('HGET', KEYS[1], 'history')
         h = string.sub(h, 1, -2) .. ',{"status":"' .. ARGV[1] .. '","at":"' .. ARGV[4] .. '"}]'
         redis.call('HSET', KEYS[1], 'status', ARGV[1], 'updated', ARGV[3], 'history', h)
         if ARGV[1] == 'sent' then redis.call('HINCRBY', KEYS[1], 'attempts', 1) end
         if ARGV[2] == '1' then
+          release(KEYS[1], ARGV[6])
           redis.call('HSET', KEYS[1], 'pending', '0')
           redis.call('ZREM', KEYS[2], ARGV[5])
           redis.call('ZREM', KEYS[3], ARGV[5])
@@ -124,7 +141,7 @@ internal sealed class RedisStore(IConnectionMultiplexer redis, RedisKeys keys, T
 
     public Task RecordAsync(string device, string id, string status, bool final, DateTimeOffset at) => Guard(() =>
         Db.ScriptEvaluateAsync(RecordScript, [keys.Message(id), keys.Outbox(device), keys.Expiry, keys.FinalMessages],
-            [status, final ? "1" : "0", Ms(at), Iso(at), id]));
+            [status, final ? "1" : "0", Ms(at), Iso(at), id, keys.Prefix]));
 
     public Task<IReadOnlyList<MessageRecord>> RecentAsync(string device, int limit) => Guard<IReadOnlyList<MessageRecord>>(async () =>
     {
@@ -146,10 +163,11 @@ internal sealed class RedisStore(IConnectionMultiplexer redis, RedisKeys keys, T
             DateTimeOffset.FromUnixTimeMilliseconds((long)h["created"]), DateTimeOffset.FromUnixTimeMilliseconds((long)h["updated"]), (int)h["attempts"], StatusChange.ParseHistory((string)h["history"]!));
     });
 
-    private const string CancelScript = """
+    private const string CancelScript = ReleaseSenderBytes + "\n" + """
         local device = redis.call('HGET', KEYS[1], 'device')
         if not device then return 'nf' end
         if redis.call('HGET', KEYS[1], 'status') ~= 'queued' then return 'sent' end
+        release(KEYS[1], ARGV[5])
         local h = redis.call('HGET', KEYS[1], 'history')
         h = string.sub(h, 1, -2) .. ',{"status":"cancelled","at":"' .. ARGV[2] .. '"}]'
         redis.call('HSET', KEYS[1], 'status', 'cancelled', 'pending', '0', 'updated', ARGV[1], 'history', h)
@@ -161,20 +179,21 @@ internal sealed class RedisStore(IConnectionMultiplexer redis, RedisKeys keys, T
 
     public Task<CancelOutcome> CancelAsync(string id, DateTimeOffset at) => Guard(async () =>
         (string?)await Db.ScriptEvaluateAsync(CancelScript, [keys.Message(id), keys.Expiry, keys.FinalMessages],
-            [Ms(at), Iso(at), id, keys.Prefix + "outbox:"]).ConfigureAwait(false) switch
+            [Ms(at), Iso(at), id, keys.Prefix + "outbox:", keys.Prefix]).ConfigureAwait(false) switch
         {
             "ok" => CancelOutcome.Cancelled,
             "sent" => CancelOutcome.AlreadySent,
             _ => CancelOutcome.NotFound,
         });
 
-    private const string ExpireScript = """
+    private const string ExpireScript = ReleaseSenderBytes + "\n" + """
         local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 1000)
         local out = {}
         for _, id in ipairs(ids) do
           local key = ARGV[3] .. id
           redis.call('ZREM', KEYS[1], id)
           if redis.call('HGET', key, 'pending') == '1' then
+            release(key, ARGV[5])
             local device = redis.call('HGET', key, 'device')
             local h = redis.call('HGET', key, 'history')
             h = string.sub(h, 1, -2) .. ',{"status":"expired","at":"' .. ARGV[2] .. '"}]'
@@ -191,7 +210,7 @@ internal sealed class RedisStore(IConnectionMultiplexer redis, RedisKeys keys, T
     public Task<IReadOnlyList<(string Id, string Device)>> ExpireDueAsync(DateTimeOffset now) => Guard<IReadOnlyList<(string, string)>>(async () =>
     {
         var r = (RedisResult[])(await Db.ScriptEvaluateAsync(ExpireScript, [keys.Expiry, keys.FinalMessages],
-            [Ms(now), Iso(now), keys.Prefix + "msg:", keys.Prefix + "outbox:"]).ConfigureAwait(false))!;
+            [Ms(now), Iso(now), keys.Prefix + "msg:", keys.Prefix + "outbox:", keys.Prefix]).ConfigureAwait(false))!;
         var list = new List<(string, string)>();
         for (var i = 0; i + 1 < r.Length; i += 2) list.Add(((string)r[i]!, (string)r[i + 1]!));
         return list;
@@ -230,6 +249,8 @@ internal sealed class RedisStore(IConnectionMultiplexer redis, RedisKeys keys, T
 
     private const string MembershipScript = """
         if ARGV[3] == '1' then
+          if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then return 1 end
+          if redis.call('SCARD', KEYS[2]) >= tonumber(ARGV[4]) then return 0 end
           redis.call('SADD', KEYS[1], ARGV[2])
           redis.call('SADD', KEYS[2], ARGV[1])
           redis.call('SADD', KEYS[3], ARGV[1])
@@ -242,8 +263,9 @@ internal sealed class RedisStore(IConnectionMultiplexer redis, RedisKeys keys, T
         return 1
         """;
 
-    public Task SetMembershipAsync(string group, string device, bool member) => Guard(() =>
-        Db.ScriptEvaluateAsync(MembershipScript, [keys.Group(group), keys.GroupsOf(device), keys.GroupNames, keys.Devices], [group, device, member ? "1" : "0"]));
+    public Task<bool> SetMembershipAsync(string group, string device, bool member, int maxGroups = int.MaxValue) => Guard(async () =>
+        (int)await Db.ScriptEvaluateAsync(MembershipScript, [keys.Group(group), keys.GroupsOf(device), keys.GroupNames, keys.Devices],
+            [group, device, member ? "1" : "0", maxGroups]).ConfigureAwait(false) == 1);
 
     private const string RevokeScript = """
         redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
@@ -254,18 +276,18 @@ internal sealed class RedisStore(IConnectionMultiplexer redis, RedisKeys keys, T
     public Task RevokeTokensAsync(string device, DateTimeOffset at) => Guard(() =>
         Db.ScriptEvaluateAsync(RevokeScript, [keys.TokensNotBefore, keys.Devices], [device, Ms(at)]));
 
-    private const string ForgetScript = """
+    private const string ForgetScript = ReleaseSenderBytes + "\n" + """
         for _, g in ipairs(redis.call('SMEMBERS', KEYS[1])) do
           redis.call('SREM', ARGV[2] .. g, ARGV[1])
           if redis.call('SCARD', ARGV[2] .. g) == 0 then redis.call('SREM', KEYS[5], g) end
         end
         redis.call('DEL', KEYS[1])
         redis.call('HDEL', KEYS[2], ARGV[1])
-        redis.call('HDEL', KEYS[3], ARGV[1])
         for _, id in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do
           local key = ARGV[3] .. id
           local h = redis.call('HGET', key, 'history')
           if h then
+            release(key, ARGV[6])
             h = string.sub(h, 1, -2) .. ',{"status":"cancelled","at":"' .. ARGV[5] .. '"}]'
             redis.call('HSET', key, 'status', 'cancelled', 'pending', '0', 'updated', ARGV[4], 'history', h)
             redis.call('ZREM', KEYS[6], id)
@@ -281,7 +303,7 @@ internal sealed class RedisStore(IConnectionMultiplexer redis, RedisKeys keys, T
         var now = DateTimeOffset.UtcNow;
         return Guard(() => Db.ScriptEvaluateAsync(ForgetScript,
             [keys.GroupsOf(device), keys.Devices, keys.TokensNotBefore, keys.Outbox(device), keys.GroupNames, keys.Expiry, keys.FinalMessages],
-            [device, keys.Prefix + "group:", keys.Prefix + "msg:", Ms(now), Iso(now)]));
+            [device, keys.Prefix + "group:", keys.Prefix + "msg:", Ms(now), Iso(now), keys.Prefix]));
     }
 
     public Task<int> CountQueuedAsync(string device, DateTimeOffset now) => Guard(async () =>
@@ -313,15 +335,17 @@ internal sealed class RedisStore(IConnectionMultiplexer redis, RedisKeys keys, T
         var seen = await Db.HashGetAsync(keys.Devices, device).ConfigureAwait(false);
         var notBefore = await Db.HashGetAsync(keys.TokensNotBefore, device).ConfigureAwait(false);
         if (seen.IsNull && notBefore.IsNull) return null;
-        return (DeviceEntry?)new DeviceEntry(
+        return (DeviceEntry?)new DeviceEntry(!seen.IsNull,
             seen.IsNullOrEmpty ? null : DateTimeOffset.FromUnixTimeMilliseconds((long)seen),
             notBefore.IsNull ? null : DateTimeOffset.FromUnixTimeMilliseconds((long)notBefore));
     });
 
-    public Task<IReadOnlyList<(string Group, int Members)>> GroupsAsync() => Guard<IReadOnlyList<(string, int)>>(async () =>
+    public Task<IReadOnlyList<(string Group, int Members)>> GroupsAsync(string? after, int limit) => Guard<IReadOnlyList<(string, int)>>(async () =>
     {
         var list = new List<(string, int)>();
-        foreach (var g in (await Db.SetMembersAsync(keys.GroupNames).ConfigureAwait(false)).Select(v => (string)v!).Order(StringComparer.Ordinal))
+        var names = (await Db.SetMembersAsync(keys.GroupNames).ConfigureAwait(false)).Select(v => (string)v!)
+            .Where(g => after is null || string.CompareOrdinal(g, after) > 0).Order(StringComparer.Ordinal).Take(limit);
+        foreach (var g in names)
         {
             list.Add((g, (int)await Db.SetLengthAsync(keys.Group(g)).ConfigureAwait(false)));
         }

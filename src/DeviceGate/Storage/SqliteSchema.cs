@@ -7,7 +7,7 @@ internal static class SqliteSchema
 {
     /// <summary>'DGAT': marks the file as a DeviceGate database (PRAGMA application_id).</summary>
     public const int ApplicationId = 0x44474154;
-    public const int Version = 1;
+    public const int Version = 2;
 
     // seq is the rowid: new rows always get max+1, which is all acceptance order needs (no AUTOINCREMENT
     // bookkeeping per insert). Final rows have no index of their own: the once-a-minute purge scans, which is
@@ -34,9 +34,17 @@ internal static class SqliteSchema
         CREATE INDEX messages_expiry ON messages(expires_at) WHERE pending = 1;
         CREATE TABLE idempotency(key TEXT PRIMARY KEY, message_id TEXT NOT NULL, created_at INTEGER NOT NULL);
         CREATE INDEX idempotency_age ON idempotency(created_at);
-        CREATE TABLE devices(id TEXT PRIMARY KEY, last_seen INTEGER, tokens_not_before INTEGER);
+        CREATE TABLE devices(id TEXT PRIMARY KEY, last_seen INTEGER);
         CREATE TABLE memberships(grp TEXT NOT NULL, device TEXT NOT NULL, PRIMARY KEY(grp, device));
         CREATE INDEX memberships_device ON memberships(device);
+        CREATE TABLE revocations(device TEXT PRIMARY KEY, not_before INTEGER NOT NULL);
+        """;
+
+    // Version 1 kept a device's revocation in its devices row, so forgetting the device dropped it.
+    private const string MigrateFrom1 = """
+        CREATE TABLE revocations(device TEXT PRIMARY KEY, not_before INTEGER NOT NULL);
+        INSERT INTO revocations(device, not_before) SELECT id, tokens_not_before FROM devices WHERE tokens_not_before IS NOT NULL;
+        ALTER TABLE devices DROP COLUMN tokens_not_before;
         """;
 
     /// <summary>Opens (creating if absent) and checks the database; throws a clear InvalidOperationException otherwise.</summary>
@@ -59,6 +67,14 @@ internal static class SqliteSchema
             if (appId != ApplicationId)
             {
                 throw new InvalidOperationException($"{path} is a SQLite database of another application (application_id {appId}); refusing to use it. Point DeviceGate:Store:Path at another folder.");
+            }
+            if (version == 1)
+            {
+                using var tx = connection.BeginTransaction();
+                Execute(connection, MigrateFrom1, tx);
+                Execute(connection, $"PRAGMA user_version = {Version};", tx);
+                tx.Commit();
+                version = Version;
             }
             if (version != Version)
             {

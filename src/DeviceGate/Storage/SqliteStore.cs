@@ -22,13 +22,17 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IStoreHealth
     // Synchronous continuations: a write wakes the blocked writer thread directly, not through a busy thread pool.
     private readonly Channel<WriteOp> _writes = Channel.CreateUnbounded<WriteOp>(new UnboundedChannelOptions { SingleReader = true, AllowSynchronousContinuations = true });
     private readonly Dictionary<string, int> _pendingCounts = new(StringComparer.Ordinal);
+    // Payload bytes of each device sender's pending messages (DeviceGate:Limits:DeviceStoredBytes); the server's are not counted.
+    private readonly Dictionary<string, long> _senderBytes = new(StringComparer.Ordinal);
     private readonly SqliteConnection _writer;
     private readonly Task _writerLoop;
     private readonly Dictionary<string, SqliteCommand> _prepared = new(StringComparer.Ordinal);
-    private readonly List<(string Device, int Delta)> _undo = [];
+    private readonly List<(string Key, long Delta, bool Bytes)> _undo = [];
     private readonly HashSet<string> _knownDevices = new(StringComparer.Ordinal);
     private long _pendingTotal;
     private SqliteTransaction? _tx;
+    // When a commit last failed because the store could not take it (disk full, I/O error, locked), until one succeeds.
+    private long _failingSince;
 
     private sealed record WriteOp(Func<SqliteConnection, SqliteTransaction, object?>? Work, TaskCompletionSource<object?> Done, StatusRecord? Record = null);
 
@@ -39,12 +43,15 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IStoreHealth
     {
         Directory.CreateDirectory(dataPath);
         Path = System.IO.Path.GetFullPath(System.IO.Path.Combine(dataPath, FileName));
+        RestrictPermissions(Path);
         // A locked database fails a command after 5 s rather than hanging API calls for the default 30.
         _connectionString = new SqliteConnectionStringBuilder { DataSource = Path, Mode = SqliteOpenMode.ReadWriteCreate, Pooling = true, DefaultTimeout = 5 }.ToString();
         _writer = new SqliteConnection(_connectionString);
         _writer.Open();
         SqliteSchema.Ensure(_writer, Path);
         SqliteSchema.Execute(_writer, $"PRAGMA journal_mode=WAL; PRAGMA synchronous={(synchronous.Equals("Normal", StringComparison.OrdinalIgnoreCase) ? "NORMAL" : "FULL")};");
+        // SQLite creates -wal and -shm with the database's mode; an existing folder's older files are tightened too.
+        RestrictPermissions(Path);
         using (var cmd = _writer.CreateCommand())
         {
             cmd.CommandText = "SELECT device, count(*) FROM messages WHERE pending = 1 GROUP BY device;";
@@ -52,6 +59,12 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IStoreHealth
             while (r.Read()) _pendingCounts[r.GetString(0)] = r.GetInt32(1);
         }
         _pendingTotal = _pendingCounts.Values.Sum();
+        using (var cmd = _writer.CreateCommand())
+        {
+            cmd.CommandText = "SELECT sender, sum(length(data)) FROM messages WHERE pending = 1 AND sender <> 'server' GROUP BY sender;";
+            using var r = cmd.ExecuteReader();
+            while (r.Read()) _senderBytes[r.GetString(0)] = r.GetInt64(1);
+        }
         using (var cmd = _writer.CreateCommand())
         {
             cmd.CommandText = "SELECT id FROM devices;";
@@ -62,6 +75,18 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IStoreHealth
     }
 
     public string Path { get; }
+
+    /// <summary>Messages, keys and device ids are nobody else's business: the database and its journals are 0600.</summary>
+    private static void RestrictPermissions(string path)
+    {
+        if (OperatingSystem.IsWindows()) return;
+        const UnixFileMode owner = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+        if (!File.Exists(path)) new FileStream(path, new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, UnixCreateMode = owner }).Dispose();
+        foreach (var file in new[] { path, path + "-wal", path + "-shm" })
+        {
+            if (File.Exists(file) && File.GetUnixFileMode(file) != owner) File.SetUnixFileMode(file, owner);
+        }
+    }
 
     // ---- group commit -------------------------------------------------------------------------------------------
 
@@ -93,7 +118,18 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IStoreHealth
                     FlushRecords(batch);
                     _tx.Commit();
                 }
+                Volatile.Write(ref _failingSince, 0);
                 for (var i = 0; i < batch.Count; i++) batch[i].Done.TrySetResult(results[i]);
+            }
+            catch (Exception e) when (IsUnavailable(e))
+            {
+                // The store cannot take writes (locked, disk full, I/O error): every write waiting now would fail the
+                // same way after its own busy timeout, so all of them fail at once, bounded by this one attempt.
+                UndoCounts();
+                Volatile.Write(ref _failingSince, Environment.TickCount64);
+                var failure = new StoreUnavailableException(e);
+                foreach (var op in batch) op.Done.TrySetException(failure);
+                while (reader.TryRead(out var waiting)) waiting.Done.TrySetException(failure);
             }
             catch (Exception)
             {
@@ -131,9 +167,20 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IStoreHealth
         {
             // The commit itself failed (disk full, locked file): nothing of it is durable.
             UndoCounts();
+            if (IsUnavailable(e)) Volatile.Write(ref _failingSince, Environment.TickCount64);
             op.Done.TrySetException(new StoreUnavailableException(e));
         }
     }
+
+    /// <summary>Busy, locked, read-only, I/O error, corrupt, full, cannot open: the store, not the operation, is at fault.</summary>
+    private static bool IsUnavailable(Exception e) => e is SqliteException { SqliteErrorCode: 5 or 6 or 8 or 10 or 11 or 13 or 14 or 26 };
+
+    /// <summary>For tests: caps the database at <paramref name="pages"/> pages, so writes past it fail with SQLITE_FULL as on a full disk.</summary>
+    internal Task LimitSizeAsync(long pages) => WriteAsync((c, tx) =>
+    {
+        Writer($"PRAGMA max_page_count = {pages};").ExecuteNonQuery();
+        return null;
+    });
 
     private void FlushRecords(List<WriteOp> batch)
     {
@@ -150,12 +197,12 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IStoreHealth
             var cmd = Writer($"""
                 UPDATE messages SET status = $s, pending = $p, updated_at = $at,
                   attempts = attempts + (CASE WHEN $s = 'sent' THEN 1 ELSE 0 END), {HistoryAppend("$s")}
-                WHERE pending = 1 AND id IN (SELECT value FROM json_each($ids)) RETURNING device;
+                WHERE pending = 1 AND id IN (SELECT value FROM json_each($ids)) RETURNING device, sender, length(data);
                 """, ("$s", group.Key.Status), ("$p", group.Key.Final ? 0 : 1), ("$at", Ms(at)), ("$iso", Iso(at)), ("$ids", ids));
             using var reader = cmd.ExecuteReader();
             while (reader.Read())
             {
-                if (group.Key.Final) CountDown(reader.GetString(0));
+                if (group.Key.Final) Finished(reader);
             }
         }
     }
@@ -164,8 +211,13 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IStoreHealth
     {
         for (var i = _undo.Count - 1; i >= 0; i--)
         {
-            var (device, delta) = _undo[i];
-            _pendingCounts[device] = _pendingCounts.GetValueOrDefault(device) - delta;
+            var (key, delta, bytes) = _undo[i];
+            if (bytes)
+            {
+                _senderBytes[key] = _senderBytes.GetValueOrDefault(key) - delta;
+                continue;
+            }
+            _pendingCounts[key] = _pendingCounts.GetValueOrDefault(key) - (int)delta;
             Interlocked.Add(ref _pendingTotal, -delta);
         }
         _undo.Clear();
@@ -175,15 +227,36 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IStoreHealth
     {
         var before = _pendingCounts.GetValueOrDefault(device);
         var now = Math.Max(0, before + delta);
-        _undo.Add((device, now - before));
+        _undo.Add((device, now - before, false));
         _pendingCounts[device] = now;
         Interlocked.Add(ref _pendingTotal, now - before);
+    }
+
+    private void AdjustBytes(string sender, long delta)
+    {
+        if (sender == Connections.DeviceId.Server) return;
+        var before = _senderBytes.GetValueOrDefault(sender);
+        var now = Math.Max(0, before + delta);
+        _undo.Add((sender, now - before, true));
+        if (now == 0) _senderBytes.Remove(sender);
+        else _senderBytes[sender] = now;
+    }
+
+    /// <summary>A pending message became final; <paramref name="r"/> is at (device, sender, length(data)).</summary>
+    private void Finished(SqliteDataReader r, int first = 0)
+    {
+        CountDown(r.GetString(first));
+        AdjustBytes(r.GetString(first + 1), -r.GetInt64(first + 2));
     }
 
     public long PendingMessages => Interlocked.Read(ref _pendingTotal);
 
     public async Task<bool> IsWritableAsync()
     {
+        // A commit that failed for want of space or I/O makes the node unready until one succeeds (or, with nothing
+        // written since, for StoreFailureWindow); the probe below cannot notice a full disk, since it writes nothing.
+        var failing = Volatile.Read(ref _failingSince);
+        if (failing != 0 && Environment.TickCount64 - failing < Hosting.Defaults.StoreFailureWindow.TotalMilliseconds) return false;
         try
         {
             var probe = new SqliteConnectionStringBuilder(_connectionString) { DefaultTimeout = 1, Pooling = false }.ToString();
@@ -237,6 +310,9 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IStoreHealth
             : m.ToArray();
 
     private static long Ms(DateTimeOffset t) => t.ToUnixTimeMilliseconds();
+
+    /// <summary>raw_binary = 2: the raw form is the string that data (a JSON string) denotes; nothing else is stored for it.</summary>
+    private const int RawIsJsonString = 2;
     private static DateTimeOffset FromMs(long ms) => DateTimeOffset.FromUnixTimeMilliseconds(ms);
     private static string Iso(DateTimeOffset t) => Api.Timestamps.Iso(t);
 
@@ -260,7 +336,7 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IStoreHealth
 
     // ---- IMessageStore ------------------------------------------------------------------------------------------
 
-    public async Task<AcceptResult> AcceptAsync(StoredMessage m, string? idempotencyKey, int maxQueuedPerDevice) =>
+    public async Task<AcceptResult> AcceptAsync(StoredMessage m, string? idempotencyKey, int maxQueuedPerDevice, long maxSenderBytes = long.MaxValue) =>
         (AcceptResult)(await WriteAsync((c, tx) =>
         {
             if (idempotencyKey is not null)
@@ -271,14 +347,17 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IStoreHealth
             }
             _pendingCounts.TryGetValue(m.Device, out var queued);
             if (queued >= maxQueuedPerDevice) return new AcceptResult(AcceptOutcome.OutboxFull, m.Id, MessageStatus.Queued);
-            var rawDiffers = m.Data.RawDiffers;
+            if (m.From != Connections.DeviceId.Server && _senderBytes.GetValueOrDefault(m.From) + m.Data.Bytes.Length > maxSenderBytes)
+            {
+                return new AcceptResult(AcceptOutcome.QuotaExceeded, m.Id, MessageStatus.Queued);
+            }
             var insert = Writer("""
                 INSERT INTO messages(id, device, sender, grp, kind, data, raw, raw_binary, created_at, expires_at, updated_at, status, pending, attempts, history)
                 VALUES($id, $device, $sender, $grp, $kind, $data, $raw, $rawBinary, $created, $expires, $created, 'queued', 1, 0, $history);
                 """,
                 ("$id", m.Id), ("$device", m.Device), ("$sender", m.From), ("$grp", m.Group), ("$kind", (int)m.Data.Kind),
-                ("$data", Bytes(m.Data.Bytes)), ("$raw", rawDiffers ? Bytes(m.Data.RawPayload) : null),
-                ("$rawBinary", m.Data.RawType == System.Net.WebSockets.WebSocketMessageType.Binary ? 1 : 0),
+                ("$data", Bytes(m.Data.Bytes)), ("$raw", null),
+                ("$rawBinary", m.Data.RawType == System.Net.WebSockets.WebSocketMessageType.Binary ? 1 : m.Data.RawIsJsonString ? RawIsJsonString : 0),
                 ("$created", Ms(m.CreatedAt)), ("$expires", Ms(m.ExpiresAt)), ("$history", StatusChange.FirstHistoryJson(MessageStatus.Queued, m.CreatedAt)));
             insert.ExecuteNonQuery();
             MarkKnown(m.Device);
@@ -288,6 +367,7 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IStoreHealth
                 key.ExecuteNonQuery();
             }
             Adjust(m.Device, +1);
+            AdjustBytes(m.From, m.Data.Bytes.Length);
             return new AcceptResult(AcceptOutcome.Accepted, m.Id, MessageStatus.Queued);
         }).ConfigureAwait(false))!;
 
@@ -302,10 +382,10 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IStoreHealth
         var list = new List<StoredMessage>();
         while (await r.ReadAsync().ConfigureAwait(false))
         {
-            var data = (byte[])r[4];
-            var raw = r.IsDBNull(5) ? data : (byte[])r[5];
+            // raw: only rows written before version 2 kept a second copy of a JSON string's payload.
+            var form = r.GetInt32(6);
             list.Add(new StoredMessage(r.GetString(0), device, r.GetString(1), r.IsDBNull(2) ? null : r.GetString(2),
-                MessageData.Restore((DataKind)r.GetInt32(3), data, raw, r.GetInt32(6) == 1),
+                MessageData.Restore((DataKind)r.GetInt32(3), (byte[])r[4], form == 1, form == RawIsJsonString, r.IsDBNull(5) ? null : (byte[])r[5]),
                 FromMs(r.GetInt64(7)), FromMs(r.GetInt64(8)), r.GetInt32(9)));
         }
         return list;
@@ -329,33 +409,37 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IStoreHealth
 
     public async Task<CancelOutcome> CancelAsync(string id, DateTimeOffset at) => (CancelOutcome)(await WriteAsync((c, tx) =>
     {
-        var find = Writer("SELECT status, device FROM messages WHERE id = $id;", ("$id", id));
-        string status, device;
+        var find = Writer("SELECT status, device, sender, length(data) FROM messages WHERE id = $id;", ("$id", id));
+        string status, device, sender;
+        long bytes;
         using (var r = find.ExecuteReader())
         {
             if (!r.Read()) return CancelOutcome.NotFound;
             status = r.GetString(0);
             device = r.GetString(1);
+            sender = r.GetString(2);
+            bytes = r.GetInt64(3);
         }
         if (status != MessageStatus.Queued) return CancelOutcome.AlreadySent;
         var update = Writer($"UPDATE messages SET status = 'cancelled', pending = 0, updated_at = $at, {HistoryAppend("'cancelled'")} WHERE id = $id;",
             ("$at", Ms(at)), ("$iso", Iso(at)), ("$id", id));
         update.ExecuteNonQuery();
         CountDown(device);
+        AdjustBytes(sender, -bytes);
         return CancelOutcome.Cancelled;
     }).ConfigureAwait(false))!;
 
     public async Task<IReadOnlyList<(string Id, string Device)>> ExpireDueAsync(DateTimeOffset now) =>
         (IReadOnlyList<(string, string)>)(await WriteAsync((c, tx) =>
         {
-            var cmd = Writer($"UPDATE messages SET status = 'expired', pending = 0, updated_at = $now, {HistoryAppend("'expired'")} WHERE pending = 1 AND expires_at <= $now RETURNING id, device;",
+            var cmd = Writer($"UPDATE messages SET status = 'expired', pending = 0, updated_at = $now, {HistoryAppend("'expired'")} WHERE pending = 1 AND expires_at <= $now RETURNING id, device, sender, length(data);",
                 ("$now", Ms(now)), ("$iso", Iso(now)));
             var expired = new List<(string, string)>();
             using var r = cmd.ExecuteReader();
             while (r.Read())
             {
                 expired.Add((r.GetString(0), r.GetString(1)));
-                CountDown(r.GetString(1));
+                Finished(r, first: 1);
             }
             return expired;
         }).ConfigureAwait(false))!;
@@ -389,14 +473,15 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IStoreHealth
         await using var c = OpenReader();
         var devices = new Dictionary<string, DateTimeOffset?>(StringComparer.Ordinal);
         var notBefore = new Dictionary<string, DateTimeOffset>(StringComparer.Ordinal);
-        using (var cmd = Command(c, null, "SELECT id, last_seen, tokens_not_before FROM devices;"))
+        using (var cmd = Command(c, null, "SELECT id, last_seen FROM devices;"))
         using (var r = await cmd.ExecuteReaderAsync().ConfigureAwait(false))
         {
-            while (await r.ReadAsync().ConfigureAwait(false))
-            {
-                devices[r.GetString(0)] = r.IsDBNull(1) ? null : FromMs(r.GetInt64(1));
-                if (!r.IsDBNull(2)) notBefore[r.GetString(0)] = FromMs(r.GetInt64(2));
-            }
+            while (await r.ReadAsync().ConfigureAwait(false)) devices[r.GetString(0)] = r.IsDBNull(1) ? null : FromMs(r.GetInt64(1));
+        }
+        using (var cmd = Command(c, null, "SELECT device, not_before FROM revocations;"))
+        using (var r = await cmd.ExecuteReaderAsync().ConfigureAwait(false))
+        {
+            while (await r.ReadAsync().ConfigureAwait(false)) notBefore[r.GetString(0)] = FromMs(r.GetInt64(1));
         }
         var memberships = new List<(string, string)>();
         using (var cmd = Command(c, null, "SELECT grp, device FROM memberships;"))
@@ -415,34 +500,45 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IStoreHealth
         return null;
     });
 
-    public Task SetMembershipAsync(string group, string device, bool member) => WriteAsync((c, tx) =>
+    public async Task<bool> SetMembershipAsync(string group, string device, bool member, int maxGroups = int.MaxValue) => (bool)(await WriteAsync((c, tx) =>
     {
-        var cmd = member
-            ? Writer("INSERT INTO memberships(grp, device) VALUES($g, $d) ON CONFLICT DO NOTHING;", ("$g", group), ("$d", device))
-            : Writer("DELETE FROM memberships WHERE grp = $g AND device = $d;", ("$g", group), ("$d", device));
-        cmd.ExecuteNonQuery();
-        if (member) MarkKnown(device);
-        return null;
-    });
+        if (!member)
+        {
+            Writer("DELETE FROM memberships WHERE grp = $g AND device = $d;", ("$g", group), ("$d", device)).ExecuteNonQuery();
+            return true;
+        }
+        var count = Writer("SELECT count(*), coalesce(sum(grp = $g), 0) FROM memberships WHERE device = $d;", ("$g", group), ("$d", device));
+        using (var r = count.ExecuteReader())
+        {
+            r.Read();
+            if (r.GetInt64(1) > 0) return true;
+            if (r.GetInt64(0) >= maxGroups) return false;
+        }
+        Writer("INSERT INTO memberships(grp, device) VALUES($g, $d) ON CONFLICT DO NOTHING;", ("$g", group), ("$d", device)).ExecuteNonQuery();
+        MarkKnown(device);
+        return true;
+    }).ConfigureAwait(false))!;
 
     public Task RevokeTokensAsync(string device, DateTimeOffset at) => WriteAsync((c, tx) =>
     {
-        Writer("INSERT INTO devices(id, last_seen, tokens_not_before) VALUES($d, NULL, $at) ON CONFLICT(id) DO UPDATE SET tokens_not_before = excluded.tokens_not_before;",
+        Writer("INSERT INTO revocations(device, not_before) VALUES($d, $at) ON CONFLICT(device) DO UPDATE SET not_before = excluded.not_before;",
             ("$d", device), ("$at", Ms(at))).ExecuteNonQuery();
-        _knownDevices.Add(device);
+        MarkKnown(device);
         return null;
     });
 
     public Task ForgetDeviceAsync(string device) => WriteAsync((c, tx) =>
     {
         var now = DateTimeOffset.UtcNow;
-        var cmd = Writer($"""
-            DELETE FROM memberships WHERE device = $d;
-            DELETE FROM devices WHERE id = $d;
-            UPDATE messages SET status = 'cancelled', pending = 0, updated_at = $now, {HistoryAppend("'cancelled'")} WHERE device = $d AND pending = 1;
+        Writer("DELETE FROM memberships WHERE device = $d; DELETE FROM devices WHERE id = $d;", ("$d", device)).ExecuteNonQuery();
+        var cancel = Writer($"""
+            UPDATE messages SET status = 'cancelled', pending = 0, updated_at = $now, {HistoryAppend("'cancelled'")} WHERE device = $d AND pending = 1
+            RETURNING device, sender, length(data);
             """, ("$d", device), ("$now", Ms(now)), ("$iso", Iso(now)));
-        cmd.ExecuteNonQuery();
-        Adjust(device, -_pendingCounts.GetValueOrDefault(device));
+        using (var r = cancel.ExecuteReader())
+        {
+            while (r.Read()) Finished(r);
+        }
         _knownDevices.Remove(device);
         return null;
     });

@@ -39,7 +39,7 @@ internal sealed class WebhookSender(
                     batch.Clear();
                     while (batch.Count < o.BatchSize && subscription.Reader.TryRead(out var e))
                     {
-                        subscription.Consumed();
+                        subscription.Consumed(e);
                         batch.Add(e);
                     }
                     await PostAsync(url, o.Secret!, batch, stoppingToken).ConfigureAwait(false);

@@ -99,7 +99,12 @@ function startStream() {
               if (line.startsWith("id: ")) lastId = line.slice(4);
               else if (line.startsWith("data: ")) data = line.slice(6);
             }
-            if (data) { const event = JSON.parse(data); for (const f of listeners) f(event); }
+            if (data) {
+              // An entry that is not JSON is skipped (and reported); the stream and its resume position go on.
+              let event;
+              try { event = JSON.parse(data); } catch (e) { console.warn("skipped an unreadable event", e); continue; }
+              for (const f of listeners) f(event);
+            }
           }
         }
       } catch (err) {
