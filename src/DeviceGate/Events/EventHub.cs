@@ -198,6 +198,8 @@ internal sealed class EventHub(IOptions<GatewayOptions> options, NodeIdentity no
     {
         metrics.EventReadersDropped.WithLabels("behind").Inc();
         Remove(s);
+        // Its reader may be stuck writing to a client that does not read: tell it now, off this (publishing) thread.
+        if (s.OnDropped is { } dropped) ThreadPool.QueueUserWorkItem(static d => d(), dropped, preferLocal: false);
     }
 
     private void Remove(Subscription s)
@@ -232,6 +234,9 @@ internal sealed class EventHub(IOptions<GatewayOptions> options, NodeIdentity no
         }
 
         public ChannelReader<GatewayEvent> Reader => _queue.Reader;
+
+        /// <summary>Called (on the thread pool) once the reader was dropped for falling behind.</summary>
+        public Action? OnDropped { get; set; }
 
         /// <summary>Call after each event read from <see cref="Reader"/>.</summary>
         public void Consumed(GatewayEvent e)

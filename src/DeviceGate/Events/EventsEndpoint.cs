@@ -40,6 +40,8 @@ internal static class EventsEndpoint
 
         var o = options.Value.Events;
         using var subscription = await hub.SubscribeAsync(lastEventId, o.SubscriberBuffer, e => wanted.Contains(e.Type) && (device is null || e.Device == device)).ConfigureAwait(false);
+        // Over its byte or event budget: disconnected at once, even while a write to it is stuck.
+        subscription.OnDropped = context.Abort;
         var response = context.Response;
         response.Headers.ContentType = "text/event-stream";
         response.Headers.CacheControl = "no-cache";

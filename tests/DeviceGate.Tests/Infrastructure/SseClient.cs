@@ -51,6 +51,17 @@ public sealed class SseClient : IAsyncDisposable
         }
     }
 
+    /// <summary>The next event's data line exactly as the server wrote it.</summary>
+    public async Task<string> NextRawAsync(TimeSpan? timeout = null)
+    {
+        using var cts = new CancellationTokenSource(timeout ?? Timeouts.Default);
+        while (true)
+        {
+            var line = await _reader.ReadLineAsync(cts.Token) ?? throw new EndOfStreamException("event stream ended");
+            if (line.StartsWith("data: ", StringComparison.Ordinal)) return line[6..];
+        }
+    }
+
     /// <summary>Skips events until one matches.</summary>
     public async Task<SseEvent> NextWhereAsync(Func<SseEvent, bool> match)
     {
