@@ -124,3 +124,33 @@ test('the event stream resumes from Last-Event-ID, and reconnects by itself afte
   assert.ok(reset.seq > id2);
   await events.return(undefined);
 });
+
+test('the event stream skips an entry that is not JSON and resumes after the last good event', async (t) => {
+  // A stand-in server: two good events around a broken one, then the stream ends; the second request hangs.
+  const { createServer } = await import('node:http');
+  const seen = [];
+  const server = createServer((req, res) => {
+    seen.push(req.headers['last-event-id'] ?? '');
+    res.writeHead(200, { 'Content-Type': 'text/event-stream' });
+    if (seen.length > 1) return; // keep the resumed stream open
+    res.end('id: 1\ndata: {"seq":1,"type":"message","device":"a"}\n\n'
+      + 'id: 2\ndata: {"seq":2,"type":"mess\ndata: age"\n\n'
+      + 'id: 3\ndata: {"seq":3,"type":"message","device":"b"}\n\n');
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => { server.closeAllConnections(); server.close(); });
+  const gateway = new GatewayClient({ url: `http://127.0.0.1:${server.address().port}`, apiKey: 'k' });
+  const ac = new AbortController();
+  t.after(() => ac.abort());
+  const malformed = [];
+  const events = gateway.events({ signal: ac.signal, retryMs: 10, onMalformed: (data) => malformed.push(data) });
+  const first = await withTimeout(events.next(), undefined, 'no first event');
+  const second = await withTimeout(events.next(), undefined, 'no second event');
+  assert.deepEqual([first.value.seq, second.value.seq], [1, 3]);
+  assert.equal(malformed.length, 1);
+  const third = events.next();
+  await withTimeout((async () => { while (seen.length < 2) await new Promise((r) => setTimeout(r, 10)); })(), undefined, 'no reconnect');
+  assert.deepEqual(seen, ['', '3']);
+  ac.abort();
+  await third.catch(() => {});
+});

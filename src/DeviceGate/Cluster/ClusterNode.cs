@@ -85,7 +85,7 @@ internal sealed class ClusterNode(
         {
             await redis.GetDatabase().KeyDeleteAsync(keys.NodeLease(node.Id)).ConfigureAwait(false);
         }
-        catch (RedisException)
+        catch (Exception e) when (Storage.StoreFailures.Is(e))
         {
         }
     }
@@ -97,7 +97,7 @@ internal sealed class ClusterNode(
             await redis.GetDatabase().StringSetAsync(keys.NodeLease(node.Id), time.GetUtcNow().ToUnixTimeMilliseconds(), Lease).ConfigureAwait(false);
             await stats.PublishAsync().ConfigureAwait(false);
         }
-        catch (RedisException e)
+        catch (Exception e) when (Storage.StoreFailures.Is(e))
         {
             Log.ClusterError(logger, "lease renewal", e.Message);
         }
@@ -131,7 +131,7 @@ internal sealed class ClusterNode(
             events.Lost(last);
             await ReRegisterAsync().ConfigureAwait(false);
         }
-        catch (RedisException e)
+        catch (Exception e) when (Storage.StoreFailures.Is(e))
         {
             Log.ClusterError(logger, "instance check", e.Message);
         }
@@ -151,7 +151,7 @@ internal sealed class ClusterNode(
             {
                 if (!connection.IsClosing) connection.Epoch = await presence.RegisterAsync(connection).ConfigureAwait(false);
             }
-            catch (RedisException e)
+            catch (Exception e) when (Storage.StoreFailures.Is(e))
             {
                 Log.ClusterError(logger, "re-register", e.Message);
             }
@@ -214,7 +214,7 @@ internal sealed class ClusterNode(
         {
             await RunRpcCoreAsync(m).ConfigureAwait(false);
         }
-        catch (RedisException e)
+        catch (Exception e) when (Storage.StoreFailures.Is(e))
         {
             Log.ClusterError(logger, "rpc", e.Message);
         }

@@ -48,7 +48,7 @@ internal sealed class RedisPresence(IConnectionMultiplexer redis, RedisKeys keys
             await Db.ScriptEvaluateAsync(UnregisterScript, [keys.Presence],
                 [connection.DeviceId, $"{node.Id}|{connection.Epoch}|{connection.ConnectedAt.ToUnixTimeMilliseconds()}"]).ConfigureAwait(false);
         }
-        catch (RedisException e)
+        catch (Exception e) when (Storage.StoreFailures.Is(e))
         {
             // Redis is away: the entry dies with this node's lease, or is overwritten by the next connect.
             Log.ClusterError(logger, "presence unregister", e.Message);

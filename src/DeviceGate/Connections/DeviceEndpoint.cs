@@ -176,7 +176,7 @@ internal sealed class DeviceEndpoint(
         }
     }
 
-    private static bool IsStoreFailure(Exception e) => e is Storage.StoreUnavailableException or StackExchange.Redis.RedisException;
+    private static bool IsStoreFailure(Exception e) => Storage.StoreFailures.Is(e);
 
     internal static WebSocketAcceptContext AcceptContext(WebSocketsOptions ws, string? subprotocol) => new()
     {

@@ -105,7 +105,7 @@ internal sealed class EnvelopeHandler(
         {
             (known, _) = await directory.LookupAsync(to).ConfigureAwait(false);
         }
-        catch (Exception e) when (e is Storage.StoreUnavailableException or StackExchange.Redis.RedisException)
+        catch (Exception e) when (Storage.StoreFailures.Is(e))
         {
             Unavailable(c, @ref);
             return;
@@ -164,7 +164,7 @@ internal sealed class EnvelopeHandler(
         {
             result = await delivery.PublishAsync(group, data, c.DeviceId, ttl, except: c.DeviceId, durableQuota: c.Budget.TryTakeDurable).ConfigureAwait(false);
         }
-        catch (Exception e) when (e is Storage.StoreUnavailableException or StackExchange.Redis.RedisException)
+        catch (Exception e) when (Storage.StoreFailures.Is(e))
         {
             Unavailable(c, @ref);
             return;

@@ -95,13 +95,9 @@ internal sealed class DeliveryService(
         {
             routed = await RouteAsync(device, stored.ToDeviceMessage(), durable: true, stored.ExpiresAt).ConfigureAwait(false);
         }
-        catch (StackExchange.Redis.RedisException)
+        catch (Exception e) when (StoreFailures.Is(e))
         {
             routed = false; // stored: delivered when the device (re)connects
-        }
-        catch (StoreUnavailableException)
-        {
-            routed = false;
         }
         return routed
             ? new SendResult(SendOutcome.Sent, stored.Id, MessageStatus.Sent)
@@ -124,7 +120,7 @@ internal sealed class DeliveryService(
         {
             routed = await RouteAsync(device, message, durable: false, expiresAt: null).ConfigureAwait(false);
         }
-        catch (StackExchange.Redis.RedisException e)
+        catch (Exception e) when (StoreFailures.Is(e))
         {
             // Redis is away: a device held by this node is still reached (without the cross-node fence, which
             // needs Redis; at-most-once holds either way).

@@ -77,7 +77,7 @@ internal static class Observability
         {
             await next(context).ConfigureAwait(false);
         }
-        catch (Exception e) when (e is StoreUnavailableException or StackExchange.Redis.RedisException && !context.Response.HasStarted)
+        catch (Exception e) when (StoreFailures.Is(e) && !context.Response.HasStarted)
         {
             // Whatever route met a store or Redis that cannot answer: 503 with Retry-After and a problem body, never a bare 500.
             metrics.StoreUnavailable.WithLabels(e is StoreUnavailableException ? "store" : "redis").Inc();

@@ -1,0 +1,12 @@
+namespace DeviceGate.Storage;
+
+/// <summary>
+/// Which exceptions mean "the store (SQLite or Redis) cannot answer right now": the caller gets 503, a device its
+/// <c>unavailable</c> error, a background loop logs and goes on. StackExchange.Redis's timeout is a
+/// <see cref="TimeoutException"/>, not a RedisException, so it is named here too.
+/// </summary>
+internal static class StoreFailures
+{
+    public static bool Is(Exception e) =>
+        e is StoreUnavailableException or StackExchange.Redis.RedisException or StackExchange.Redis.RedisTimeoutException;
+}
