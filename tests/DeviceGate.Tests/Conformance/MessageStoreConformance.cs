@@ -172,6 +172,57 @@ public abstract class MessageStoreConformance : IAsyncLifetime
         Assert.Empty(await Messages.LoadPendingAsync("d3", T0));
     }
 
+    private static StoredMessage FromDevice(string id, string sender, int bytes) =>
+        new(id, "target", sender, null, MessageData.Binary(new byte[bytes]), T0, T0.AddHours(1));
+
+    [Fact]
+    public async Task A_device_sender_s_pending_bytes_are_capped_and_freed_when_its_messages_finish()
+    {
+        Assert.Equal(AcceptOutcome.Accepted, (await Messages.AcceptAsync(FromDevice("s1", "dev-s", 600), null, 100, 1000)).Outcome);
+        Assert.Equal(AcceptOutcome.QuotaExceeded, (await Messages.AcceptAsync(FromDevice("s2", "dev-s", 600), null, 100, 1000)).Outcome);
+        // Another sender, and the server, have budgets of their own (the server's is not counted).
+        Assert.Equal(AcceptOutcome.Accepted, (await Messages.AcceptAsync(FromDevice("o1", "dev-o", 600), null, 100, 1000)).Outcome);
+        Assert.Equal(AcceptOutcome.Accepted, (await Messages.AcceptAsync(FromDevice("srv", "server", 5000), null, 100, 1000)).Outcome);
+        Assert.Null(await Messages.GetAsync("s2"));
+
+        // Acked, cancelled or expired: the bytes count no more, also after a reopen.
+        await Messages.RecordAsync("target", "s1", MessageStatus.Acked, final: true, T0);
+        await ReopenStoreAsync();
+        Assert.Equal(AcceptOutcome.Accepted, (await Messages.AcceptAsync(FromDevice("s3", "dev-s", 600), null, 100, 1000)).Outcome);
+        Assert.Equal(CancelOutcome.Cancelled, await Messages.CancelAsync("s3", T0));
+        Assert.Equal(AcceptOutcome.Accepted, (await Messages.AcceptAsync(FromDevice("s4", "dev-s", 900), null, 100, 1000)).Outcome);
+        Assert.Equal(AcceptOutcome.QuotaExceeded, (await Messages.AcceptAsync(FromDevice("s5", "dev-s", 200), null, 100, 1000)).Outcome);
+        await Messages.ExpireDueAsync(T0.AddHours(2));
+        Assert.Equal(AcceptOutcome.Accepted, (await Messages.AcceptAsync(FromDevice("s6", "dev-s", 900), null, 100, 1000)).Outcome);
+    }
+
+    [Fact]
+    public async Task A_refused_accept_does_not_keep_its_idempotency_key()
+    {
+        await Messages.AcceptAsync(Message("f1", "full-d", "a"), null, 1);
+        Assert.Equal(AcceptOutcome.OutboxFull, (await Messages.AcceptAsync(Message("f2", "full-d", "b"), "key-1", 1)).Outcome);
+        Assert.Equal(AcceptOutcome.Accepted, (await Messages.AcceptAsync(Message("f3", "other-d", "c"), "key-1", 1)).Outcome);
+    }
+
+    [Fact]
+    public async Task Memberships_are_capped_per_device_and_a_revocation_outlives_forget()
+    {
+        Assert.True(await Directory.SetMembershipAsync("g1", "capped", member: true, maxGroups: 2));
+        Assert.True(await Directory.SetMembershipAsync("g2", "capped", member: true, maxGroups: 2));
+        Assert.False(await Directory.SetMembershipAsync("g3", "capped", member: true, maxGroups: 2));
+        Assert.True(await Directory.SetMembershipAsync("g1", "capped", member: true, maxGroups: 2));
+        await Directory.SetMembershipAsync("g1", "capped", member: false);
+        Assert.True(await Directory.SetMembershipAsync("g3", "capped", member: true, maxGroups: 2));
+
+        await Directory.RevokeTokensAsync("capped", T0);
+        await Directory.ForgetDeviceAsync("capped");
+        await ReopenStoreAsync();
+        var snapshot = await Directory.LoadAsync();
+        Assert.False(snapshot.Devices.ContainsKey("capped"));
+        Assert.DoesNotContain(snapshot.Memberships, m => m.Device == "capped");
+        Assert.Equal(T0, snapshot.TokensNotBefore["capped"]);
+    }
+
     [Fact]
     public async Task Concurrent_accepts_are_all_durable_and_counted()
     {
