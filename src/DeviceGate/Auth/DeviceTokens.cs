@@ -78,15 +78,16 @@ public sealed class DeviceTokens
         try
         {
             result = await _handler.ValidateTokenAsync(token, _validation).ConfigureAwait(false);
+            if (!result.IsValid || result.SecurityToken is not JsonWebToken jwt) return (TokenCheck.Invalid, null);
+            if (!string.Equals(jwt.Subject, deviceId, StringComparison.Ordinal)) return (TokenCheck.WrongDevice, null);
+            DateTimeOffset? exp = jwt.TryGetPayloadValue<long>(JwtRegisteredClaimNames.Exp, out var e) ? DateTimeOffset.FromUnixTimeSeconds(e) : null;
+            return (TokenCheck.Valid, new DeviceIdentity(deviceId, exp, jwt));
         }
-        catch (ArgumentException)
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException or System.Text.Json.JsonException or FormatException or OverflowException)
         {
+            // Whatever a token's bytes hold (a claim that does not decode, a number out of range), it is refused, never thrown.
             return (TokenCheck.Invalid, null);
         }
-        if (!result.IsValid || result.SecurityToken is not JsonWebToken jwt) return (TokenCheck.Invalid, null);
-        if (!string.Equals(jwt.Subject, deviceId, StringComparison.Ordinal)) return (TokenCheck.WrongDevice, null);
-        DateTimeOffset? exp = jwt.TryGetPayloadValue<long>(JwtRegisteredClaimNames.Exp, out var e) ? DateTimeOffset.FromUnixTimeSeconds(e) : null;
-        return (TokenCheck.Valid, new DeviceIdentity(deviceId, exp, jwt));
     }
 
     private bool ValidateLifetime(DateTime? notBefore, DateTime? expires, SecurityToken token, TokenValidationParameters p)

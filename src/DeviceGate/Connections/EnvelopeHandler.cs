@@ -212,7 +212,7 @@ internal sealed class EnvelopeHandler(
             Fail(c, ErrorCodes.MissingField, "A reply carries 'data', or 'error': {\"code\",\"message\"}.", e.Ref);
             return;
         }
-        if (!rpcs.Complete(c, e.Id, e.Data, e.Error)) Log.LateReply(logger, c.DeviceId, e.Id);
+        if (!rpcs.Complete(c, e.Id, e.Data, e.Error)) Log.LateReply(logger, c.DeviceId, LogText.Safe(e.Id));
     }
 
     private async Task ObserveAsync(Task write)

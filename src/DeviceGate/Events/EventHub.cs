@@ -34,6 +34,15 @@ internal sealed class EventHub(IOptions<GatewayOptions> options, NodeIdentity no
     }
     private Subscription[] _snapshot = [];
 
+    /// <summary>Live readers (stream readers and the webhook sender).</summary>
+    public int SubscriberCount
+    {
+        get
+        {
+            lock (_gate) return _subscribers.Count;
+        }
+    }
+
     public long LastId
     {
         get

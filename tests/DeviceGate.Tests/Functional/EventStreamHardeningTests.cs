@@ -1,10 +1,12 @@
 using System.Net.Sockets;
 using System.Text;
 using DeviceGate.Client;
+using DeviceGate.Events;
 using DeviceGate.Tests.Infrastructure;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace DeviceGate.Tests.Functional;
 
@@ -26,6 +28,8 @@ public sealed class EventStreamHardeningTests
         using var cts = new CancellationTokenSource(Timeouts.Default);
         await using var events = client.EventsAsync(types: "message", ct: cts.Token).GetAsyncEnumerator(cts.Token);
         var first = events.MoveNextAsync();
+        var hub = gw.App.Services.GetRequiredService<EventHub>();
+        await ApiExtensions.EventuallyAsync(() => Task.FromResult(hub.SubscriberCount == 2), "the SDK's stream is subscribed");
 
         using var device = await gw.ConnectEnvelopeAsync("multiline");
         await device.SendTextAsync("{\"type\":\"send\",\"to\":\"server\",\"data\":{\n\"a\" :\r\n [1,\n 2],\n\"s\": \"two\\nlines\"\n}}");
@@ -85,12 +89,8 @@ public sealed class EventStreamHardeningTests
         await stalled.ConnectAsync(gw.BaseUri.Host, gw.BaseUri.Port);
         await stalled.GetStream().WriteAsync(Encoding.ASCII.GetBytes(
             $"GET /api/events HTTP/1.1\r\nHost: {gw.BaseUri.Authority}\r\nAuthorization: Bearer {TestGateway.ApiKey}\r\n\r\n"));
-        await using (var reading = await SseClient.OpenAsync(gw.Api, "api/events?types=connected"))
-        {
-            // Once a reading client sees events, the stalled one is subscribed too (same hub, earlier request).
-            using var marker = await gw.ConnectAsync("marker");
-            await reading.NextAsync();
-        }
+        var hub = gw.App.Services.GetRequiredService<EventHub>();
+        await ApiExtensions.EventuallyAsync(() => Task.FromResult(hub.SubscriberCount == 1), "the stalled reader is subscribed");
         using var device = await gw.ConnectAsync("firehose");
         var chunk = new string('y', 60_000);
         var series = $"devicegate_event_readers_dropped_total{{reason=\"{reason}\"}}";
