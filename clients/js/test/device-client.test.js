@@ -1,6 +1,7 @@
 // DeviceClient against the real DeviceGate server (a child process on 127.0.0.1) with the `ws` package.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import WebSocket from 'ws';
 import { DeviceClient, DeviceGateError, RpcError } from '../src/index.js';
 import { sseFrames } from '../src/gateway-client.js';
@@ -108,6 +109,9 @@ test('send, publish, join and leave between two SDK devices; gateway errors reje
   assert.equal(p.data, 'hi room');
 
   await assert.rejects(a.send('nobody', 1), (e) => e instanceof DeviceGateError && e.code === 'offline');
+  // With a ttl a device may queue only for devices the gateway knows: a made-up id is refused too.
+  await assert.rejects(a.send('nobody', 1, { ttl: 60 }), (e) => e instanceof DeviceGateError && e.code === 'offline');
+  await api(gw, 'PUT', '/api/groups/known/devices/nobody');
   const queued = await a.send('nobody', 1, { ttl: 60 });
   assert.equal(queued.status, 'queued');
 
@@ -237,8 +241,14 @@ test('backoff honours Retry-After when the gateway is full', async (t) => {
   });
   void waiting.connect().catch(() => {});
   await eventually(() => attempts.length >= 2, undefined, 'no second attempt');
-  const r = await api(gw, 'GET', '/ws?deviceId=probe');
-  const retryAfter = Number(r.headers.get('retry-after'));
+  // A well-formed upgrade with a token (cheaper refusals come before the connection cap).
+  const retryAfter = await new Promise((resolve, reject) => {
+    const headers = { Connection: 'Upgrade', Upgrade: 'websocket', 'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ==', 'Sec-WebSocket-Version': '13', Authorization: `Bearer ${mintToken('probe')}` };
+    http.get(`${gw.url}/ws?deviceId=probe`, { headers }, (res) => {
+      res.resume();
+      resolve(res.statusCode === 503 ? Number(res.headers['retry-after']) : -res.statusCode);
+    }).on('error', reject);
+  });
   assert.ok(retryAfter >= 1, `Retry-After ${retryAfter}`);
   // Without Retry-After the second attempt would come within 100 ms.
   assert.ok(attempts[1] - attempts[0] >= retryAfter * 1000 - 50, `retried after ${attempts[1] - attempts[0]} ms`);
