@@ -1,6 +1,6 @@
 using System.CommandLine;
 using System.Diagnostics;
-using DeviceGate.Routing;
+using DeviceGate.Messages;
 using DeviceGate.Storage;
 
 namespace DeviceGate.Bench;

@@ -28,7 +28,6 @@ public sealed record GroupListResponse(IReadOnlyList<GroupSummary> Groups, strin
 
 public sealed record DeviceMessagesResponse(IReadOnlyList<MessageResponse> Messages);
 
-public sealed record NodeStats(string Node, long ConnectedDevices, long MessagesIn, long MessagesOut, long HandshakesRefused, long OutboxDepth, DateTimeOffset At);
 
 public sealed record StatsResponse(IReadOnlyList<NodeStats> Nodes);
 

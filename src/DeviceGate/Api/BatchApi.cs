@@ -2,9 +2,7 @@ using System.Text;
 using System.Text.Json;
 using DeviceGate.Connections;
 using DeviceGate.Delivery;
-using DeviceGate.Hosting;
 using DeviceGate.Protocol;
-using DeviceGate.Routing;
 using DeviceGate.Storage;
 using Microsoft.Extensions.Options;
 

@@ -1,11 +1,10 @@
 using DeviceGate.Cluster;
 using DeviceGate.Connections;
 using DeviceGate.Delivery;
-using DeviceGate.Hosting;
 using DeviceGate.Protocol;
-using DeviceGate.Routing;
 using DeviceGate.Storage;
 using Microsoft.Extensions.Options;
+using DeviceGate.Sessions;
 
 namespace DeviceGate.Api;
 

@@ -1,7 +1,5 @@
 using DeviceGate.Connections;
 using DeviceGate.Delivery;
-using DeviceGate.Hosting;
-using DeviceGate.Routing;
 using DeviceGate.Storage;
 using Microsoft.Extensions.Options;
 

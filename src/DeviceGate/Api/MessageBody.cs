@@ -2,7 +2,6 @@ using System.Buffers;
 using System.IO.Pipelines;
 using System.Text.Json;
 using System.Text.Unicode;
-using DeviceGate.Routing;
 using Microsoft.Net.Http.Headers;
 
 namespace DeviceGate.Api;

@@ -1,6 +1,5 @@
 using System.Globalization;
 using DeviceGate.Delivery;
-using DeviceGate.Hosting;
 
 namespace DeviceGate.Api;
 

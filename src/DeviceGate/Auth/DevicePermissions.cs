@@ -32,7 +32,7 @@ public sealed class DevicePermissions
     public bool MayUseGroup(string group) => _groups is null || Matches(_groups, group);
 
     /// <summary>May send to <paramref name="deviceId"/>; the gateway itself (<c>server</c>) is always allowed.</summary>
-    public bool MaySendTo(string deviceId) => deviceId == Connections.DeviceId.Server || _send is null || Matches(_send, deviceId);
+    public bool MaySendTo(string deviceId) => deviceId == DeviceId.Server || _send is null || Matches(_send, deviceId);
 
     public static bool Matches(IEnumerable<string> patterns, string name)
     {

@@ -1,7 +1,6 @@
 using System.Security.Claims;
 using Microsoft.IdentityModel.JsonWebTokens;
 using Microsoft.IdentityModel.Tokens;
-using DeviceGate.Hosting;
 
 namespace DeviceGate.Auth;
 

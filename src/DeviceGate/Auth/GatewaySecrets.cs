@@ -1,6 +1,5 @@
 using System.Security.Cryptography;
 using System.Text;
-using DeviceGate.Hosting;
 
 namespace DeviceGate.Auth;
 

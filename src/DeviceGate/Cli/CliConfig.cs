@@ -1,5 +1,4 @@
 using DeviceGate.Auth;
-using DeviceGate.Hosting;
 
 namespace DeviceGate.Cli;
 

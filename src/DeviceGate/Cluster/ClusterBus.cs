@@ -1,4 +1,3 @@
-using DeviceGate.Routing;
 
 namespace DeviceGate.Cluster;
 

@@ -1,10 +1,10 @@
 using System.Text.Json;
 using DeviceGate.Connections;
-using DeviceGate.Hosting;
 using DeviceGate.Protocol;
 using DeviceGate.Rpc;
 using Microsoft.Extensions.Options;
 using StackExchange.Redis;
+using DeviceGate.Sessions;
 
 namespace DeviceGate.Cluster;
 

@@ -1,6 +1,4 @@
 using System.Text.Json;
-using DeviceGate.Hosting;
-using DeviceGate.Routing;
 using StackExchange.Redis;
 
 namespace DeviceGate.Cluster;
@@ -28,7 +26,7 @@ internal sealed class RedisBus(IConnectionMultiplexer redis, RedisKeys keys, Nod
         SendAsync(keys.NodeChannel(target), new BusMessage { Type = BusMessage.Close, Origin = node.Id, Device = device, Epoch = epoch, Code = code, Reason = reason });
 
     public Task<bool> RpcAsync(string target, string device, string rpcId, MessageData data, TimeSpan timeout) =>
-        SendAsync(keys.NodeChannel(target), FromMessage(BusMessage.Rpc, device, new DeviceMessage(rpcId, Connections.DeviceId.Server, null, data)) with
+        SendAsync(keys.NodeChannel(target), FromMessage(BusMessage.Rpc, device, new DeviceMessage(rpcId, DeviceId.Server, null, data)) with
         {
             ReplyTo = node.Id,
             TimeoutSeconds = timeout.TotalSeconds,
@@ -66,7 +64,7 @@ internal sealed class RedisBus(IConnectionMultiplexer redis, RedisKeys keys, Nod
     public static DeviceMessage ToMessage(BusMessage b)
     {
         var data = b.Data ?? [];
-        return new DeviceMessage(b.Id!, b.From ?? Connections.DeviceId.Server, b.Group,
+        return new DeviceMessage(b.Id!, b.From ?? DeviceId.Server, b.Group,
             MessageData.Restore((DataKind)b.Kind, data, b.RawBinary, b.RawIsJsonString));
     }
 }

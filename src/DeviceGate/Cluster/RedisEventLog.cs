@@ -1,5 +1,4 @@
 using DeviceGate.Events;
-using DeviceGate.Hosting;
 using Microsoft.Extensions.Options;
 using StackExchange.Redis;
 

@@ -1,8 +1,8 @@
 using System.Globalization;
 using DeviceGate.Connections;
-using DeviceGate.Hosting;
 using DeviceGate.Protocol;
 using StackExchange.Redis;
+using DeviceGate.Sessions;
 
 namespace DeviceGate.Cluster;
 

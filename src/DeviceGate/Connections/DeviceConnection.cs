@@ -2,8 +2,8 @@ using System.Buffers;
 using System.Net.WebSockets;
 using System.Threading.Channels;
 using DeviceGate.Auth;
-using DeviceGate.Hosting;
 using DeviceGate.Protocol;
+using DeviceGate.Sessions;
 
 namespace DeviceGate.Connections;
 

@@ -1,12 +1,11 @@
 using System.Net.WebSockets;
 using DeviceGate.Auth;
 using DeviceGate.Events;
-using DeviceGate.Hosting;
 using DeviceGate.Protocol;
-using DeviceGate.Routing;
 using DeviceGate.Rpc;
 using DeviceGate.Storage;
 using Microsoft.Extensions.Options;
+using DeviceGate.Sessions;
 
 namespace DeviceGate.Connections;
 
@@ -21,7 +20,7 @@ internal sealed class DeviceEndpoint(
     EventHub events,
     RpcCoordinator rpcs,
     Delivery.DeliveryService delivery,
-    Cluster.IPresence presence,
+    Sessions.IPresence presence,
     GatewayMetrics metrics,
     LogLimiter logLimiter,
     ShutdownState shutdown,

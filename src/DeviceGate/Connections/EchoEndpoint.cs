@@ -1,6 +1,6 @@
 using System.Net.WebSockets;
-using DeviceGate.Hosting;
 using Microsoft.Extensions.Options;
+using DeviceGate.Sessions;
 
 namespace DeviceGate.Connections;
 

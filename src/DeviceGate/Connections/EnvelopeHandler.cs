@@ -2,10 +2,9 @@ using System.Diagnostics;
 using System.Net.WebSockets;
 using System.Text.Json;
 using DeviceGate.Events;
-using DeviceGate.Hosting;
 using DeviceGate.Protocol;
-using DeviceGate.Routing;
 using DeviceGate.Rpc;
+using DeviceGate.Storage;
 
 namespace DeviceGate.Connections;
 

@@ -1,5 +1,4 @@
 using DeviceGate.Auth;
-using DeviceGate.Hosting;
 using Microsoft.Extensions.Options;
 
 namespace DeviceGate.Connections;

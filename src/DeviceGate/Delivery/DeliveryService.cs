@@ -1,9 +1,10 @@
 using DeviceGate.Connections;
 using DeviceGate.Events;
-using DeviceGate.Hosting;
-using DeviceGate.Routing;
 using DeviceGate.Storage;
 using Microsoft.Extensions.Options;
+using DeviceGate.Sessions;
+
+using DeviceGate.Protocol;
 
 namespace DeviceGate.Delivery;
 
@@ -24,7 +25,7 @@ internal sealed class DeliveryService(
     GroupRegistry groups,
     StatusBook book,
     EventHub events,
-    Cluster.IPresence presence,
+    Sessions.IPresence presence,
     Cluster.IClusterBus bus,
     NodeIdentity node,
     GatewayMetrics metrics,
@@ -65,7 +66,7 @@ internal sealed class DeliveryService(
         var now = time.GetUtcNow();
         var stored = new StoredMessage(DeviceMessage.NewId(), device, from, group, data, now, now + ttl);
         // What devices originate is bounded by their stored bytes too (DeviceGate:Limits:DeviceStoredBytes); backends are trusted.
-        var maxSenderBytes = from == Connections.DeviceId.Server ? long.MaxValue : _deviceStoredBytes;
+        var maxSenderBytes = from == DeviceId.Server ? long.MaxValue : _deviceStoredBytes;
         return new PendingDurable(stored, store.AcceptAsync(stored, ScopedKey(device, idempotencyKey), _o.MaxQueuedPerDevice, maxSenderBytes));
     }
 

@@ -1,6 +1,5 @@
 using DeviceGate.Connections;
 using DeviceGate.Protocol;
-using DeviceGate.Routing;
 
 namespace DeviceGate.Delivery;
 
@@ -84,7 +83,7 @@ internal sealed class DeviceLane
     /// <summary>Loads the device's stored messages; they go first, then whatever was pushed meanwhile.</summary>
     public async Task StartAsync()
     {
-        IReadOnlyList<Storage.StoredMessage> stored;
+        IReadOnlyList<StoredMessage> stored;
         try
         {
             stored = await _service.LoadPendingAsync(_connection.DeviceId).ConfigureAwait(false);

@@ -1,5 +1,4 @@
 using DeviceGate.Events;
-using DeviceGate.Hosting;
 using DeviceGate.Storage;
 using Microsoft.Extensions.Options;
 

@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using DeviceGate.Hosting;
 using DeviceGate.Storage;
 
 namespace DeviceGate.Delivery;

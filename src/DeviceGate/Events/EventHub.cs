@@ -1,6 +1,4 @@
 using System.Threading.Channels;
-using DeviceGate.Hosting;
-using DeviceGate.Routing;
 using Microsoft.Extensions.Options;
 
 namespace DeviceGate.Events;

@@ -1,6 +1,5 @@
 using System.Buffers;
 using System.Text.Json;
-using DeviceGate.Routing;
 
 namespace DeviceGate.Events;
 
@@ -84,7 +83,7 @@ public sealed class GatewayEvent
             w.WriteNumber("seq"u8, id);
             w.WriteString("type"u8, type);
             if (device is not null) w.WriteString("device"u8, device);
-            w.WriteString("at"u8, Api.Timestamps.Iso(at));
+            w.WriteString("at"u8, Timestamps.Iso(at));
             w.WriteString("node"u8, node);
             body(w, state);
             w.WriteEndObject();

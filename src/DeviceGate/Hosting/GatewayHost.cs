@@ -5,10 +5,11 @@ using DeviceGate.Delivery;
 using DeviceGate.Events;
 using DeviceGate.Rpc;
 using DeviceGate.Webhooks;
-using DeviceGate.Routing;
 using DeviceGate.Storage;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
+using DeviceGate.Sessions;
+using DeviceGate.Cluster;
 
 namespace DeviceGate.Hosting;
 
@@ -104,7 +105,8 @@ public static class GatewayHost
         });
         services.AddSingleton<IMessageStore>(sp => sp.GetRequiredService<SqliteStore>());
         services.AddSingleton<IDirectoryStore>(sp => sp.GetRequiredService<SqliteStore>());
-        services.AddSingleton<Cluster.IPresence, Cluster.LocalPresence>();
+        services.AddSingleton<Sessions.IPresence, Sessions.LocalPresence>();
+        services.AddSingleton<IOtherNodes, NoOtherNodes>();
         services.AddSingleton<Cluster.IClusterBus, Cluster.LocalBus>();
     }
 
@@ -124,10 +126,11 @@ public static class GatewayHost
             sp.GetRequiredService<IOptions<GatewayOptions>>().Value.Delivery.StatusRetention));
         services.AddSingleton<IMessageStore>(sp => sp.GetRequiredService<RedisStore>());
         services.AddSingleton<IDirectoryStore>(sp => sp.GetRequiredService<RedisStore>());
-        services.AddSingleton<Cluster.IPresence, Cluster.RedisPresence>();
+        services.AddSingleton<Sessions.IPresence, Cluster.RedisPresence>();
         services.AddSingleton<Cluster.IClusterBus, Cluster.RedisBus>();
         services.AddSingleton<Events.IEventLog, Cluster.RedisEventLog>();
         services.AddSingleton<Cluster.ClusterStats>();
+        services.AddSingleton<IOtherNodes>(sp => sp.GetRequiredService<Cluster.ClusterStats>());
         services.AddHostedService<Cluster.ClusterNode>();
     }
 

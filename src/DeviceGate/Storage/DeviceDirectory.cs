@@ -76,7 +76,7 @@ internal sealed class DeviceDirectory(IDirectoryStore store, ILogger<DeviceDirec
         }
         catch (Exception e)
         {
-            Hosting.Log.StoreWriteFailed(logger, e.Message);
+            Log.StoreWriteFailed(logger, e.Message);
         }
     }
 }

@@ -2,8 +2,6 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using System.Threading.Channels;
-using DeviceGate.Hosting;
-using DeviceGate.Routing;
 using Microsoft.Data.Sqlite;
 
 namespace DeviceGate.Storage;
@@ -234,7 +232,7 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IStoreHealth
 
     private void AdjustBytes(string sender, long delta)
     {
-        if (sender == Connections.DeviceId.Server) return;
+        if (sender == DeviceId.Server) return;
         var before = _senderBytes.GetValueOrDefault(sender);
         var now = Math.Max(0, before + delta);
         _undo.Add((sender, now - before, true));
@@ -256,7 +254,7 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IStoreHealth
         // A commit that failed for want of space or I/O makes the node unready until one succeeds (or, with nothing
         // written since, for StoreFailureWindow); the probe below cannot notice a full disk, since it writes nothing.
         var failing = Volatile.Read(ref _failingSince);
-        if (failing != 0 && Environment.TickCount64 - failing < Hosting.Defaults.StoreFailureWindow.TotalMilliseconds) return false;
+        if (failing != 0 && Environment.TickCount64 - failing < Defaults.StoreFailureWindow.TotalMilliseconds) return false;
         try
         {
             var probe = new SqliteConnectionStringBuilder(_connectionString) { DefaultTimeout = 1, Pooling = false }.ToString();
@@ -314,7 +312,7 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IStoreHealth
     /// <summary>raw_binary = 2: the raw form is the string that data (a JSON string) denotes; nothing else is stored for it.</summary>
     private const int RawIsJsonString = 2;
     private static DateTimeOffset FromMs(long ms) => DateTimeOffset.FromUnixTimeMilliseconds(ms);
-    private static string Iso(DateTimeOffset t) => Api.Timestamps.Iso(t);
+    private static string Iso(DateTimeOffset t) => Timestamps.Iso(t);
 
     /// <summary>
     /// SQL that appends <c>{"status","at"}</c> to the history's JSON array as text (no JSON parsing per update);
@@ -347,7 +345,7 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IStoreHealth
             }
             _pendingCounts.TryGetValue(m.Device, out var queued);
             if (queued >= maxQueuedPerDevice) return new AcceptResult(AcceptOutcome.OutboxFull, m.Id, MessageStatus.Queued);
-            if (m.From != Connections.DeviceId.Server && _senderBytes.GetValueOrDefault(m.From) + m.Data.Bytes.Length > maxSenderBytes)
+            if (m.From != DeviceId.Server && _senderBytes.GetValueOrDefault(m.From) + m.Data.Bytes.Length > maxSenderBytes)
             {
                 return new AcceptResult(AcceptOutcome.QuotaExceeded, m.Id, MessageStatus.Queued);
             }

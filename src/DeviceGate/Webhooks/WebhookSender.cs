@@ -1,6 +1,5 @@
 using System.Net.Http.Headers;
 using DeviceGate.Events;
-using DeviceGate.Hosting;
 using Microsoft.Extensions.Options;
 
 namespace DeviceGate.Webhooks;

@@ -1,7 +1,8 @@
 using System.Net.WebSockets;
-using DeviceGate.Routing;
+using DeviceGate.Messages;
 using DeviceGate.Storage;
 using DeviceGate.Tests.Infrastructure;
+using DeviceGate.Cluster;
 
 namespace DeviceGate.Tests.Conformance;
 

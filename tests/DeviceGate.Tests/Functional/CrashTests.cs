@@ -30,7 +30,7 @@ public sealed class CrashTests : IDisposable
     private static async Task<ClientWebSocket> ConnectAsync(Uri baseUri, string device)
     {
         var tokens = new DeviceGate.Auth.DeviceTokens(
-            DeviceGate.Auth.GatewaySecrets.Load(new DeviceGate.Hosting.AuthOptions { TokenSecret = TestGateway.Secret, ApiKeys = [TestGateway.ApiKey] }, "unused"),
+            DeviceGate.Auth.GatewaySecrets.Load(new DeviceGate.Configuration.AuthOptions { TokenSecret = TestGateway.Secret, ApiKeys = [TestGateway.ApiKey] }, "unused"),
             TimeProvider.System);
         var socket = new ClientWebSocket();
         socket.Options.SetRequestHeader("Authorization", "Bearer " + tokens.Mint(device, null));

@@ -111,7 +111,7 @@ public sealed class DeviceClientTests : IDisposable
         listener.Stop();
         string[] args = [$"--DeviceGate:Auth:TokenSecret={TestGateway.Secret}", $"--DeviceGate:Auth:ApiKeys:0={TestGateway.ApiKey}", "--urls", $"http://127.0.0.1:{port}"];
         var server = new Uri($"http://127.0.0.1:{port}/");
-        var tokens = new DeviceGate.Auth.DeviceTokens(DeviceGate.Auth.GatewaySecrets.Load(new DeviceGate.Hosting.AuthOptions { TokenSecret = TestGateway.Secret, ApiKeys = [TestGateway.ApiKey] }, _dir), TimeProvider.System);
+        var tokens = new DeviceGate.Auth.DeviceTokens(DeviceGate.Auth.GatewaySecrets.Load(new DeviceGate.Configuration.AuthOptions { TokenSecret = TestGateway.Secret, ApiKeys = [TestGateway.ApiKey] }, _dir), TimeProvider.System);
         using var api = new HttpClient { BaseAddress = server, Timeout = Timeouts.Default };
         api.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", TestGateway.ApiKey);
 

@@ -4,6 +4,7 @@ using System.Text.Json;
 using DeviceGate.Hosting;
 using DeviceGate.Tests.Infrastructure;
 using Microsoft.Extensions.DependencyInjection;
+using DeviceGate.Diagnostics;
 
 namespace DeviceGate.Tests.Functional;
 

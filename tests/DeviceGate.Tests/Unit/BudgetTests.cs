@@ -2,6 +2,9 @@ using DeviceGate.Connections;
 using DeviceGate.Hosting;
 using Microsoft.Extensions.Options;
 using Microsoft.Extensions.Time.Testing;
+using DeviceGate.Configuration;
+using DeviceGate.Sessions;
+using DeviceGate.Diagnostics;
 
 namespace DeviceGate.Tests.Unit;
 

@@ -1,5 +1,6 @@
 using DeviceGate.Cli;
 using DeviceGate.Connections;
+using DeviceGate.Messages;
 
 namespace DeviceGate.Tests.Unit;
 

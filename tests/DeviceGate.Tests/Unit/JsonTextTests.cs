@@ -3,6 +3,7 @@ using System.Text.Json;
 using CsCheck;
 using DeviceGate.Hosting;
 using DeviceGate.Protocol;
+using DeviceGate.Diagnostics;
 
 namespace DeviceGate.Tests.Unit;
 

@@ -3,7 +3,7 @@ using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
 
-namespace DeviceGate.Routing;
+namespace DeviceGate.Messages;
 
 /// <summary>How a payload appears in an envelope: as JSON (<c>data</c>), as a JSON string (<c>data</c>), or as <c>dataBase64</c>.</summary>
 public enum DataKind { Json, String, Binary }

@@ -7,8 +7,9 @@ using Microsoft.AspNetCore.RateLimiting;
 using Microsoft.Extensions.Options;
 using Prometheus;
 using Scalar.AspNetCore;
+using DeviceGate.Sessions;
 
-namespace DeviceGate.Hosting;
+namespace DeviceGate.Api;
 
 /// <summary>Metrics, health, the API description and the HTTP-level protections (forwarded headers, API rate limit).</summary>
 internal static class Observability

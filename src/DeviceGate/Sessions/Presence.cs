@@ -1,6 +1,6 @@
 using DeviceGate.Connections;
 
-namespace DeviceGate.Cluster;
+namespace DeviceGate.Sessions;
 
 /// <summary>Where a device is connected: its node, and the epoch of that connection (a fencing token).</summary>
 public sealed record PresenceEntry(string Device, string Node, long Epoch, DateTimeOffset ConnectedAt);
@@ -25,7 +25,7 @@ internal interface IPresence
 }
 
 /// <summary>Single node: presence is the local registry.</summary>
-internal sealed class LocalPresence(ConnectionRegistry registry, Hosting.NodeIdentity node) : IPresence
+internal sealed class LocalPresence(ConnectionRegistry registry, NodeIdentity node) : IPresence
 {
     private long _epoch;
 

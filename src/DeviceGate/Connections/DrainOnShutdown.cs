@@ -1,16 +1,9 @@
 using DeviceGate.Connections;
 using DeviceGate.Protocol;
 using Microsoft.Extensions.Options;
+using DeviceGate.Sessions;
 
-namespace DeviceGate.Hosting;
-
-/// <summary>Set once shutdown begins: new devices are refused with 503 and /readyz reports not ready.</summary>
-internal sealed class ShutdownState
-{
-    private volatile bool _draining;
-    public bool IsDraining => _draining;
-    public void BeginDrain() => _draining = true;
-}
+namespace DeviceGate.Connections;
 
 /// <summary>
 /// On Ctrl-C / SIGTERM: closes every device with 1001 after writing what is already queued, waits at most

@@ -1,10 +1,9 @@
 using System.Collections.Concurrent;
 using System.Net;
 using System.Threading.RateLimiting;
-using DeviceGate.Hosting;
 using Microsoft.Extensions.Options;
 
-namespace DeviceGate.Connections;
+namespace DeviceGate.Sessions;
 
 /// <summary>
 /// Who may open a connection right now: a global cap, a per-address cap and a token bucket on the connect rate

@@ -1,6 +1,6 @@
 using System.Net.WebSockets;
 
-namespace DeviceGate.Connections;
+namespace DeviceGate.Messages;
 
 /// <summary>
 /// One message on its way to a device. The payload is shared: a broadcast hands the same bytes to every connection

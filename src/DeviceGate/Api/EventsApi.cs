@@ -2,10 +2,10 @@ using System.Buffers;
 using System.Globalization;
 using System.Text;
 using DeviceGate.Connections;
-using DeviceGate.Hosting;
 using Microsoft.Extensions.Options;
+using DeviceGate.Events;
 
-namespace DeviceGate.Events;
+namespace DeviceGate.Api;
 
 /// <summary>
 /// <c>GET /api/events</c>: Server-Sent Events. Each event is <c>id:</c>, <c>event:</c> and one JSON <c>data:</c> line;

@@ -1,11 +1,12 @@
 using System.Globalization;
 using DeviceGate.Api;
 using DeviceGate.Connections;
-using DeviceGate.Hosting;
 using DeviceGate.Protocol;
 using Microsoft.Extensions.Options;
+using DeviceGate.Rpc;
+using DeviceGate.Sessions;
 
-namespace DeviceGate.Rpc;
+namespace DeviceGate.Api;
 
 /// <summary><c>POST /api/devices/{id}/rpc?timeout=</c>: send an rpc envelope and answer with the device's reply.</summary>
 internal static class RpcApi
@@ -16,7 +17,7 @@ internal static class RpcApi
             .ProducesProblem(400).ProducesProblem(404).ProducesProblem(409).ProducesProblem(413).ProducesProblem(502).ProducesProblem(504);
 
     private static async Task<IResult> CallAsync(string id, HttpRequest request, string? timeout, ConnectionRegistry registry, RpcCoordinator rpcs,
-        Cluster.IPresence presence, Cluster.IClusterBus bus, NodeIdentity node, IOptions<GatewayOptions> options, GatewayMetrics metrics, TimeProvider time)
+        Sessions.IPresence presence, Cluster.IClusterBus bus, NodeIdentity node, IOptions<GatewayOptions> options, GatewayMetrics metrics, TimeProvider time)
     {
         if (!DeviceId.IsValid(id) || id == DeviceId.Server) return Problems.InvalidId("device id");
         var o = options.Value.Rpc;
@@ -66,7 +67,7 @@ internal static class RpcApi
     }
 
     /// <summary>The device is on another node: that node runs the rpc and sends the outcome back over the bus.</summary>
-    private static async Task<IResult> CallRemoteAsync(string id, string owner, Routing.MessageData data, TimeSpan wait, RpcCoordinator rpcs,
+    private static async Task<IResult> CallRemoteAsync(string id, string owner, MessageData data, TimeSpan wait, RpcCoordinator rpcs,
         Cluster.IClusterBus bus, TimeProvider time, CancellationToken aborted)
     {
         var rpcId = Guid.CreateVersion7().ToString();

@@ -1,7 +1,7 @@
 using System.Collections.Concurrent;
 using System.Text;
 
-namespace DeviceGate.Hosting;
+namespace DeviceGate.Diagnostics;
 
 /// <summary>
 /// Rate-limits log lines that outsiders can cause (handshake refusals, failing read loops): per key, the first

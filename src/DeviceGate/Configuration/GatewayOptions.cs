@@ -1,4 +1,4 @@
-namespace DeviceGate.Hosting;
+namespace DeviceGate.Configuration;
 
 /// <summary>The <c>DeviceGate</c> configuration section. Every default is a named constant in <see cref="Defaults"/>.</summary>
 public sealed class GatewayOptions

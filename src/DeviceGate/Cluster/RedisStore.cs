@@ -2,10 +2,10 @@ using System.Globalization;
 using System.Net.WebSockets;
 using System.Text.Json;
 using DeviceGate.Cluster;
-using DeviceGate.Routing;
 using StackExchange.Redis;
+using DeviceGate.Storage;
 
-namespace DeviceGate.Storage;
+namespace DeviceGate.Cluster;
 
 /// <summary>
 /// The store in cluster mode: outbox, statuses, devices, groups and idempotency keys in Redis, shared by every
@@ -17,7 +17,7 @@ internal sealed class RedisStore(IConnectionMultiplexer redis, RedisKeys keys, T
 {
     private IDatabase Db => redis.GetDatabase();
 
-    private static string Iso(DateTimeOffset t) => Api.Timestamps.Iso(t);
+    private static string Iso(DateTimeOffset t) => Timestamps.Iso(t);
     private static long Ms(DateTimeOffset t) => t.ToUnixTimeMilliseconds();
 
     private static async Task<T> Guard<T>(Func<Task<T>> call)
@@ -68,7 +68,7 @@ internal sealed class RedisStore(IConnectionMultiplexer redis, RedisKeys keys, T
     public Task<AcceptResult> AcceptAsync(StoredMessage m, string? idempotencyKey, int maxQueuedPerDevice, long maxSenderBytes = long.MaxValue) => Guard(async () =>
     {
         var flags = (m.Data.RawType == WebSocketMessageType.Binary ? 1 : 0) | (m.Data.RawIsJsonString ? 4 : 0);
-        var quota = m.From != Connections.DeviceId.Server && maxSenderBytes != long.MaxValue;
+        var quota = m.From != DeviceId.Server && maxSenderBytes != long.MaxValue;
         var result = (RedisResult[])(await Db.ScriptEvaluateAsync(AcceptScript,
             [keys.Message(m.Id), keys.Outbox(m.Device), keys.Expiry, keys.Sequence, idempotencyKey is null ? "" : keys.Idempotency(idempotencyKey), keys.Devices,
                 keys.IdempotencyIndex, keys.Recent(m.Device), quota ? keys.SenderBytes(m.From) : ""],

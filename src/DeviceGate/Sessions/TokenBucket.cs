@@ -1,4 +1,4 @@
-namespace DeviceGate.Connections;
+namespace DeviceGate.Sessions;
 
 /// <summary>
 /// A token bucket on <see cref="TimeProvider"/> timestamps: holds at most <see cref="Burst"/> tokens and earns

@@ -1,7 +1,8 @@
 using System.Collections.Concurrent;
 using DeviceGate.Protocol;
+using DeviceGate.Connections;
 
-namespace DeviceGate.Connections;
+namespace DeviceGate.Sessions;
 
 /// <summary>Device id to its one live connection. Lock-free; a newer connection for an id replaces the older one.</summary>
 internal sealed class ConnectionRegistry

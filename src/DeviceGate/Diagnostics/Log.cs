@@ -1,4 +1,4 @@
-namespace DeviceGate.Hosting;
+namespace DeviceGate.Diagnostics;
 
 /// <summary>Every log line with its stable event id. Never pass a token or a query string in here.</summary>
 internal static partial class Log

@@ -1,7 +1,7 @@
 using System.Security.Cryptography;
 using Microsoft.Extensions.Options;
 
-namespace DeviceGate.Hosting;
+namespace DeviceGate.Configuration;
 
 /// <summary>This node's id: DeviceGate:Cluster:NodeId, or one generated per process.</summary>
 internal sealed class NodeIdentity(IOptions<GatewayOptions> options)

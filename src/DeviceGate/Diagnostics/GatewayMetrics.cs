@@ -1,6 +1,6 @@
 using Prometheus;
 
-namespace DeviceGate.Hosting;
+namespace DeviceGate.Diagnostics;
 
 /// <summary>
 /// Every metric the gateway exports at <c>/metrics</c> (Prometheus text), in one registry per gateway instance.
@@ -69,13 +69,4 @@ internal sealed class GatewayMetrics
     public Counter ReadLoopFaults { get; }
     public Counter StoreUnavailable { get; }
     public Counter EventReadersDropped { get; }
-}
-
-/// <summary>Message kinds, as metric labels.</summary>
-internal static class MessageKinds
-{
-    public const string Targeted = "targeted";
-    public const string Group = "group";
-    public const string Broadcast = "broadcast";
-    public const string Rpc = "rpc";
 }

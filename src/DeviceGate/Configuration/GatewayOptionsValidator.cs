@@ -1,6 +1,6 @@
 using Microsoft.Extensions.Options;
 
-namespace DeviceGate.Hosting;
+namespace DeviceGate.Configuration;
 
 /// <summary>Start-up validation: every failure names the configuration key it is about.</summary>
 internal sealed class GatewayOptionsValidator : IValidateOptions<GatewayOptions>
@@ -81,7 +81,7 @@ internal sealed class GatewayOptionsValidator : IValidateOptions<GatewayOptions>
         }
         if (o.Cluster.NodeId is { } node)
         {
-            Require(Connections.DeviceId.IsValid(node), "Cluster:NodeId", "must be 1-128 characters of [A-Za-z0-9._:-] starting with a letter or digit");
+            Require(DeviceId.IsValid(node), "Cluster:NodeId", "must be 1-128 characters of [A-Za-z0-9._:-] starting with a letter or digit");
         }
         return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
     }

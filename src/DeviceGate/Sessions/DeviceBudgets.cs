@@ -1,8 +1,7 @@
 using System.Collections.Concurrent;
-using DeviceGate.Hosting;
 using Microsoft.Extensions.Options;
 
-namespace DeviceGate.Connections;
+namespace DeviceGate.Sessions;
 
 /// <summary>
 /// What one device may still do on this node: its message rate (and the second budget past which it is closed),

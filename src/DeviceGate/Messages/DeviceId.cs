@@ -1,4 +1,4 @@
-namespace DeviceGate.Connections;
+namespace DeviceGate.Messages;
 
 /// <summary>The id rule shared by devices and groups: 1-128 of [A-Za-z0-9._:-], first a letter or digit, ordinal.</summary>
 public static class DeviceId

@@ -1,7 +1,7 @@
 using System.Collections.Concurrent;
 using DeviceGate.Storage;
 
-namespace DeviceGate.Routing;
+namespace DeviceGate.Storage;
 
 /// <summary>
 /// Group memberships by device id (members need not be connected). Read from memory on every publish; written

@@ -1,0 +1,11 @@
+using DeviceGate.Messages;
+
+namespace DeviceGate.Protocol;
+
+/// <summary>A message as a connection of each mode receives it, encoded once per message whatever the number of recipients.</summary>
+public static class WireForms
+{
+    public static OutboundMessage For(this DeviceMessage m, ConnectionMode mode) => mode == ConnectionMode.Raw
+        ? new OutboundMessage(m.Data.RawPayload, m.Data.RawType)
+        : OutboundMessage.Text(m.EnvelopeBytes ??= EnvelopeWriter.Message(m));
+}
