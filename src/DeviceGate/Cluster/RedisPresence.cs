@@ -22,7 +22,7 @@ internal sealed class RedisPresence(IConnectionMultiplexer redis, RedisKeys keys
         return {epoch, previous or ''}
         """;
 
-    public async Task<long> RegisterAsync(DeviceConnection connection)
+    public async Task<long> RegisterAsync(DeviceSession connection)
     {
         var r = (RedisResult[])(await Db.ScriptEvaluateAsync(RegisterScript, [keys.Presence, keys.Epoch(connection.DeviceId)],
             [connection.DeviceId, node.Id, connection.ConnectedAt.ToUnixTimeMilliseconds()]).ConfigureAwait(false))!;
@@ -41,7 +41,7 @@ internal sealed class RedisPresence(IConnectionMultiplexer redis, RedisKeys keys
         return 0
         """;
 
-    public async Task UnregisterAsync(DeviceConnection connection)
+    public async Task UnregisterAsync(DeviceSession connection)
     {
         try
         {

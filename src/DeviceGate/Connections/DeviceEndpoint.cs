@@ -13,14 +13,11 @@ namespace DeviceGate.Connections;
 internal sealed class DeviceEndpoint(
     Handshake handshake,
     ConnectionAdmission admission,
-    ConnectionRegistry registry,
-    DeviceDirectory directory,
+    DeviceSessions sessions,
     DeviceBudgets budgets,
     EnvelopeHandler envelopes,
     EventHub events,
-    RpcCoordinator rpcs,
     Delivery.DeliveryService delivery,
-    Sessions.IPresence presence,
     GatewayMetrics metrics,
     LogLimiter logLimiter,
     ShutdownState shutdown,
@@ -29,30 +26,20 @@ internal sealed class DeviceEndpoint(
     ILogger<DeviceEndpoint> logger)
 {
     // Created once, shared by every connection (a method group or lambda per connection would allocate per device).
-    private DeviceConnection.MessageHandler? _onEnvelopeField, _onRawField;
-    private Action<DeviceConnection>? _onEnvelopeRateLimitedField, _onRawRateLimitedField, _onClosingField;
-    private Action<DeviceConnection, Exception>? _onFaultedField;
-    private DeviceConnection.MessageHandler _onEnvelope => _onEnvelopeField ??= envelopes.Handle;
-    private DeviceConnection.MessageHandler _onRaw => _onRawField ??= OnRawMessage;
-    private Action<DeviceConnection> _onEnvelopeRateLimited => _onEnvelopeRateLimitedField ??= envelopes.RateLimited;
-    private Action<DeviceConnection> _onRawRateLimited => _onRawRateLimitedField ??= OnRawRateLimited;
-    private Action<DeviceConnection> _onClosing => _onClosingField ??= OnClosing;
-    private Action<DeviceConnection, Exception> _onFaulted => _onFaultedField ??= OnFaulted;
+    private DeviceSocket.MessageHandler? _onEnvelopeField, _onRawField;
+    private Action<DeviceSession>? _onEnvelopeRateLimitedField, _onRawRateLimitedField, _onClosingField;
+    private Action<DeviceSession, Exception>? _onFaultedField;
+    private DeviceSocket.MessageHandler _onEnvelope => _onEnvelopeField ??= envelopes.Handle;
+    private DeviceSocket.MessageHandler _onRaw => _onRawField ??= OnRawMessage;
+    private Action<DeviceSession> _onEnvelopeRateLimited => _onEnvelopeRateLimitedField ??= envelopes.RateLimited;
+    private Action<DeviceSession> _onRawRateLimited => _onRawRateLimitedField ??= OnRawRateLimited;
+    private Action<DeviceSession> _onClosing => _onClosingField ??= sessions.Closing;
+    private Action<DeviceSession, Exception> _onFaulted => _onFaultedField ??= OnFaulted;
 
-    /// <summary>The close of a connection has started: pending rpcs fail, its lane stops, and presence forgets it.</summary>
-    private void OnClosing(DeviceConnection connection)
-    {
-        rpcs.ConnectionGone(connection);
-        connection.Lane?.Close();
-        // Leave presence as soon as the close starts, not after the handshake: other nodes stop routing here at once.
-        _ = presence.UnregisterAsync(connection);
-        registry.Unregister(connection);
-    }
-
-    private void OnFaulted(DeviceConnection connection, Exception e)
+    private void OnFaulted(DeviceSession session, Exception e)
     {
         metrics.ReadLoopFaults.Inc();
-        if (logLimiter.ShouldLog("read_loop", out var suppressed)) Log.ReadLoopFailed(logger, connection.DeviceId, suppressed, e);
+        if (logLimiter.ShouldLog("read_loop", out var suppressed)) Log.ReadLoopFailed(logger, session.DeviceId, suppressed, e);
     }
 
     public async Task HandleAsync(HttpContext context)
@@ -110,68 +97,42 @@ internal sealed class DeviceEndpoint(
         outcome = default;
         var mode = context.WebSockets.WebSocketRequestedProtocols.Contains(Subprotocols.EnvelopeJson) ? ConnectionMode.Envelope : ConnectionMode.Raw;
         var envelope = mode == ConnectionMode.Envelope;
-        var connection = new DeviceConnection(deviceId, mode, permissions, options.Value.Limits, time, metrics, budgets.For(deviceId), envelope ? _onEnvelope : _onRaw)
+        var session = new DeviceSession(deviceId, mode, permissions, budgets.For(deviceId), time.GetUtcNow());
+        var transport = new DeviceSocket(session, options.Value.Limits, time, metrics, envelope ? _onEnvelope : _onRaw)
         {
             RateLimited = envelope ? _onEnvelopeRateLimited : _onRawRateLimited,
             Closing = _onClosing,
             Faulted = _onFaulted,
         };
-        var lane = connection.Lane = delivery.CreateLane(connection);
-        directory.Seen(deviceId, connection.ConnectedAt);
-        if (registry.Register(connection) is { } replaced) Log.DeviceReplaced(logger, replaced.DeviceId);
+        session.Attach(transport, delivery.CreateLane(session));
 
         WebSocket socket;
         try
         {
-            // Presence (and, in a cluster, the close of an older connection on another node) before the 101.
-            connection.Epoch = await presence.RegisterAsync(connection).ConfigureAwait(false);
+            await sessions.OpenAsync(session).ConfigureAwait(false);
             socket = await context.WebSockets.AcceptWebSocketAsync(AcceptContext(options.Value.WebSockets,
                 mode == ConnectionMode.Envelope ? Subprotocols.EnvelopeJson : null)).ConfigureAwait(false);
         }
         catch (Exception e)
         {
-            connection.Abandon();
-            registry.Unregister(connection);
+            transport.Abandon();
             if (!IsStoreFailure(e) || context.Response.HasStarted) throw;
             await RefuseAsync(context, 503, "store_unavailable", "presence cannot be recorded right now", deviceId, 5).ConfigureAwait(false);
             return;
         }
         using var owned = socket;
-        Log.DeviceConnected(logger, deviceId, context.Connection.RemoteIpAddress?.ToString());
-        metrics.ConnectionsOpened.Inc();
-        metrics.ConnectedDevices.Inc();
+        var started = false;
         try
         {
-            events.Connected(deviceId);
-            _ = lane.StartAsync();
-            using var expiry = ScheduleTokenExpiry(connection, expiresAt);
-            await connection.RunAsync(socket).ConfigureAwait(false);
+            sessions.Started(session, context.Connection.RemoteIpAddress?.ToString());
+            started = true;
+            using var expiry = ScheduleTokenExpiry(session, expiresAt);
+            await transport.RunAsync(socket).ConfigureAwait(false);
         }
         finally
         {
             // Whatever happened above, the device leaves the registry, presence and the metrics, and is announced.
-            await TearDownAsync(connection).ConfigureAwait(false);
-        }
-    }
-
-    private async Task TearDownAsync(DeviceConnection connection)
-    {
-        // RunAsync ends only when the close has started, but an exception before it may not have: start it here.
-        if (!connection.IsClosing) connection.RequestClose(CloseCodes.InternalError, CloseReasons.InternalError, dropBacklog: true);
-        registry.Unregister(connection);
-        metrics.ConnectedDevices.Dec();
-        metrics.ConnectionsClosed.WithLabels(connection.CloseCode.ToString(System.Globalization.CultureInfo.InvariantCulture)).Inc();
-        var by = connection.ClosedByDevice ? "device" : "server";
-        Log.DeviceDisconnected(logger, connection.DeviceId, connection.CloseCode, LogText.Safe(connection.CloseReason), by);
-        events.Disconnected(connection.DeviceId, connection.CloseCode, connection.CloseReason, by);
-        directory.Seen(connection.DeviceId, time.GetUtcNow());
-        try
-        {
-            await presence.UnregisterAsync(connection).ConfigureAwait(false);
-        }
-        catch (Exception e)
-        {
-            Log.ClusterError(logger, "presence unregister", e.Message);
+            await sessions.CloseAsync(session, started).ConfigureAwait(false);
         }
     }
 
@@ -187,26 +148,26 @@ internal sealed class DeviceEndpoint(
     };
 
     /// <summary>What a raw device sends goes to the event stream: text as <c>data</c>, binary as <c>dataBase64</c>.</summary>
-    private void OnRawMessage(DeviceConnection connection, ReadOnlySpan<byte> payload, WebSocketMessageType type)
+    private void OnRawMessage(DeviceSession session, ReadOnlySpan<byte> payload, WebSocketMessageType type)
     {
         metrics.MessagesReceived.WithLabels("raw").Inc();
-        Log.RawMessageReceived(logger, connection.DeviceId, type, payload.Length);
+        Log.RawMessageReceived(logger, session.DeviceId, type, payload.Length);
         var bytes = payload.ToArray();
-        events.Message(connection.DeviceId, type == WebSocketMessageType.Text && System.Text.Unicode.Utf8.IsValid(bytes)
+        events.Message(session.DeviceId, type == WebSocketMessageType.Text && System.Text.Unicode.Utf8.IsValid(bytes)
             ? MessageData.Text(bytes)
             : MessageData.Binary(bytes));
     }
 
-    private void OnRawRateLimited(DeviceConnection connection) => Log.RateLimited(logger, connection.DeviceId);
+    private void OnRawRateLimited(DeviceSession session) => Log.RateLimited(logger, session.DeviceId);
 
-    private ITimer? ScheduleTokenExpiry(DeviceConnection connection, DateTimeOffset? expiresAt)
+    private ITimer? ScheduleTokenExpiry(DeviceSession session, DateTimeOffset? expiresAt)
     {
         if (expiresAt is not { } exp) return null;
         var due = exp - time.GetUtcNow();
         if (due < TimeSpan.Zero) due = TimeSpan.Zero;
         return time.CreateTimer(
-            static state => ((DeviceConnection)state!).RequestClose(CloseCodes.PolicyViolation, CloseReasons.TokenExpired, dropBacklog: true),
-            connection, due, Timeout.InfiniteTimeSpan);
+            static state => ((DeviceSession)state!).RequestClose(CloseCodes.PolicyViolation, CloseReasons.TokenExpired, dropBacklog: true),
+            session, due, Timeout.InfiniteTimeSpan);
     }
 
     private Task RefuseAsync(HttpContext context, Handshake.Outcome outcome, int? retryAfter)

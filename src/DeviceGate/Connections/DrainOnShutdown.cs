@@ -33,13 +33,13 @@ internal sealed class DrainOnShutdown(
         foreach (var c in connections) c.RequestClose(CloseCodes.GoingAway, CloseReasons.Shutdown, dropBacklog: false);
         try
         {
-            await Task.WhenAll(connections.Select(c => c.Completion)).WaitAsync(TimeSpan.FromSeconds(seconds), time, cancellationToken).ConfigureAwait(false);
+            await Task.WhenAll(connections.Select(c => c.Transport.Completion)).WaitAsync(TimeSpan.FromSeconds(seconds), time, cancellationToken).ConfigureAwait(false);
         }
         catch (Exception e) when (e is TimeoutException or OperationCanceledException)
         {
-            var left = connections.Where(c => !c.Completion.IsCompleted).ToList();
+            var left = connections.Where(c => !c.Transport.Completion.IsCompleted).ToList();
             Log.DrainAborted(logger, left.Count);
-            foreach (var c in left) c.Abort();
+            foreach (var c in left) c.Transport.Abort();
         }
     }
 }

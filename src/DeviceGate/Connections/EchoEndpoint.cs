@@ -48,16 +48,18 @@ internal sealed class EchoEndpoint(
         try
         {
             using var socket = await context.WebSockets.AcceptWebSocketAsync(DeviceEndpoint.AcceptContext(options.Value.WebSockets, null)).ConfigureAwait(false);
-            var connection = new DeviceConnection("echo", Protocol.ConnectionMode.Raw, Auth.DevicePermissions.Unrestricted, options.Value.Limits, time, metrics,
-                budgets.Unshared(), Echo);
-            echoes.Add(connection);
+            // An echo session is nobody's device: never registered, no lane, a budget of its own.
+            var session = new DeviceSession("echo", Protocol.ConnectionMode.Raw, Auth.DevicePermissions.Unrestricted, budgets.Unshared(), time.GetUtcNow());
+            var transport = new DeviceSocket(session, options.Value.Limits, time, metrics, Echo);
+            session.Attach(transport, lane: null);
+            echoes.Add(session);
             try
             {
-                await connection.RunAsync(socket).ConfigureAwait(false);
+                await transport.RunAsync(socket).ConfigureAwait(false);
             }
             finally
             {
-                echoes.Remove(connection);
+                echoes.Remove(session);
             }
         }
         finally
@@ -72,15 +74,15 @@ internal sealed class EchoEndpoint(
         return Results.Problem(statusCode: status, title: reason, type: "handshake_refused").ExecuteAsync(context);
     }
 
-    private static void Echo(DeviceConnection connection, ReadOnlySpan<byte> payload, WebSocketMessageType type) =>
+    private static void Echo(DeviceSession connection, ReadOnlySpan<byte> payload, WebSocketMessageType type) =>
         connection.TryEnqueue(new OutboundMessage(payload.ToArray(), type));
 }
 
 /// <summary>Live echo connections, so shutdown can close them too.</summary>
 internal sealed class EchoConnections
 {
-    private readonly System.Collections.Concurrent.ConcurrentDictionary<DeviceConnection, byte> _all = new();
-    public void Add(DeviceConnection c) => _all.TryAdd(c, 0);
-    public void Remove(DeviceConnection c) => _all.TryRemove(c, out _);
-    public ICollection<DeviceConnection> All => _all.Keys;
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<DeviceSession, byte> _all = new();
+    public void Add(DeviceSession c) => _all.TryAdd(c, 0);
+    public void Remove(DeviceSession c) => _all.TryRemove(c, out _);
+    public ICollection<DeviceSession> All => _all.Keys;
 }

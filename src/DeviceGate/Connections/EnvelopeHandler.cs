@@ -5,6 +5,7 @@ using DeviceGate.Events;
 using DeviceGate.Protocol;
 using DeviceGate.Rpc;
 using DeviceGate.Storage;
+using DeviceGate.Sessions;
 
 namespace DeviceGate.Connections;
 
@@ -25,7 +26,7 @@ internal sealed class EnvelopeHandler(
     private readonly TimeSpan maxTtl = options.Value.Delivery.MaxTtl;
     private readonly int maxGroups = options.Value.Limits.MaxGroupsPerDevice;
 
-    public void Handle(DeviceConnection c, ReadOnlySpan<byte> payload, WebSocketMessageType type)
+    public void Handle(DeviceSession c, ReadOnlySpan<byte> payload, WebSocketMessageType type)
     {
         metrics.MessagesReceived.WithLabels("envelope").Inc();
         if (type == WebSocketMessageType.Binary)
@@ -59,7 +60,7 @@ internal sealed class EnvelopeHandler(
         }
     }
 
-    private void Send(DeviceConnection c, InboundEnvelope e)
+    private void Send(DeviceSession c, InboundEnvelope e)
     {
         if (e.To is null) { Fail(c, ErrorCodes.MissingField, "'to' is required.", e.Ref); return; }
         if (!DeviceId.IsValid(e.To)) { Fail(c, ErrorCodes.InvalidField, "'to' is not a valid device id.", e.Ref); return; }
@@ -84,7 +85,7 @@ internal sealed class EnvelopeHandler(
     }
 
     /// <summary>On one node this completes before returning (order kept); in a cluster the answer follows.</summary>
-    private async Task SendNowAsync(DeviceConnection c, string to, DeviceMessage message, string? @ref)
+    private async Task SendNowAsync(DeviceSession c, string to, DeviceMessage message, string? @ref)
     {
         var result = await delivery.SendNowAsync(to, message).ConfigureAwait(false);
         if (result.Outcome != Delivery.SendOutcome.Sent)
@@ -95,7 +96,7 @@ internal sealed class EnvelopeHandler(
         if (@ref is not null) c.TryEnqueue(OutboundMessage.Text(EnvelopeWriter.Sent(@ref, result.Id, result.Status)));
     }
 
-    private async Task SendDurableAsync(DeviceConnection c, string to, MessageData data, TimeSpan ttl, string? @ref)
+    private async Task SendDurableAsync(DeviceSession c, string to, MessageData data, TimeSpan ttl, string? @ref)
     {
         // A device may fill the store only for devices the backend knows (connected once, put in a group): made-up ids
         // are refused, and it never makes a device known itself.
@@ -137,14 +138,14 @@ internal sealed class EnvelopeHandler(
         }
     }
 
-    private static void Unavailable(DeviceConnection c, string? @ref) =>
+    private static void Unavailable(DeviceSession c, string? @ref) =>
         c.TryEnqueue(OutboundMessage.Text(EnvelopeWriter.Error(ErrorCodes.Unavailable, "The message store cannot take writes right now; try later.", @ref)));
 
-    private static void QuotaExceeded(DeviceConnection c, string? @ref) =>
+    private static void QuotaExceeded(DeviceSession c, string? @ref) =>
         c.TryEnqueue(OutboundMessage.Text(EnvelopeWriter.Error(ErrorCodes.QuotaExceeded,
             "Over this device's durable quota (DeviceGate:Limits:DeviceDurableMessagesPerMinute, DeviceStoredBytes); nothing was stored. Slow down.", @ref)));
 
-    private void Publish(DeviceConnection c, InboundEnvelope e)
+    private void Publish(DeviceSession c, InboundEnvelope e)
     {
         if (!CheckGroup(c, e)) return;
         if (e.Data.ValueKind == JsonValueKind.Undefined) { Fail(c, ErrorCodes.MissingField, "'data' is required.", e.Ref); return; }
@@ -154,7 +155,7 @@ internal sealed class EnvelopeHandler(
         _ = PublishAsync(c, group, data, ttl, e.Ref);
     }
 
-    private async Task PublishAsync(DeviceConnection c, string group, MessageData data, TimeSpan ttl, string? @ref)
+    private async Task PublishAsync(DeviceSession c, string group, MessageData data, TimeSpan ttl, string? @ref)
     {
         // Each member gets its own message id; the 'sent' answer carries a fresh id for the publish itself. With a ttl,
         // every member's copy counts against the sender's durable quota.
@@ -182,13 +183,13 @@ internal sealed class EnvelopeHandler(
         if (@ref is not null) c.TryEnqueue(OutboundMessage.Text(EnvelopeWriter.Sent(@ref, DeviceMessage.NewId(), queued > 0 ? "queued" : "sent")));
     }
 
-    private void Join(DeviceConnection c, InboundEnvelope e, bool join)
+    private void Join(DeviceSession c, InboundEnvelope e, bool join)
     {
         if (join ? !CheckGroup(c, e) : !CheckGroupName(c, e)) return;
         _ = join ? JoinAsync(c, e.Group!, e.Ref) : ObserveAsync(groups.RemoveAsync(e.Group!, c.DeviceId));
     }
 
-    private async Task JoinAsync(DeviceConnection c, string group, string? @ref)
+    private async Task JoinAsync(DeviceSession c, string group, string? @ref)
     {
         try
         {
@@ -203,7 +204,7 @@ internal sealed class EnvelopeHandler(
         }
     }
 
-    private void Reply(DeviceConnection c, InboundEnvelope e)
+    private void Reply(DeviceSession c, InboundEnvelope e)
     {
         if (e.Id is null) { Fail(c, ErrorCodes.MissingField, "'id' is required: the id of the rpc being answered.", e.Ref); return; }
         if (e.Data.ValueKind == JsonValueKind.Undefined && e.Error.ValueKind != JsonValueKind.Object)
@@ -227,11 +228,11 @@ internal sealed class EnvelopeHandler(
     }
 
     /// <summary>A message dropped by the per-device rate limit is answered, so the device knows to slow down.</summary>
-    public void RateLimited(DeviceConnection c) =>
+    public void RateLimited(DeviceSession c) =>
         c.TryEnqueue(OutboundMessage.Text(EnvelopeWriter.Error(ErrorCodes.RateLimited,
             "Too many messages: this one was dropped. Slow down, or the connection is closed with 1008 rate_limited.", null)));
 
-    private bool CheckGroup(DeviceConnection c, InboundEnvelope e)
+    private bool CheckGroup(DeviceSession c, InboundEnvelope e)
     {
         if (!CheckGroupName(c, e)) return false;
         if (c.Permissions.MayUseGroup(e.Group!)) return true;
@@ -239,7 +240,7 @@ internal sealed class EnvelopeHandler(
         return false;
     }
 
-    private bool CheckGroupName(DeviceConnection c, InboundEnvelope e)
+    private bool CheckGroupName(DeviceSession c, InboundEnvelope e)
     {
         if (e.Group is null) { Fail(c, ErrorCodes.MissingField, "'group' is required.", e.Ref); return false; }
         if (!DeviceId.IsValid(e.Group)) { Fail(c, ErrorCodes.InvalidField, "'group' is not a valid group name.", e.Ref); return false; }
@@ -247,7 +248,7 @@ internal sealed class EnvelopeHandler(
     }
 
     /// <summary>Answers with an error envelope; a device that keeps erring past its budget is closed with 1008 policy.</summary>
-    private void Fail(DeviceConnection c, string code, string message, string? @ref)
+    private void Fail(DeviceSession c, string code, string message, string? @ref)
     {
         if (!c.Budget.TakeError())
         {

@@ -39,7 +39,7 @@ internal sealed class DeliveryService(
     /// <summary>Idempotency keys name a send to one device: the same key for two devices is two messages.</summary>
     internal static string? ScopedKey(string device, string? key) => key is null ? null : device + "/" + key;
 
-    public DeviceLane CreateLane(DeviceConnection connection) =>
+    public DeviceLane CreateLane(DeviceSession connection) =>
         new(connection, this, _o.MaxInFlight, options.Value.Limits.SendQueueMessages, _o.AckTimeout, time);
 
     public Task<IReadOnlyList<StoredMessage>> LoadPendingAsync(string device) => store.LoadPendingAsync(device, time.GetUtcNow());

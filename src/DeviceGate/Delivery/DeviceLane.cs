@@ -1,5 +1,6 @@
 using DeviceGate.Connections;
 using DeviceGate.Protocol;
+using DeviceGate.Sessions;
 
 namespace DeviceGate.Delivery;
 
@@ -9,10 +10,10 @@ namespace DeviceGate.Delivery;
 /// Unacked envelope messages are sent again (same id) after the ack timeout. Durable messages stay in the store
 /// until acked (envelope) or written (raw), so whatever this lane never finished is delivered after a reconnect.
 /// </summary>
-internal sealed class DeviceLane
+internal sealed class DeviceLane : IDeviceLane
 {
     private readonly Lock _gate = new();
-    private readonly DeviceConnection _connection;
+    private readonly DeviceSession _connection;
     private readonly DeliveryService _service;
     private readonly int _maxInFlight;
     private readonly int _maxWaiting;
@@ -25,7 +26,7 @@ internal sealed class DeviceLane
     private ITimer? _ackTimer;
     private bool _closed;
 
-    public DeviceLane(DeviceConnection connection, DeliveryService service, int maxInFlight, int maxWaiting, TimeSpan ackTimeout, TimeProvider time)
+    public DeviceLane(DeviceSession connection, DeliveryService service, int maxInFlight, int maxWaiting, TimeSpan ackTimeout, TimeProvider time)
     {
         _connection = connection;
         _service = service;

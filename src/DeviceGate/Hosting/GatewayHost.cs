@@ -86,6 +86,8 @@ public static class GatewayHost
         services.AddSingleton<EnvelopeHandler>();
         services.AddSingleton<EventHub>();
         services.AddSingleton<RpcCoordinator>();
+        services.AddSingleton<Sessions.ISessionObserver>(sp => sp.GetRequiredService<RpcCoordinator>());
+        services.AddSingleton<Sessions.DeviceSessions>();
         services.AddHostedService<DrainOnShutdown>();
         services.AddHostedService<WebhookSender>();
         // Bounded retries with exponential backoff and jitter; a batch that still fails is logged and skipped.

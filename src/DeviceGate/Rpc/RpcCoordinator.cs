@@ -7,7 +7,7 @@ namespace DeviceGate.Rpc;
 public sealed record RpcReply(byte[]? Json, string? ErrorCode, string? ErrorMessage);
 
 /// <summary>Pending rpcs by id, each waiting for the reply of the one device it was sent to.</summary>
-internal sealed class RpcCoordinator(GatewayMetrics metrics)
+internal sealed class RpcCoordinator(GatewayMetrics metrics) : Sessions.ISessionObserver
 {
     private readonly ConcurrentDictionary<string, Pending> _pending = new(StringComparer.Ordinal);
 
@@ -64,8 +64,10 @@ internal sealed class RpcCoordinator(GatewayMetrics metrics)
         return p.Reply.TrySetResult(reply);
     }
 
-    /// <summary>The connection ended: its pending rpcs will not be answered.</summary>
-    public void ConnectionGone(object connection)
+    /// <summary>The session is closing: its pending rpcs will not be answered.</summary>
+    public void OnClosing(Sessions.DeviceSession session) => ConnectionGone(session);
+
+    private void ConnectionGone(object connection)
     {
         if (_pending.IsEmpty) return;
         foreach (var (id, p) in _pending)

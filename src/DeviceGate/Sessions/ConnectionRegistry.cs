@@ -1,24 +1,23 @@
 using System.Collections.Concurrent;
 using DeviceGate.Protocol;
-using DeviceGate.Connections;
 
 namespace DeviceGate.Sessions;
 
 /// <summary>Device id to its one live connection. Lock-free; a newer connection for an id replaces the older one.</summary>
 internal sealed class ConnectionRegistry
 {
-    private readonly ConcurrentDictionary<string, DeviceConnection> _devices = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, DeviceSession> _devices = new(StringComparer.Ordinal);
 
     public int Count => _devices.Count;
 
-    public ICollection<DeviceConnection> All => _devices.Values;
+    public ICollection<DeviceSession> All => _devices.Values;
 
     /// <summary>
     /// Registers <paramref name="connection"/>, closing any older connection of the same id with 4000. The owner calls
     /// <see cref="Unregister"/> when the connection starts closing.
     /// </summary>
     /// <returns>The connection that was replaced, if any.</returns>
-    public DeviceConnection? Register(DeviceConnection connection)
+    public DeviceSession? Register(DeviceSession connection)
     {
         while (true)
         {
@@ -38,9 +37,9 @@ internal sealed class ConnectionRegistry
     }
 
     /// <summary>Removes the connection only if it is still the one registered for its id.</summary>
-    public void Unregister(DeviceConnection connection) =>
-        _devices.TryRemove(new KeyValuePair<string, DeviceConnection>(connection.DeviceId, connection));
+    public void Unregister(DeviceSession connection) =>
+        _devices.TryRemove(new KeyValuePair<string, DeviceSession>(connection.DeviceId, connection));
 
-    public bool TryGet(string deviceId, [System.Diagnostics.CodeAnalysis.MaybeNullWhen(false)] out DeviceConnection connection) =>
+    public bool TryGet(string deviceId, [System.Diagnostics.CodeAnalysis.MaybeNullWhen(false)] out DeviceSession connection) =>
         _devices.TryGetValue(deviceId, out connection);
 }

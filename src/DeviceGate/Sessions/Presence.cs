@@ -1,4 +1,3 @@
-using DeviceGate.Connections;
 
 namespace DeviceGate.Sessions;
 
@@ -12,10 +11,10 @@ public sealed record PresenceEntry(string Device, string Node, long Epoch, DateT
 internal interface IPresence
 {
     /// <summary>Records the connection as the device's current one; returns its epoch (higher than any before).</summary>
-    Task<long> RegisterAsync(DeviceConnection connection);
+    Task<long> RegisterAsync(DeviceSession connection);
 
     /// <summary>Forgets the connection, unless a newer one (higher epoch) has taken over meanwhile.</summary>
-    Task UnregisterAsync(DeviceConnection connection);
+    Task UnregisterAsync(DeviceSession connection);
 
     /// <summary>The device's live connection anywhere, or null.</summary>
     Task<PresenceEntry?> LocateAsync(string device);
@@ -29,9 +28,9 @@ internal sealed class LocalPresence(ConnectionRegistry registry, NodeIdentity no
 {
     private long _epoch;
 
-    public Task<long> RegisterAsync(DeviceConnection connection) => Task.FromResult(Interlocked.Increment(ref _epoch));
+    public Task<long> RegisterAsync(DeviceSession connection) => Task.FromResult(Interlocked.Increment(ref _epoch));
 
-    public Task UnregisterAsync(DeviceConnection connection) => Task.CompletedTask;
+    public Task UnregisterAsync(DeviceSession connection) => Task.CompletedTask;
 
     public Task<PresenceEntry?> LocateAsync(string device) => Task.FromResult(
         registry.TryGet(device, out var c) && !c.IsClosing ? new PresenceEntry(device, node.Id, c.Epoch, c.ConnectedAt) : null);

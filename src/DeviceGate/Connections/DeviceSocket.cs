@@ -8,13 +8,14 @@ using DeviceGate.Sessions;
 namespace DeviceGate.Connections;
 
 /// <summary>
-/// One live WebSocket: a read loop that never pauses and a writer loop fed by one bounded queue. Every close goes
-/// through the writer, so only one task ever sends on the socket; enqueueing never blocks the caller.
+/// The WebSocket transport of one session: a read loop that never pauses and a writer loop fed by one bounded
+/// queue. Every close goes through the writer, so only one task ever sends on the socket; enqueueing never blocks
+/// the caller. What the device is (id, budgets, lane) is its <see cref="Session"/>'s.
 /// </summary>
-internal sealed class DeviceConnection
+internal sealed class DeviceSocket : ISessionTransport
 {
     /// <summary>Handles one complete inbound message. The buffer is only valid during the call.</summary>
-    public delegate void MessageHandler(DeviceConnection connection, ReadOnlySpan<byte> payload, WebSocketMessageType type);
+    public delegate void MessageHandler(DeviceSession session, ReadOnlySpan<byte> payload, WebSocketMessageType type);
 
     private const int InitialReceiveBuffer = 4096;
 
@@ -38,45 +39,34 @@ internal sealed class DeviceConnection
     private string _sendReason = "aborted";
 
     /// <summary>
-    /// Creates the connection before the upgrade, so it can be registered (and receive messages) before the device
-    /// sees 101; <see cref="RunAsync"/> attaches the socket.
+    /// Creates the transport before the upgrade, so its session can be registered (and receive messages) before the
+    /// device sees 101; <see cref="RunAsync"/> attaches the socket.
     /// </summary>
-    public DeviceConnection(string deviceId, ConnectionMode mode, DevicePermissions permissions, LimitsOptions limits, TimeProvider time,
-        GatewayMetrics metrics, DeviceBudget budget, MessageHandler onMessage)
+    public DeviceSocket(DeviceSession session, LimitsOptions limits, TimeProvider time, GatewayMetrics metrics, MessageHandler onMessage)
     {
         _metrics = metrics;
-        Budget = budget;
+        Session = session;
         _maxReceivesPerMessage = Math.Max(Defaults.MinReceivesPerMessage, limits.MaxMessageBytes / 16);
-        DeviceId = deviceId;
-        Mode = mode;
-        Permissions = permissions;
         _maxMessageBytes = limits.MaxMessageBytes;
         _maxQueuedMessages = limits.SendQueueMessages;
         _maxQueuedBytes = limits.SendQueueBytes;
         _time = time;
         _onMessage = onMessage;
-        ConnectedAt = time.GetUtcNow();
         // Bounded only in name (our own caps decide overflow): unlike the unbounded channel, whose queue starts with a
         // 32-slot segment, its queue holds no array until the first message, so an idle device costs ~1.4 KB less.
         _queue = Channel.CreateBounded<OutboundMessage>(new BoundedChannelOptions(int.MaxValue) { SingleReader = true, FullMode = BoundedChannelFullMode.Wait });
     }
 
-    public string DeviceId { get; }
-    public ConnectionMode Mode { get; }
-    public DevicePermissions Permissions { get; }
-    public DateTimeOffset ConnectedAt { get; }
-
-    /// <summary>The device's rate, error and durable budgets: shared by its connections on this node, so a reconnect does not refill them.</summary>
-    public DeviceBudget Budget { get; }
+    public DeviceSession Session { get; }
 
     /// <summary>Told once when the read loop failed with an unexpected exception (the connection is then closed with 1011).</summary>
-    public Action<DeviceConnection, Exception>? Faulted { get; init; }
+    public Action<DeviceSession, Exception>? Faulted { get; init; }
 
     /// <summary>
     /// Called once, on the first close request, before the close frame is written (used to leave the registry). One
     /// shared delegate per endpoint rather than an event with handlers per connection: nothing allocated per device.
     /// </summary>
-    public Action<DeviceConnection>? Closing { get; init; }
+    public Action<DeviceSession>? Closing { get; init; }
 
     /// <summary>The code this connection was closed with (sent by us, or received from the device); 1006 when the socket died.</summary>
     public int CloseCode { get; private set; } = 1006;
@@ -85,14 +75,8 @@ internal sealed class DeviceConnection
     /// <summary>True when the device sent the first close frame.</summary>
     public bool ClosedByDevice { get; private set; }
 
-    /// <summary>This connection's presence epoch: a newer connection of the same device anywhere has a higher one.</summary>
-    public long Epoch { get; set; }
-
     /// <summary>Told about each message dropped by the per-device rate limit (envelope devices get an error envelope).</summary>
-    public Action<DeviceConnection>? RateLimited { get; set; }
-
-    /// <summary>The targeted-delivery queue of this device (null for echo connections).</summary>
-    public Delivery.DeviceLane? Lane { get; set; }
+    public Action<DeviceSession>? RateLimited { get; init; }
 
     /// <summary>Completes when the connection has ended, whichever side ended it.</summary>
     public Task Completion => _done.Task;
@@ -130,7 +114,7 @@ internal sealed class DeviceConnection
         CloseCode = _sendCode = code;
         CloseReason = _sendReason = reason;
         _dropBacklog = dropBacklog;
-        Closing?.Invoke(this);
+        Closing?.Invoke(Session);
         _queue.Writer.TryComplete();
         // Every close is bounded, except shutdown's 1001, whose drain deadline the shutdown service enforces.
         if (code != CloseCodes.GoingAway && Volatile.Read(ref _socket) is { } socket) _ = AbortIfCloseStallsAsync(socket);
@@ -229,7 +213,7 @@ internal sealed class DeviceConnection
                 else if (!IsClosing)
                 {
                     _metrics.BytesIn.Inc(length);
-                    if (TakeMessageToken()) _onMessage(this, buffer is null ? ReadOnlySpan<byte>.Empty : buffer.AsSpan(0, length), type);
+                    if (TakeMessageToken()) _onMessage(Session, buffer is null ? ReadOnlySpan<byte>.Empty : buffer.AsSpan(0, length), type);
                 }
                 if (buffer is not null)
                 {
@@ -252,7 +236,7 @@ internal sealed class DeviceConnection
         {
             // A handler threw on what this device sent (a bug of ours, whatever the input): that one connection ends
             // with 1011 and its teardown runs as for any close; every other device goes on.
-            Faulted?.Invoke(this, e);
+            Faulted?.Invoke(Session, e);
             RequestClose(CloseCodes.InternalError, CloseReasons.InternalError, dropBacklog: true);
         }
         finally
@@ -286,13 +270,13 @@ internal sealed class DeviceConnection
     /// </summary>
     private bool TakeMessageToken()
     {
-        switch (Budget.TakeMessage())
+        switch (Session.Budget.TakeMessage())
         {
             case DeviceBudget.Verdict.Allowed:
                 return true;
             case DeviceBudget.Verdict.Dropped:
                 _metrics.RateLimited.Inc();
-                RateLimited?.Invoke(this);
+                RateLimited?.Invoke(Session);
                 return false;
             default:
                 _metrics.RateLimited.Inc();
