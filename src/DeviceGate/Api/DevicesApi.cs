@@ -108,21 +108,12 @@ internal static class DevicesApi
         return TypedResults.Json(response, ApiJsonContext.Default.DeviceResponse);
     }
 
-    private static async Task<IResult> DisconnectAsync(string id, IPresence presence, ConnectionRegistry registry, IClusterBus bus, NodeIdentity node)
+    private static async Task<IResult> DisconnectAsync(string id, IDeviceRouter router)
     {
         if (!DeviceId.IsValid(id)) return Problems.InvalidId("device id");
-        return await CloseAnywhereAsync(id, CloseCodes.Disconnected, CloseReasons.Disconnected, presence, registry, bus, node).ConfigureAwait(false)
+        return await router.CloseAsync(id, CloseCodes.Disconnected, CloseReasons.Disconnected).ConfigureAwait(false)
             ? Results.NoContent()
             : Problems.NotConnected(id);
-    }
-
-    /// <summary>Closes the device's live connection on whichever node holds it. False when it has none.</summary>
-    internal static async Task<bool> CloseAnywhereAsync(string id, int code, string reason, IPresence presence, ConnectionRegistry registry, IClusterBus bus, NodeIdentity node)
-    {
-        var where = await presence.LocateAsync(id).ConfigureAwait(false);
-        if (where is null) return false;
-        if (where.Node != node.Id) return await bus.CloseAsync(where.Node, id, where.Epoch, code, reason).ConfigureAwait(false);
-        return registry.TryGet(id, out var connection) && connection.RequestClose(code, reason, dropBacklog: true);
     }
 
     /// <summary>The device's queued and recent messages with their status, newest first.</summary>
@@ -135,8 +126,7 @@ internal static class DevicesApi
     }
 
     /// <summary>Refuses every token of the device issued until now (persistently) and closes its live connection with 1008 token_revoked.</summary>
-    private static async Task<IResult> RevokeAsync(string id, HttpContext context, IPresence presence, ConnectionRegistry registry, IClusterBus bus,
-        NodeIdentity node, DeviceDirectory directory, TimeProvider time)
+    private static async Task<IResult> RevokeAsync(string id, IDeviceRouter router, DeviceDirectory directory, TimeProvider time)
     {
         if (!DeviceId.IsValid(id) || id == DeviceId.Server) return Problems.InvalidId("device id");
         try
@@ -147,16 +137,15 @@ internal static class DevicesApi
         {
             return SendOptions.Unavailable();
         }
-        await CloseAnywhereAsync(id, CloseCodes.PolicyViolation, CloseReasons.TokenRevoked, presence, registry, bus, node).ConfigureAwait(false);
+        await router.CloseAsync(id, CloseCodes.PolicyViolation, CloseReasons.TokenRevoked).ConfigureAwait(false);
         return Results.NoContent();
     }
 
     /// <summary>Forgets a device: closes it (4001), cancels its outbox, drops its memberships and last-seen.</summary>
-    private static async Task<IResult> ForgetAsync(string id, HttpContext context, IPresence presence, ConnectionRegistry registry, IClusterBus bus,
-        NodeIdentity node, DeviceDirectory directory, GroupRegistry groups)
+    private static async Task<IResult> ForgetAsync(string id, IDeviceRouter router, DeviceDirectory directory, GroupRegistry groups)
     {
         if (!DeviceId.IsValid(id)) return Problems.InvalidId("device id");
-        await CloseAnywhereAsync(id, CloseCodes.Disconnected, CloseReasons.Disconnected, presence, registry, bus, node).ConfigureAwait(false);
+        await router.CloseAsync(id, CloseCodes.Disconnected, CloseReasons.Disconnected).ConfigureAwait(false);
         groups.ForgetDevice(id);
         try
         {

@@ -5,6 +5,7 @@ using DeviceGate.Protocol;
 using Microsoft.Extensions.Options;
 using DeviceGate.Rpc;
 using DeviceGate.Sessions;
+using DeviceGate.Delivery;
 
 namespace DeviceGate.Api;
 
@@ -16,8 +17,7 @@ internal static class RpcApi
             .Produces(200, contentType: "application/json")
             .ProducesProblem(400).ProducesProblem(404).ProducesProblem(409).ProducesProblem(413).ProducesProblem(502).ProducesProblem(504);
 
-    private static async Task<IResult> CallAsync(string id, HttpRequest request, string? timeout, ConnectionRegistry registry, RpcCoordinator rpcs,
-        Sessions.IPresence presence, Cluster.IClusterBus bus, NodeIdentity node, IOptions<GatewayOptions> options, GatewayMetrics metrics, TimeProvider time)
+    private static async Task<IResult> CallAsync(string id, HttpRequest request, string? timeout, IDeviceRouter router, IOptions<GatewayOptions> options)
     {
         if (!DeviceId.IsValid(id) || id == DeviceId.Server) return Problems.InvalidId("device id");
         var o = options.Value.Rpc;
@@ -34,70 +34,22 @@ internal static class RpcApi
         var (data, problem) = await MessageBody.ReadAsync(request, options.Value.Limits.MaxMessageBytes).ConfigureAwait(false);
         if (problem is not null) return problem;
 
-        if (bus.IsClustered && await presence.LocateAsync(id).ConfigureAwait(false) is { } where && where.Node != node.Id)
-        {
-            return await CallRemoteAsync(id, where.Node, data, wait, rpcs, bus, time, request.HttpContext.RequestAborted).ConfigureAwait(false);
-        }
-        if (!registry.TryGet(id, out var connection) || connection.IsClosing) return Problems.NotConnected(id);
-        if (connection.Mode != ConnectionMode.Envelope) return RawMode(id);
-
-        var (rpcId, reply) = rpcs.Begin(connection);
-        if (connection.TryEnqueue(OutboundMessage.Text(EnvelopeWriter.Rpc(rpcId, data))) != EnqueueResult.Queued)
-        {
-            rpcs.End(rpcId);
-            return Problems.NotConnected(id);
-        }
-        metrics.MessagesDelivered.WithLabels(MessageKinds.Rpc).Inc();
-        RpcReply? answer;
+        RpcOutcome outcome;
         try
         {
-            answer = await reply.WaitAsync(wait, time, request.HttpContext.RequestAborted).ConfigureAwait(false);
-        }
-        catch (TimeoutException)
-        {
-            rpcs.End(rpcId);
-            return Timeout(id, $"No reply within {wait.TotalSeconds.ToString(CultureInfo.InvariantCulture)} s.");
+            outcome = await router.InvokeAsync(id, data, wait, request.HttpContext.RequestAborted).ConfigureAwait(false);
         }
         catch (OperationCanceledException)
         {
-            rpcs.End(rpcId);
             return Results.Empty;
         }
-        return answer is null ? Timeout(id, "The device disconnected before replying.") : Answer(answer);
-    }
-
-    /// <summary>The device is on another node: that node runs the rpc and sends the outcome back over the bus.</summary>
-    private static async Task<IResult> CallRemoteAsync(string id, string owner, MessageData data, TimeSpan wait, RpcCoordinator rpcs,
-        Cluster.IClusterBus bus, TimeProvider time, CancellationToken aborted)
-    {
-        var rpcId = Guid.CreateVersion7().ToString();
-        var outcome = rpcs.BeginRemote(rpcId);
-        if (!await bus.RpcAsync(owner, id, rpcId, data, wait).ConfigureAwait(false))
+        return outcome.Status switch
         {
-            rpcs.EndRemote(rpcId);
-            return Problems.NotConnected(id);
-        }
-        (RpcReply? Reply, string? Failure) result;
-        try
-        {
-            result = await outcome.WaitAsync(wait, time, aborted).ConfigureAwait(false);
-        }
-        catch (TimeoutException)
-        {
-            rpcs.EndRemote(rpcId);
-            return Timeout(id, $"No reply within {wait.TotalSeconds.ToString(CultureInfo.InvariantCulture)} s.");
-        }
-        catch (OperationCanceledException)
-        {
-            rpcs.EndRemote(rpcId);
-            return Results.Empty;
-        }
-        return result.Failure switch
-        {
-            "not_connected" => Problems.NotConnected(id),
-            "raw" => RawMode(id),
-            "gone" => Timeout(id, "The device disconnected before replying."),
-            _ => Answer(result.Reply!),
+            RpcStatus.Replied => Answer(outcome.Reply!),
+            RpcStatus.NotConnected => Problems.NotConnected(id),
+            RpcStatus.RawMode => RawMode(id),
+            RpcStatus.Gone => Timeout(id, "The device disconnected before replying."),
+            _ => Timeout(id, $"No reply within {wait.TotalSeconds.ToString(CultureInfo.InvariantCulture)} s."),
         };
     }
 

@@ -2,13 +2,11 @@
 namespace DeviceGate.Cluster;
 
 /// <summary>
-/// Messages between nodes. One node: nothing to send (every call reports "not delivered"). Cluster: Redis pub/sub,
-/// one channel per node plus one for broadcasts; channel names come from <see cref="RedisKeys"/>.
+/// Messages between the nodes of a cluster over Redis pub/sub: one channel per node plus one for broadcasts; channel
+/// names come from <see cref="RedisKeys"/>. Only the cluster's router and node use it.
 /// </summary>
 internal interface IClusterBus
 {
-    bool IsClustered { get; }
-
     /// <summary>Hands a message to the device's lane on <paramref name="node"/>. False when no node listened.</summary>
     Task<bool> DeliverAsync(string node, string device, DeviceMessage message, bool durable, DateTimeOffset? expiresAt);
 
@@ -23,14 +21,4 @@ internal interface IClusterBus
 
     /// <summary>Sends an rpc outcome back to the node the API call is waiting on.</summary>
     Task RpcReplyAsync(string node, string rpcId, Rpc.RpcReply? reply, string? failure);
-}
-
-internal sealed class LocalBus : IClusterBus
-{
-    public bool IsClustered => false;
-    public Task<bool> DeliverAsync(string node, string device, DeviceMessage message, bool durable, DateTimeOffset? expiresAt) => Task.FromResult(false);
-    public Task BroadcastAsync(DeviceMessage message) => Task.CompletedTask;
-    public Task<bool> CloseAsync(string node, string device, long epoch, int code, string reason) => Task.FromResult(false);
-    public Task<bool> RpcAsync(string node, string device, string rpcId, MessageData data, TimeSpan timeout) => Task.FromResult(false);
-    public Task RpcReplyAsync(string node, string rpcId, Rpc.RpcReply? reply, string? failure) => Task.CompletedTask;
 }

@@ -1,5 +1,4 @@
 using System.Text.Json;
-using DeviceGate.Connections;
 using DeviceGate.Protocol;
 using DeviceGate.Rpc;
 using Microsoft.Extensions.Options;
@@ -24,8 +23,8 @@ internal sealed class ClusterNode(
     RpcCoordinator rpcs,
     Events.EventHub events,
     Delivery.DeliveryService delivery,
+    Delivery.LocalRouter local,
     ClusterStats stats,
-    GatewayMetrics metrics,
     IOptions<GatewayOptions> options,
     TimeProvider time,
     ILogger<ClusterNode> logger) : BackgroundService
@@ -180,22 +179,15 @@ internal sealed class ClusterNode(
         switch (m.Type)
         {
             case BusMessage.Deliver:
-                delivery.PushLocal(m.Device!, RedisBus.ToMessage(m), m.Durable, m.Expires == 0 ? null : DateTimeOffset.FromUnixTimeMilliseconds(m.Expires), epoch: null, recordStatus: true);
+                var delivered = RedisBus.ToMessage(m);
+                if (!m.Durable) delivery.TrackRemote(m.Device!, delivered);
+                local.Deliver(m.Device!, delivered, m.Durable, m.Expires == 0 ? null : DateTimeOffset.FromUnixTimeMilliseconds(m.Expires));
                 break;
             case BusMessage.Broadcast when m.Origin != node.Id:
-                var broadcast = RedisBus.ToMessage(m);
-                var recipients = 0;
-                foreach (var c in registry.All)
-                {
-                    if (c.TryEnqueue(broadcast.For(c.Mode)) == EnqueueResult.Queued) recipients++;
-                }
-                metrics.MessagesDelivered.WithLabels(MessageKinds.Broadcast).Inc(recipients);
+                local.Broadcast(RedisBus.ToMessage(m));
                 break;
             case BusMessage.Close:
-                if (registry.TryGet(m.Device!, out var closing) && closing.Epoch <= m.Epoch)
-                {
-                    closing.RequestClose(m.Code, m.Reason ?? "", dropBacklog: true);
-                }
+                local.Close(m.Device!, m.Code, m.Reason ?? "", maxEpoch: m.Epoch);
                 break;
             case BusMessage.Rpc:
                 // Not awaited: waiting for the device must not hold up this node's channel.
@@ -222,35 +214,10 @@ internal sealed class ClusterNode(
 
     private async Task RunRpcCoreAsync(BusMessage m)
     {
-        if (!registry.TryGet(m.Device!, out var connection) || connection.IsClosing)
-        {
-            await bus.RpcReplyAsync(m.ReplyTo!, m.Id!, null, "not_connected").ConfigureAwait(false);
-            return;
-        }
-        if (connection.Mode != ConnectionMode.Envelope)
-        {
-            await bus.RpcReplyAsync(m.ReplyTo!, m.Id!, null, "raw").ConfigureAwait(false);
-            return;
-        }
-        var (id, reply) = rpcs.Begin(connection, m.Id);
-        var request = RedisBus.ToMessage(m);
-        if (connection.TryEnqueue(OutboundMessage.Text(EnvelopeWriter.Rpc(id, request.Data))) != EnqueueResult.Queued)
-        {
-            rpcs.End(id);
-            await bus.RpcReplyAsync(m.ReplyTo!, id, null, "not_connected").ConfigureAwait(false);
-            return;
-        }
-        metrics.MessagesDelivered.WithLabels(MessageKinds.Rpc).Inc();
-        RpcReply? answer;
-        try
-        {
-            answer = await reply.WaitAsync(TimeSpan.FromSeconds(m.TimeoutSeconds), time).ConfigureAwait(false);
-        }
-        catch (TimeoutException)
-        {
-            rpcs.End(id);
-            return; // the calling node times out on its own
-        }
-        await bus.RpcReplyAsync(m.ReplyTo!, id, answer, answer is null ? "gone" : null).ConfigureAwait(false);
+        var outcome = await local.InvokeLocalAsync(m.Device!, RedisBus.ToMessage(m).Data, TimeSpan.FromSeconds(m.TimeoutSeconds), CancellationToken.None, m.Id)
+            .ConfigureAwait(false);
+        // A timeout is not reported: the calling node times out on its own.
+        if (outcome.Status == Delivery.RpcStatus.TimedOut) return;
+        await bus.RpcReplyAsync(m.ReplyTo!, m.Id!, outcome.Reply, RemoteRpc.FailureOf(outcome.Status)).ConfigureAwait(false);
     }
 }

@@ -8,8 +8,6 @@ internal sealed class RedisBus(IConnectionMultiplexer redis, RedisKeys keys, Nod
 {
     private ISubscriber Sub => redis.GetSubscriber();
 
-    public bool IsClustered => true;
-
     private async Task<bool> SendAsync(RedisChannel channel, BusMessage message) =>
         await Sub.PublishAsync(channel, JsonSerializer.SerializeToUtf8Bytes(message, BusJsonContext.Default.BusMessage)).ConfigureAwait(false) > 0;
 

@@ -1,10 +1,7 @@
-using DeviceGate.Connections;
 using DeviceGate.Events;
+using DeviceGate.Sessions;
 using DeviceGate.Storage;
 using Microsoft.Extensions.Options;
-using DeviceGate.Sessions;
-
-using DeviceGate.Protocol;
 
 namespace DeviceGate.Delivery;
 
@@ -25,9 +22,7 @@ internal sealed class DeliveryService(
     GroupRegistry groups,
     StatusBook book,
     EventHub events,
-    Sessions.IPresence presence,
-    Cluster.IClusterBus bus,
-    NodeIdentity node,
+    IDeviceRouter router,
     GatewayMetrics metrics,
     IOptions<GatewayOptions> options,
     TimeProvider time,
@@ -94,9 +89,9 @@ internal sealed class DeliveryService(
         bool routed;
         try
         {
-            routed = await RouteAsync(device, stored.ToDeviceMessage(), durable: true, stored.ExpiresAt).ConfigureAwait(false);
+            routed = await router.DeliverAsync(device, stored.ToDeviceMessage(), durable: true, stored.ExpiresAt).ConfigureAwait(false);
         }
-        catch (Exception e) when (StoreFailures.Is(e))
+        catch (StoreUnavailableException)
         {
             routed = false; // stored: delivered when the device (re)connects
         }
@@ -119,20 +114,14 @@ internal sealed class DeliveryService(
         bool routed;
         try
         {
-            routed = await RouteAsync(device, message, durable: false, expiresAt: null).ConfigureAwait(false);
+            routed = await router.DeliverAsync(device, message, durable: false, expiresAt: null).ConfigureAwait(false);
         }
-        catch (Exception e) when (StoreFailures.Is(e))
+        catch (StoreUnavailableException e)
         {
-            // Redis is away: a device held by this node is still reached (without the cross-node fence, which
-            // needs Redis; at-most-once holds either way).
-            Log.ClusterError(logger, "route", e.Message);
-            routed = PushLocal(device, message, durable: false, expiresAt: null, epoch: null, recordStatus: false);
-            if (!routed)
-            {
-                book.Record(message.Id, MessageStatus.Cancelled);
-                if (key is not null) book.ReleaseKey(key, message.Id);
-                return new SendResult(SendOutcome.Unavailable, message.Id, "");
-            }
+            Log.ClusterError(logger, "route", e.InnerException?.Message ?? e.Message);
+            book.Record(message.Id, MessageStatus.Cancelled);
+            if (key is not null) book.ReleaseKey(key, message.Id);
+            return new SendResult(SendOutcome.Unavailable, message.Id, "");
         }
         if (!routed)
         {
@@ -143,32 +132,8 @@ internal sealed class DeliveryService(
         return new SendResult(SendOutcome.Sent, message.Id, MessageStatus.Sent);
     }
 
-    /// <summary>
-    /// Local first: a device on this node goes straight to its lane. In a cluster, where the device is (and whether
-    /// this node's connection is still the current one, by epoch) comes from presence; another node gets it over
-    /// the bus. One node: completes synchronously, so callers keep their order.
-    /// </summary>
-    private async Task<bool> RouteAsync(string device, DeviceMessage message, bool durable, DateTimeOffset? expiresAt)
-    {
-        if (!bus.IsClustered) return PushLocal(device, message, durable, expiresAt, epoch: null, recordStatus: false);
-        var owner = await presence.LocateAsync(device).ConfigureAwait(false);
-        if (owner is null) return false;
-        if (owner.Node == node.Id) return PushLocal(device, message, durable, expiresAt, owner.Epoch, recordStatus: false);
-        return await bus.DeliverAsync(owner.Node, device, message, durable, expiresAt).ConfigureAwait(false);
-    }
-
-    /// <summary>
-    /// Into the local lane, fenced by epoch when one is given (a stale connection gets nothing). With
-    /// <paramref name="recordStatus"/> a non-durable message gets its in-memory status here (a message handed over by
-    /// another node); sends accepted on this node recorded it already.
-    /// </summary>
-    internal bool PushLocal(string device, DeviceMessage message, bool durable, DateTimeOffset? expiresAt, long? epoch, bool recordStatus)
-    {
-        if (!registry.TryGet(device, out var connection) || connection.Lane is not { } lane || connection.IsClosing) return false;
-        if (epoch is { } current && connection.Epoch != current) return false;
-        if (recordStatus && !durable) book.Add(message.Id, device);
-        return lane.Push(message, durable, expiresAt);
-    }
+    /// <summary>A ttl=0 message another node handed over for a device here: its in-memory status is kept on this node.</summary>
+    internal void TrackRemote(string device, DeviceMessage message) => book.Add(message.Id, device);
 
     /// <summary>What a group message came to: members written to, members queued for, and whether any copy was refused.</summary>
     public readonly record struct PublishResult(int Recipients, int Queued, bool Unavailable, bool QuotaExceeded);
@@ -189,22 +154,7 @@ internal sealed class DeliveryService(
 
     /// <summary>To every connected device, straight to their sockets (not through lanes, not stored): one encoding per mode.</summary>
     /// <returns>How many connected devices it was queued for.</returns>
-    public async Task<int> BroadcastAsync(DeviceMessage message)
-    {
-        var recipients = 0;
-        foreach (var connection in registry.All)
-        {
-            if (connection.TryEnqueue(message.For(connection.Mode)) == EnqueueResult.Queued) recipients++;
-        }
-        metrics.MessagesDelivered.WithLabels(MessageKinds.Broadcast).Inc(recipients);
-        if (bus.IsClustered)
-        {
-            // Every other node writes it to its own devices once; the count is what presence says they hold.
-            await bus.BroadcastAsync(message).ConfigureAwait(false);
-            recipients += (await presence.ListAsync(null, int.MaxValue).ConfigureAwait(false)).Count(p => p.Node != node.Id);
-        }
-        return recipients;
-    }
+    public Task<int> BroadcastAsync(DeviceMessage message) => router.BroadcastAsync(message);
 
     public async Task<MessageRecord?> GetAsync(string id) => book.Get(id, _o.StatusRetention) ?? await store.GetAsync(id).ConfigureAwait(false);
 

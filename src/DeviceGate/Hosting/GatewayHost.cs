@@ -109,7 +109,8 @@ public static class GatewayHost
         services.AddSingleton<IDirectoryStore>(sp => sp.GetRequiredService<SqliteStore>());
         services.AddSingleton<Sessions.IPresence, Sessions.LocalPresence>();
         services.AddSingleton<IOtherNodes, NoOtherNodes>();
-        services.AddSingleton<Cluster.IClusterBus, Cluster.LocalBus>();
+        services.AddSingleton<LocalRouter>();
+        services.AddSingleton<IDeviceRouter>(sp => sp.GetRequiredService<LocalRouter>());
     }
 
     /// <summary>Cluster mode: Redis holds what nodes share (store, presence) and carries what they say to each other.</summary>
@@ -130,6 +131,8 @@ public static class GatewayHost
         services.AddSingleton<IDirectoryStore>(sp => sp.GetRequiredService<RedisStore>());
         services.AddSingleton<Sessions.IPresence, Cluster.RedisPresence>();
         services.AddSingleton<Cluster.IClusterBus, Cluster.RedisBus>();
+        services.AddSingleton<LocalRouter>();
+        services.AddSingleton<IDeviceRouter, Cluster.RedisRouter>();
         services.AddSingleton<Events.IEventLog, Cluster.RedisEventLog>();
         services.AddSingleton<Cluster.ClusterStats>();
         services.AddSingleton<IOtherNodes>(sp => sp.GetRequiredService<Cluster.ClusterStats>());

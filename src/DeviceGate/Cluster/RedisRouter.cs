@@ -1,0 +1,121 @@
+using DeviceGate.Delivery;
+using DeviceGate.Rpc;
+using DeviceGate.Sessions;
+using DeviceGate.Storage;
+
+namespace DeviceGate.Cluster;
+
+/// <summary>
+/// The router of a cluster node (see <see cref="IDeviceRouter"/> for the contract): where a device is, and whether
+/// this node's session is still its current one (by epoch), comes from presence in Redis; a device on this node goes
+/// straight to <see cref="LocalRouter"/>, one on another node over the bus. Redis failures become
+/// <see cref="StoreUnavailableException"/>; a ttl-0 message for a device held here is still delivered without Redis.
+/// </summary>
+internal sealed class RedisRouter(LocalRouter local, IPresence presence, IClusterBus bus, RpcCoordinator rpcs, NodeIdentity node, TimeProvider time) : IDeviceRouter
+{
+    public async Task<bool> DeliverAsync(string device, DeviceMessage message, bool durable, DateTimeOffset? expiresAt)
+    {
+        PresenceEntry? owner;
+        try
+        {
+            owner = await presence.LocateAsync(device).ConfigureAwait(false);
+        }
+        catch (Exception e) when (StoreFailures.Is(e))
+        {
+            // Without Redis there is no fence, but a device held here can still be reached (at most once holds).
+            if (!durable && local.Deliver(device, message, durable, expiresAt)) return true;
+            throw Unavailable(e);
+        }
+        if (owner is null) return false;
+        if (owner.Node == node.Id) return local.Deliver(device, message, durable, expiresAt, owner.Epoch);
+        return await Guard(bus.DeliverAsync(owner.Node, device, message, durable, expiresAt)).ConfigureAwait(false);
+    }
+
+    public async Task<int> BroadcastAsync(DeviceMessage message)
+    {
+        var recipients = local.Broadcast(message);
+        // Every other node writes it to its own devices once; the count is what presence says they hold.
+        await Guard(bus.BroadcastAsync(message)).ConfigureAwait(false);
+        var everyone = await Guard(presence.ListAsync(null, int.MaxValue)).ConfigureAwait(false);
+        return recipients + everyone.Count(p => p.Node != node.Id);
+    }
+
+    public async Task<bool> CloseAsync(string device, int code, string reason)
+    {
+        var where = await Guard(presence.LocateAsync(device)).ConfigureAwait(false);
+        if (where is null) return false;
+        if (where.Node != node.Id) return await Guard(bus.CloseAsync(where.Node, device, where.Epoch, code, reason)).ConfigureAwait(false);
+        return local.Close(device, code, reason);
+    }
+
+    public async Task<RpcOutcome> InvokeAsync(string device, MessageData request, TimeSpan timeout, CancellationToken aborted)
+    {
+        var where = await Guard(presence.LocateAsync(device)).ConfigureAwait(false);
+        if (where is null || where.Node == node.Id) return await local.InvokeLocalAsync(device, request, timeout, aborted).ConfigureAwait(false);
+
+        // The device's node runs it and sends the outcome back over this node's channel.
+        var rpcId = Guid.CreateVersion7().ToString();
+        var outcome = rpcs.BeginRemote(rpcId);
+        if (!await Guard(bus.RpcAsync(where.Node, device, rpcId, request, timeout)).ConfigureAwait(false))
+        {
+            rpcs.EndRemote(rpcId);
+            return new RpcOutcome(RpcStatus.NotConnected);
+        }
+        (RpcReply? Reply, string? Failure) result;
+        try
+        {
+            result = await outcome.WaitAsync(timeout, time, aborted).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is TimeoutException or OperationCanceledException)
+        {
+            rpcs.EndRemote(rpcId);
+            if (e is OperationCanceledException) throw;
+            return new RpcOutcome(RpcStatus.TimedOut);
+        }
+        return result.Failure switch
+        {
+            RemoteRpc.NotConnected => new RpcOutcome(RpcStatus.NotConnected),
+            RemoteRpc.Raw => new RpcOutcome(RpcStatus.RawMode),
+            RemoteRpc.Gone => new RpcOutcome(RpcStatus.Gone),
+            _ => new RpcOutcome(RpcStatus.Replied, result.Reply),
+        };
+    }
+
+    private static async Task<T> Guard<T>(Task<T> call)
+    {
+        try
+        {
+            return await call.ConfigureAwait(false);
+        }
+        catch (Exception e) when (StoreFailures.Is(e) && e is not StoreUnavailableException)
+        {
+            throw Unavailable(e);
+        }
+    }
+
+    private static async Task Guard(Task call) => await Guard(WithResult(call)).ConfigureAwait(false);
+
+    private static async Task<bool> WithResult(Task call)
+    {
+        await call.ConfigureAwait(false);
+        return true;
+    }
+
+    private static StoreUnavailableException Unavailable(Exception e) => e as StoreUnavailableException ?? new StoreUnavailableException(e);
+}
+
+/// <summary>How a node that ran an rpc for another says it could not (the bus message's <c>failure</c>).</summary>
+internal static class RemoteRpc
+{
+    public const string NotConnected = "not_connected";
+    public const string Raw = "raw";
+    public const string Gone = "gone";
+
+    public static string? FailureOf(RpcStatus status) => status switch
+    {
+        RpcStatus.NotConnected => NotConnected,
+        RpcStatus.RawMode => Raw,
+        RpcStatus.Gone => Gone,
+        _ => null,
+    };
+}
