@@ -50,7 +50,7 @@ internal static class DevicesApi
         return TypedResults.Json(new RecipientsResponse(await delivery.BroadcastAsync(message).ConfigureAwait(false), 0), ApiJsonContext.Default.RecipientsResponse);
     }
 
-    private static async Task<IResult> ListAsync(IPresence presence, DeviceDirectory directory, int? limit, string? after, bool? online, string? search)
+    private static async Task<IResult> ListAsync(IPresence presence, IDeviceDirectory directory, int? limit, string? after, bool? online, string? search)
     {
         var take = limit ?? Defaults.DeviceListLimit;
         if (take is < 1 or > 10_000) return Problems.BadQuery("limit", "limit must be between 1 and 10000.");
@@ -89,7 +89,7 @@ internal static class DevicesApi
         return TypedResults.Json(new DeviceListResponse(page, next), ApiJsonContext.Default.DeviceListResponse);
     }
 
-    private static async Task<IResult> GetAsync(string id, IPresence presence, DeviceDirectory directory, GroupRegistry groups,
+    private static async Task<IResult> GetAsync(string id, IPresence presence, IDeviceDirectory directory, IGroupDirectory groups,
         IDirectoryStore store, NodeIdentity node, TimeProvider time)
     {
         if (!DeviceId.IsValid(id)) return Problems.InvalidId("device id");
@@ -126,7 +126,7 @@ internal static class DevicesApi
     }
 
     /// <summary>Refuses every token of the device issued until now (persistently) and closes its live connection with 1008 token_revoked.</summary>
-    private static async Task<IResult> RevokeAsync(string id, IDeviceRouter router, DeviceDirectory directory, TimeProvider time)
+    private static async Task<IResult> RevokeAsync(string id, IDeviceRouter router, IDeviceDirectory directory, TimeProvider time)
     {
         if (!DeviceId.IsValid(id) || id == DeviceId.Server) return Problems.InvalidId("device id");
         try
@@ -142,11 +142,10 @@ internal static class DevicesApi
     }
 
     /// <summary>Forgets a device: closes it (4001), cancels its outbox, drops its memberships and last-seen.</summary>
-    private static async Task<IResult> ForgetAsync(string id, IDeviceRouter router, DeviceDirectory directory, GroupRegistry groups)
+    private static async Task<IResult> ForgetAsync(string id, IDeviceRouter router, IDeviceDirectory directory)
     {
         if (!DeviceId.IsValid(id)) return Problems.InvalidId("device id");
         await router.CloseAsync(id, CloseCodes.Disconnected, CloseReasons.Disconnected).ConfigureAwait(false);
-        groups.ForgetDevice(id);
         try
         {
             await directory.ForgetAsync(id).ConfigureAwait(false);

@@ -18,7 +18,7 @@ internal static class GroupsApi
             .Produces<RecipientsResponse>(200).ProducesProblem(400).ProducesProblem(413).ProducesProblem(503);
     }
 
-    private static Task<IResult> AddAsync(string group, string id, HttpContext context, GroupRegistry groups, DeviceDirectory directory, IOptions<GatewayOptions> options) =>
+    private static Task<IResult> AddAsync(string group, string id, HttpContext context, IGroupDirectory groups, IDeviceDirectory directory, IOptions<GatewayOptions> options) =>
         ChangeAsync(group, id, context, async () =>
         {
             var max = options.Value.Limits.MaxGroupsPerDevice;
@@ -27,7 +27,7 @@ internal static class GroupsApi
             return null;
         });
 
-    private static Task<IResult> RemoveAsync(string group, string id, HttpContext context, GroupRegistry groups) =>
+    private static Task<IResult> RemoveAsync(string group, string id, HttpContext context, IGroupDirectory groups) =>
         ChangeAsync(group, id, context, async () =>
         {
             await groups.RemoveAsync(group, id).ConfigureAwait(false);
@@ -51,11 +51,11 @@ internal static class GroupsApi
         $"Device '{id}' is already a member of {max} groups (DeviceGate:Limits:MaxGroupsPerDevice); nothing changed.");
 
     /// <summary>Groups in ordinal name order, <c>limit</c> per page (default 1,000); <c>next</c> is the cursor for <c>after</c>.</summary>
-    private static async Task<IResult> ListAsync(GroupRegistry groups, int? limit, string? after)
+    private static async Task<IResult> ListAsync(IGroupDirectory groups, int? limit, string? after)
     {
         var take = limit ?? Defaults.DeviceListLimit;
         if (take is < 1 or > 10_000) return Problems.BadQuery("limit", "limit must be between 1 and 10000.");
-        var page = (await groups.AllAsync(after, take + 1).ConfigureAwait(false)).Select(g => new GroupSummary(g.Group, g.Members)).ToList();
+        var page = (await groups.GroupsAsync(after, take + 1).ConfigureAwait(false)).Select(g => new GroupSummary(g.Group, g.Members)).ToList();
         string? next = null;
         if (page.Count > take)
         {
@@ -65,7 +65,7 @@ internal static class GroupsApi
         return TypedResults.Json(new GroupListResponse(page, next), ApiJsonContext.Default.GroupListResponse);
     }
 
-    private static async Task<IResult> GetAsync(string group, GroupRegistry groups)
+    private static async Task<IResult> GetAsync(string group, IGroupDirectory groups)
     {
         if (!DeviceId.IsValid(group)) return Problems.InvalidId("group name");
         return TypedResults.Json(new GroupResponse(group, await groups.MembersAsync(group).ConfigureAwait(false)), ApiJsonContext.Default.GroupResponse);

@@ -13,7 +13,7 @@ namespace DeviceGate.Cluster;
 /// <see cref="StoreUnavailableException"/> (the API answers 503, nothing is acknowledged).
 /// </summary>
 internal sealed class RedisStore(IConnectionMultiplexer redis, RedisKeys keys, TimeSpan statusRetention)
-    : IMessageStore, IDirectoryStore, IStoreHealth, ISharedDirectory
+    : IMessageStore, IDirectoryStore, IStoreHealth
 {
     private IDatabase Db => redis.GetDatabase();
 
@@ -322,7 +322,7 @@ internal sealed class RedisStore(IConnectionMultiplexer redis, RedisKeys keys, T
         return count;
     });
 
-    // ---- ISharedDirectory: reads that must see every node's writes --------------------------------------------------
+    // ---- directory reads (RedisDirectory): they must see every node's writes ------------------------------------------
 
     public Task<IReadOnlyList<string>> MembersAsync(string group) => Guard<IReadOnlyList<string>>(async () =>
         (await Db.SetMembersAsync(keys.Group(group)).ConfigureAwait(false)).Select(v => (string)v!).Order(StringComparer.Ordinal).ToArray());
@@ -396,3 +396,6 @@ internal sealed class RedisStore(IConnectionMultiplexer redis, RedisKeys keys, T
         }
     }
 }
+
+/// <summary>A device as Redis knows it; a forgotten device may still have a revocation (then not <see cref="Known"/>).</summary>
+internal sealed record DeviceEntry(bool Known, DateTimeOffset? LastSeen, DateTimeOffset? TokensNotBefore);

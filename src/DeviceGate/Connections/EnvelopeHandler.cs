@@ -15,8 +15,8 @@ namespace DeviceGate.Connections;
 /// </summary>
 internal sealed class EnvelopeHandler(
     Delivery.DeliveryService delivery,
-    GroupRegistry groups,
-    Storage.DeviceDirectory directory,
+    IGroupDirectory groups,
+    Storage.IDeviceDirectory directory,
     EventHub events,
     RpcCoordinator rpcs,
     GatewayMetrics metrics,

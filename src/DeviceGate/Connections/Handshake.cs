@@ -8,7 +8,7 @@ namespace DeviceGate.Connections;
 /// shape 426/400, origin 403, missing token 401): they run before admission, so a flood of them cannot use up the
 /// connect rate. <see cref="CheckTokenAsync"/> then validates the token (401/403) once the request is admitted.
 /// </summary>
-internal sealed class Handshake(IOptions<GatewayOptions> options, DeviceTokens tokens, Storage.DeviceDirectory directory)
+internal sealed class Handshake(IOptions<GatewayOptions> options, DeviceTokens tokens, Storage.IDeviceDirectory directory)
 {
     /// <summary>The verdict; <see cref="Code"/> is the stable reason used in metrics.</summary>
     public readonly record struct Outcome(int Status, string Code, string Reason, string? DeviceId, DeviceIdentity? Identity, string? Token = null)

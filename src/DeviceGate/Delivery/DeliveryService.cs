@@ -18,8 +18,8 @@ public readonly record struct SendResult(SendOutcome Outcome, string Id, string 
 internal sealed class DeliveryService(
     IMessageStore store,
     ConnectionRegistry registry,
-    DeviceDirectory directory,
-    GroupRegistry groups,
+    IDeviceDirectory directory,
+    IGroupDirectory groups,
     StatusBook book,
     EventHub events,
     IDeviceRouter router,

@@ -72,13 +72,10 @@ public static class GatewayHost
         services.AddSingleton<ShutdownState>();
         services.AddSingleton<ConnectionRegistry>();
         services.AddSingleton<EchoConnections>();
-        services.AddSingleton<GroupRegistry>();
-        services.AddSingleton<DeviceDirectory>();
         if (!string.IsNullOrWhiteSpace(configuration[$"{GatewayOptions.SectionName}:Redis:Configuration"])) AddCluster(services);
         else AddSingleNode(services);
         services.AddSingleton<StatusBook>();
         services.AddSingleton<DeliveryService>();
-        services.AddHostedService<DirectoryLoader>();
         services.AddHostedService<OutboxMaintenance>();
         services.AddSingleton<Handshake>();
         services.AddSingleton<DeviceEndpoint>();
@@ -109,6 +106,10 @@ public static class GatewayHost
         services.AddSingleton<IDirectoryStore>(sp => sp.GetRequiredService<SqliteStore>());
         services.AddSingleton<Sessions.IPresence, Sessions.LocalPresence>();
         services.AddSingleton<IOtherNodes, NoOtherNodes>();
+        services.AddSingleton<LocalDirectory>();
+        services.AddSingleton<IDeviceDirectory>(sp => sp.GetRequiredService<LocalDirectory>());
+        services.AddSingleton<IGroupDirectory>(sp => sp.GetRequiredService<LocalDirectory>());
+        services.AddHostedService(sp => sp.GetRequiredService<LocalDirectory>());
         services.AddSingleton<LocalRouter>();
         services.AddSingleton<IDeviceRouter>(sp => sp.GetRequiredService<LocalRouter>());
     }
@@ -136,6 +137,9 @@ public static class GatewayHost
         services.AddSingleton<Events.IEventLog, Cluster.RedisEventLog>();
         services.AddSingleton<Cluster.ClusterStats>();
         services.AddSingleton<IOtherNodes>(sp => sp.GetRequiredService<Cluster.ClusterStats>());
+        services.AddSingleton<Cluster.RedisDirectory>();
+        services.AddSingleton<IDeviceDirectory>(sp => sp.GetRequiredService<Cluster.RedisDirectory>());
+        services.AddSingleton<IGroupDirectory>(sp => sp.GetRequiredService<Cluster.RedisDirectory>());
         services.AddHostedService<Cluster.ClusterNode>();
     }
 

@@ -12,7 +12,7 @@ namespace DeviceGate.Sessions;
 internal sealed class DeviceSessions(
     ConnectionRegistry registry,
     IPresence presence,
-    DeviceDirectory directory,
+    IDeviceDirectory directory,
     EventHub events,
     GatewayMetrics metrics,
     IEnumerable<ISessionObserver> observers,

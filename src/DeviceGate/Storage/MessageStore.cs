@@ -77,23 +77,3 @@ public interface IStoreHealth
     /// <summary>Messages stored and not yet acked, expired or cancelled.</summary>
     long PendingMessages { get; }
 }
-
-/// <summary>A device as the shared directory knows it; a forgotten device may still have a revocation (then not <see cref="Known"/>).</summary>
-public sealed record DeviceEntry(bool Known, DateTimeOffset? LastSeen, DateTimeOffset? TokensNotBefore);
-
-/// <summary>
-/// Capability of a store shared by several nodes (Redis): group and device reads go to it, since another node may
-/// have changed them; a single node's embedded store is read from memory instead.
-/// </summary>
-public interface ISharedDirectory
-{
-    Task<IReadOnlyList<string>> MembersAsync(string group);
-    Task<IReadOnlyList<string>> GroupsOfAsync(string device);
-    Task<DeviceEntry?> GetDeviceAsync(string device);
-
-    /// <summary>Groups with their member counts, ordinal order, after <paramref name="after"/>.</summary>
-    Task<IReadOnlyList<(string Group, int Members)>> GroupsAsync(string? after, int limit);
-
-    /// <summary>Known devices whose id starts with <paramref name="prefix"/>, ordinal order, after <paramref name="after"/>.</summary>
-    Task<IReadOnlyList<(string Device, DateTimeOffset? LastSeen)>> DevicesAsync(string? prefix, string? after, int limit);
-}

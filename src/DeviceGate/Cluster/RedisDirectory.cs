@@ -1,0 +1,54 @@
+using System.Collections.Concurrent;
+using DeviceGate.Storage;
+
+namespace DeviceGate.Cluster;
+
+/// <summary>
+/// The directory of a cluster node: every read goes to Redis (other nodes change it), writes go through
+/// <see cref="RedisStore"/>'s scripts (a membership cap is checked in the same script as the add).
+/// </summary>
+internal sealed class RedisDirectory(RedisStore store, ILogger<RedisDirectory> logger) : IDeviceDirectory, IGroupDirectory
+{
+    public void Seen(string device, DateTimeOffset at) => Persist(store.SaveLastSeenAsync(device, at));
+
+    // The store marks a device known with the write that makes it so (a queued message, a membership).
+    public void Known(string device)
+    {
+    }
+
+    public async Task<(bool Known, DateTimeOffset? LastSeen)> LookupAsync(string device)
+    {
+        var entry = await store.GetDeviceAsync(device).ConfigureAwait(false);
+        return (entry?.Known == true, entry?.LastSeen);
+    }
+
+    public Task<IReadOnlyList<(string Device, DateTimeOffset? LastSeen)>> ListAsync(string? prefix, string? after, int limit) => store.DevicesAsync(prefix, after, limit);
+
+    public Task ForgetAsync(string device) => store.ForgetDeviceAsync(device);
+
+    public async Task<DateTimeOffset?> TokensNotBeforeAsync(string device) => (await store.GetDeviceAsync(device).ConfigureAwait(false))?.TokensNotBefore;
+
+    public Task RevokeTokensAsync(string device, DateTimeOffset at) => store.RevokeTokensAsync(device, at);
+
+    public Task<bool> AddAsync(string group, string device, int maxGroups) => store.SetMembershipAsync(group, device, member: true, maxGroups);
+
+    public Task RemoveAsync(string group, string device) => store.SetMembershipAsync(group, device, member: false);
+
+    public Task<IReadOnlyList<string>> MembersAsync(string group) => store.MembersAsync(group);
+
+    public Task<IReadOnlyList<string>> GroupsOfAsync(string device) => store.GroupsOfAsync(device);
+
+    public Task<IReadOnlyList<(string Group, int Members)>> GroupsAsync(string? after, int limit) => store.GroupsAsync(after, limit);
+
+    private async void Persist(Task write)
+    {
+        try
+        {
+            await write.ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            Log.StoreWriteFailed(logger, e.Message);
+        }
+    }
+}
