@@ -5,10 +5,11 @@ namespace DeviceGate.Cli;
 /// <summary>The <c>devicegate</c> command line. Tokens a command does not know are configuration (<c>--urls</c>, <c>--DeviceGate:Store:Path=...</c>).</summary>
 internal static class CommandLine
 {
-    public static RootCommand Build()
+    /// <summary>The commands; <paramref name="server"/> builds (and checks) the gateway for <c>serve</c>: the composition root's job.</summary>
+    public static RootCommand Build(Func<string[], WebApplication> server)
     {
         var root = new RootCommand("DeviceGate: a real-time WebSocket gateway for devices.");
-        root.Subcommands.Add(ServeCommand.Create());
+        root.Subcommands.Add(ServeCommand.Create(server));
         root.Subcommands.Add(TokenCommand.Create());
         foreach (var c in ApiCommands.Create()) root.Subcommands.Add(c);
         foreach (var c in StreamCommands.Create()) root.Subcommands.Add(c);

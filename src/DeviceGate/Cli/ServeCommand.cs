@@ -1,28 +1,26 @@
 using System.CommandLine;
-using DeviceGate.Hosting;
 using Microsoft.Extensions.Options;
 
 namespace DeviceGate.Cli;
 
 internal static class ServeCommand
 {
-    public static Command Create()
+    public static Command Create(Func<string[], WebApplication> server)
     {
         var command = new Command("serve", "Run the gateway (configuration: appsettings.json, DeviceGate__* env vars, --DeviceGate:...=... and --urls).")
         {
             TreatUnmatchedTokensAsErrors = false,
         };
-        command.SetAction((parse, _) => RunAsync(parse.UnmatchedTokens.ToArray()));
+        command.SetAction((parse, _) => RunAsync(server, parse.UnmatchedTokens.ToArray()));
         return command;
     }
 
-    private static async Task<int> RunAsync(string[] args)
+    private static async Task<int> RunAsync(Func<string[], WebApplication> server, string[] args)
     {
         WebApplication app;
         try
         {
-            app = GatewayHost.Build(args);
-            GatewayHost.Prepare(app);
+            app = server(args);
         }
         catch (Exception e) when (e is OptionsValidationException or InvalidOperationException or IOException or UnauthorizedAccessException)
         {

@@ -70,7 +70,7 @@ public sealed class MessageData
             case DataKind.Json:
                 writer.WritePropertyName("data"u8);
                 // Compact where one line matters (an SSE data: line): a device's JSON may hold newlines between tokens.
-                writer.WriteRawValue(compact ? Protocol.JsonText.Compact(Bytes.Span) : Bytes.Span, skipInputValidation: true);
+                writer.WriteRawValue(compact ? JsonText.Compact(Bytes.Span) : Bytes.Span, skipInputValidation: true);
                 break;
             case DataKind.String:
                 writer.WriteString("data"u8, Bytes.Span);

@@ -53,8 +53,8 @@ internal sealed class RpcCoordinator(GatewayMetrics metrics) : Sessions.ISession
         RpcReply reply;
         if (error.ValueKind == JsonValueKind.Object)
         {
-            var code = Protocol.JsonText.StringOrNull(error, "code"u8);
-            var message = Protocol.JsonText.StringOrNull(error, "message"u8);
+            var code = JsonText.StringOrNull(error, "code"u8);
+            var message = JsonText.StringOrNull(error, "message"u8);
             reply = new RpcReply(null, code ?? "error", message ?? "");
         }
         else

@@ -4,6 +4,7 @@ using CsCheck;
 using DeviceGate.Hosting;
 using DeviceGate.Protocol;
 using DeviceGate.Diagnostics;
+using DeviceGate.Messages;
 
 namespace DeviceGate.Tests.Unit;
 

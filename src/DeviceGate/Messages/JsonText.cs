@@ -1,6 +1,6 @@
 using System.Text.Json;
 
-namespace DeviceGate.Protocol;
+namespace DeviceGate.Messages;
 
 /// <summary>
 /// Reads JSON strings that a device or a caller wrote. System.Text.Json parses <c>"\ud800"</c> (a lone surrogate
