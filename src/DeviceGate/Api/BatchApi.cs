@@ -21,15 +21,16 @@ internal static class BatchApi
     {
         var services = ((IEndpointRouteBuilder)api).ServiceProvider;
         var delivery = services.GetRequiredService<DeliveryService>();
+        var outbox = services.GetRequiredService<Outbox>();
         var options = services.GetRequiredService<IOptions<GatewayOptions>>();
-        api.MapPost("/messages/batch", new Func<HttpContext, Task>(context => SendBatchAsync(context, delivery, options))).WithName("SendBatch")
+        api.MapPost("/messages/batch", new Func<HttpContext, Task>(context => SendBatchAsync(context, delivery, outbox, options))).WithName("SendBatch")
             .Produces(200, contentType: "application/json").ProducesProblem(400).ProducesProblem(413);
     }
 
     /// <summary>One parsed item: a send to make, or why it cannot be made.</summary>
     private readonly record struct Item(string? Device, MessageData? Data, TimeSpan Ttl, string? Key, ApiProblem? Problem);
 
-    private static async Task SendBatchAsync(HttpContext context, DeliveryService delivery, IOptions<GatewayOptions> options)
+    private static async Task SendBatchAsync(HttpContext context, DeliveryService delivery, Outbox outbox, IOptions<GatewayOptions> options)
     {
         var o = options.Value;
         // Every item may carry a full message, base64 makes it a third bigger, and JSON adds its punctuation.
@@ -51,13 +52,13 @@ internal static class BatchApi
 
         // Durable items first join the store's next group commit together; then every item is sent in array order,
         // so messages for one device arrive in the order the batch lists them.
-        var pending = new DeliveryService.PendingDurable?[items.Count];
+        var pending = new Outbox.PendingDurable?[items.Count];
         for (var i = 0; i < items.Count; i++)
         {
             var item = items[i];
             if (item.Problem is null && item.Ttl > TimeSpan.Zero)
             {
-                pending[i] = delivery.BeginDurable(item.Device!, item.Data!, DeviceId.Server, null, item.Ttl, item.Key);
+                pending[i] = outbox.BeginDurable(item.Device!, item.Data!, DeviceId.Server, null, item.Ttl, item.Key);
             }
         }
         var results = new object[items.Count];
@@ -70,7 +71,7 @@ internal static class BatchApi
                 continue;
             }
             var result = pending[i] is { } d
-                ? await delivery.FinishDurableAsync(d).ConfigureAwait(false)
+                ? await outbox.FinishDurableAsync(d).ConfigureAwait(false)
                 : await delivery.SendNowAsync(item.Device!, new DeviceMessage(DeviceMessage.NewId(), DeviceId.Server, null, item.Data!), item.Key).ConfigureAwait(false);
             // The same refusals as a single send's, as one item of the results.
             results[i] = (object?)SendOptions.Refusal(result.Outcome, item.Device!, o.Delivery.MaxQueuedPerDevice) ?? result;

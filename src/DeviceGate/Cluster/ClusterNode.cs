@@ -22,7 +22,7 @@ internal sealed class ClusterNode(
     IClusterBus bus,
     RpcCoordinator rpcs,
     Events.EventHub events,
-    Delivery.DeliveryService delivery,
+    Delivery.DeliveryTracker tracker,
     Delivery.LocalRouter local,
     ClusterStats stats,
     IOptions<GatewayOptions> options,
@@ -180,7 +180,7 @@ internal sealed class ClusterNode(
         {
             case BusMessage.Deliver:
                 var delivered = RedisBus.ToMessage(m);
-                if (!m.Durable) delivery.TrackRemote(m.Device!, delivered);
+                if (!m.Durable) tracker.TrackRemote(m.Device!, delivered);
                 local.Deliver(m.Device!, delivered, m.Durable, m.Expires == 0 ? null : DateTimeOffset.FromUnixTimeMilliseconds(m.Expires));
                 break;
             case BusMessage.Broadcast when m.Origin != node.Id:

@@ -17,7 +17,7 @@ internal sealed class DeviceEndpoint(
     DeviceBudgets budgets,
     EnvelopeHandler envelopes,
     EventHub events,
-    Delivery.DeliveryService delivery,
+    Delivery.Lanes lanes,
     GatewayMetrics metrics,
     LogLimiter logLimiter,
     ShutdownState shutdown,
@@ -104,7 +104,7 @@ internal sealed class DeviceEndpoint(
             Closing = _onClosing,
             Faulted = _onFaulted,
         };
-        session.Attach(transport, delivery.CreateLane(session));
+        session.Attach(transport, lanes.Create(session));
 
         WebSocket socket;
         try

@@ -1,4 +1,3 @@
-using DeviceGate.Events;
 using DeviceGate.Sessions;
 using DeviceGate.Storage;
 using Microsoft.Extensions.Options;
@@ -11,33 +10,22 @@ public enum SendOutcome { Sent, Queued, Duplicate, NotConnected, OutboxFull, Quo
 public readonly record struct SendResult(SendOutcome Outcome, string Id, string Status);
 
 /// <summary>
-/// Accepts targeted and group messages: durable ones (ttl &gt; 0) are in the store before this returns, then
-/// handed to the device's lane if it is connected; non-durable ones go to a connected device's lane or nowhere.
-/// Also records what lanes report (sent, acked) and answers status look-ups.
+/// The front of delivery: a send with a ttl goes through the <see cref="Outbox"/> (stored first), one without
+/// straight to the router (a connected device or nowhere, its status in the <see cref="StatusBook"/>); group
+/// messages become one send per member; lanes report to the <see cref="DeliveryTracker"/>.
 /// </summary>
 internal sealed class DeliveryService(
-    IMessageStore store,
-    ConnectionRegistry registry,
-    IDeviceDirectory directory,
-    IGroupDirectory groups,
+    Outbox outbox,
     StatusBook book,
-    EventHub events,
     IDeviceRouter router,
-    GatewayMetrics metrics,
-    IOptions<GatewayOptions> options,
-    TimeProvider time,
-    ILogger<DeliveryService> logger)
+    IGroupDirectory groups,
+    ConnectionRegistry registry,
+    IOptions<GatewayOptions> options)
 {
     private readonly DeliveryOptions _o = options.Value.Delivery;
-    private readonly long _deviceStoredBytes = options.Value.Limits.DeviceStoredBytes;
 
     /// <summary>Idempotency keys name a send to one device: the same key for two devices is two messages.</summary>
     internal static string? ScopedKey(string device, string? key) => key is null ? null : device + "/" + key;
-
-    public DeviceLane CreateLane(DeviceSession connection) =>
-        new(connection, this, _o.MaxInFlight, options.Value.Limits.SendQueueMessages, _o.AckTimeout, time);
-
-    public Task<IReadOnlyList<StoredMessage>> LoadPendingAsync(string device) => store.LoadPendingAsync(device, time.GetUtcNow());
 
     /// <summary>
     /// Sends to one device. With a ttl the message is durable (written before this completes); without, it goes to
@@ -46,58 +34,7 @@ internal sealed class DeliveryService(
     public async Task<SendResult> SendAsync(string device, MessageData data, string from, string? group, TimeSpan ttl, string? idempotencyKey)
     {
         if (ttl <= TimeSpan.Zero) return await SendNowAsync(device, new DeviceMessage(DeviceMessage.NewId(), from, group, data), idempotencyKey).ConfigureAwait(false);
-        return await FinishDurableAsync(BeginDurable(device, data, from, group, ttl, idempotencyKey)).ConfigureAwait(false);
-    }
-
-    /// <summary>A durable send whose store write has been queued (it joins the writer's next group commit).</summary>
-    internal readonly record struct PendingDurable(StoredMessage Message, Task<AcceptResult> Accepted);
-
-    /// <summary>
-    /// Queues the store write of a durable send without waiting for it, so many sends (a batch) share one commit;
-    /// <see cref="FinishDurableAsync"/> then routes them in the order they were begun.
-    /// </summary>
-    internal PendingDurable BeginDurable(string device, MessageData data, string from, string? group, TimeSpan ttl, string? idempotencyKey)
-    {
-        var now = time.GetUtcNow();
-        var stored = new StoredMessage(DeviceMessage.NewId(), device, from, group, data, now, now + ttl);
-        // What devices originate is bounded by their stored bytes too (DeviceGate:Limits:DeviceStoredBytes); backends are trusted.
-        var maxSenderBytes = from == DeviceId.Server ? long.MaxValue : _deviceStoredBytes;
-        return new PendingDurable(stored, store.AcceptAsync(stored, ScopedKey(device, idempotencyKey), _o.MaxQueuedPerDevice, maxSenderBytes));
-    }
-
-    internal async Task<SendResult> FinishDurableAsync(PendingDurable pending)
-    {
-        var (stored, acceptTask) = pending;
-        var device = stored.Device;
-        AcceptResult accepted;
-        try
-        {
-            accepted = await acceptTask.ConfigureAwait(false);
-        }
-        catch (StoreUnavailableException e)
-        {
-            Log.StoreWriteFailed(logger, e.InnerException?.Message ?? e.Message);
-            return new SendResult(SendOutcome.Unavailable, stored.Id, "");
-        }
-        switch (accepted.Outcome)
-        {
-            case AcceptOutcome.Duplicate: return new SendResult(SendOutcome.Duplicate, accepted.Id, accepted.Status);
-            case AcceptOutcome.OutboxFull: return new SendResult(SendOutcome.OutboxFull, stored.Id, "");
-            case AcceptOutcome.QuotaExceeded: return new SendResult(SendOutcome.QuotaExceeded, stored.Id, "");
-        }
-        directory.Known(device);
-        bool routed;
-        try
-        {
-            routed = await router.DeliverAsync(device, stored.ToDeviceMessage(), durable: true, stored.ExpiresAt).ConfigureAwait(false);
-        }
-        catch (StoreUnavailableException)
-        {
-            routed = false; // stored: delivered when the device (re)connects
-        }
-        return routed
-            ? new SendResult(SendOutcome.Sent, stored.Id, MessageStatus.Sent)
-            : new SendResult(SendOutcome.Queued, stored.Id, MessageStatus.Queued);
+        return await outbox.FinishDurableAsync(outbox.BeginDurable(device, data, from, group, ttl, idempotencyKey)).ConfigureAwait(false);
     }
 
     /// <summary>A non-durable message: to the device's live connection if it has one, otherwise nowhere.</summary>
@@ -116,9 +53,9 @@ internal sealed class DeliveryService(
         {
             routed = await router.DeliverAsync(device, message, durable: false, expiresAt: null).ConfigureAwait(false);
         }
-        catch (StoreUnavailableException e)
+        catch (StoreUnavailableException)
         {
-            Log.ClusterError(logger, "route", e.InnerException?.Message ?? e.Message);
+            // Counted where it is answered (503): devicegate_store_unavailable_total.
             book.Record(message.Id, MessageStatus.Cancelled);
             if (key is not null) book.ReleaseKey(key, message.Id);
             return new SendResult(SendOutcome.Unavailable, message.Id, "");
@@ -131,9 +68,6 @@ internal sealed class DeliveryService(
         }
         return new SendResult(SendOutcome.Sent, message.Id, MessageStatus.Sent);
     }
-
-    /// <summary>A ttl=0 message another node handed over for a device here: its in-memory status is kept on this node.</summary>
-    internal void TrackRemote(string device, DeviceMessage message) => book.Add(message.Id, device);
 
     /// <summary>What a group message came to: members written to, members queued for, and whether any copy was refused.</summary>
     public readonly record struct PublishResult(int Recipients, int Queued, bool Unavailable, bool QuotaExceeded);
@@ -156,60 +90,17 @@ internal sealed class DeliveryService(
     /// <returns>How many connected devices it was queued for.</returns>
     public Task<int> BroadcastAsync(DeviceMessage message) => router.BroadcastAsync(message);
 
-    public async Task<MessageRecord?> GetAsync(string id) => book.Get(id, _o.StatusRetention) ?? await store.GetAsync(id).ConfigureAwait(false);
+    public async Task<MessageRecord?> GetAsync(string id) => book.Get(id, _o.StatusRetention) ?? await outbox.GetAsync(id).ConfigureAwait(false);
 
     public async Task<CancelOutcome> CancelAsync(string id)
     {
-        var outcome = await store.CancelAsync(id, time.GetUtcNow()).ConfigureAwait(false);
-        if (outcome == CancelOutcome.Cancelled && await store.GetAsync(id).ConfigureAwait(false) is { } record
-            && registry.TryGet(record.Device, out var connection))
+        var outcome = await outbox.CancelAsync(id).ConfigureAwait(false);
+        if (outcome == CancelOutcome.Cancelled && await outbox.GetAsync(id).ConfigureAwait(false) is { } record
+            && registry.TryGet(record.Device, out var session))
         {
-            connection.Lane?.Cancel(id);
+            session.Lane?.Cancel(id);
         }
         if (outcome == CancelOutcome.NotFound && book.Get(id, _o.StatusRetention) is not null) return CancelOutcome.AlreadySent;
         return outcome;
-    }
-
-    // ---- what lanes report --------------------------------------------------------------------------------------
-
-    internal void Sent(string device, DeviceLane.Entry entry, bool final)
-    {
-        if (entry.Attempts == 1)
-        {
-            var kind = entry.Message.Group is null ? MessageKinds.Targeted : MessageKinds.Group;
-            metrics.MessagesDelivered.WithLabels(kind).Inc();
-            metrics.DeliveryLatency.WithLabels(kind).Observe(time.GetElapsedTime(entry.AcceptedAt).TotalSeconds);
-        }
-        if (entry.Durable) Persist(store.RecordAsync(device, entry.Message.Id, MessageStatus.Sent, final, time.GetUtcNow()));
-        else book.Record(entry.Message.Id, MessageStatus.Sent);
-    }
-
-    internal void Acked(string device, DeviceLane.Entry entry)
-    {
-        if (entry.Durable) Persist(store.RecordAsync(device, entry.Message.Id, MessageStatus.Acked, final: true, time.GetUtcNow()));
-        else book.Record(entry.Message.Id, MessageStatus.Acked);
-        metrics.Acks.Inc();
-        events.Acked(device, entry.Message.Id);
-    }
-
-    /// <summary>An ack for a ttl=0 message (not held for its ack): counted and announced once, however often it comes.</summary>
-    internal void AckedUntracked(string device, string id)
-    {
-        if (!book.BelongsTo(id, device) || !book.Record(id, MessageStatus.Acked)) return;
-        metrics.Acks.Inc();
-        events.Acked(device, id);
-    }
-
-    private async void Persist(Task write)
-    {
-        try
-        {
-            await write.ConfigureAwait(false);
-        }
-        catch (Exception e)
-        {
-            // Not recorded now means delivered again later: at-least-once holds.
-            Log.StoreWriteFailed(logger, e.Message);
-        }
     }
 }

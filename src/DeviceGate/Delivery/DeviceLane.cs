@@ -14,7 +14,8 @@ internal sealed class DeviceLane : IDeviceLane
 {
     private readonly Lock _gate = new();
     private readonly DeviceSession _connection;
-    private readonly DeliveryService _service;
+    private readonly Func<string, Task<IReadOnlyList<StoredMessage>>> _loadPending;
+    private readonly ILaneReports _tracker;
     private readonly int _maxInFlight;
     private readonly int _maxWaiting;
     private readonly TimeSpan _ackTimeout;
@@ -26,10 +27,12 @@ internal sealed class DeviceLane : IDeviceLane
     private ITimer? _ackTimer;
     private bool _closed;
 
-    public DeviceLane(DeviceSession connection, DeliveryService service, int maxInFlight, int maxWaiting, TimeSpan ackTimeout, TimeProvider time)
+    public DeviceLane(DeviceSession connection, Func<string, Task<IReadOnlyList<StoredMessage>>> loadPending, ILaneReports tracker,
+        int maxInFlight, int maxWaiting, TimeSpan ackTimeout, TimeProvider time)
     {
         _connection = connection;
-        _service = service;
+        _loadPending = loadPending;
+        _tracker = tracker;
         _maxInFlight = maxInFlight;
         _maxWaiting = maxWaiting;
         _ackTimeout = ackTimeout;
@@ -87,7 +90,7 @@ internal sealed class DeviceLane : IDeviceLane
         IReadOnlyList<StoredMessage> stored;
         try
         {
-            stored = await _service.LoadPendingAsync(_connection.DeviceId).ConfigureAwait(false);
+            stored = await _loadPending(_connection.DeviceId).ConfigureAwait(false);
         }
         catch (Exception e) when (e is Storage.StoreUnavailableException or Microsoft.Data.Sqlite.SqliteException or InvalidOperationException)
         {
@@ -115,11 +118,11 @@ internal sealed class DeviceLane : IDeviceLane
             if (!_inFlight.Remove(id, out var entry))
             {
                 // A ttl=0 message is not held for its ack, but its status still moves.
-                _service.AckedUntracked(_connection.DeviceId, id);
+                _tracker.AckedUntracked(_connection.DeviceId, id);
                 return;
             }
             _seen.Remove(id);
-            _service.Acked(_connection.DeviceId, entry);
+            _tracker.Acked(_connection.DeviceId, entry);
             Pump();
         }
     }
@@ -158,13 +161,13 @@ internal sealed class DeviceLane : IDeviceLane
             {
                 entry.AckDeadline = _time.GetTimestamp() + (long)(_ackTimeout.TotalSeconds * _time.TimestampFrequency);
                 ArmAckTimer();
-                _service.Sent(_connection.DeviceId, entry, final: false);
+                _tracker.Sent(_connection.DeviceId, entry, final: false);
                 return;
             }
             // Raw: delivered once written (at most once after that). ttl=0 envelope: not held for its ack.
             _inFlight.Remove(entry.Message.Id);
             _seen.Remove(entry.Message.Id);
-            _service.Sent(_connection.DeviceId, entry, final: true);
+            _tracker.Sent(_connection.DeviceId, entry, final: true);
             if (!_closed) Pump();
         }
     }
@@ -231,4 +234,16 @@ internal sealed class DeviceLane : IDeviceLane
             Pump();
         }
     }
+}
+
+/// <summary>What a lane reports about its messages (<see cref="DeliveryTracker"/> records it).</summary>
+internal interface ILaneReports
+{
+    /// <summary>Written to the socket; <paramref name="final"/> when nothing more is expected (raw, or ttl 0).</summary>
+    void Sent(string device, DeviceLane.Entry entry, bool final);
+
+    void Acked(string device, DeviceLane.Entry entry);
+
+    /// <summary>An ack for a message the lane does not hold (a ttl-0 message is not held for its ack).</summary>
+    void AckedUntracked(string device, string id);
 }

@@ -75,6 +75,9 @@ public static class GatewayHost
         if (!string.IsNullOrWhiteSpace(configuration[$"{GatewayOptions.SectionName}:Redis:Configuration"])) AddCluster(services);
         else AddSingleNode(services);
         services.AddSingleton<StatusBook>();
+        services.AddSingleton<Outbox>();
+        services.AddSingleton<DeliveryTracker>();
+        services.AddSingleton<Lanes>();
         services.AddSingleton<DeliveryService>();
         services.AddHostedService<OutboxMaintenance>();
         services.AddSingleton<Handshake>();

@@ -1,0 +1,13 @@
+using DeviceGate.Sessions;
+using Microsoft.Extensions.Options;
+
+namespace DeviceGate.Delivery;
+
+/// <summary>Makes each session's lane: its backlog comes from the outbox, its reports go to the tracker.</summary>
+internal sealed class Lanes(Outbox outbox, DeliveryTracker tracker, IOptions<GatewayOptions> options, TimeProvider time)
+{
+    private readonly DeliveryOptions _o = options.Value.Delivery;
+    private readonly int _maxWaiting = options.Value.Limits.SendQueueMessages;
+
+    public DeviceLane Create(DeviceSession session) => new(session, outbox.LoadPendingAsync, tracker, _o.MaxInFlight, _maxWaiting, _o.AckTimeout, time);
+}
