@@ -202,17 +202,13 @@ internal static class BatchApi
         var ttl = o.Delivery.DefaultTtl;
         if (e.TryGetProperty("ttl", out var t))
         {
-            if (t.ValueKind != JsonValueKind.Number || !t.TryGetDouble(out var seconds) || seconds < 0 || !double.IsFinite(seconds))
-            {
-                return Invalid("\"ttl\" is a number of seconds, 0 or more.");
-            }
-            if (seconds > o.Delivery.MaxTtl.TotalSeconds) return Invalid($"\"ttl\" is at most DeviceGate:Delivery:MaxTtl ({o.Delivery.MaxTtl.TotalSeconds} s).");
-            ttl = TimeSpan.FromSeconds(seconds);
+            var seconds = t.ValueKind == JsonValueKind.Number && t.TryGetDouble(out var n) ? n : double.NaN;
+            if (SendRules.CheckTtl(seconds, o.Delivery.MaxTtl, out ttl) is { } why) return Invalid($"\"ttl\": {why}");
         }
         string? key = null;
         if (e.TryGetProperty("idempotencyKey", out var k))
         {
-            if (!JsonText.TryGetString(k, out var value) || value.Length is 0 or > 255) return Invalid("\"idempotencyKey\" is a string of 1 to 255 characters.");
+            if (!JsonText.TryGetString(k, out var value) || SendRules.CheckIdempotencyKey(value) is not null) return Invalid("\"idempotencyKey\" is a string of 1 to 255 characters.");
             key = value;
         }
         return new Item(device, data, ttl, key, null);

@@ -13,16 +13,8 @@ internal static class SendOptions
     {
         ttl = o.DefaultTtl;
         if (text is null) return null;
-        if (!double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var seconds) || !double.IsFinite(seconds) || seconds < 0)
-        {
-            return Problems.BadQuery("ttl", "ttl is a number of seconds, 0 or more.");
-        }
-        if (seconds > o.MaxTtl.TotalSeconds)
-        {
-            return Problems.BadQuery("ttl", $"ttl is at most DeviceGate:Delivery:MaxTtl ({o.MaxTtl.TotalSeconds.ToString(CultureInfo.InvariantCulture)} s).");
-        }
-        ttl = TimeSpan.FromSeconds(seconds);
-        return null;
+        if (!double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var seconds)) seconds = double.NaN;
+        return SendRules.CheckTtl(seconds, o.MaxTtl, out ttl) is { } why ? Problems.BadQuery("ttl", why) : null;
     }
 
     public static IResult? TryGetIdempotencyKey(HttpRequest request, out string? key)
@@ -33,7 +25,7 @@ internal static class SendOptions
             key = null;
             return null;
         }
-        return key.Length <= 255 ? null : Problems.BadQuery(IdempotencyHeader, "Idempotency-Key is at most 255 characters.");
+        return SendRules.CheckIdempotencyKey(key) is { } why ? Problems.BadQuery(IdempotencyHeader, why) : null;
     }
 
     /// <summary>Why the gateway did not take a send, or null when it did (sent, queued, or a duplicate of an earlier one).</summary>

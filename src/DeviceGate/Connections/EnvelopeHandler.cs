@@ -74,7 +74,7 @@ internal sealed class EnvelopeHandler(
             if (e.Ref is not null) c.TryEnqueue(OutboundMessage.Text(EnvelopeWriter.Sent(e.Ref, DeviceMessage.NewId(), "sent")));
             return;
         }
-        var ttl = TimeSpan.FromSeconds(Math.Min(e.Ttl ?? 0, maxTtl.TotalSeconds));
+        if (!TryTtl(c, e, out var ttl)) return;
         if (ttl > TimeSpan.Zero)
         {
             // A durable send waits for the store; the read loop does not: the answer follows when it is written.
@@ -138,6 +138,14 @@ internal sealed class EnvelopeHandler(
         }
     }
 
+    /// <summary>The same ttl rule as the API's: above DeviceGate:Delivery:MaxTtl is refused (invalid_field), not clamped.</summary>
+    private bool TryTtl(DeviceSession c, InboundEnvelope e, out TimeSpan ttl)
+    {
+        if (SendRules.CheckTtl(e.Ttl ?? 0, maxTtl, out ttl) is not { } why) return true;
+        Fail(c, ErrorCodes.InvalidField, "'ttl': " + why, e.Ref);
+        return false;
+    }
+
     private static void Unavailable(DeviceSession c, string? @ref) =>
         c.TryEnqueue(OutboundMessage.Text(EnvelopeWriter.Error(ErrorCodes.Unavailable, "The message store cannot take writes right now; try later.", @ref)));
 
@@ -151,7 +159,7 @@ internal sealed class EnvelopeHandler(
         if (e.Data.ValueKind == JsonValueKind.Undefined) { Fail(c, ErrorCodes.MissingField, "'data' is required.", e.Ref); return; }
         var data = MessageData.FromEnvelope(e.Data);
         var group = e.Group!;
-        var ttl = TimeSpan.FromSeconds(Math.Min(e.Ttl ?? 0, maxTtl.TotalSeconds));
+        if (!TryTtl(c, e, out var ttl)) return;
         _ = PublishAsync(c, group, data, ttl, e.Ref);
     }
 

@@ -176,4 +176,20 @@ public sealed class DeviceQuotaTests : GatewayTest
         using var bad = await Gw.Api.GetAsync("api/groups?limit=0");
         Assert.Equal(HttpStatusCode.BadRequest, bad.StatusCode);
     }
+
+    [Fact]
+    public async Task An_envelope_ttl_above_MaxTtl_is_refused_like_the_api_s()
+    {
+        await MakeKnownAsync("q-ttl");
+        using var device = await Gw.ConnectEnvelopeAsync("q-ttl-sender");
+        await device.SendJsonAsync(new { type = "send", to = "q-ttl", data = 1, ttl = 8 * 24 * 3600, @ref = "long" });
+        var error = await device.ReceiveJsonAsync();
+        Assert.Equal(("error", "invalid_field", "long"), (error.Str("type"), error.Str("code"), error.Str("ref")));
+        Assert.Contains("MaxTtl", error.Str("message"), StringComparison.Ordinal);
+        await device.SendJsonAsync(new { type = "publish", group = "known", data = 1, ttl = 8 * 24 * 3600, @ref = "pub" });
+        Assert.Equal("invalid_field", (await device.ReceiveJsonAsync()).Str("code"));
+        using var api = await Gw.Api.PostTextAsync("api/devices/q-ttl/messages?ttl=700000", "x");
+        Assert.Equal(System.Net.HttpStatusCode.BadRequest, api.StatusCode);
+        Assert.Equal(0, (await Gw.Api.GetJsonAsync("api/devices/q-ttl")).GetProperty("queued").GetInt32());
+    }
 }
