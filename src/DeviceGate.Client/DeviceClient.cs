@@ -118,6 +118,7 @@ public sealed class DeviceClient : IAsyncDisposable
         {
             SetState(attempt == 0 ? DeviceClientState.Connecting : DeviceClientState.Reconnecting);
             TimeSpan? retryAfter = null;
+            var immediate = false;
             try
             {
                 var token = await _options.TokenProvider(_stop.Token).ConfigureAwait(false);
@@ -149,19 +150,23 @@ public sealed class DeviceClient : IAsyncDisposable
                 first.TrySetResult();
                 await ReceiveAsync(socket).ConfigureAwait(false);
                 LastClose = socket.CloseStatus is { } code ? ((int)code, socket.CloseStatusDescription) : null;
-                switch (LastClose)
+                if (LastClose is { } close)
                 {
-                    case (4000, _):
-                        // Another connection took this id over: fighting it would only bounce both.
-                        SetState(DeviceClientState.Replaced);
-                        return;
-                    case (1008, "token_expired" or "token_revoked"):
-                        // The token provider runs before every attempt: the next one gets a fresh token.
-                        retryAfter = TimeSpan.Zero;
-                        break;
-                    case (1008, "rate_limited"):
-                        retryAfter = TimeSpan.FromSeconds(10);
-                        break;
+                    var (action, minDelay) = CloseRules.For(close.Code, close.Reason);
+                    switch (action)
+                    {
+                        case ReconnectAction.Stop:
+                            // Another connection took this id over: fighting it would only bounce both.
+                            SetState(DeviceClientState.Replaced);
+                            return;
+                        case ReconnectAction.Now:
+                            // The token provider runs before every attempt: the next one gets a fresh token.
+                            immediate = true;
+                            break;
+                        case ReconnectAction.Long:
+                            retryAfter = minDelay;
+                            break;
+                    }
                 }
             }
             catch (Exception e) when (e is WebSocketException or IOException or HttpRequestException)
@@ -175,7 +180,7 @@ public sealed class DeviceClient : IAsyncDisposable
             if (_stop.IsCancellationRequested) break;
             attempt++;
             var cap = Math.Min(_options.MaxBackoff.TotalMilliseconds, _options.InitialBackoff.TotalMilliseconds * Math.Pow(2, Math.Min(attempt - 1, 20)));
-            var delay = TimeSpan.FromMilliseconds(Random.Shared.NextDouble() * cap);
+            var delay = immediate ? TimeSpan.Zero : TimeSpan.FromMilliseconds(Random.Shared.NextDouble() * cap);
             if (retryAfter is { } ra && ra > delay) delay = ra;
             try
             {
