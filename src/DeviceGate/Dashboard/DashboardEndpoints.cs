@@ -18,7 +18,7 @@ internal static class DashboardEndpoints
         ("/dashboard/app.css", "app.css", "text/css; charset=utf-8"),
     ];
 
-    public static void Map(WebApplication app)
+    public static void MapDashboard(this WebApplication app)
     {
         var assembly = typeof(DashboardEndpoints).Assembly;
         foreach (var (path, resource, contentType) in Files)

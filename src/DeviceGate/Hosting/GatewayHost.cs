@@ -1,6 +1,7 @@
 using DeviceGate.Api;
 using DeviceGate.Auth;
 using DeviceGate.Connections;
+using DeviceGate.Dashboard;
 using DeviceGate.Delivery;
 using DeviceGate.Events;
 using DeviceGate.Rpc;
@@ -48,127 +49,42 @@ public static class GatewayHost
         return app;
     }
 
+    /// <summary>
+    /// The composition root: every feature registers itself, and the one choice between a single node and a cluster
+    /// is made here, once (<c>DeviceGate:Redis:Configuration</c> set or not).
+    /// </summary>
     internal static void AddGateway(IServiceCollection services, IConfiguration configuration)
     {
-        services.AddOptions<GatewayOptions>().Bind(configuration.GetSection(GatewayOptions.SectionName)).ValidateOnStart();
-        services.AddSingleton<IValidateOptions<GatewayOptions>, GatewayOptionsValidator>();
-        services.AddOptions<HostOptions>().Configure<IOptions<GatewayOptions>>((host, gateway) =>
-            host.ShutdownTimeout = TimeSpan.FromSeconds(gateway.Value.Shutdown.DrainSeconds + 5));
-
         services.TryAddSingleton(TimeProvider.System);
-        services.AddSingleton(sp =>
-        {
-            var o = sp.GetRequiredService<IOptions<GatewayOptions>>().Value;
-            return GatewaySecrets.Load(o.Auth, o.Store.Path);
-        });
-        services.AddSingleton<DeviceTokens>();
-        services.AddSingleton<ApiKeyVerifier>();
-        services.AddSingleton<NodeIdentity>();
-        services.AddSingleton<GatewayMetrics>();
-        services.AddSingleton<ConnectionAdmission>();
-        services.AddSingleton<DeviceBudgets>();
-        services.AddSingleton<LogLimiter>();
-        Observability.AddObservability(services);
-        services.AddSingleton<ShutdownState>();
-        services.AddSingleton<ConnectionRegistry>();
-        services.AddSingleton<EchoConnections>();
-        if (!string.IsNullOrWhiteSpace(configuration[$"{GatewayOptions.SectionName}:Redis:Configuration"])) AddCluster(services);
+        services.AddGatewayOptions(configuration)
+            .AddDiagnostics()
+            .AddAuth()
+            .AddEvents()
+            .AddSessions()
+            .AddRpc()
+            .AddDelivery()
+            .AddWebSocketTransport()
+            .AddWebhooks()
+            .AddApi();
+        if (!string.IsNullOrWhiteSpace(configuration[$"{GatewayOptions.SectionName}:Redis:Configuration"])) services.AddCluster();
         else AddSingleNode(services);
-        services.AddSingleton<StatusBook>();
-        services.AddSingleton<Outbox>();
-        services.AddSingleton<DeliveryTracker>();
-        services.AddSingleton<Lanes>();
-        services.AddSingleton<DeliveryService>();
-        services.AddHostedService<OutboxMaintenance>();
-        services.AddSingleton<Handshake>();
-        services.AddSingleton<DeviceEndpoint>();
-        services.AddSingleton<EchoEndpoint>();
-        services.AddSingleton<EnvelopeHandler>();
-        services.AddSingleton<EventHub>();
-        services.AddSingleton<RpcCoordinator>();
-        services.AddSingleton<Sessions.ISessionObserver>(sp => sp.GetRequiredService<RpcCoordinator>());
-        services.AddSingleton<Sessions.DeviceSessions>();
-        services.AddHostedService<DrainOnShutdown>();
-        services.AddHostedService<WebhookSender>();
-        // Bounded retries with exponential backoff and jitter; a batch that still fails is logged and skipped.
-        services.AddHttpClient(WebhookSender.ClientName).AddStandardResilienceHandler();
-
-        services.AddProblemDetails();
-        services.ConfigureHttpJsonOptions(o => o.SerializerOptions.TypeInfoResolverChain.Insert(0, ApiJsonContext.Default));
     }
 
-    /// <summary>One node: SQLite in the data folder, presence is the local registry, nobody to talk to.</summary>
+    /// <summary>One node: SQLite in the data folder, presence and routing are the local registry, no other nodes.</summary>
     private static void AddSingleNode(IServiceCollection services)
     {
-        services.AddSingleton(sp =>
-        {
-            var o = sp.GetRequiredService<IOptions<GatewayOptions>>().Value;
-            return new SqliteStore(o.Store.Path, o.Store.Synchronous);
-        });
-        services.AddSingleton<IMessageStore>(sp => sp.GetRequiredService<SqliteStore>());
-        services.AddSingleton<IDirectoryStore>(sp => sp.GetRequiredService<SqliteStore>());
-        services.AddSingleton<Sessions.IPresence, Sessions.LocalPresence>();
-        services.AddSingleton<IOtherNodes, NoOtherNodes>();
-        services.AddSingleton<LocalDirectory>();
-        services.AddSingleton<IDeviceDirectory>(sp => sp.GetRequiredService<LocalDirectory>());
-        services.AddSingleton<IGroupDirectory>(sp => sp.GetRequiredService<LocalDirectory>());
-        services.AddHostedService(sp => sp.GetRequiredService<LocalDirectory>());
-        services.AddSingleton<LocalRouter>();
-        services.AddSingleton<IDeviceRouter>(sp => sp.GetRequiredService<LocalRouter>());
-    }
-
-    /// <summary>Cluster mode: Redis holds what nodes share (store, presence) and carries what they say to each other.</summary>
-    private static void AddCluster(IServiceCollection services)
-    {
-        services.AddSingleton<StackExchange.Redis.IConnectionMultiplexer>(sp =>
-        {
-            var o = sp.GetRequiredService<IOptions<GatewayOptions>>().Value;
-            var config = StackExchange.Redis.ConfigurationOptions.Parse(o.Redis.Configuration!);
-            // Keep trying in the background: a node starts (not ready) while Redis is away, and reconnects by itself.
-            config.AbortOnConnectFail = false;
-            return StackExchange.Redis.ConnectionMultiplexer.Connect(config);
-        });
-        services.AddSingleton(sp => new Cluster.RedisKeys(sp.GetRequiredService<IOptions<GatewayOptions>>().Value.Redis.Prefix));
-        services.AddSingleton(sp => new RedisStore(sp.GetRequiredService<StackExchange.Redis.IConnectionMultiplexer>(), sp.GetRequiredService<Cluster.RedisKeys>(),
-            sp.GetRequiredService<IOptions<GatewayOptions>>().Value.Delivery.StatusRetention));
-        services.AddSingleton<IMessageStore>(sp => sp.GetRequiredService<RedisStore>());
-        services.AddSingleton<IDirectoryStore>(sp => sp.GetRequiredService<RedisStore>());
-        services.AddSingleton<Sessions.IPresence, Cluster.RedisPresence>();
-        services.AddSingleton<Cluster.IClusterBus, Cluster.RedisBus>();
-        services.AddSingleton<LocalRouter>();
-        services.AddSingleton<IDeviceRouter, Cluster.RedisRouter>();
-        services.AddSingleton<Events.IEventLog, Cluster.RedisEventLog>();
-        services.AddSingleton<Cluster.ClusterStats>();
-        services.AddSingleton<IOtherNodes>(sp => sp.GetRequiredService<Cluster.ClusterStats>());
-        services.AddSingleton<Cluster.RedisDirectory>();
-        services.AddSingleton<IDeviceDirectory>(sp => sp.GetRequiredService<Cluster.RedisDirectory>());
-        services.AddSingleton<IGroupDirectory>(sp => sp.GetRequiredService<Cluster.RedisDirectory>());
-        services.AddHostedService<Cluster.ClusterNode>();
+        services.AddSqliteStorage()
+            .AddLocalPresence()
+            .AddLocalRouting()
+            .AddSingleton<IOtherNodes, NoOtherNodes>();
     }
 
     internal static void MapGateway(WebApplication app)
     {
-        Observability.UseObservability(app);
-        app.UseWebSockets();
-        Observability.MapObservability(app);
-
-        app.MapGet("/ws", (HttpContext c, DeviceEndpoint e) => e.HandleAsync(c)).ExcludeFromDescription();
-        if (app.Services.GetRequiredService<IOptions<GatewayOptions>>().Value.WebSockets.EnableEcho)
-        {
-            app.MapGet("/ws/echo", (HttpContext c, EchoEndpoint e) => e.HandleAsync(c)).ExcludeFromDescription();
-        }
-
-        Dashboard.DashboardEndpoints.Map(app);
-
-        // The API key is checked by the /api middleware (Observability.UseObservability), before routing's handler runs.
-        var api = app.MapGroup("/api");
-        DevicesApi.Map(api);
-        GroupsApi.Map(api);
-        RpcApi.Map(api);
-        MessagesApi.Map(api);
-        BatchApi.Map(api);
-        StatsApi.Map(api);
-        EventsEndpoint.Map(api);
+        app.UseApi();
+        app.MapConnections();
+        app.MapApi();
+        app.MapDashboard();
     }
 
     /// <summary>Resolves what start-up must check before listening: options (validated) and secrets.</summary>
