@@ -1,6 +1,5 @@
 using System.Collections.Concurrent;
 using System.Net;
-using System.Threading.RateLimiting;
 using Microsoft.Extensions.Options;
 
 namespace DeviceGate.Sessions;
@@ -9,25 +8,13 @@ namespace DeviceGate.Sessions;
 /// Who may open a connection right now: a global cap, a per-address cap and a token bucket on the connect rate
 /// (a reconnect storm is spread out instead of melting the node). A ticket must be released when the connection ends.
 /// </summary>
-internal sealed class ConnectionAdmission : IDisposable
+internal sealed class ConnectionAdmission(IOptions<GatewayOptions> options, TimeProvider time)
 {
-    private readonly LimitsOptions _limits;
-    private readonly TokenBucketRateLimiter _connects;
+    private readonly LimitsOptions _limits = options.Value.Limits;
+    private readonly Lock _gate = new();
+    private TokenBucket _connects = new(options.Value.Limits.ConnectsPerSecond, options.Value.Limits.ConnectsBurst);
     private readonly ConcurrentDictionary<IPAddress, int> _perIp = new();
     private int _open;
-
-    public ConnectionAdmission(IOptions<GatewayOptions> options)
-    {
-        _limits = options.Value.Limits;
-        _connects = new TokenBucketRateLimiter(new TokenBucketRateLimiterOptions
-        {
-            TokenLimit = _limits.ConnectsBurst,
-            TokensPerPeriod = Math.Max(1, _limits.ConnectsPerSecond / 10),
-            ReplenishmentPeriod = TimeSpan.FromMilliseconds(100),
-            QueueLimit = 0,
-            AutoReplenishment = true,
-        });
-    }
 
     public readonly record struct Refusal(int Status, string Code, string Reason, int RetryAfterSeconds);
 
@@ -46,8 +33,9 @@ internal sealed class ConnectionAdmission : IDisposable
             Interlocked.Decrement(ref _open);
             return new Refusal(429, "per_ip", $"too many connections from this address (limit {_limits.MaxConnectionsPerIp})", 5);
         }
-        using var lease = _connects.AttemptAcquire();
-        if (!lease.IsAcquired)
+        bool admitted;
+        lock (_gate) admitted = _connects.TryTake(time.GetTimestamp(), time);
+        if (!admitted)
         {
             Release(address);
             return new Refusal(503, "connect_rate", "too many new connections per second; retry shortly", 1);
@@ -68,6 +56,4 @@ internal sealed class ConnectionAdmission : IDisposable
             if (n <= 1 ? _perIp.TryRemove(new KeyValuePair<IPAddress, int>(address, n)) : _perIp.TryUpdate(address, n - 1, n)) return;
         }
     }
-
-    public void Dispose() => _connects.Dispose();
 }

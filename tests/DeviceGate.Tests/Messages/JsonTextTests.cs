@@ -6,7 +6,7 @@ using DeviceGate.Protocol;
 using DeviceGate.Diagnostics;
 using DeviceGate.Messages;
 
-namespace DeviceGate.Tests.Unit;
+namespace DeviceGate.Tests.Messages;
 
 public sealed class JsonTextTests
 {

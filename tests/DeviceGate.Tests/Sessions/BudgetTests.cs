@@ -6,7 +6,7 @@ using DeviceGate.Configuration;
 using DeviceGate.Sessions;
 using DeviceGate.Diagnostics;
 
-namespace DeviceGate.Tests.Unit;
+namespace DeviceGate.Tests.Sessions;
 
 /// <summary>Token buckets and per-device budgets, on a fake clock.</summary>
 public sealed class BudgetTests

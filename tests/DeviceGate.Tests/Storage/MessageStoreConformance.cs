@@ -4,7 +4,7 @@ using DeviceGate.Storage;
 using DeviceGate.Tests.Infrastructure;
 using DeviceGate.Cluster;
 
-namespace DeviceGate.Tests.Conformance;
+namespace DeviceGate.Tests.Storage;
 
 /// <summary>
 /// What every store behind the outbox seam must do. Each implementation (SQLite now, Redis in cluster mode)

@@ -3,7 +3,7 @@ using System.Text.Json;
 using CsCheck;
 using DeviceGate.Protocol;
 
-namespace DeviceGate.Tests.Unit;
+namespace DeviceGate.Tests.Protocol;
 
 /// <summary>The envelope parser never throws: any input is an envelope or one of its own refusals.</summary>
 public sealed class ParserPropertyTests

@@ -2,7 +2,7 @@ using DeviceGate.Cli;
 using DeviceGate.Connections;
 using DeviceGate.Messages;
 
-namespace DeviceGate.Tests.Unit;
+namespace DeviceGate.Tests.Messages;
 
 public sealed class DeviceIdTests
 {

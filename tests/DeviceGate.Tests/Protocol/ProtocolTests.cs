@@ -2,7 +2,7 @@ using DeviceGate.Auth;
 using DeviceGate.Protocol;
 using DeviceGate.Webhooks;
 
-namespace DeviceGate.Tests.Unit;
+namespace DeviceGate.Tests.Protocol;
 
 public sealed class ProtocolTests
 {
