@@ -92,7 +92,7 @@ internal sealed class DeviceLane : IDeviceLane
         {
             stored = await _loadPending(_connection.DeviceId).ConfigureAwait(false);
         }
-        catch (Exception e) when (e is Storage.StoreUnavailableException or Microsoft.Data.Sqlite.SqliteException or InvalidOperationException)
+        catch (Exception e) when (Storage.StoreFailures.Is(e))
         {
             // Without its backlog this connection would deliver out of order: let the device come back later.
             _connection.RequestClose(CloseCodes.InternalError, CloseReasons.StoreUnavailable, dropBacklog: true);

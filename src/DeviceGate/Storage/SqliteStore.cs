@@ -371,6 +371,19 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IStoreHealth
 
     public async Task<IReadOnlyList<StoredMessage>> LoadPendingAsync(string device, DateTimeOffset now)
     {
+        try
+        {
+            return await LoadPendingCoreAsync(device, now).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is SqliteException or InvalidOperationException)
+        {
+            // A backlog that cannot be read (locked, corrupt, closed): the caller treats the store as unavailable.
+            throw new StoreUnavailableException(e);
+        }
+    }
+
+    private async Task<IReadOnlyList<StoredMessage>> LoadPendingCoreAsync(string device, DateTimeOffset now)
+    {
         await using var c = OpenReader();
         using var cmd = Command(c, null, """
             SELECT id, sender, grp, kind, data, raw, raw_binary, created_at, expires_at, attempts
