@@ -88,6 +88,11 @@ internal static class EventsEndpoint
         catch (OperationCanceledException)
         {
         }
+        finally
+        {
+            // The request ends here: a drop noticed from now on must not touch it.
+            subscription.OnDropped = null;
+        }
         return Results.Empty;
     }
 

@@ -8,7 +8,7 @@ namespace DeviceGate.Events;
 /// <c>ReplayBufferBytes</c> of them) for readers that resume, and fans each one out to live readers through queues
 /// bounded in count and bytes. Publishing never waits: a reader whose queue is full is dropped (it can resume).
 /// </summary>
-internal sealed class EventHub(IOptions<GatewayOptions> options, NodeIdentity node, TimeProvider time, GatewayMetrics metrics, ILogger<EventHub> logger, IEventLog? log = null)
+internal sealed class EventHub(IOptions<GatewayOptions> options, NodeIdentity node, TimeProvider time, GatewayMetrics metrics, IEventLog log)
 {
     private readonly Lock _gate = new();
     private readonly GatewayEvent?[] _ring = new GatewayEvent?[Math.Max(1, options.Value.Events.ReplayBuffer)];
@@ -18,11 +18,8 @@ internal sealed class EventHub(IOptions<GatewayOptions> options, NodeIdentity no
     private long _ringBytes;
     private readonly List<Subscription> _subscribers = [];
 
-    // A single node numbers its own events and keeps them in memory only, so after a restart the ids must not start
-    // over: readers (and webhook receivers) dedupe and resume by id. This life's ids start above the start time in
-    // microseconds, which no earlier life reached unless it averaged over a million events a second. In a cluster the
-    // shared log numbers events and numbering starts at 0.
-    private readonly Numbering _ids = new(log is null ? time.GetUtcNow().ToUnixTimeMilliseconds() * 1000 : 0);
+    // Where this life's numbering starts comes from the log (see IEventLog.Start).
+    private readonly Numbering _ids = new(log.Start);
 
     /// <summary>The id before this node's first (exclusive start) and the last id handed out or received.</summary>
     private sealed class Numbering(long start)
@@ -62,17 +59,12 @@ internal sealed class EventHub(IOptions<GatewayOptions> options, NodeIdentity no
 
     private void Publish(Func<long, GatewayEvent> create)
     {
-        if (log is not null)
-        {
-            // Cluster: the shared log numbers it and every node (this one too) receives it through Receive.
-            _ = AppendAsync(create(0));
-            return;
-        }
-        // Fanned out under the lock so every reader sees ids in increasing order (Last-Event-ID relies on it);
-        // Offer is a counter and a TryWrite, never a wait.
+        // Numbered and fanned out under the lock so every reader sees ids in increasing order (Last-Event-ID relies on
+        // it); Offer is a counter and a TryWrite, never a wait. A shared log hands the event back through Receive.
         lock (_gate)
         {
-            var e = create(++_ids.Last);
+            if (log.Append(_ids.Last, create) is not { } e) return;
+            _ids.Last = e.Id;
             Keep(e);
             foreach (var s in _snapshot) s.Offer(e);
         }
@@ -112,18 +104,6 @@ internal sealed class EventHub(IOptions<GatewayOptions> options, NodeIdentity no
         }
     }
 
-    private async Task AppendAsync(GatewayEvent e)
-    {
-        try
-        {
-            await log!.AppendAsync(e.Json).ConfigureAwait(false);
-        }
-        catch (Exception ex)
-        {
-            Log.ClusterError(logger, "event append", ex.Message);
-        }
-    }
-
     /// <summary>An event from the shared log (cluster), in log order.</summary>
     public void Receive(GatewayEvent e)
     {
@@ -142,8 +122,9 @@ internal sealed class EventHub(IOptions<GatewayOptions> options, NodeIdentity no
     /// </summary>
     public async Task<Subscription> SubscribeAsync(long? lastEventId, int queueCapacity, Func<GatewayEvent, bool> filter)
     {
-        if (log is null || lastEventId is not { } last) return Subscribe(lastEventId, queueCapacity, filter);
-        var missed = await log.ReadAfterAsync(last, _ring.Length).ConfigureAwait(false);
+        if (lastEventId is not { } last) return Subscribe(null, queueCapacity, filter);
+        // A log that keeps nothing beyond this node's ring (one node): the ring alone decides.
+        if (await log.ReadAfterAsync(last, _ring.Length).ConfigureAwait(false) is not { } missed) return Subscribe(lastEventId, queueCapacity, filter);
         var s = new Subscription(this, queueCapacity, options.Value.Events.SubscriberBufferBytes, filter);
         lock (_gate)
         {
@@ -206,7 +187,19 @@ internal sealed class EventHub(IOptions<GatewayOptions> options, NodeIdentity no
         metrics.EventReadersDropped.WithLabels("behind").Inc();
         Remove(s);
         // Its reader may be stuck writing to a client that does not read: tell it now, off this (publishing) thread.
-        if (s.OnDropped is { } dropped) ThreadPool.QueueUserWorkItem(static d => d(), dropped, preferLocal: false);
+        // The reader may have ended meanwhile (its request disposed): then there is nothing left to tell.
+        if (s.OnDropped is { } dropped) ThreadPool.QueueUserWorkItem(static d => TryInvoke(d), dropped, preferLocal: false);
+    }
+
+    private static void TryInvoke(Action dropped)
+    {
+        try
+        {
+            dropped();
+        }
+        catch (ObjectDisposedException)
+        {
+        }
     }
 
     private void Remove(Subscription s)

@@ -76,6 +76,7 @@ public static class GatewayHost
         services.AddSqliteStorage()
             .AddLocalPresence()
             .AddLocalRouting()
+            .AddLocalEventLog()
             .AddSingleton<IOtherNodes, NoOtherNodes>();
     }
 

@@ -17,7 +17,7 @@ public sealed class EventHubTests
     private EventHub Hub(int ring = 5, long ringBytes = 1_000_000)
     {
         var options = Options.Create(new GatewayOptions { Events = new EventsOptions { ReplayBuffer = ring, ReplayBufferBytes = ringBytes } });
-        return new EventHub(options, new NodeIdentity(options), _time, new GatewayMetrics(), NullLogger<EventHub>.Instance);
+        return new EventHub(options, new NodeIdentity(options), _time, new GatewayMetrics(), new LocalEventLog(_time));
     }
 
     private static List<GatewayEvent> Drain(EventHub.Subscription s)
@@ -74,7 +74,7 @@ public sealed class EventHubTests
     {
         var options = Options.Create(new GatewayOptions { Events = new EventsOptions { SubscriberBufferBytes = 2500 } });
         var metrics = new GatewayMetrics();
-        var hub = new EventHub(options, new NodeIdentity(options), _time, metrics, NullLogger<EventHub>.Instance);
+        var hub = new EventHub(options, new NodeIdentity(options), _time, metrics, new LocalEventLog(_time));
         using var slow = hub.Subscribe(null, 1000, _ => true);
         for (var i = 0; i < 3; i++) hub.Message("d", MessageData.Text(Encoding.UTF8.GetBytes(new string('y', 1000))));
         Drain(slow);
