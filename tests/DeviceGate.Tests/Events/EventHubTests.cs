@@ -82,4 +82,25 @@ public sealed class EventHubTests
         Assert.IsType<EventHub.DroppedException>(slow.Reader.Completion.Exception!.InnerException);
         Assert.Equal(1, metrics.EventReadersDropped.WithLabels("behind").Value);
     }
+
+    [Fact]
+    public async Task A_drop_noticed_after_the_reader_s_request_ended_does_not_bring_the_process_down()
+    {
+        // The endpoint sets OnDropped to abort its request; the request may be gone (disposed) by the time the
+        // thread pool runs it. Were that exception not handled, it would crash the test host (and the server).
+        var options = Options.Create(new GatewayOptions { Events = new EventsOptions { SubscriberBuffer = 1 } });
+        var hub = new EventHub(options, new NodeIdentity(options), _time, new GatewayMetrics(), new LocalEventLog(_time));
+        var ran = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var reader = hub.Subscribe(null, 1, _ => true);
+        reader.OnDropped = () =>
+        {
+            ran.SetResult();
+            throw new ObjectDisposedException("IFeatureCollection");
+        };
+        hub.Connected("a");
+        hub.Connected("b");
+        await ran.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        hub.Connected("c");
+        Assert.Equal(0, hub.SubscriberCount);
+    }
 }
