@@ -28,7 +28,7 @@ internal static class BatchApi
     }
 
     /// <summary>One parsed item: a send to make, or why it cannot be made.</summary>
-    private readonly record struct Item(string? Device, MessageData? Data, TimeSpan Ttl, string? Key, ApiProblem? Problem);
+    private readonly record struct Item(SendRequest Send, ApiProblem? Problem);
 
     private static async Task SendBatchAsync(HttpContext context, DeliveryService delivery, Outbox outbox, IOptions<GatewayOptions> options)
     {
@@ -56,10 +56,7 @@ internal static class BatchApi
         for (var i = 0; i < items.Count; i++)
         {
             var item = items[i];
-            if (item.Problem is null && item.Ttl > TimeSpan.Zero)
-            {
-                pending[i] = outbox.BeginDurable(item.Device!, item.Data!, DeviceId.Server, null, item.Ttl, item.Key);
-            }
+            if (item.Problem is null && item.Send.Ttl > TimeSpan.Zero) pending[i] = outbox.BeginDurable(item.Send, DeviceId.Server, null);
         }
         var results = new object[items.Count];
         for (var i = 0; i < items.Count; i++)
@@ -72,9 +69,9 @@ internal static class BatchApi
             }
             var result = pending[i] is { } d
                 ? await outbox.FinishDurableAsync(d).ConfigureAwait(false)
-                : await delivery.SendNowAsync(item.Device!, new DeviceMessage(DeviceMessage.NewId(), DeviceId.Server, null, item.Data!), item.Key).ConfigureAwait(false);
+                : await delivery.SendAsync(item.Send, DeviceId.Server).ConfigureAwait(false);
             // The same refusals as a single send's, as one item of the results.
-            results[i] = (object?)SendOptions.Refusal(result.Outcome, item.Device!, o.Delivery.MaxQueuedPerDevice) ?? result;
+            results[i] = (object?)SendOptions.Refusal(result.Outcome, item.Send.Target, o.Delivery.MaxQueuedPerDevice) ?? result;
         }
         await WriteAsync(context, results).ConfigureAwait(false);
     }
@@ -195,7 +192,7 @@ internal static class BatchApi
         if (forms != 1) return Invalid("An item carries exactly one of \"data\" (JSON), \"text\" (a string) or \"dataBase64\" (binary).");
         if (data!.Bytes.Length > o.Limits.MaxMessageBytes)
         {
-            return new Item(device, null, default, null, new ApiProblem(413, "too_large", "Message too large",
+            return new Item(default, new ApiProblem(413, "too_large", "Message too large",
                 $"The message exceeds DeviceGate:Limits:MaxMessageBytes ({o.Limits.MaxMessageBytes} bytes)."));
         }
 
@@ -211,10 +208,10 @@ internal static class BatchApi
             if (!JsonText.TryGetString(k, out var value) || SendRules.CheckIdempotencyKey(value) is not null) return Invalid("\"idempotencyKey\" is a string of 1 to 255 characters.");
             key = value;
         }
-        return new Item(device, data, ttl, key, null);
+        return new Item(new SendRequest(device, data, ttl, key), null);
     }
 
-    private static Item Invalid(string detail) => new(null, null, default, null, new ApiProblem(400, "invalid_item", "Invalid batch item", detail));
+    private static Item Invalid(string detail) => new(default, new ApiProblem(400, "invalid_item", "Invalid batch item", detail));
 
     private static IResult BadBatch(string detail) => Results.Problem(statusCode: 400, title: "Invalid batch", detail: detail, type: "invalid_batch");
 

@@ -38,7 +38,7 @@ internal static class DevicesApi
         if (SendOptions.TryGetIdempotencyKey(context.Request, out var key) is { } badKey) return badKey;
         var (data, problem) = await MessageBody.ReadAsync(context.Request, o.Limits.MaxMessageBytes).ConfigureAwait(false);
         if (problem is not null) return problem;
-        var result = await delivery.SendAsync(id, data, DeviceId.Server, null, lifetime, key).ConfigureAwait(false);
+        var result = await delivery.SendAsync(new SendRequest(id, data, lifetime, key), DeviceId.Server).ConfigureAwait(false);
         return SendOptions.Refusal(result.Outcome, id, o.Delivery.MaxQueuedPerDevice) ?? (IResult)new AcceptedResult(new SendResponse(result.Id, result.Status));
     }
 

@@ -120,7 +120,7 @@ internal sealed class EnvelopeHandler(
             QuotaExceeded(c, @ref);
             return;
         }
-        var result = await delivery.SendAsync(to, data, c.DeviceId, null, ttl, null).ConfigureAwait(false);
+        var result = await delivery.SendAsync(new SendRequest(to, data, ttl, null), c.DeviceId).ConfigureAwait(false);
         switch (result.Outcome)
         {
             case Delivery.SendOutcome.Sent or Delivery.SendOutcome.Queued:

@@ -31,10 +31,13 @@ internal sealed class DeliveryService(
     /// Sends to one device. With a ttl the message is durable (written before this completes); without, it goes to
     /// the device's live connection (on this node or another) or nowhere.
     /// </summary>
-    public async Task<SendResult> SendAsync(string device, MessageData data, string from, string? group, TimeSpan ttl, string? idempotencyKey)
+    public async Task<SendResult> SendAsync(SendRequest send, string from, string? group = null)
     {
-        if (ttl <= TimeSpan.Zero) return await SendNowAsync(device, new DeviceMessage(DeviceMessage.NewId(), from, group, data), idempotencyKey).ConfigureAwait(false);
-        return await outbox.FinishDurableAsync(outbox.BeginDurable(device, data, from, group, ttl, idempotencyKey)).ConfigureAwait(false);
+        if (send.Ttl <= TimeSpan.Zero)
+        {
+            return await SendNowAsync(send.Target, new DeviceMessage(DeviceMessage.NewId(), from, group, send.Data), send.IdempotencyKey).ConfigureAwait(false);
+        }
+        return await outbox.FinishDurableAsync(outbox.BeginDurable(send, from, group)).ConfigureAwait(false);
     }
 
     /// <summary>A non-durable message: to the device's live connection if it has one, otherwise nowhere.</summary>
@@ -81,7 +84,7 @@ internal sealed class DeliveryService(
     {
         var members = (await groups.MembersAsync(group).ConfigureAwait(false)).Where(m => m != except).ToList();
         if (ttl > TimeSpan.Zero && durableQuota is not null && !durableQuota(members.Count)) return new PublishResult(0, 0, false, QuotaExceeded: true);
-        var results = await Task.WhenAll(members.Select(m => SendAsync(m, data, from, group, ttl, null))).ConfigureAwait(false);
+        var results = await Task.WhenAll(members.Select(m => SendAsync(new SendRequest(m, data, ttl, null), from, group))).ConfigureAwait(false);
         return new PublishResult(results.Count(r => r.Outcome == SendOutcome.Sent), results.Count(r => r.Outcome == SendOutcome.Queued),
             results.Any(r => r.Outcome == SendOutcome.Unavailable), results.Any(r => r.Outcome == SendOutcome.QuotaExceeded));
     }

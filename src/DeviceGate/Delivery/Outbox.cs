@@ -22,8 +22,9 @@ internal sealed class Outbox(IMessageStore store, IDeviceRouter router, IDeviceD
     /// Queues the store write of a durable send without waiting for it, so many sends (a batch) share one commit;
     /// <see cref="FinishDurableAsync"/> then routes them in the order they were begun.
     /// </summary>
-    internal PendingDurable BeginDurable(string device, MessageData data, string from, string? group, TimeSpan ttl, string? idempotencyKey)
+    internal PendingDurable BeginDurable(SendRequest send, string from, string? group)
     {
+        var (device, data, ttl, idempotencyKey) = send;
         var now = time.GetUtcNow();
         var stored = new StoredMessage(DeviceMessage.NewId(), device, from, group, data, now, now + ttl);
         // What devices originate is bounded by their stored bytes too (DeviceGate:Limits:DeviceStoredBytes); backends are trusted.
