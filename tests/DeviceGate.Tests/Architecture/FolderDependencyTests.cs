@@ -20,6 +20,7 @@ public sealed class FolderDependencyTests
         ["Sessions"],
         ["Rpc"],
         ["Delivery"],
+        ["State"],
         ["Connections", "Cluster"],
         ["Api", "Webhooks", "Dashboard", "Cli"],
         ["Hosting"],
