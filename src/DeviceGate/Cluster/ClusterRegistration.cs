@@ -24,6 +24,7 @@ internal static class ClusterRegistration
             sp.GetRequiredService<IOptions<GatewayOptions>>().Value.Delivery.StatusRetention));
         services.AddSingleton<IMessageStore>(sp => sp.GetRequiredService<RedisStore>());
         services.AddSingleton<IDirectoryStore>(sp => sp.GetRequiredService<RedisStore>());
+        services.AddSingleton<IStateStore>(sp => sp.GetRequiredService<RedisStore>());
         services.AddSingleton<RedisDirectory>();
         services.AddSingleton<IDeviceDirectory>(sp => sp.GetRequiredService<RedisDirectory>());
         services.AddSingleton<IGroupDirectory>(sp => sp.GetRequiredService<RedisDirectory>());

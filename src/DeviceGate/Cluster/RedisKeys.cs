@@ -31,6 +31,9 @@ internal sealed class RedisKeys(string prefix)
     public RedisKey GroupsOf(string device) => $"{Prefix}groups-of:{device}";
     public RedisKey GroupNames => $"{Prefix}groups";
 
+    // Device state (desired, reported, versions)
+    public RedisKey State(string device) => $"{Prefix}state:{device}";
+
     // Presence
     public RedisKey Presence => $"{Prefix}presence";
     public RedisKey Epoch(string device) => $"{Prefix}epoch:{device}";

@@ -13,7 +13,7 @@ namespace DeviceGate.Cluster;
 /// <see cref="StoreUnavailableException"/> (the API answers 503, nothing is acknowledged).
 /// </summary>
 internal sealed class RedisStore(IConnectionMultiplexer redis, RedisKeys keys, TimeSpan statusRetention)
-    : IMessageStore, IDirectoryStore, IStoreHealth
+    : IMessageStore, IDirectoryStore, IStateStore, IStoreHealth
 {
     private IDatabase Db => redis.GetDatabase();
 
@@ -295,6 +295,7 @@ internal sealed class RedisStore(IConnectionMultiplexer redis, RedisKeys keys, T
           end
         end
         redis.call('DEL', KEYS[4])
+        redis.call('DEL', KEYS[8])
         return 1
         """;
 
@@ -302,7 +303,7 @@ internal sealed class RedisStore(IConnectionMultiplexer redis, RedisKeys keys, T
     {
         var now = DateTimeOffset.UtcNow;
         return Guard(() => Db.ScriptEvaluateAsync(ForgetScript,
-            [keys.GroupsOf(device), keys.Devices, keys.TokensNotBefore, keys.Outbox(device), keys.GroupNames, keys.Expiry, keys.FinalMessages],
+            [keys.GroupsOf(device), keys.Devices, keys.TokensNotBefore, keys.Outbox(device), keys.GroupNames, keys.Expiry, keys.FinalMessages, keys.State(device)],
             [device, keys.Prefix + "group:", keys.Prefix + "msg:", Ms(now), Iso(now), keys.Prefix]));
     }
 
@@ -365,6 +366,52 @@ internal sealed class RedisStore(IConnectionMultiplexer redis, RedisKeys keys, T
             }
             return all.OrderBy(d => d.Item1, StringComparer.Ordinal).Take(limit).ToList();
         });
+
+    // ---- IStateStore: one hash per device; an update is optimistic (WATCH-like condition on the part's version) ---
+
+    public Task<StateRecord> GetStateAsync(string device) => Guard(async () => ToState(await Db.HashGetAllAsync(keys.State(device)).ConfigureAwait(false)));
+
+    private static StateRecord ToState(HashEntry[] entries)
+    {
+        if (entries.Length == 0) return StateRecord.Empty;
+        var h = entries.ToDictionary(e => (string)e.Name!, e => e.Value);
+        DateTimeOffset? At(string f) => h.TryGetValue(f, out var v) && !v.IsNullOrEmpty ? DateTimeOffset.FromUnixTimeMilliseconds((long)v) : null;
+        return new StateRecord((string?)h.GetValueOrDefault("desired") ?? "{}", (string?)h.GetValueOrDefault("reported") ?? "{}",
+            (long)h.GetValueOrDefault("dv", 0), (long)h.GetValueOrDefault("rv", 0), (long)h.GetValueOrDefault("av", 0), At("dat"), At("rat"));
+    }
+
+    public Task<StateWrite> UpdateStateAsync(string device, StatePart part, Func<string, StateEdit> edit, long? ifMatch, DateTimeOffset at) => Guard(async () =>
+    {
+        var key = keys.State(device);
+        var (jsonField, versionField, atField) = part == StatePart.Desired ? ("desired", "dv", "dat") : ("reported", "rv", "rat");
+        while (true)
+        {
+            var current = ToState(await Db.HashGetAllAsync(key).ConfigureAwait(false));
+            var version = current.Version(part);
+            if (ifMatch is { } expected && expected != version) return new StateWrite(StateWriteOutcome.VersionMismatch, current);
+            var result = edit(current.Part(part));
+            if (result.Refused) return new StateWrite(StateWriteOutcome.Refused, current);
+            if (result.Json is null || result.Json == current.Part(part)) return new StateWrite(StateWriteOutcome.Unchanged, current);
+            var tx = Db.CreateTransaction();
+            // Written only if nobody changed this part since it was read; otherwise read again (or, with If-Match, refuse).
+            tx.AddCondition(version == 0 ? Condition.HashNotExists(key, versionField) : Condition.HashEqual(key, versionField, version));
+            _ = tx.HashSetAsync(key, [new HashEntry(jsonField, result.Json), new HashEntry(versionField, version + 1), new HashEntry(atField, Ms(at))]);
+            if (await tx.ExecuteAsync().ConfigureAwait(false))
+            {
+                var next = part == StatePart.Desired
+                    ? current with { Desired = result.Json, DesiredVersion = version + 1, DesiredAt = at }
+                    : current with { Reported = result.Json, ReportedVersion = version + 1, ReportedAt = at };
+                return new StateWrite(StateWriteOutcome.Written, next);
+            }
+        }
+    });
+
+    private const string AckStateScript = """
+        if tonumber(redis.call('HGET', KEYS[1], 'av') or '0') < tonumber(ARGV[1]) then redis.call('HSET', KEYS[1], 'av', ARGV[1]) end
+        return 1
+        """;
+
+    public Task AckStateAsync(string device, long version) => Guard(() => Db.ScriptEvaluateAsync(AckStateScript, [keys.State(device)], [version]));
 
     // ---- IStoreHealth ------------------------------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ public sealed class GatewayOptions
     public EventsOptions Events { get; set; } = new();
     public WebhooksOptions Webhooks { get; set; } = new();
     public RpcOptions Rpc { get; set; } = new();
+    public StateOptions State { get; set; } = new();
     public DeliveryOptions Delivery { get; set; } = new();
     public NetworkOptions Network { get; set; } = new();
     public RedisOptions Redis { get; set; } = new();
@@ -83,6 +84,12 @@ public sealed class WebhooksOptions
 
     /// <summary>Events the webhook sender may fall behind before it skips ahead (it then resumes from the replay buffer, or posts a reset).</summary>
     public int QueueSize { get; set; } = Defaults.WebhookQueueSize;
+}
+
+public sealed class StateOptions
+{
+    /// <summary>Largest desired or reported part, in bytes of its compact JSON (413 state_too_large past it).</summary>
+    public int MaxBytes { get; set; } = Defaults.StateMaxBytes;
 }
 
 public sealed class RpcOptions
@@ -222,6 +229,7 @@ public static class Defaults
     public const int DeviceDurableMessagesPerMinute = 600;
     public const long DeviceStoredBytes = 16 * 1024 * 1024;
     public const int MaxGroupsPerDevice = 100;
+    public const int StateMaxBytes = 16384;
 
     /// <summary>Per-device budgets kept on a node: twice MaxConnections, within these bounds (about 200 bytes each).</summary>
     public const int MinDeviceBudgets = 10_000;

@@ -69,6 +69,7 @@ internal sealed class GatewayOptionsValidator : IValidateOptions<GatewayOptions>
         Require(o.Limits.DeviceDurableMessagesPerMinute >= 1, "Limits:DeviceDurableMessagesPerMinute", "must be at least 1");
         Require(o.Limits.DeviceStoredBytes >= 1, "Limits:DeviceStoredBytes", "must be at least 1");
         Require(o.Limits.MaxGroupsPerDevice >= 1, "Limits:MaxGroupsPerDevice", "must be at least 1");
+        Require(o.State.MaxBytes is >= 2 and <= 16 * 1024 * 1024, "State:MaxBytes", "must be between 2 and 16777216");
         Require(o.Limits.ApiRequestsPerSecond >= 0, "Limits:ApiRequestsPerSecond", "must be 0 (off) or more");
         foreach (var proxy in o.Network.KnownProxies)
         {

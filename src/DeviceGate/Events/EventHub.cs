@@ -53,6 +53,9 @@ internal sealed class EventHub(IOptions<GatewayOptions> options, NodeIdentity no
 
     public void Acked(string device, string messageId) => Publish(id => GatewayEvent.ForMessage(id, node.Id, EventTypes.Acked, device, messageId, time.GetUtcNow()));
 
+    public void StateChanged(string device, string part, long version, string patchJson) =>
+        Publish(id => GatewayEvent.StateChanged(id, node.Id, device, time.GetUtcNow(), part, version, patchJson));
+
     public void Expired(string device, string messageId) => Publish(id => GatewayEvent.ForMessage(id, node.Id, EventTypes.Expired, device, messageId, time.GetUtcNow()));
 
     public void Message(string device, MessageData data) => Publish(id => GatewayEvent.Message(id, node.Id, device, time.GetUtcNow(), data));

@@ -11,8 +11,9 @@ public static class EventTypes
     public const string Message = "message";
     public const string Acked = "acked";
     public const string Expired = "expired";
+    public const string State = "state";
     public const string Reset = "reset";
-    public static readonly string[] All = [Connected, Disconnected, Message, Acked, Expired];
+    public static readonly string[] All = [Connected, Disconnected, Message, Acked, Expired, State];
 }
 
 /// <summary>One event, serialized once (its JSON is shared by every reader and the webhook batch).</summary>
@@ -63,6 +64,16 @@ public sealed class GatewayEvent
         Create(id, node, EventTypes.Message, device, at, static (w, d) => d.WriteTo(w, compact: true), data);
 
     /// <summary><c>acked</c> and <c>expired</c>: <c>{device, id, at}</c>, where <c>id</c> is the message id.</summary>
+    /// <summary><c>state</c>: <c>{device, part, version, patch}</c>: a part of the device's state changed by <c>patch</c> (compact JSON).</summary>
+    public static GatewayEvent StateChanged(long id, string node, string device, DateTimeOffset at, string part, long version, string patchJson) =>
+        Create(id, node, EventTypes.State, device, at, static (w, s) =>
+        {
+            w.WriteString("part"u8, s.part);
+            w.WriteNumber("version"u8, s.version);
+            w.WritePropertyName("patch"u8);
+            w.WriteRawValue(s.patchJson, skipInputValidation: true);
+        }, (part, version, patchJson));
+
     public static GatewayEvent ForMessage(long id, string node, string type, string device, string messageId, DateTimeOffset at) =>
         Create(id, node, type, device, at, static (w, m) => w.WriteString("id"u8, m), messageId);
 

@@ -6,6 +6,7 @@ using DeviceGate.Delivery;
 using DeviceGate.Events;
 using DeviceGate.Rpc;
 using DeviceGate.Webhooks;
+using DeviceGate.State;
 using DeviceGate.Storage;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
@@ -63,6 +64,7 @@ public static class GatewayHost
             .AddSessions()
             .AddRpc()
             .AddDelivery()
+            .AddDeviceState()
             .AddWebSocketTransport()
             .AddWebhooks()
             .AddApi();

@@ -38,6 +38,9 @@ internal static class SqliteSchema
         CREATE TABLE memberships(grp TEXT NOT NULL, device TEXT NOT NULL, PRIMARY KEY(grp, device));
         CREATE INDEX memberships_device ON memberships(device);
         CREATE TABLE revocations(device TEXT PRIMARY KEY, not_before INTEGER NOT NULL);
+        CREATE TABLE device_state(device TEXT PRIMARY KEY, desired TEXT NOT NULL, reported TEXT NOT NULL,
+          desired_version INTEGER NOT NULL, reported_version INTEGER NOT NULL, acked_version INTEGER NOT NULL,
+          desired_at INTEGER, reported_at INTEGER);
         """;
 
     // Version 1 kept a device's revocation in its devices row, so forgetting the device dropped it.
@@ -45,6 +48,9 @@ internal static class SqliteSchema
         CREATE TABLE revocations(device TEXT PRIMARY KEY, not_before INTEGER NOT NULL);
         INSERT INTO revocations(device, not_before) SELECT id, tokens_not_before FROM devices WHERE tokens_not_before IS NOT NULL;
         ALTER TABLE devices DROP COLUMN tokens_not_before;
+        CREATE TABLE device_state(device TEXT PRIMARY KEY, desired TEXT NOT NULL, reported TEXT NOT NULL,
+          desired_version INTEGER NOT NULL, reported_version INTEGER NOT NULL, acked_version INTEGER NOT NULL,
+          desired_at INTEGER, reported_at INTEGER);
         """;
 
     /// <summary>Opens (creating if absent) and checks the database; throws a clear InvalidOperationException otherwise.</summary>

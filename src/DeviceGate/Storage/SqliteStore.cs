@@ -11,7 +11,7 @@ namespace DeviceGate.Storage;
 /// whatever has queued up in one transaction (group commit), so durability costs one fsync per batch, not per
 /// message. Reads use their own pooled connections and never wait for the writer.
 /// </summary>
-internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IStoreHealth, IAsyncDisposable
+internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IStateStore, IStoreHealth, IAsyncDisposable
 {
     public const string FileName = "devicegate.db";
     private const int MaxBatch = 512;
@@ -541,7 +541,7 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IStoreHealth
     public Task ForgetDeviceAsync(string device) => WriteAsync((c, tx) =>
     {
         var now = DateTimeOffset.UtcNow;
-        Writer("DELETE FROM memberships WHERE device = $d; DELETE FROM devices WHERE id = $d;", ("$d", device)).ExecuteNonQuery();
+        Writer("DELETE FROM memberships WHERE device = $d; DELETE FROM devices WHERE id = $d; DELETE FROM device_state WHERE device = $d;", ("$d", device)).ExecuteNonQuery();
         var cancel = Writer($"""
             UPDATE messages SET status = 'cancelled', pending = 0, updated_at = $now, {HistoryAppend("'cancelled'")} WHERE device = $d AND pending = 1
             RETURNING device, sender, length(data);
@@ -560,6 +560,51 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IStoreHealth
         using var cmd = Command(c, null, "SELECT count(*) FROM messages WHERE device = $d AND pending = 1 AND expires_at > $now;", ("$d", device), ("$now", Ms(now)));
         return Convert.ToInt32(await cmd.ExecuteScalarAsync().ConfigureAwait(false), CultureInfo.InvariantCulture);
     }
+
+    // ---- IStateStore ---------------------------------------------------------------------------------------------
+
+    public async Task<StateRecord> GetStateAsync(string device)
+    {
+        await using var c = OpenReader();
+        using var cmd = Command(c, null, "SELECT desired, reported, desired_version, reported_version, acked_version, desired_at, reported_at FROM device_state WHERE device = $d;", ("$d", device));
+        using var r = await cmd.ExecuteReaderAsync().ConfigureAwait(false);
+        return await r.ReadAsync().ConfigureAwait(false) ? ReadState(r) : StateRecord.Empty;
+    }
+
+    private static StateRecord ReadState(SqliteDataReader r) => new(r.GetString(0), r.GetString(1), r.GetInt64(2), r.GetInt64(3), r.GetInt64(4),
+        r.IsDBNull(5) ? null : FromMs(r.GetInt64(5)), r.IsDBNull(6) ? null : FromMs(r.GetInt64(6)));
+
+    public async Task<StateWrite> UpdateStateAsync(string device, StatePart part, Func<string, StateEdit> edit, long? ifMatch, DateTimeOffset at) =>
+        (StateWrite)(await WriteAsync((c, tx) =>
+        {
+            // In the writer: the read, the edit and the write are one step, so versions are assigned atomically.
+            StateRecord current;
+            using (var r = Writer("SELECT desired, reported, desired_version, reported_version, acked_version, desired_at, reported_at FROM device_state WHERE device = $d;", ("$d", device)).ExecuteReader())
+            {
+                current = r.Read() ? ReadState(r) : StateRecord.Empty;
+            }
+            if (ifMatch is { } expected && expected != current.Version(part)) return new StateWrite(StateWriteOutcome.VersionMismatch, current);
+            var result = edit(current.Part(part));
+            if (result.Refused) return new StateWrite(StateWriteOutcome.Refused, current);
+            if (result.Json is null || result.Json == current.Part(part)) return new StateWrite(StateWriteOutcome.Unchanged, current);
+            var next = part == StatePart.Desired
+                ? current with { Desired = result.Json, DesiredVersion = current.DesiredVersion + 1, DesiredAt = at }
+                : current with { Reported = result.Json, ReportedVersion = current.ReportedVersion + 1, ReportedAt = at };
+            Writer("""
+                INSERT INTO device_state(device, desired, reported, desired_version, reported_version, acked_version, desired_at, reported_at)
+                VALUES($d, $des, $rep, $dv, $rv, $av, $dat, $rat)
+                ON CONFLICT(device) DO UPDATE SET desired = excluded.desired, reported = excluded.reported, desired_version = excluded.desired_version,
+                  reported_version = excluded.reported_version, desired_at = excluded.desired_at, reported_at = excluded.reported_at;
+                """, ("$d", device), ("$des", next.Desired), ("$rep", next.Reported), ("$dv", next.DesiredVersion), ("$rv", next.ReportedVersion),
+                ("$av", next.AckedVersion), ("$dat", next.DesiredAt is { } d ? Ms(d) : null), ("$rat", next.ReportedAt is { } rt ? Ms(rt) : null)).ExecuteNonQuery();
+            return new StateWrite(StateWriteOutcome.Written, next);
+        }).ConfigureAwait(false))!;
+
+    public Task AckStateAsync(string device, long version) => WriteAsync((c, tx) =>
+    {
+        Writer("UPDATE device_state SET acked_version = max(acked_version, $v) WHERE device = $d;", ("$d", device), ("$v", version)).ExecuteNonQuery();
+        return null;
+    });
 
     public async ValueTask DisposeAsync()
     {

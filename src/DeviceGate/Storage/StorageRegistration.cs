@@ -14,6 +14,7 @@ internal static class StorageRegistration
         });
         services.AddSingleton<IMessageStore>(sp => sp.GetRequiredService<SqliteStore>());
         services.AddSingleton<IDirectoryStore>(sp => sp.GetRequiredService<SqliteStore>());
+        services.AddSingleton<IStateStore>(sp => sp.GetRequiredService<SqliteStore>());
         services.AddSingleton<LocalDirectory>();
         services.AddSingleton<IDeviceDirectory>(sp => sp.GetRequiredService<LocalDirectory>());
         services.AddSingleton<IGroupDirectory>(sp => sp.GetRequiredService<LocalDirectory>());

@@ -66,6 +66,24 @@ public sealed class ClusterTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task State_written_through_one_node_is_read_on_the_other_with_one_version_order()
+    {
+        using var patch = new HttpRequestMessage(HttpMethod.Patch, "api/devices/shared-state/state/desired")
+        {
+            Content = new StringContent("""{"fw":"2.0"}""", System.Text.Encoding.UTF8, "application/json"),
+        };
+        using (var r = await _two.Api.SendAsync(patch)) Assert.Equal(HttpStatusCode.OK, r.StatusCode);
+        using var report = new HttpRequestMessage(HttpMethod.Patch, "api/devices/shared-state/state/reported")
+        {
+            Content = new StringContent("""{"fw":"1.9"}""", System.Text.Encoding.UTF8, "application/json"),
+        };
+        using (var r = await _one.Api.SendAsync(report)) Assert.Equal(HttpStatusCode.OK, r.StatusCode);
+        var doc = await _one.Api.GetJsonAsync("api/devices/shared-state/state");
+        Assert.Equal(("2.0", "1.9", "2.0", 1, 1), (doc.GetProperty("desired").Str("fw"), doc.GetProperty("reported").Str("fw"), doc.GetProperty("delta").Str("fw"),
+            doc.GetProperty("desiredVersion").GetInt32(), doc.GetProperty("reportedVersion").GetInt32()));
+    }
+
+    [Fact]
     public async Task Presence_from_any_node_lists_every_node_s_devices()
     {
         using var a = await _one.ConnectAsync("p-one");
