@@ -5,7 +5,7 @@ using System.Text.Json;
 
 namespace DeviceGate.Cli;
 
-/// <summary><c>send</c>, <c>broadcast</c> and <c>devices</c>: thin wrappers over the HTTP API.</summary>
+/// <summary><c>send</c>, <c>broadcast</c>, <c>devices</c> and <c>state</c>: thin wrappers over the HTTP API.</summary>
 internal static class ApiCommands
 {
     public static IEnumerable<Command> Create()
@@ -30,7 +30,28 @@ internal static class ApiCommands
         var devices = CommandLine.Client("devices", "List connected devices.");
         devices.SetAction(ListDevicesAsync);
 
-        return [send, broadcast, devices];
+        var stateId = new Argument<string>("id") { Description = "Device id" };
+        var desired = new Option<string?>("--desired") { Description = "A JSON merge patch for the desired state (prints the document after it)" };
+        var state = CommandLine.Client("state", "Print a device's state document (desired, reported, delta, versions), or patch its desired state.");
+        state.Arguments.Add(stateId);
+        state.Options.Add(desired);
+        state.SetAction((parse, ct) => StateAsync(parse, parse.GetValue(stateId)!, parse.GetValue(desired), ct));
+
+        return [send, broadcast, devices, state];
+    }
+
+    private static async Task<int> StateAsync(ParseResult parse, string id, string? patch, CancellationToken ct)
+    {
+        using var http = CreateClient(parse);
+        if (http is null) return CommandLine.Fail(NoKey);
+        var path = $"api/devices/{Uri.EscapeDataString(id)}/state";
+        return await RunAsync(() =>
+        {
+            if (patch is null) return http.GetAsync(path, ct);
+            var request = new HttpRequestMessage(HttpMethod.Patch, path + "/desired") { Content = new StringContent(patch, Encoding.UTF8) };
+            request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/merge-patch+json");
+            return http.SendAsync(request, ct);
+        }, async r => Console.WriteLine(await r.Content.ReadAsStringAsync(ct).ConfigureAwait(false))).ConfigureAwait(false);
     }
 
     private static async Task<int> PostAsync(ParseResult parse, string path, string payload, bool binary, CancellationToken ct)

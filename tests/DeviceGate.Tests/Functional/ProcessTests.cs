@@ -1,3 +1,4 @@
+using System.Text.Json;
 using System.Net;
 using System.Net.Http.Headers;
 using System.Net.WebSockets;
@@ -117,6 +118,17 @@ public sealed class ProcessTests : IDisposable
         var offline = await GatewayProcess.RunCliAsync(_dir, env, "send", "cli-dev", "nobody home");
         Assert.NotEqual(0, offline.Code);
         Assert.Contains("404", offline.StdErr);
+
+        // state: patch desired, then print the document.
+        var patched = await GatewayProcess.RunCliAsync(_dir, env, "state", "cli-dev", "--desired", """{"fw":"1.4"}""");
+        Assert.True(patched.Code == 0, patched.StdErr);
+        var shown = await GatewayProcess.RunCliAsync(_dir, env, "state", "cli-dev");
+        using var doc = JsonDocument.Parse(shown.StdOut);
+        Assert.Equal(("1.4", "1.4", 1), (doc.RootElement.GetProperty("desired").GetProperty("fw").GetString(),
+            doc.RootElement.GetProperty("delta").GetProperty("fw").GetString(), doc.RootElement.GetProperty("desiredVersion").GetInt32()));
+        var bad = await GatewayProcess.RunCliAsync(_dir, env, "state", "cli-dev", "--desired", "[1]");
+        Assert.NotEqual(0, bad.Code);
+        Assert.Contains("400", bad.StdErr);
     }
 
     [Fact]
