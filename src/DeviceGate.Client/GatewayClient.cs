@@ -162,6 +162,28 @@ public sealed class GatewayClient(HttpClient http, ILogger<GatewayClient>? logge
     /// <summary>A device's presence, groups and queued count.</summary>
     public Task<JsonElement> GetDeviceAsync(string deviceId, CancellationToken ct = default) => GetAsync($"api/devices/{Esc(deviceId)}", ct);
 
+    /// <summary>The device's state document: desired, reported, delta, their versions and when each changed.</summary>
+    public Task<JsonElement> GetStateAsync(string deviceId, CancellationToken ct = default) => GetAsync($"api/devices/{Esc(deviceId)}/state", ct);
+
+    /// <summary>
+    /// Merges <paramref name="patch"/> (a JSON merge patch: members set, null removes) into the desired state and
+    /// returns the document. With <paramref name="ifMatch"/> it is written only if desired is still at that version;
+    /// otherwise a <see cref="GatewayException"/> with status 412 and type <c>version_mismatch</c>.
+    /// </summary>
+    public Task<JsonElement> PatchDesiredAsync(string deviceId, object patch, long? ifMatch = null, CancellationToken ct = default) =>
+        ChangeStateAsync(HttpMethod.Patch, deviceId, "desired", patch, ifMatch, ct);
+
+    /// <summary>Merges <paramref name="patch"/> into the reported state (for a backend reporting on a device's behalf).</summary>
+    public Task<JsonElement> PatchReportedAsync(string deviceId, object patch, long? ifMatch = null, CancellationToken ct = default) =>
+        ChangeStateAsync(HttpMethod.Patch, deviceId, "reported", patch, ifMatch, ct);
+
+    private Task<JsonElement> ChangeStateAsync(HttpMethod method, string deviceId, string part, object patch, long? ifMatch, CancellationToken ct)
+    {
+        var request = new HttpRequestMessage(method, $"api/devices/{Esc(deviceId)}/state/{part}") { Content = JsonContent.Create(patch) };
+        if (ifMatch is { } version) request.Headers.TryAddWithoutValidation("If-Match", $"\"{version.ToString(System.Globalization.CultureInfo.InvariantCulture)}\"");
+        return SendAsync(request, ct);
+    }
+
     /// <summary>A device's recent messages with their status.</summary>
     public Task<JsonElement> GetDeviceMessagesAsync(string deviceId, CancellationToken ct = default) => GetAsync($"api/devices/{Esc(deviceId)}/messages", ct);
 

@@ -128,6 +128,39 @@ export class GatewayClient {
   }
 
   /**
+   * The device's state document: desired, reported, delta, their versions and when each changed.
+   * @param {string} deviceId
+   * @returns {Promise<any>}
+   */
+  getState(deviceId) {
+    return this.#json('GET', `/api/devices/${seg(deviceId)}/state`);
+  }
+
+  /**
+   * Merges `patch` (a JSON merge patch: members set, `null` removes) into the desired state; returns the document.
+   * With `ifMatch` it is written only if desired is still at that version (else a `DeviceGateError` with code
+   * `version_mismatch`, status 412).
+   * @param {string} deviceId
+   * @param {Record<string, unknown>} patch
+   * @param {{ ifMatch?: number }} [options]
+   * @returns {Promise<any>}
+   */
+  patchDesired(deviceId, patch, options = {}) {
+    return this.#json('PATCH', `/api/devices/${seg(deviceId)}/state/desired`, patch, ifMatchHeader(options.ifMatch));
+  }
+
+  /**
+   * Merges `patch` into the reported state (for a backend reporting on a device's behalf); returns the document.
+   * @param {string} deviceId
+   * @param {Record<string, unknown>} patch
+   * @param {{ ifMatch?: number }} [options]
+   * @returns {Promise<any>}
+   */
+  patchReported(deviceId, patch, options = {}) {
+    return this.#json('PATCH', `/api/devices/${seg(deviceId)}/state/reported`, patch, ifMatchHeader(options.ifMatch));
+  }
+
+  /**
    * @param {string} deviceId
    * @returns {Promise<{ id: string, online: boolean, connectedAt: string | null, lastSeen: string | null, node: string, groups: string[], queued: number }>}
    */
@@ -382,4 +415,12 @@ function delay(ms, signal) {
 /** @param {string} data @param {Error} error */
 function warnMalformed(data, error) {
   console.warn(`DeviceGate: skipped an event stream entry that is not JSON (${data.length} characters): ${error.message}`);
+}
+
+/**
+ * @param {number | undefined} version
+ * @returns {Record<string, string>}
+ */
+function ifMatchHeader(version) {
+  return version === undefined ? {} : { 'If-Match': `"${version}"` };
 }

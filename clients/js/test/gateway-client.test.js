@@ -154,3 +154,17 @@ test('the event stream skips an entry that is not JSON and resumes after the las
   ac.abort();
   await third.catch(() => {});
 });
+
+test('device state: patch desired with If-Match, report, read the delta', async (t) => {
+  const gw = await startGateway(t);
+  const gateway = new GatewayClient({ url: gw.url, apiKey });
+  const first = await gateway.patchDesired('js-state', { fw: '1.4', screen: { brightness: 70 } });
+  assert.equal(first.desiredVersion, 1);
+  await assert.rejects(gateway.patchDesired('js-state', { fw: '1.5' }, { ifMatch: 0 }), (e) => e instanceof DeviceGateError && e.code === 'version_mismatch' && e.status === 412);
+  const second = await gateway.patchDesired('js-state', { screen: { brightness: null } }, { ifMatch: 1 });
+  assert.deepEqual(second.desired, { fw: '1.4', screen: {} });
+  await gateway.patchReported('js-state', { fw: '1.3' });
+  const doc = await gateway.getState('js-state');
+  assert.deepEqual(doc.delta, { fw: '1.4', screen: {} });
+  assert.equal(doc.reportedVersion, 1);
+});

@@ -97,4 +97,19 @@ public sealed class GatewayClientTests : GatewayTest
         await cts.CancelAsync();
         await events.DisposeAsync();
     }
+
+    [Fact]
+    public async Task State_calls_patch_desired_with_if_match_report_and_read_the_delta()
+    {
+        await using var gw = await TestGateway.StartAsync();
+        var client = new GatewayClient(gw.Api);
+        var first = await client.PatchDesiredAsync("net-state", new { fw = "1.4" });
+        Assert.Equal(1, first.GetProperty("desiredVersion").GetInt32());
+        var stale = await Assert.ThrowsAsync<GatewayException>(() => client.PatchDesiredAsync("net-state", new { fw = "1.5" }, ifMatch: 0));
+        Assert.Equal((System.Net.HttpStatusCode.PreconditionFailed, "version_mismatch"), (stale.Status, stale.Type));
+        await client.PatchReportedAsync("net-state", new { fw = "1.3" });
+        var doc = await client.GetStateAsync("net-state");
+        Assert.Equal(("1.4", "1.3", "1.4"), (doc.GetProperty("desired").GetProperty("fw").GetString(), doc.GetProperty("reported").GetProperty("fw").GetString(),
+            doc.GetProperty("delta").GetProperty("fw").GetString()));
+    }
 }
