@@ -17,6 +17,7 @@ internal sealed class EnvelopeHandler(
     Delivery.DeliveryService delivery,
     IGroupDirectory groups,
     Storage.IDeviceDirectory directory,
+    State.DeviceStates states,
     EventHub events,
     RpcCoordinator rpcs,
     GatewayMetrics metrics,
@@ -49,12 +50,13 @@ internal sealed class EnvelopeHandler(
                 case EnvelopeTypes.Join: Join(c, envelope, join: true); break;
                 case EnvelopeTypes.Leave: Join(c, envelope, join: false); break;
                 case EnvelopeTypes.Reply: Reply(c, envelope); break;
+                case EnvelopeTypes.Report: Report(c, envelope); break;
                 case EnvelopeTypes.Ack:
                     if (envelope.Id is null) Fail(c, ErrorCodes.MissingField, "'id' is required: the id of the message being acked.", envelope.Ref);
                     else c.Lane?.Ack(envelope.Id);
                     break;
                 default:
-                    Fail(c, ErrorCodes.UnknownType, $"Unknown envelope type '{envelope.Type}'. Devices send: send, publish, join, leave, reply, ack.", envelope.Ref);
+                    Fail(c, ErrorCodes.UnknownType, $"Unknown envelope type '{envelope.Type}'. Devices send: send, publish, join, leave, reply, ack, report.", envelope.Ref);
                     break;
             }
         }
@@ -221,6 +223,36 @@ internal sealed class EnvelopeHandler(
             return;
         }
         if (!rpcs.Complete(c, e.Id, e.Data, e.Error)) Log.LateReply(logger, c.DeviceId, LogText.Safe(e.Id));
+    }
+
+    /// <summary>A device reports its own state: the merge patch goes into <c>reported</c>, answered with its version.</summary>
+    private void Report(DeviceSession c, InboundEnvelope e)
+    {
+        if (e.State.ValueKind == JsonValueKind.Undefined) { Fail(c, ErrorCodes.MissingField, "'state' is required: a JSON merge patch of the reported state.", e.Ref); return; }
+        if (!State.StatePatch.TryParseObject(System.Runtime.InteropServices.JsonMarshal.GetRawUtf8Value(e.State), out var patch, out var why))
+        {
+            Fail(c, ErrorCodes.InvalidField, "'state': " + why, e.Ref);
+            return;
+        }
+        _ = ReportAsync(c, patch!, e.Ref);
+    }
+
+    private async Task ReportAsync(DeviceSession c, System.Text.Json.Nodes.JsonObject patch, string? @ref)
+    {
+        try
+        {
+            var (outcome, document) = await states.ChangeAsync(c.DeviceId, Storage.StatePart.Reported, patch, replace: false, ifMatch: null).ConfigureAwait(false);
+            if (outcome == State.StateChangeOutcome.TooLarge)
+            {
+                c.TryEnqueue(OutboundMessage.Text(EnvelopeWriter.Error(ErrorCodes.StateTooLarge, "The reported state would exceed DeviceGate:State:MaxBytes; nothing changed.", @ref)));
+                return;
+            }
+            c.TryEnqueue(OutboundMessage.Text(EnvelopeWriter.Reported(@ref, document.ReportedVersion)));
+        }
+        catch (Exception e) when (Storage.StoreFailures.Is(e))
+        {
+            Unavailable(c, @ref);
+        }
     }
 
     private async Task ObserveAsync(Task write)

@@ -29,6 +29,7 @@ public static class ErrorCodes
     public const string OutboxFull = "outbox_full";
     public const string Unavailable = "unavailable";
     public const string QuotaExceeded = "quota_exceeded";
+    public const string StateTooLarge = "state_too_large";
 }
 
 /// <summary>The <c>type</c> of each envelope, both directions.</summary>
@@ -40,6 +41,8 @@ public static class EnvelopeTypes
     public const string Leave = "leave";
     public const string Reply = "reply";
     public const string Ack = "ack";
+    public const string Report = "report";
+    public const string Reported = "reported";
     public const string Message = "message";
     public const string Rpc = "rpc";
     public const string Sent = "sent";

@@ -16,6 +16,9 @@ public sealed class InboundEnvelope(JsonDocument document) : IDisposable
     public JsonElement Data { get; init; }
     public JsonElement Error { get; init; }
 
+    /// <summary>A <c>report</c>'s merge patch (ValueKind Undefined when absent).</summary>
+    public JsonElement State { get; init; }
+
     public void Dispose() => document.Dispose();
 }
 
@@ -109,6 +112,7 @@ public static class EnvelopeReader
             Ttl = ttl,
             Data = data,
             Error = root.TryGetProperty("error"u8, out var error) ? error : default,
+            State = root.TryGetProperty("state"u8, out var state) ? state : default,
         };
         return true;
     }

@@ -25,6 +25,14 @@ public static class EnvelopeWriter
         s.data.WriteTo(w);
     });
 
+    /// <summary>The answer to a <c>report</c>: the reported part's version after it.</summary>
+    public static byte[] Reported(string? @ref, long version) => Write((@ref, version), static (w, s) =>
+    {
+        w.WriteString("type"u8, EnvelopeTypes.Reported);
+        w.WriteNumber("version"u8, s.version);
+        if (s.@ref is not null) w.WriteString("ref"u8, s.@ref);
+    });
+
     public static byte[] Sent(string? @ref, string id, string status) => Write((@ref, id, status), static (w, s) =>
     {
         w.WriteString("type"u8, EnvelopeTypes.Sent);

@@ -116,4 +116,29 @@ public sealed class StateApiTests : GatewayTest
         using (var forget = await Gw.Api.DeleteAsync("api/devices/gone-1")) Assert.Equal(HttpStatusCode.NoContent, forget.StatusCode);
         Assert.Equal(0, (await Gw.Api.GetJsonAsync("api/devices/gone-1/state")).GetProperty("desiredVersion").GetInt32());
     }
+
+    [Fact]
+    public async Task A_device_reports_its_own_state_with_an_envelope()
+    {
+        await using var events = await SseClient.OpenAsync(Gw.Api, "api/events?types=state");
+        using var device = await Gw.ConnectEnvelopeAsync("reporter-1");
+        await device.SendJsonAsync(new { type = "report", state = new { fw = "1.3", screen = new { on = true } }, @ref = "r1" });
+        var answer = await device.ReceiveJsonAsync();
+        Assert.Equal(("reported", 1, "r1"), (answer.Str("type"), answer.GetProperty("version").GetInt32(), answer.Str("ref")));
+        await device.SendJsonAsync(new { type = "report", state = new { screen = new { on = (bool?)null } } });
+        Assert.Equal(2, (await device.ReceiveJsonAsync()).GetProperty("version").GetInt32());
+        var doc = await Gw.Api.GetJsonAsync("api/devices/reporter-1/state");
+        Assert.Equal("""{"fw":"1.3","screen":{}}""", doc.GetProperty("reported").GetRawText());
+        var e = await events.NextAsync();
+        Assert.Equal(("reporter-1", "reported", 1), (e.Data.Str("device"), e.Data.Str("part"), e.Data.GetProperty("version").GetInt32()));
+
+        await device.SendJsonAsync(new { type = "report", state = new[] { 1 }, @ref = "bad" });
+        var invalid = await device.ReceiveJsonAsync();
+        Assert.Equal(("error", "invalid_field", "bad"), (invalid.Str("type"), invalid.Str("code"), invalid.Str("ref")));
+        await device.SendJsonAsync(new { type = "report", state = new { big = new string('x', 300) }, @ref = "big" });
+        Assert.Equal("state_too_large", (await device.ReceiveJsonAsync()).Str("code"));
+        await device.SendJsonAsync(new { type = "report", @ref = "none" });
+        Assert.Equal("missing_field", (await device.ReceiveJsonAsync()).Str("code"));
+        Assert.Equal(2, (await Gw.Api.GetJsonAsync("api/devices/reporter-1/state")).GetProperty("reportedVersion").GetInt32());
+    }
 }
