@@ -103,6 +103,13 @@ public sealed class DeviceClient : IAsyncDisposable
     public Task PublishAsync(string group, object? data, CancellationToken cancellationToken = default) =>
         SendEnvelopeAsync(new Dictionary<string, object?> { ["type"] = "publish", ["group"] = group, ["data"] = data }, cancellationToken);
 
+    /// <summary>
+    /// Reports this device's own state: <paramref name="patch"/> (a JSON merge patch: members set, null removes) is
+    /// merged into its reported state. The gateway answers with the new version; refusals arrive as errors.
+    /// </summary>
+    public Task ReportStateAsync(object patch, CancellationToken cancellationToken = default) =>
+        SendEnvelopeAsync(new Dictionary<string, object?> { ["type"] = "report", ["state"] = patch }, cancellationToken);
+
     /// <summary>Joins a group.</summary>
     public Task JoinAsync(string group, CancellationToken cancellationToken = default) =>
         SendEnvelopeAsync(new Dictionary<string, object?> { ["type"] = "join", ["group"] = group }, cancellationToken);

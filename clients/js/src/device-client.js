@@ -184,6 +184,17 @@ export class DeviceClient {
   }
 
   /**
+   * Reports this device's own state: `patch` (a JSON merge patch: members set, `null` removes) is merged into its
+   * reported state. Resolves with the reported version after it; rejects with a `DeviceGateError`
+   * (`invalid_field`, `state_too_large`, `unavailable`, or `not_connected`/`disconnected`/`timeout`).
+   * @param {Record<string, unknown>} patch
+   * @returns {Promise<{ version: number }>}
+   */
+  reportState(patch) {
+    return /** @type {Promise<{ version: number }>} */ (/** @type {unknown} */ (this.#request({ type: 'report', state: patch })));
+  }
+
+  /**
    * Publishes `data` to every other member of `group`.
    * @param {string} group
    * @param {unknown} data
@@ -372,6 +383,11 @@ export class DeviceClient {
       case 'sent': {
         const p = this.#takePending(envelope.ref);
         p?.resolve({ id: envelope.id, status: envelope.status });
+        break;
+      }
+      case 'reported': {
+        const p = this.#takePending(envelope.ref);
+        p?.resolve(/** @type {any} */ ({ version: envelope.version }));
         break;
       }
       case 'error': {

@@ -281,3 +281,14 @@ test('close() closes with 1000 and the client stays closed', async (t) => {
   await assert.rejects(d.send('x', 1), (err) => err.code === 'not_connected');
   assert.equal(d.state, 'closed');
 });
+
+test('a device reports its own state and gets the reported version back', async (t) => {
+  const gw = await startGateway(t, { args: ['--DeviceGate:State:MaxBytes=100'] });
+  const d = device(t, gw, 'js-reporter');
+  await d.connect();
+  assert.deepEqual(await d.reportState({ fw: '1.3' }), { version: 1 });
+  assert.deepEqual(await d.reportState({ fw: '1.4', screen: { on: true } }), { version: 2 });
+  await assert.rejects(d.reportState({ big: 'x'.repeat(200) }), (e) => e instanceof DeviceGateError && e.code === 'state_too_large');
+  const doc = (await api(gw, 'GET', '/api/devices/js-reporter/state')).body;
+  assert.deepEqual(doc.reported, { fw: '1.4', screen: { on: true } });
+});

@@ -38,6 +38,20 @@ public sealed class DeviceClientTests : IDisposable
     }
 
     [Fact]
+    public async Task A_device_reports_its_own_state()
+    {
+        await using var gw = await TestGateway.StartAsync();
+        await using var events = await SseClient.OpenAsync(gw.Api, "api/events?types=state");
+        await using var client = Client(gw.BaseUri, "sdk-reporter", _ => ValueTask.FromResult(gw.Token("sdk-reporter")));
+        await client.StartAsync(new CancellationTokenSource(Timeouts.Default).Token);
+        await client.ReportStateAsync(new { fw = "1.3", temp = 21.5 });
+        var e = await events.NextAsync();
+        Assert.Equal(("sdk-reporter", "reported", 1), (e.Data.Str("device"), e.Data.Str("part"), e.Data.GetProperty("version").GetInt32()));
+        var doc = await gw.Api.GetJsonAsync("api/devices/sdk-reporter/state");
+        Assert.Equal("1.3", doc.GetProperty("reported").Str("fw"));
+    }
+
+    [Fact]
     public async Task Backoff_honours_retry_after()
     {
         await using var gw = await TestGateway.StartAsync(new Dictionary<string, string> { ["DeviceGate:Limits:MaxConnections"] = "1" });
