@@ -12,9 +12,9 @@ using DeviceGate.Sessions;
 namespace DeviceGate.Api;
 
 /// <summary>Metrics, health, the API description and the HTTP-level protections (forwarded headers, API rate limit).</summary>
-internal static class Observability
+internal static class ApiPipeline
 {
-    public static void AddObservability(IServiceCollection services)
+    public static void AddApiPipeline(IServiceCollection services)
     {
         services.AddOpenApi();
         services.AddRateLimiter(o =>
@@ -53,7 +53,7 @@ internal static class Observability
     }
 
     /// <summary>Middleware that runs before the endpoints.</summary>
-    public static void UseObservability(WebApplication app)
+    public static void UseApiPipeline(WebApplication app)
     {
         var options = app.Services.GetRequiredService<IOptions<GatewayOptions>>().Value;
         if (options.Network.KnownProxies.Length > 0) app.UseForwardedHeaders();
@@ -92,7 +92,7 @@ internal static class Observability
         }
     }
 
-    public static void MapObservability(WebApplication app)
+    public static void MapApiPipeline(WebApplication app)
     {
         var metrics = app.Services.GetRequiredService<GatewayMetrics>();
         var store = app.Services.GetRequiredService<IMessageStore>();

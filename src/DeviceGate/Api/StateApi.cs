@@ -48,7 +48,7 @@ internal static class StateApi
         var (outcome, document) = await states.ChangeAsync(id, part, patch!, replace, ifMatch).ConfigureAwait(false);
         return outcome switch
         {
-            StateChangeOutcome.VersionMismatch => VersionMismatch(header, document, part),
+            StateChangeOutcome.VersionMismatch => VersionMismatch(header, document),
             StateChangeOutcome.TooLarge => TooLarge(max),
             _ => Answer(context, document),
         };
@@ -78,7 +78,7 @@ internal static class StateApi
         return Results.Bytes(buffer.WrittenSpan.ToArray(), "application/json");
     }
 
-    private static ApiProblem VersionMismatch(string header, StateDocument? current = null, StatePart part = StatePart.Desired) =>
+    private static ApiProblem VersionMismatch(string header, StateDocument? current = null) =>
         new(412, "version_mismatch", "Version mismatch",
             $"If-Match {header} does not name the current version{(current is null ? "" : $" ({current.DesiredVersion} desired, {current.ReportedVersion} reported)")}; nothing changed. Read the state again and retry.");
 

@@ -9,7 +9,7 @@ namespace DeviceGate.Cluster;
 /// </summary>
 internal sealed class RedisDirectory(RedisStore store, ILogger<RedisDirectory> logger) : IDeviceDirectory, IGroupDirectory
 {
-    public void Seen(string device, DateTimeOffset at) => Persist(store.SaveLastSeenAsync(device, at));
+    public void Seen(string device, DateTimeOffset at) => store.SaveLastSeenAsync(device, at).LogFailure(logger);
 
     // The store marks a device known with the write that makes it so (a queued message, a membership).
     public void Known(string device)
@@ -39,16 +39,4 @@ internal sealed class RedisDirectory(RedisStore store, ILogger<RedisDirectory> l
     public Task<IReadOnlyList<string>> GroupsOfAsync(string device) => store.GroupsOfAsync(device);
 
     public Task<IReadOnlyList<(string Group, int Members)>> GroupsAsync(string? after, int limit) => store.GroupsAsync(after, limit);
-
-    private async void Persist(Task write)
-    {
-        try
-        {
-            await write.ConfigureAwait(false);
-        }
-        catch (Exception e)
-        {
-            Log.StoreWriteFailed(logger, e.Message);
-        }
-    }
 }

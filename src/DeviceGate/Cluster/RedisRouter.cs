@@ -93,12 +93,16 @@ internal sealed class RedisRouter(LocalRouter local, IPresence presence, ICluste
         }
     }
 
-    private static async Task Guard(Task call) => await Guard(WithResult(call)).ConfigureAwait(false);
-
-    private static async Task<bool> WithResult(Task call)
+    private static async Task Guard(Task call)
     {
-        await call.ConfigureAwait(false);
-        return true;
+        try
+        {
+            await call.ConfigureAwait(false);
+        }
+        catch (Exception e) when (StoreFailures.Is(e) && e is not StoreUnavailableException)
+        {
+            throw Unavailable(e);
+        }
     }
 
     private static StoreUnavailableException Unavailable(Exception e) => e as StoreUnavailableException ?? new StoreUnavailableException(e);

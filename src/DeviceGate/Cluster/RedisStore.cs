@@ -387,22 +387,14 @@ internal sealed class RedisStore(IConnectionMultiplexer redis, RedisKeys keys, T
         while (true)
         {
             var current = ToState(await Db.HashGetAllAsync(key).ConfigureAwait(false));
+            var write = current.Apply(part, edit, ifMatch, at);
+            if (write.Outcome != StateWriteOutcome.Written) return write;
             var version = current.Version(part);
-            if (ifMatch is { } expected && expected != version) return new StateWrite(StateWriteOutcome.VersionMismatch, current);
-            var result = edit(current.Part(part));
-            if (result.Refused) return new StateWrite(StateWriteOutcome.Refused, current);
-            if (result.Json is null || result.Json == current.Part(part)) return new StateWrite(StateWriteOutcome.Unchanged, current);
             var tx = Db.CreateTransaction();
             // Written only if nobody changed this part since it was read; otherwise read again (or, with If-Match, refuse).
             tx.AddCondition(version == 0 ? Condition.HashNotExists(key, versionField) : Condition.HashEqual(key, versionField, version));
-            _ = tx.HashSetAsync(key, [new HashEntry(jsonField, result.Json), new HashEntry(versionField, version + 1), new HashEntry(atField, Ms(at))]);
-            if (await tx.ExecuteAsync().ConfigureAwait(false))
-            {
-                var next = part == StatePart.Desired
-                    ? current with { Desired = result.Json, DesiredVersion = version + 1, DesiredAt = at }
-                    : current with { Reported = result.Json, ReportedVersion = version + 1, ReportedAt = at };
-                return new StateWrite(StateWriteOutcome.Written, next);
-            }
+            _ = tx.HashSetAsync(key, [new HashEntry(jsonField, write.Record.Part(part)), new HashEntry(versionField, version + 1), new HashEntry(atField, Ms(at))]);
+            if (await tx.ExecuteAsync().ConfigureAwait(false)) return write;
         }
     });
 

@@ -79,7 +79,7 @@ internal sealed class DeviceEndpoint(
         {
             outcome = await handshake.CheckTokenAsync(deviceId, token).ConfigureAwait(false);
         }
-        catch (Exception e) when (IsStoreFailure(e))
+        catch (Exception e) when (Storage.StoreFailures.Is(e))
         {
             await RefuseAsync(context, 503, "store_unavailable", "the directory (revocations) cannot be read right now", deviceId, 5).ConfigureAwait(false);
             return;
@@ -116,7 +116,7 @@ internal sealed class DeviceEndpoint(
         catch (Exception e)
         {
             transport.Abandon();
-            if (!IsStoreFailure(e) || context.Response.HasStarted) throw;
+            if (!Storage.StoreFailures.Is(e) || context.Response.HasStarted) throw;
             await RefuseAsync(context, 503, "store_unavailable", "presence cannot be recorded right now", deviceId, 5).ConfigureAwait(false);
             return;
         }
@@ -135,8 +135,6 @@ internal sealed class DeviceEndpoint(
             await sessions.CloseAsync(session, started).ConfigureAwait(false);
         }
     }
-
-    private static bool IsStoreFailure(Exception e) => Storage.StoreFailures.Is(e);
 
     internal static WebSocketAcceptContext AcceptContext(WebSocketsOptions ws, string? subprotocol) => new()
     {
@@ -172,11 +170,7 @@ internal sealed class DeviceEndpoint(
 
     private Task RefuseAsync(HttpContext context, Handshake.Outcome outcome, int? retryAfter)
     {
-        if (outcome.Status == 426)
-        {
-            context.Response.Headers.Upgrade = "websocket";
-            context.Response.Headers.SecWebSocketVersion = "13";
-        }
+        Handshake.AddRefusalHeaders(context.Response, outcome.Status);
         return RefuseAsync(context, outcome.Status, outcome.Code, outcome.Reason, outcome.DeviceId, retryAfter);
     }
 

@@ -30,11 +30,7 @@ internal sealed class EchoEndpoint(
         }
         if (Handshake.UpgradeProblem(context) is { } problem)
         {
-            if (problem.Status == 426)
-            {
-                context.Response.Headers.Upgrade = "websocket";
-                context.Response.Headers.SecWebSocketVersion = "13";
-            }
+            Handshake.AddRefusalHeaders(context.Response, problem.Status);
             await Refuse(context, problem.Status, problem.Code, problem.Reason);
             return;
         }

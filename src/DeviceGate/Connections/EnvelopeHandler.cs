@@ -196,7 +196,8 @@ internal sealed class EnvelopeHandler(
     private void Join(DeviceSession c, InboundEnvelope e, bool join)
     {
         if (join ? !CheckGroup(c, e) : !CheckGroupName(c, e)) return;
-        _ = join ? JoinAsync(c, e.Group!, e.Ref) : ObserveAsync(groups.RemoveAsync(e.Group!, c.DeviceId));
+        if (join) _ = JoinAsync(c, e.Group!, e.Ref);
+        else groups.RemoveAsync(e.Group!, c.DeviceId).LogFailure(logger);
     }
 
     private async Task JoinAsync(DeviceSession c, string group, string? @ref)
@@ -252,18 +253,6 @@ internal sealed class EnvelopeHandler(
         catch (Exception e) when (Storage.StoreFailures.Is(e))
         {
             Unavailable(c, @ref);
-        }
-    }
-
-    private async Task ObserveAsync(Task write)
-    {
-        try
-        {
-            await write.ConfigureAwait(false);
-        }
-        catch (Exception ex)
-        {
-            Log.StoreWriteFailed(logger, ex.Message);
         }
     }
 

@@ -75,6 +75,14 @@ internal sealed class Handshake(IOptions<GatewayOptions> options, DeviceTokens t
         return Refuse(426, "bad_upgrade", "unsupported Sec-WebSocket-Version (this server speaks 13)");
     }
 
+    /// <summary>Refusal headers RFC 6455 asks for: a 426 names the upgrade and the version this server speaks.</summary>
+    public static void AddRefusalHeaders(HttpResponse response, int status)
+    {
+        if (status != 426) return;
+        response.Headers.Upgrade = "websocket";
+        response.Headers.SecWebSocketVersion = "13";
+    }
+
     private static bool IsValidKey(string key)
     {
         Span<byte> bytes = stackalloc byte[18];

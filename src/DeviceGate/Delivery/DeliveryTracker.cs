@@ -18,13 +18,14 @@ internal sealed class DeliveryTracker(IMessageStore store, StatusBook book, Even
             metrics.MessagesDelivered.WithLabels(kind).Inc();
             metrics.DeliveryLatency.WithLabels(kind).Observe(time.GetElapsedTime(entry.AcceptedAt).TotalSeconds);
         }
-        if (entry.Durable) Persist(store.RecordAsync(device, entry.Message.Id, MessageStatus.Sent, final, time.GetUtcNow()));
+        // Not recorded now means delivered again later: at-least-once holds.
+        if (entry.Durable) store.RecordAsync(device, entry.Message.Id, MessageStatus.Sent, final, time.GetUtcNow()).LogFailure(logger);
         else book.Record(entry.Message.Id, MessageStatus.Sent);
     }
 
     public void Acked(string device, DeviceLane.Entry entry)
     {
-        if (entry.Durable) Persist(store.RecordAsync(device, entry.Message.Id, MessageStatus.Acked, final: true, time.GetUtcNow()));
+        if (entry.Durable) store.RecordAsync(device, entry.Message.Id, MessageStatus.Acked, final: true, time.GetUtcNow()).LogFailure(logger);
         else book.Record(entry.Message.Id, MessageStatus.Acked);
         metrics.Acks.Inc();
         events.Acked(device, entry.Message.Id);
@@ -36,19 +37,6 @@ internal sealed class DeliveryTracker(IMessageStore store, StatusBook book, Even
         if (!book.BelongsTo(id, device) || !book.Record(id, MessageStatus.Acked)) return;
         metrics.Acks.Inc();
         events.Acked(device, id);
-    }
-
-    private async void Persist(Task write)
-    {
-        try
-        {
-            await write.ConfigureAwait(false);
-        }
-        catch (Exception e)
-        {
-            // Not recorded now means delivered again later: at-least-once holds.
-            Log.StoreWriteFailed(logger, e.Message);
-        }
     }
 
     /// <summary>A ttl=0 message another node handed over for a device here: its in-memory status is kept on this node.</summary>

@@ -79,6 +79,8 @@ internal sealed class DeviceSessions(
         directory.Seen(session.DeviceId, time.GetUtcNow());
         try
         {
+            // Again, now that the epoch is surely known: a close that started while presence was still being recorded
+            // (a takeover during OpenAsync) could not remove the entry that recording then wrote.
             await presence.UnregisterAsync(session).ConfigureAwait(false);
         }
         catch (Exception e)

@@ -28,8 +28,8 @@ internal sealed class DeviceStates(IStateStore store, EventHub events, IOptions<
         var write = await store.UpdateStateAsync(device, part, current =>
         {
             var next = replace ? (JsonObject)patch.DeepClone() : StatePatch.Apply(JsonNode.Parse(current)!.AsObject(), patch);
-            var json = next.ToJsonString();
-            return System.Text.Encoding.UTF8.GetByteCount(json) > _maxBytes ? new StateEdit(null, Refused: true) : new StateEdit(json);
+            var json = StatePatch.ToCompactJson(next, out var bytes);
+            return bytes > _maxBytes ? new StateEdit(null, Refused: true) : new StateEdit(json);
         }, ifMatch, time.GetUtcNow()).ConfigureAwait(false);
         var outcome = write.Outcome switch
         {

@@ -77,8 +77,13 @@ internal static class StatePatch
         return delta;
     }
 
-    /// <summary>The part's size as compact UTF-8 JSON (what <c>DeviceGate:State:MaxBytes</c> limits).</summary>
-    public static int CompactSize(JsonObject value) => System.Text.Encoding.UTF8.GetByteCount(value.ToJsonString());
+    /// <summary>The part as compact JSON, and its size in UTF-8 bytes (what <c>DeviceGate:State:MaxBytes</c> limits).</summary>
+    public static string ToCompactJson(JsonObject value, out int bytes)
+    {
+        var json = value.ToJsonString();
+        bytes = System.Text.Encoding.UTF8.GetByteCount(json);
+        return json;
+    }
 
     private static void Merge(JsonObject target, JsonObject patch)
     {

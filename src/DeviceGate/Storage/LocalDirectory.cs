@@ -30,7 +30,7 @@ internal sealed class LocalDirectory(IDirectoryStore store, ILogger<LocalDirecto
     public void Seen(string device, DateTimeOffset at)
     {
         _devices[device] = at;
-        Persist(store.SaveLastSeenAsync(device, at));
+        store.SaveLastSeenAsync(device, at).LogFailure(logger);
     }
 
     public void Known(string device) => _devices.TryAdd(device, null);
@@ -123,18 +123,6 @@ internal sealed class LocalDirectory(IDirectoryStore store, ILogger<LocalDirecto
     {
         if (_members.TryGetValue(group, out var members) && members.Remove(device) && members.Count == 0) _members.Remove(group);
         if (_groupsOfDevice.TryGetValue(device, out var groups) && groups.Remove(group) && groups.Count == 0) _groupsOfDevice.Remove(device);
-    }
-
-    private async void Persist(Task write)
-    {
-        try
-        {
-            await write.ConfigureAwait(false);
-        }
-        catch (Exception e)
-        {
-            Log.StoreWriteFailed(logger, e.Message);
-        }
     }
 
     public Task StartAsync(CancellationToken cancellationToken) => Task.CompletedTask;

@@ -566,10 +566,12 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IStateStore,
     public async Task<StateRecord> GetStateAsync(string device)
     {
         await using var c = OpenReader();
-        using var cmd = Command(c, null, "SELECT desired, reported, desired_version, reported_version, acked_version, desired_at, reported_at FROM device_state WHERE device = $d;", ("$d", device));
+        using var cmd = Command(c, null, SelectState, ("$d", device));
         using var r = await cmd.ExecuteReaderAsync().ConfigureAwait(false);
         return await r.ReadAsync().ConfigureAwait(false) ? ReadState(r) : StateRecord.Empty;
     }
+
+    private const string SelectState = "SELECT desired, reported, desired_version, reported_version, acked_version, desired_at, reported_at FROM device_state WHERE device = $d;";
 
     private static StateRecord ReadState(SqliteDataReader r) => new(r.GetString(0), r.GetString(1), r.GetInt64(2), r.GetInt64(3), r.GetInt64(4),
         r.IsDBNull(5) ? null : FromMs(r.GetInt64(5)), r.IsDBNull(6) ? null : FromMs(r.GetInt64(6)));
@@ -579,17 +581,13 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IStateStore,
         {
             // In the writer: the read, the edit and the write are one step, so versions are assigned atomically.
             StateRecord current;
-            using (var r = Writer("SELECT desired, reported, desired_version, reported_version, acked_version, desired_at, reported_at FROM device_state WHERE device = $d;", ("$d", device)).ExecuteReader())
+            using (var r = Writer(SelectState, ("$d", device)).ExecuteReader())
             {
                 current = r.Read() ? ReadState(r) : StateRecord.Empty;
             }
-            if (ifMatch is { } expected && expected != current.Version(part)) return new StateWrite(StateWriteOutcome.VersionMismatch, current);
-            var result = edit(current.Part(part));
-            if (result.Refused) return new StateWrite(StateWriteOutcome.Refused, current);
-            if (result.Json is null || result.Json == current.Part(part)) return new StateWrite(StateWriteOutcome.Unchanged, current);
-            var next = part == StatePart.Desired
-                ? current with { Desired = result.Json, DesiredVersion = current.DesiredVersion + 1, DesiredAt = at }
-                : current with { Reported = result.Json, ReportedVersion = current.ReportedVersion + 1, ReportedAt = at };
+            var write = current.Apply(part, edit, ifMatch, at);
+            if (write.Outcome != StateWriteOutcome.Written) return write;
+            var next = write.Record;
             Writer("""
                 INSERT INTO device_state(device, desired, reported, desired_version, reported_version, acked_version, desired_at, reported_at)
                 VALUES($d, $des, $rep, $dv, $rv, $av, $dat, $rat)
@@ -597,7 +595,7 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IStateStore,
                   reported_version = excluded.reported_version, desired_at = excluded.desired_at, reported_at = excluded.reported_at;
                 """, ("$d", device), ("$des", next.Desired), ("$rep", next.Reported), ("$dv", next.DesiredVersion), ("$rv", next.ReportedVersion),
                 ("$av", next.AckedVersion), ("$dat", next.DesiredAt is { } d ? Ms(d) : null), ("$rat", next.ReportedAt is { } rt ? Ms(rt) : null)).ExecuteNonQuery();
-            return new StateWrite(StateWriteOutcome.Written, next);
+            return write;
         }).ConfigureAwait(false))!;
 
     public Task AckStateAsync(string device, long version) => WriteAsync((c, tx) =>

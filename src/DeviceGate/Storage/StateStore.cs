@@ -11,6 +11,23 @@ public sealed record StateRecord(string Desired, string Reported, long DesiredVe
     public string Part(StatePart part) => part == StatePart.Desired ? Desired : Reported;
 
     public long Version(StatePart part) => part == StatePart.Desired ? DesiredVersion : ReportedVersion;
+
+    /// <summary>
+    /// The rule every store applies inside its atomic step: a stale <paramref name="ifMatch"/> changes nothing, then the
+    /// edit decides; a change gives the part its next version. <see cref="StateWriteOutcome.Written"/> carries the
+    /// record to write; every other outcome carries this one.
+    /// </summary>
+    public StateWrite Apply(StatePart part, Func<string, StateEdit> edit, long? ifMatch, DateTimeOffset at)
+    {
+        if (ifMatch is { } expected && expected != Version(part)) return new StateWrite(StateWriteOutcome.VersionMismatch, this);
+        var result = edit(Part(part));
+        if (result.Refused) return new StateWrite(StateWriteOutcome.Refused, this);
+        if (result.Json is null || result.Json == Part(part)) return new StateWrite(StateWriteOutcome.Unchanged, this);
+        var next = part == StatePart.Desired
+            ? this with { Desired = result.Json, DesiredVersion = DesiredVersion + 1, DesiredAt = at }
+            : this with { Reported = result.Json, ReportedVersion = ReportedVersion + 1, ReportedAt = at };
+        return new StateWrite(StateWriteOutcome.Written, next);
+    }
 }
 
 /// <summary>What an edit of a part says: the new JSON (null: nothing changes), or that it is refused (too large).</summary>

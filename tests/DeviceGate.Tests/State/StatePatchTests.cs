@@ -74,6 +74,7 @@ public sealed class StatePatchTests
         var deep = string.Concat(Enumerable.Repeat("{\"a\":", 33)) + "1" + new string('}', 33);
         Assert.False(StatePatch.TryParseObject(Encoding.UTF8.GetBytes(deep), out _, out _));
         Assert.True(StatePatch.TryParseObject("{ \"a\" : [ 1 , 2 ] }"u8, out var ok, out _));
-        Assert.Equal("""{"a":[1,2]}""".Length, StatePatch.CompactSize(ok!));
+        Assert.Equal("""{"a":[1,2]}""", StatePatch.ToCompactJson(ok!, out var bytes));
+        Assert.Equal("""{"a":[1,2]}""".Length, bytes);
     }
 }
