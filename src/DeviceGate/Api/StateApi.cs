@@ -13,6 +13,8 @@ namespace DeviceGate.Api;
 /// </summary>
 internal static class StateApi
 {
+    public const string MessageIdHeader = "DeviceGate-Message-Id";
+
     public static void Map(RouteGroupBuilder api)
     {
         api.MapGet("/devices/{id}/state", GetAsync).WithName("GetDeviceState").Produces(200, contentType: "application/json").ProducesProblem(400);
@@ -45,7 +47,9 @@ internal static class StateApi
         var body = await MessageBody.ReadBytesAsync(context.Request, Math.Max(max * 2L, options.Value.Limits.MaxMessageBytes)).ConfigureAwait(false);
         if (body is null) return TooLarge(max);
         if (!StatePatch.TryParseObject(body, out var patch, out var why)) return new ApiProblem(400, "invalid_state", "Invalid state", why!);
-        var (outcome, document) = await states.ChangeAsync(id, part, patch!, replace, ifMatch).ConfigureAwait(false);
+        var (outcome, document, messageId) = await states.ChangeAsync(id, part, patch!, replace, ifMatch).ConfigureAwait(false);
+        // The state message this desired change made, for GET /api/messages/{id}.
+        if (messageId is not null) context.Response.Headers[MessageIdHeader] = messageId;
         return outcome switch
         {
             StateChangeOutcome.VersionMismatch => VersionMismatch(header, document),

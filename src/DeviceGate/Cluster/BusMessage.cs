@@ -26,6 +26,7 @@ internal sealed record BusMessage
     public bool RawBinary { get; init; }
     public bool Durable { get; init; }
     public long Expires { get; init; }
+    public long StateVersion { get; init; }
 
     // close
     public long Epoch { get; init; }

@@ -56,6 +56,7 @@ internal sealed class RedisBus(IConnectionMultiplexer redis, RedisKeys keys, Nod
             Data = m.Data.Bytes.ToArray(),
             RawIsJsonString = m.Data.RawIsJsonString,
             RawBinary = m.Data.RawType == System.Net.WebSockets.WebSocketMessageType.Binary,
+            StateVersion = m.StateVersion,
         };
     }
 
@@ -63,6 +64,6 @@ internal sealed class RedisBus(IConnectionMultiplexer redis, RedisKeys keys, Nod
     {
         var data = b.Data ?? [];
         return new DeviceMessage(b.Id!, b.From ?? DeviceId.Server, b.Group,
-            MessageData.Restore((DataKind)b.Kind, data, b.RawBinary, b.RawIsJsonString));
+            MessageData.Restore((DataKind)b.Kind, data, b.RawBinary, b.RawIsJsonString), b.StateVersion);
     }
 }

@@ -44,11 +44,36 @@ internal sealed class RedisStore(IConnectionMultiplexer redis, RedisKeys keys, T
             return {'dup', existing, st or 'expired'}
           end
         end
-        if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[12]) then return {'full', '', ''} end
+        local sv = tonumber(ARGV[16])
+        if sv == 0 and redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[12]) then return {'full', '', ''} end
         if KEYS[9] ~= '' and tonumber(redis.call('GET', KEYS[9]) or '0') + #ARGV[6] > tonumber(ARGV[15]) then return {'quota', '', ''} end
+        if sv > 0 then
+          -- Latest wins: the state hash names the device's pending state message (mid, at version mv).
+          local cur = redis.call('HMGET', KEYS[10], 'mid', 'mv', 'av')
+          local live = cur[1] and redis.call('HGET', ARGV[14] .. cur[1], 'pending') == '1'
+          if (live and tonumber(cur[2]) >= sv) or tonumber(cur[3] or '0') >= sv then
+            redis.call('HSET', KEYS[1], 'device', ARGV[2], 'sender', ARGV[3], 'grp', '', 'kind', ARGV[5], 'data', ARGV[6],
+              'raw', '', 'rawBinary', '0', 'created', ARGV[9], 'expires', ARGV[10], 'updated', ARGV[9], 'sv', ARGV[16],
+              'status', 'superseded', 'pending', '0', 'attempts', '0',
+              'history', string.sub(ARGV[11], 1, -2) .. ',{"status":"superseded","at":"' .. ARGV[17] .. '"}]')
+            redis.call('ZADD', KEYS[11], ARGV[9], ARGV[1])
+            redis.call('LPUSH', KEYS[8], ARGV[1])
+            redis.call('LTRIM', KEYS[8], 0, 99)
+            return {'superseded', ARGV[1], 'superseded'}
+          end
+          if live then
+            local old = ARGV[14] .. cur[1]
+            local h = string.sub(redis.call('HGET', old, 'history'), 1, -2) .. ',{"status":"superseded","at":"' .. ARGV[17] .. '"}]'
+            redis.call('HSET', old, 'status', 'superseded', 'pending', '0', 'updated', ARGV[9], 'history', h)
+            redis.call('ZREM', KEYS[2], cur[1])
+            redis.call('ZREM', KEYS[3], cur[1])
+            redis.call('ZADD', KEYS[11], ARGV[9], cur[1])
+          end
+          redis.call('HSET', KEYS[10], 'mid', ARGV[1], 'mv', ARGV[16])
+        end
         local seq = redis.call('INCR', KEYS[4])
         redis.call('HSET', KEYS[1], 'device', ARGV[2], 'sender', ARGV[3], 'grp', ARGV[4], 'kind', ARGV[5], 'data', ARGV[6],
-          'raw', ARGV[7], 'rawBinary', ARGV[8], 'created', ARGV[9], 'expires', ARGV[10], 'updated', ARGV[9],
+          'raw', ARGV[7], 'rawBinary', ARGV[8], 'created', ARGV[9], 'expires', ARGV[10], 'updated', ARGV[9], 'sv', ARGV[16],
           'status', 'queued', 'pending', '1', 'attempts', '0', 'history', ARGV[11])
         redis.call('ZADD', KEYS[2], seq, ARGV[1])
         redis.call('ZADD', KEYS[3], ARGV[10], ARGV[1])
@@ -71,17 +96,19 @@ internal sealed class RedisStore(IConnectionMultiplexer redis, RedisKeys keys, T
         var quota = m.From != DeviceId.Server && maxSenderBytes != long.MaxValue;
         var result = (RedisResult[])(await Db.ScriptEvaluateAsync(AcceptScript,
             [keys.Message(m.Id), keys.Outbox(m.Device), keys.Expiry, keys.Sequence, idempotencyKey is null ? "" : keys.Idempotency(idempotencyKey), keys.Devices,
-                keys.IdempotencyIndex, keys.Recent(m.Device), quota ? keys.SenderBytes(m.From) : ""],
+                keys.IdempotencyIndex, keys.Recent(m.Device), quota ? keys.SenderBytes(m.From) : "", keys.State(m.Device), keys.FinalMessages],
             [
                 m.Id, m.Device, m.From, m.Group ?? "", (int)m.Data.Kind, m.Data.Bytes.ToArray(), Array.Empty<byte>(), flags,
                 Ms(m.CreatedAt), Ms(m.ExpiresAt), StatusChange.FirstHistoryJson(MessageStatus.Queued, m.CreatedAt),
                 maxQueuedPerDevice, (long)statusRetention.TotalMilliseconds, keys.Prefix + "msg:", quota ? maxSenderBytes : 0,
+                m.StateVersion, Iso(m.CreatedAt),
             ]).ConfigureAwait(false))!;
         return (string)result[0]! switch
         {
             "dup" => new AcceptResult(AcceptOutcome.Duplicate, (string)result[1]!, (string)result[2]!),
             "full" => new AcceptResult(AcceptOutcome.OutboxFull, m.Id, MessageStatus.Queued),
             "quota" => new AcceptResult(AcceptOutcome.QuotaExceeded, m.Id, MessageStatus.Queued),
+            "superseded" => new AcceptResult(AcceptOutcome.Superseded, m.Id, MessageStatus.Superseded),
             _ => new AcceptResult(AcceptOutcome.Accepted, m.Id, MessageStatus.Queued),
         };
     });
@@ -109,7 +136,8 @@ internal sealed class RedisStore(IConnectionMultiplexer redis, RedisKeys keys, T
         var group = (string)h["grp"]!;
         return new StoredMessage(id, device, (string)h["sender"]!, group.Length == 0 ? null : group,
             MessageData.Restore((DataKind)(int)h["kind"], data, (flags & 1) != 0, (flags & 4) != 0, (flags & 2) != 0 ? (byte[])h["raw"]! : null),
-            DateTimeOffset.FromUnixTimeMilliseconds((long)h["created"]), DateTimeOffset.FromUnixTimeMilliseconds((long)h["expires"]), (int)h["attempts"]);
+            DateTimeOffset.FromUnixTimeMilliseconds((long)h["created"]), DateTimeOffset.FromUnixTimeMilliseconds((long)h["expires"]), (int)h["attempts"],
+            h.TryGetValue("sv", out var sv) && !sv.IsNullOrEmpty ? (long)sv : 0);
     }
 
     /// <summary>Lua: a pending message became final; its payload no longer counts against its (device) sender's stored bytes.</summary>

@@ -242,7 +242,7 @@ internal sealed class EnvelopeHandler(
     {
         try
         {
-            var (outcome, document) = await states.ChangeAsync(c.DeviceId, Storage.StatePart.Reported, patch, replace: false, ifMatch: null).ConfigureAwait(false);
+            var (outcome, document, _) = await states.ChangeAsync(c.DeviceId, Storage.StatePart.Reported, patch, replace: false, ifMatch: null).ConfigureAwait(false);
             if (outcome == State.StateChangeOutcome.TooLarge)
             {
                 c.TryEnqueue(OutboundMessage.Text(EnvelopeWriter.Error(ErrorCodes.StateTooLarge, "The reported state would exceed DeviceGate:State:MaxBytes; nothing changed.", @ref)));

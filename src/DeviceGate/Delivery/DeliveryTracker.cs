@@ -7,14 +7,14 @@ namespace DeviceGate.Delivery;
 /// What lanes report about the messages they carry: written (<c>sent</c>), acked; durable statuses go to the store,
 /// ttl-0 ones to the in-memory status book; counted and announced on the event stream.
 /// </summary>
-internal sealed class DeliveryTracker(IMessageStore store, StatusBook book, EventHub events, GatewayMetrics metrics, TimeProvider time, ILogger<DeliveryTracker> logger) : ILaneReports
+internal sealed class DeliveryTracker(IMessageStore store, IStateStore states, StatusBook book, EventHub events, GatewayMetrics metrics, TimeProvider time, ILogger<DeliveryTracker> logger)
+    : ILaneReports
 {
-
     public void Sent(string device, DeviceLane.Entry entry, bool final)
     {
         if (entry.Attempts == 1)
         {
-            var kind = entry.Message.Group is null ? MessageKinds.Targeted : MessageKinds.Group;
+            var kind = entry.Message.IsState ? MessageKinds.State : entry.Message.Group is null ? MessageKinds.Targeted : MessageKinds.Group;
             metrics.MessagesDelivered.WithLabels(kind).Inc();
             metrics.DeliveryLatency.WithLabels(kind).Observe(time.GetElapsedTime(entry.AcceptedAt).TotalSeconds);
         }
@@ -27,6 +27,8 @@ internal sealed class DeliveryTracker(IMessageStore store, StatusBook book, Even
     {
         if (entry.Durable) store.RecordAsync(device, entry.Message.Id, MessageStatus.Acked, final: true, time.GetUtcNow()).LogFailure(logger);
         else book.Record(entry.Message.Id, MessageStatus.Acked);
+        // The device has seen this desired version: ackedVersion moves (only ever up).
+        if (entry.Message.IsState) states.AckStateAsync(device, entry.Message.StateVersion).LogFailure(logger);
         metrics.Acks.Inc();
         events.Acked(device, entry.Message.Id);
     }

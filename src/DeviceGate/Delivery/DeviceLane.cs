@@ -9,12 +9,15 @@ namespace DeviceGate.Delivery;
 /// order. At most MaxInFlight are outstanding: written and not yet acked (envelope) or not yet written (raw).
 /// Unacked envelope messages are sent again (same id) after the ack timeout. Durable messages stay in the store
 /// until acked (envelope) or written (raw), so whatever this lane never finished is delivered after a reconnect.
+/// <para>Desired-state messages (<see cref="DeviceMessage.IsState"/>) go the same way, with two rules: a raw device
+/// never gets one (it cannot ack; it stays stored), and the lane holds at most one: a newer version drops the older
+/// one wherever it is (waiting or written and unacked), so it is never delivered again (latest wins).</para>
 /// </summary>
 internal sealed class DeviceLane : IDeviceLane
 {
     private readonly Lock _gate = new();
     private readonly DeviceSession _connection;
-    private readonly Func<string, Task<IReadOnlyList<StoredMessage>>> _loadPending;
+    private readonly Func<DeviceSession, Task<IReadOnlyList<StoredMessage>>> _loadPending;
     private readonly ILaneReports _tracker;
     private readonly int _maxInFlight;
     private readonly int _maxWaiting;
@@ -24,10 +27,13 @@ internal sealed class DeviceLane : IDeviceLane
     private readonly Dictionary<string, Entry> _inFlight = new(StringComparer.Ordinal);
     private readonly HashSet<string> _seen = new(StringComparer.Ordinal);
     private List<Entry>? _heldWhileLoading = [];
+    // The one desired-state message this lane holds (waiting or in flight), if any.
+    private Entry? _state;
     private ITimer? _ackTimer;
+    private long _order;
     private bool _closed;
 
-    public DeviceLane(DeviceSession connection, Func<string, Task<IReadOnlyList<StoredMessage>>> loadPending, ILaneReports tracker,
+    public DeviceLane(DeviceSession connection, Func<DeviceSession, Task<IReadOnlyList<StoredMessage>>> loadPending, ILaneReports tracker,
         int maxInFlight, int maxWaiting, TimeSpan ackTimeout, TimeProvider time)
     {
         _connection = connection;
@@ -50,11 +56,17 @@ internal sealed class DeviceLane : IDeviceLane
         public long AckDeadline;
         public bool Written;
 
+        /// <summary>Superseded by a newer state message while still in this lane: skipped, never written again.</summary>
+        public bool Dropped;
+
         /// <summary>Writes so far (1 on the first delivery).</summary>
         public int Attempts;
 
         /// <summary>When this lane took the message (TimeProvider timestamp), for the delivery-latency histogram.</summary>
         public long AcceptedAt;
+
+        /// <summary>Acceptance order in this lane: redelivery keeps it.</summary>
+        public long Order;
 
         public void OnWritten() => lane.Written(this);
     }
@@ -65,8 +77,11 @@ internal sealed class DeviceLane : IDeviceLane
         lock (_gate)
         {
             if (_closed) return false;
+            // A raw device does not get state messages; it stays stored (and superseded by the next one).
+            if (message.IsState && !TracksAcks) return true;
             if (!_seen.Add(message.Id)) return true;
             var entry = new Entry(this, message, durable, expiresAt) { AcceptedAt = _time.GetTimestamp() };
+            if (message.IsState && !AdmitState(entry)) return true;
             if (_heldWhileLoading is not null)
             {
                 _heldWhileLoading.Add(entry);
@@ -90,7 +105,7 @@ internal sealed class DeviceLane : IDeviceLane
         IReadOnlyList<StoredMessage> stored;
         try
         {
-            stored = await _loadPending(_connection.DeviceId).ConfigureAwait(false);
+            stored = await _loadPending(_connection).ConfigureAwait(false);
         }
         catch (Exception e) when (Storage.StoreFailures.Is(e))
         {
@@ -103,7 +118,11 @@ internal sealed class DeviceLane : IDeviceLane
             if (_closed) return;
             foreach (var m in stored)
             {
-                if (_seen.Add(m.Id)) _waiting.Enqueue(new Entry(this, m.ToDeviceMessage(), durable: true, m.ExpiresAt) { AcceptedAt = _time.GetTimestamp() });
+                if (m.StateVersion > 0 && !TracksAcks) continue;
+                if (!_seen.Add(m.Id)) continue;
+                var entry = new Entry(this, m.ToDeviceMessage(), durable: true, m.ExpiresAt) { AcceptedAt = _time.GetTimestamp() };
+                if (entry.Message.IsState && !AdmitState(entry)) continue;
+                _waiting.Enqueue(entry);
             }
             foreach (var held in _heldWhileLoading!) _waiting.Enqueue(held);
             _heldWhileLoading = null;
@@ -122,6 +141,7 @@ internal sealed class DeviceLane : IDeviceLane
                 return;
             }
             _seen.Remove(id);
+            if (entry == _state) _state = null;
             _tracker.Acked(_connection.DeviceId, entry);
             Pump();
         }
@@ -132,6 +152,7 @@ internal sealed class DeviceLane : IDeviceLane
     {
         lock (_gate)
         {
+            if (_state?.Message.Id == id) _state = null;
             if (_waiting.Any(e => e.Message.Id == id))
             {
                 var keep = _waiting.Where(e => e.Message.Id != id).ToList();
@@ -152,10 +173,33 @@ internal sealed class DeviceLane : IDeviceLane
         }
     }
 
+    /// <summary>
+    /// Latest wins: <paramref name="entry"/> (a state message) becomes the lane's one state message, dropping an older
+    /// one; false (nothing changes) when the lane already holds one as new.
+    /// </summary>
+    private bool AdmitState(Entry entry)
+    {
+        if (_state is { } current)
+        {
+            if (current.Message.StateVersion >= entry.Message.StateVersion)
+            {
+                _seen.Remove(entry.Message.Id);
+                return false;
+            }
+            // The store marked it superseded when the newer one was accepted; here it just goes.
+            current.Dropped = true;
+            _seen.Remove(current.Message.Id);
+            _inFlight.Remove(current.Message.Id);
+        }
+        _state = entry;
+        return true;
+    }
+
     private void Written(Entry entry)
     {
         lock (_gate)
         {
+            if (entry.Dropped) return;
             entry.Written = true;
             if (TracksAcks && entry.Durable)
             {
@@ -178,11 +222,14 @@ internal sealed class DeviceLane : IDeviceLane
         while (!_closed && _waiting.Count > 0 && _inFlight.Count < _maxInFlight)
         {
             var entry = _waiting.Dequeue();
+            if (entry.Dropped) continue;
             if (entry.ExpiresAt is { } exp && exp <= now)
             {
                 _seen.Remove(entry.Message.Id);
+                if (entry == _state) _state = null;
                 continue; // The expiry sweep records it.
             }
+            entry.Order = ++_order;
             _inFlight[entry.Message.Id] = entry;
             if (!Write(entry)) return;
         }
@@ -217,13 +264,14 @@ internal sealed class DeviceLane : IDeviceLane
             if (_closed) return;
             var now = _time.GetTimestamp();
             var nowUtc = _time.GetUtcNow();
-            foreach (var e in _inFlight.Values.ToList())
+            foreach (var e in _inFlight.Values.OrderBy(e => e.Order).ToList())
             {
                 if (!e.Written || e.AckDeadline > now) continue;
                 if (e.ExpiresAt is { } exp && exp <= nowUtc)
                 {
                     _inFlight.Remove(e.Message.Id);
                     _seen.Remove(e.Message.Id);
+                    if (e == _state) _state = null;
                     continue;
                 }
                 // Same id again: the device de-duplicates.

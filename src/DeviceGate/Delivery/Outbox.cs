@@ -1,3 +1,4 @@
+using DeviceGate.Sessions;
 using DeviceGate.Storage;
 using Microsoft.Extensions.Options;
 
@@ -7,13 +8,48 @@ namespace DeviceGate.Delivery;
 /// Durable sends (ttl &gt; 0): accepted into the store before anything is answered, then handed to the router
 /// (delivered now if the device is connected, otherwise when it connects); and their status, cancel and backlog.
 /// </summary>
-internal sealed class Outbox(IMessageStore store, IDeviceRouter router, IDeviceDirectory directory, IOptions<GatewayOptions> options, TimeProvider time, ILogger<Outbox> logger)
+internal sealed class Outbox(IMessageStore store, IDeviceRouter router, IDeviceDirectory directory, IEnumerable<IOwedMessages> owed,
+    IOptions<GatewayOptions> options, TimeProvider time, ILogger<Outbox> logger)
 {
+    private readonly IOwedMessages[] _owed = owed.ToArray();
     private readonly DeliveryOptions _o = options.Value.Delivery;
     private readonly long _deviceStoredBytes = options.Value.Limits.DeviceStoredBytes;
 
-    /// <summary>The device's stored messages not yet acked, expired or cancelled, in acceptance order.</summary>
-    public Task<IReadOnlyList<StoredMessage>> LoadPendingAsync(string device) => store.LoadPendingAsync(device, time.GetUtcNow());
+    /// <summary>
+    /// A new session's backlog: the device's stored messages not yet acked, expired or cancelled, in acceptance order,
+    /// then (envelope sessions) what it is owed that no pending message carries (its desired state).
+    /// </summary>
+    public async Task<IReadOnlyList<StoredMessage>> LoadPendingAsync(DeviceSession session)
+    {
+        var pending = await store.LoadPendingAsync(session.DeviceId, time.GetUtcNow()).ConfigureAwait(false);
+        if (session.Mode != Protocol.ConnectionMode.Envelope) return pending;
+        foreach (var source in _owed)
+        {
+            if (await source.OwedAsync(session.DeviceId, pending).ConfigureAwait(false) is { } message) pending = [.. pending, message];
+        }
+        return pending;
+    }
+
+    /// <summary>
+    /// Stores a desired-state message (latest wins: it supersedes the device's pending one) and hands it to the
+    /// device wherever it is connected. False when the store had a newer one already (it is stored superseded).
+    /// </summary>
+    public async Task<bool> AcceptStateAsync(StoredMessage message)
+    {
+        var accepted = await store.AcceptAsync(message, null, int.MaxValue).ConfigureAwait(false);
+        if (accepted.Outcome != AcceptOutcome.Accepted) return false;
+        // Like any message queued for it, a desired state makes the device known.
+        directory.Known(message.Device);
+        try
+        {
+            await router.DeliverAsync(message.Device, message.ToDeviceMessage(), durable: true, message.ExpiresAt).ConfigureAwait(false);
+        }
+        catch (StoreUnavailableException)
+        {
+            // Stored: delivered when the device (re)connects.
+        }
+        return true;
+    }
 
     /// <summary>A durable send whose store write has been queued (it joins the writer's next group commit).</summary>
     internal readonly record struct PendingDurable(StoredMessage Message, Task<AcceptResult> Accepted);
@@ -70,4 +106,14 @@ internal sealed class Outbox(IMessageStore store, IDeviceRouter router, IDeviceD
     public Task<MessageRecord?> GetAsync(string id) => store.GetAsync(id);
 
     public Task<CancelOutcome> CancelAsync(string id) => store.CancelAsync(id, time.GetUtcNow());
+}
+
+/// <summary>
+/// What a device is owed beyond its stored messages, added to an envelope session's backlog when it starts; the
+/// desired state (State) is one: a message that expired, was cancelled or never got written is made again.
+/// </summary>
+internal interface IOwedMessages
+{
+    /// <summary>A message to append to <paramref name="pending"/> (stored before it is returned), or null.</summary>
+    Task<StoredMessage?> OwedAsync(string device, IReadOnlyList<StoredMessage> pending);
 }

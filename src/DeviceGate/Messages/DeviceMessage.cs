@@ -5,12 +5,20 @@ namespace DeviceGate.Messages;
 /// (Protocol's <c>WireForms.For</c> keeps the envelope bytes here): raw devices get
 /// <see cref="MessageData.RawPayload"/>, envelope devices the shared <c>message</c> envelope.
 /// </summary>
-public sealed class DeviceMessage(string id, string from, string? group, MessageData data)
+public sealed class DeviceMessage(string id, string from, string? group, MessageData data, long stateVersion = 0)
 {
     public string Id { get; } = id;
     public string From { get; } = from;
     public string? Group { get; } = group;
     public MessageData Data { get; } = data;
+
+    /// <summary>
+    /// &gt; 0: a desired-state message carrying that desired version; <see cref="Data"/> is then the whole <c>state</c>
+    /// envelope, only envelope devices receive it, and a newer one replaces it (latest wins).
+    /// </summary>
+    public long StateVersion { get; } = stateVersion;
+
+    public bool IsState => StateVersion > 0;
 
     /// <summary>The encoded <c>message</c> envelope, once some recipient needed it.</summary>
     internal byte[]? EnvelopeBytes { get; set; }

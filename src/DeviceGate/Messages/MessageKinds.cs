@@ -7,4 +7,5 @@ internal static class MessageKinds
     public const string Group = "group";
     public const string Broadcast = "broadcast";
     public const string Rpc = "rpc";
+    public const string State = "state";
 }

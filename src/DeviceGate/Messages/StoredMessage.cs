@@ -8,9 +8,15 @@ public static class MessageStatus
     public const string Acked = "acked";
     public const string Expired = "expired";
     public const string Cancelled = "cancelled";
+
+    /// <summary>A desired-state message a newer desired version replaced before the device acked it (never delivered again).</summary>
+    public const string Superseded = "superseded";
 }
 
-/// <summary>A message accepted for one device, as the outbox keeps it.</summary>
+/// <summary>
+/// A message accepted for one device, as the outbox keeps it. <see cref="StateVersion"/> &gt; 0 marks a desired-state
+/// message (its data is the whole <c>state</c> envelope); a device has at most one of those pending (latest wins).
+/// </summary>
 public sealed record StoredMessage(
     string Id,
     string Device,
@@ -19,9 +25,10 @@ public sealed record StoredMessage(
     MessageData Data,
     DateTimeOffset CreatedAt,
     DateTimeOffset ExpiresAt,
-    int Attempts = 0)
+    int Attempts = 0,
+    long StateVersion = 0)
 {
-    public DeviceMessage ToDeviceMessage() => new(Id, From, Group, Data);
+    public DeviceMessage ToDeviceMessage() => new(Id, From, Group, Data, StateVersion);
 }
 
 public sealed record StatusChange(string Status, DateTimeOffset At)

@@ -45,6 +45,7 @@ public static class EnvelopeTypes
     public const string Reported = "reported";
     public const string Message = "message";
     public const string Rpc = "rpc";
+    public const string State = "state";
     public const string Sent = "sent";
     public const string Error = "error";
 }

@@ -25,6 +25,21 @@ public static class EnvelopeWriter
         s.data.WriteTo(w);
     });
 
+    /// <summary>
+    /// The desired-state message: the whole desired document and the delta against reported, both compact JSON
+    /// objects, at desired version <paramref name="version"/>.
+    /// </summary>
+    public static byte[] State(string id, long version, string desired, string delta) => Write((id, version, desired, delta), static (w, s) =>
+    {
+        w.WriteString("type"u8, EnvelopeTypes.State);
+        w.WriteString("id"u8, s.id);
+        w.WriteNumber("version"u8, s.version);
+        w.WritePropertyName("desired"u8);
+        w.WriteRawValue(s.desired, skipInputValidation: true);
+        w.WritePropertyName("delta"u8);
+        w.WriteRawValue(s.delta, skipInputValidation: true);
+    });
+
     /// <summary>The answer to a <c>report</c>: the reported part's version after it.</summary>
     public static byte[] Reported(string? @ref, long version) => Write((@ref, version), static (w, s) =>
     {

@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using DeviceGate.Delivery;
 using DeviceGate.Events;
 using DeviceGate.Storage;
 using Microsoft.Extensions.Options;
@@ -11,19 +12,23 @@ internal sealed record StateDocument(string Device, JsonObject Desired, JsonObje
 
 public enum StateChangeOutcome { Changed, Unchanged, VersionMismatch, TooLarge }
 
+/// <summary>What a change came to; <see cref="MessageId"/> names the state message a desired change made (null otherwise).</summary>
+internal readonly record struct StateChange(StateChangeOutcome Outcome, StateDocument Document, string? MessageId = null);
+
 /// <summary>
 /// Device state (desired and reported): reads, merge patches and replacements through the state store (atomic
-/// versions, If-Match), each change announced as a <c>state</c> event. Delivery of desired state to devices builds
-/// on this (issue 15, next).
+/// versions, If-Match), each change announced as a <c>state</c> event; a desired change becomes a state message to
+/// the device through the outbox (<see cref="StateMessages"/>).
 /// </summary>
-internal sealed class DeviceStates(IStateStore store, EventHub events, IOptions<GatewayOptions> options, TimeProvider time)
+internal sealed class DeviceStates(IStateStore store, StateMessages messages, Outbox outbox, EventHub events, IOptions<GatewayOptions> options, TimeProvider time,
+    ILogger<DeviceStates> logger)
 {
     private readonly int _maxBytes = options.Value.State.MaxBytes;
 
     public async Task<StateDocument> GetAsync(string device) => Document(device, await store.GetStateAsync(device).ConfigureAwait(false));
 
     /// <summary>Applies <paramref name="patch"/> (RFC 7396), or with <paramref name="replace"/> puts it in the part's place.</summary>
-    public async Task<(StateChangeOutcome Outcome, StateDocument Document)> ChangeAsync(string device, StatePart part, JsonObject patch, bool replace, long? ifMatch)
+    public async Task<StateChange> ChangeAsync(string device, StatePart part, JsonObject patch, bool replace, long? ifMatch)
     {
         var write = await store.UpdateStateAsync(device, part, current =>
         {
@@ -38,11 +43,21 @@ internal sealed class DeviceStates(IStateStore store, EventHub events, IOptions<
             StateWriteOutcome.Refused => StateChangeOutcome.TooLarge,
             _ => StateChangeOutcome.Unchanged,
         };
-        if (outcome == StateChangeOutcome.Changed)
+        var document = Document(device, write.Record);
+        if (outcome != StateChangeOutcome.Changed) return new StateChange(outcome, document);
+        events.StateChanged(device, part == StatePart.Desired ? "desired" : "reported", write.Record.Version(part), patch.ToJsonString());
+        if (part != StatePart.Desired) return new StateChange(outcome, document);
+        var message = messages.Build(device, document.DesiredVersion, write.Record.Desired, document.Delta);
+        try
         {
-            events.StateChanged(device, part == StatePart.Desired ? "desired" : "reported", write.Record.Version(part), patch.ToJsonString());
+            return new StateChange(outcome, document, await outbox.AcceptStateAsync(message).ConfigureAwait(false) ? message.Id : null);
         }
-        return (outcome, Document(device, write.Record));
+        catch (StoreUnavailableException e)
+        {
+            // The state itself is durable: the device is given it when it next connects (StateMessages.OwedAsync).
+            Log.StoreWriteFailed(logger, e.InnerException?.Message ?? e.Message);
+            return new StateChange(outcome, document);
+        }
     }
 
     private static StateDocument Document(string device, StateRecord r)
@@ -55,5 +70,10 @@ internal sealed class DeviceStates(IStateStore store, EventHub events, IOptions<
 
 internal static class StateRegistration
 {
-    public static IServiceCollection AddDeviceState(this IServiceCollection services) => services.AddSingleton<DeviceStates>();
+    public static IServiceCollection AddDeviceState(this IServiceCollection services)
+    {
+        services.AddSingleton<StateMessages>();
+        services.AddSingleton<IOwedMessages>(sp => sp.GetRequiredService<StateMessages>());
+        return services.AddSingleton<DeviceStates>();
+    }
 }

@@ -1,7 +1,7 @@
 
 namespace DeviceGate.Storage;
 
-public enum AcceptOutcome { Accepted, Duplicate, OutboxFull, QuotaExceeded }
+public enum AcceptOutcome { Accepted, Duplicate, OutboxFull, QuotaExceeded, Superseded }
 
 public readonly record struct AcceptResult(AcceptOutcome Outcome, string Id, string Status);
 
@@ -17,6 +17,11 @@ public interface IMessageStore
     /// Stores a message for later delivery, unless the idempotency key names an earlier one, the device's outbox is
     /// full, or the sender's pending messages would hold more than <paramref name="maxSenderBytes"/> payload bytes.
     /// A key is remembered only with a message it stored; callers scope keys to the target device.
+    /// <para>Desired-state messages (<see cref="StoredMessage.StateVersion"/> &gt; 0), latest wins: accepting one makes
+    /// the device's pending state message <c>superseded</c> (final). When a state message of that version or newer is
+    /// pending already, or the device has acked that version, the message is stored <c>superseded</c> at once
+    /// (<see cref="AcceptOutcome.Superseded"/>). State messages are not held to <paramref name="maxQueuedPerDevice"/>
+    /// (a device has at most one pending).</para>
     /// </summary>
     Task<AcceptResult> AcceptAsync(StoredMessage message, string? idempotencyKey, int maxQueuedPerDevice, long maxSenderBytes = long.MaxValue);
 

@@ -7,7 +7,7 @@ internal static class SqliteSchema
 {
     /// <summary>'DGAT': marks the file as a DeviceGate database (PRAGMA application_id).</summary>
     public const int ApplicationId = 0x44474154;
-    public const int Version = 2;
+    public const int Version = 3;
 
     // seq is the rowid: new rows always get max+1, which is all acceptance order needs (no AUTOINCREMENT
     // bookkeeping per insert). Final rows have no index of their own: the once-a-minute purge scans, which is
@@ -29,7 +29,8 @@ internal static class SqliteSchema
           status TEXT NOT NULL,
           pending INTEGER NOT NULL,
           attempts INTEGER NOT NULL DEFAULT 0,
-          history TEXT NOT NULL);
+          history TEXT NOT NULL,
+          state_version INTEGER NOT NULL DEFAULT 0);
         CREATE INDEX messages_pending ON messages(device, seq) WHERE pending = 1;
         CREATE INDEX messages_expiry ON messages(expires_at) WHERE pending = 1;
         CREATE TABLE idempotency(key TEXT PRIMARY KEY, message_id TEXT NOT NULL, created_at INTEGER NOT NULL);
@@ -53,6 +54,9 @@ internal static class SqliteSchema
           desired_at INTEGER, reported_at INTEGER);
         """;
 
+    // Version 2 had no desired-state messages.
+    private const string MigrateFrom2 = "ALTER TABLE messages ADD COLUMN state_version INTEGER NOT NULL DEFAULT 0;";
+
     /// <summary>Opens (creating if absent) and checks the database; throws a clear InvalidOperationException otherwise.</summary>
     public static void Ensure(SqliteConnection connection, string path)
     {
@@ -74,10 +78,12 @@ internal static class SqliteSchema
             {
                 throw new InvalidOperationException($"{path} is a SQLite database of another application (application_id {appId}); refusing to use it. Point DeviceGate:Store:Path at another folder.");
             }
-            if (version == 1)
+            if (version is 1 or 2)
             {
+                // One transaction: a migration that fails leaves the file as it was.
                 using var tx = connection.BeginTransaction();
-                Execute(connection, MigrateFrom1, tx);
+                if (version == 1) Execute(connection, MigrateFrom1, tx);
+                Execute(connection, MigrateFrom2, tx);
                 Execute(connection, $"PRAGMA user_version = {Version};", tx);
                 tx.Commit();
                 version = Version;

@@ -343,20 +343,27 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IStateStore,
                 using var r = find.ExecuteReader();
                 if (r.Read()) return new AcceptResult(AcceptOutcome.Duplicate, r.GetString(0), r.IsDBNull(1) ? MessageStatus.Expired : r.GetString(1));
             }
+            var state = m.StateVersion > 0;
             _pendingCounts.TryGetValue(m.Device, out var queued);
-            if (queued >= maxQueuedPerDevice) return new AcceptResult(AcceptOutcome.OutboxFull, m.Id, MessageStatus.Queued);
+            // A device has at most one state message pending (latest wins), so those are not held to the cap.
+            if (!state && queued >= maxQueuedPerDevice) return new AcceptResult(AcceptOutcome.OutboxFull, m.Id, MessageStatus.Queued);
             if (m.From != DeviceId.Server && _senderBytes.GetValueOrDefault(m.From) + m.Data.Bytes.Length > maxSenderBytes)
             {
                 return new AcceptResult(AcceptOutcome.QuotaExceeded, m.Id, MessageStatus.Queued);
             }
+            if (state && SupersedeStateMessages(m) is { } late)
+            {
+                return late;
+            }
             var insert = Writer("""
-                INSERT INTO messages(id, device, sender, grp, kind, data, raw, raw_binary, created_at, expires_at, updated_at, status, pending, attempts, history)
-                VALUES($id, $device, $sender, $grp, $kind, $data, $raw, $rawBinary, $created, $expires, $created, 'queued', 1, 0, $history);
+                INSERT INTO messages(id, device, sender, grp, kind, data, raw, raw_binary, created_at, expires_at, updated_at, status, pending, attempts, history, state_version)
+                VALUES($id, $device, $sender, $grp, $kind, $data, $raw, $rawBinary, $created, $expires, $created, 'queued', 1, 0, $history, $sv);
                 """,
                 ("$id", m.Id), ("$device", m.Device), ("$sender", m.From), ("$grp", m.Group), ("$kind", (int)m.Data.Kind),
                 ("$data", Bytes(m.Data.Bytes)), ("$raw", null),
                 ("$rawBinary", m.Data.RawType == System.Net.WebSockets.WebSocketMessageType.Binary ? 1 : m.Data.RawIsJsonString ? RawIsJsonString : 0),
-                ("$created", Ms(m.CreatedAt)), ("$expires", Ms(m.ExpiresAt)), ("$history", StatusChange.FirstHistoryJson(MessageStatus.Queued, m.CreatedAt)));
+                ("$created", Ms(m.CreatedAt)), ("$expires", Ms(m.ExpiresAt)), ("$history", StatusChange.FirstHistoryJson(MessageStatus.Queued, m.CreatedAt)),
+                ("$sv", m.StateVersion));
             insert.ExecuteNonQuery();
             MarkKnown(m.Device);
             if (idempotencyKey is not null)
@@ -368,6 +375,44 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IStateStore,
             AdjustBytes(m.From, m.Data.Bytes.Length);
             return new AcceptResult(AcceptOutcome.Accepted, m.Id, MessageStatus.Queued);
         }).ConfigureAwait(false))!;
+
+    /// <summary>
+    /// Latest wins: the device's pending state messages older than <paramref name="m"/> become superseded. When one as
+    /// new is pending already, or the device acked that version, <paramref name="m"/> itself is stored superseded and
+    /// that result returned; otherwise null (insert it).
+    /// </summary>
+    private AcceptResult? SupersedeStateMessages(StoredMessage m)
+    {
+        long newest, acked;
+        using (var r = Writer("""
+            SELECT coalesce((SELECT max(state_version) FROM messages WHERE device = $d AND pending = 1 AND state_version > 0), 0),
+                   coalesce((SELECT acked_version FROM device_state WHERE device = $d), 0);
+            """, ("$d", m.Device)).ExecuteReader())
+        {
+            r.Read();
+            newest = r.GetInt64(0);
+            acked = r.GetInt64(1);
+        }
+        if (newest >= m.StateVersion || acked >= m.StateVersion)
+        {
+            Writer("""
+                INSERT INTO messages(id, device, sender, grp, kind, data, raw, raw_binary, created_at, expires_at, updated_at, status, pending, attempts, history, state_version)
+                VALUES($id, $device, $sender, NULL, $kind, $data, NULL, 0, $created, $expires, $created, 'superseded', 0, 0, $history, $sv);
+                """,
+                ("$id", m.Id), ("$device", m.Device), ("$sender", m.From), ("$kind", (int)m.Data.Kind), ("$data", Bytes(m.Data.Bytes)),
+                ("$created", Ms(m.CreatedAt)), ("$expires", Ms(m.ExpiresAt)),
+                ("$history", StatusChange.FirstHistoryJson(MessageStatus.Queued, m.CreatedAt)[..^1] + "," + StatusChange.FirstHistoryJson(MessageStatus.Superseded, m.CreatedAt)[1..]),
+                ("$sv", m.StateVersion)).ExecuteNonQuery();
+            return new AcceptResult(AcceptOutcome.Superseded, m.Id, MessageStatus.Superseded);
+        }
+        var at = m.CreatedAt;
+        using var superseded = Writer($"""
+            UPDATE messages SET status = 'superseded', pending = 0, updated_at = $at, {HistoryAppend("'superseded'")}
+            WHERE device = $d AND pending = 1 AND state_version > 0 RETURNING device, sender, length(data);
+            """, ("$d", m.Device), ("$at", Ms(at)), ("$iso", Iso(at))).ExecuteReader();
+        while (superseded.Read()) Finished(superseded);
+        return null;
+    }
 
     public async Task<IReadOnlyList<StoredMessage>> LoadPendingAsync(string device, DateTimeOffset now)
     {
@@ -386,7 +431,7 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IStateStore,
     {
         await using var c = OpenReader();
         using var cmd = Command(c, null, """
-            SELECT id, sender, grp, kind, data, raw, raw_binary, created_at, expires_at, attempts
+            SELECT id, sender, grp, kind, data, raw, raw_binary, created_at, expires_at, attempts, state_version
             FROM messages WHERE device = $d AND pending = 1 AND expires_at > $now ORDER BY seq;
             """, ("$d", device), ("$now", Ms(now)));
         using var r = await cmd.ExecuteReaderAsync().ConfigureAwait(false);
@@ -397,7 +442,7 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IStateStore,
             var form = r.GetInt32(6);
             list.Add(new StoredMessage(r.GetString(0), device, r.GetString(1), r.IsDBNull(2) ? null : r.GetString(2),
                 MessageData.Restore((DataKind)r.GetInt32(3), (byte[])r[4], form == 1, form == RawIsJsonString, r.IsDBNull(5) ? null : (byte[])r[5]),
-                FromMs(r.GetInt64(7)), FromMs(r.GetInt64(8)), r.GetInt32(9)));
+                FromMs(r.GetInt64(7)), FromMs(r.GetInt64(8)), r.GetInt32(9), r.GetInt64(10)));
         }
         return list;
     }

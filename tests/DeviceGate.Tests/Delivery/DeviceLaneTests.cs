@@ -57,9 +57,9 @@ public sealed class DeviceLaneTests
         public void AckedUntracked(string device, string id) { }
     }
 
-    private DeviceLane Lane(int maxInFlight, IReadOnlyList<StoredMessage>? backlog = null, TaskCompletionSource? loading = null)
+    private DeviceLane Lane(int maxInFlight, IReadOnlyList<StoredMessage>? backlog = null, TaskCompletionSource? loading = null, ConnectionMode mode = ConnectionMode.Envelope)
     {
-        var session = new DeviceSession("lane-dev", ConnectionMode.Envelope, DevicePermissions.Unrestricted,
+        var session = new DeviceSession("lane-dev", mode, DevicePermissions.Unrestricted,
             new DeviceBudget(new LimitsOptions(), _time), _time.GetUtcNow());
         var lane = new DeviceLane(session, async _ =>
         {
@@ -71,6 +71,62 @@ public sealed class DeviceLaneTests
     }
 
     private static DeviceMessage M(string id) => new(id, "server", null, MessageData.Text(Encoding.UTF8.GetBytes(id)));
+
+    private static DeviceMessage State(string id, long version) =>
+        new(id, "server", null, MessageData.Json(Encoding.UTF8.GetBytes($$"""{"type":"state","id":"{{id}}","version":{{version}}}""")), version);
+
+    [Fact]
+    public async Task A_newer_state_message_drops_the_older_one_waiting_or_unacked_and_an_older_one_is_ignored()
+    {
+        var lane = Lane(maxInFlight: 2);
+        await lane.StartAsync();
+        lane.Push(State("s1", 1), durable: true, expiresAt: null);
+        _transport.WriteAll();
+        lane.Push(M("a"), durable: true, expiresAt: null);
+        // s1 is written and unacked; s2 takes its place in the window (a and s2 in flight).
+        lane.Push(State("s2", 2), durable: true, expiresAt: null);
+        Assert.Equal(["s1", "a", "s2"], _transport.Ids());
+        _transport.WriteAll();
+        lane.Push(State("s0", 1), durable: true, expiresAt: null);
+        lane.Push(M("b"), durable: true, expiresAt: null); // waits: the window is full
+        _time.Advance(AckTimeout);
+        // Redelivery: a and s2 again, never s1.
+        Assert.Equal(["s1", "a", "s2", "a", "s2"], _transport.Ids());
+        lane.Ack("s1"); // superseded: not held, nothing moves
+        Assert.Empty(_reports.AckedIds);
+        lane.Ack("s2");
+        Assert.Equal(["s2"], _reports.AckedIds);
+        Assert.Equal("b", _transport.Ids()[^1]);
+    }
+
+    [Fact]
+    public async Task A_state_message_waiting_behind_the_window_is_replaced_in_place()
+    {
+        var lane = Lane(maxInFlight: 1);
+        await lane.StartAsync();
+        lane.Push(M("a"), durable: true, expiresAt: null);
+        lane.Push(State("s1", 1), durable: true, expiresAt: null);
+        lane.Push(M("b"), durable: true, expiresAt: null);
+        lane.Push(State("s2", 2), durable: true, expiresAt: null);
+        foreach (var id in new[] { "a", "b", "s2" })
+        {
+            _transport.WriteAll();
+            lane.Ack(id);
+        }
+        Assert.Equal(["a", "b", "s2"], _transport.Ids());
+    }
+
+    [Fact]
+    public async Task A_raw_lane_never_writes_state_messages_pushed_or_stored()
+    {
+        var now = _time.GetUtcNow();
+        var stored = new StoredMessage("s1", "lane-dev", "server", null, State("s1", 1).Data, now, now.AddHours(1), StateVersion: 1);
+        var lane = Lane(maxInFlight: 4, backlog: [stored], mode: ConnectionMode.Raw);
+        await lane.StartAsync();
+        Assert.True(lane.Push(State("s2", 2), durable: true, expiresAt: null));
+        lane.Push(M("a"), durable: true, expiresAt: null);
+        Assert.Equal(["a"], _transport.Written.Select(m => Encoding.UTF8.GetString(m.Payload.Span)).ToArray());
+    }
 
     [Fact]
     public async Task At_most_the_in_flight_window_is_outstanding_and_an_ack_lets_the_next_one_go()

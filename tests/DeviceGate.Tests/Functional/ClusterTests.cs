@@ -84,6 +84,47 @@ public sealed class ClusterTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Desired_state_patched_through_node_two_reaches_the_device_on_node_one_and_its_report_reads_on_node_two()
+    {
+        using var device = await _one.ConnectEnvelopeAsync("state-far");
+        using (var patch = new HttpRequestMessage(HttpMethod.Patch, "api/devices/state-far/state/desired")
+        {
+            Content = new StringContent("""{"fw":"2.1"}""", System.Text.Encoding.UTF8, "application/merge-patch+json"),
+        })
+        using (var r = await _two.Api.SendAsync(patch)) Assert.Equal(HttpStatusCode.OK, r.StatusCode);
+        var state = await device.ReceiveJsonAsync();
+        Assert.Equal(("state", 1, "2.1"), (state.Str("type"), state.GetProperty("version").GetInt32(), state.GetProperty("desired").Str("fw")));
+        await device.SendJsonAsync(new { type = "ack", id = state.Str("id") });
+        await device.SendTextAsync("""{"type":"report","state":{"fw":"2.1"}}""");
+        Assert.Equal("reported", (await device.ReceiveJsonAsync()).Str("type"));
+        await ApiExtensions.EventuallyAsync(async () =>
+        {
+            var doc = await _two.Api.GetJsonAsync("api/devices/state-far/state");
+            return doc.GetProperty("ackedVersion").GetInt32() == 1 && doc.GetProperty("reported").GetRawText() == """{"fw":"2.1"}""" && doc.GetProperty("delta").GetRawText() == "{}";
+        }, "ack and report visible on node 2");
+        Assert.Equal("acked", (await _two.Api.GetJsonAsync($"api/messages/{state.Str("id")}")).Str("status"));
+    }
+
+    [Fact]
+    public async Task Desired_state_patched_while_offline_is_delivered_once_on_whichever_node_the_device_connects_to()
+    {
+        foreach (var patch in new[] { """{"a":1}""", """{"a":2}""" })
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Patch, "api/devices/state-later/state/desired")
+            {
+                Content = new StringContent(patch, System.Text.Encoding.UTF8, "application/merge-patch+json"),
+            };
+            using var r = await _one.Api.SendAsync(request);
+            Assert.Equal(HttpStatusCode.OK, r.StatusCode);
+        }
+        using var device = await _two.ConnectEnvelopeAsync("state-later");
+        var state = await device.ReceiveJsonAsync();
+        Assert.Equal(("state", 2), (state.Str("type"), state.GetProperty("version").GetInt32()));
+        await _two.Api.PostTextAsync("api/devices/state-later/messages", "next");
+        Assert.Equal("next", (await device.ReceiveJsonAsync()).Str("data"));
+    }
+
+    [Fact]
     public async Task Presence_from_any_node_lists_every_node_s_devices()
     {
         using var a = await _one.ConnectAsync("p-one");

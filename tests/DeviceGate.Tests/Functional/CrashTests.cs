@@ -27,12 +27,13 @@ public sealed class CrashTests : IDisposable
         return http;
     }
 
-    private static async Task<ClientWebSocket> ConnectAsync(Uri baseUri, string device)
+    private static async Task<ClientWebSocket> ConnectAsync(Uri baseUri, string device, bool envelope = false)
     {
         var tokens = new DeviceGate.Auth.DeviceTokens(
             DeviceGate.Auth.GatewaySecrets.Load(new DeviceGate.Configuration.AuthOptions { TokenSecret = TestGateway.Secret, ApiKeys = [TestGateway.ApiKey] }, "unused"),
             TimeProvider.System);
         var socket = new ClientWebSocket();
+        if (envelope) socket.Options.AddSubProtocol(Envelopes.Subprotocol);
         socket.Options.SetRequestHeader("Authorization", "Bearer " + tokens.Mint(device, null));
         await socket.ConnectAsync(new Uri(baseUri.ToString().Replace("http", "ws") + $"ws?deviceId={device}"), new CancellationTokenSource(Timeouts.Default).Token);
         return socket;
@@ -54,6 +55,31 @@ public sealed class CrashTests : IDisposable
         await using var second = await GatewayProcess.StartAsync(_dir, Config);
         using var device = await ConnectAsync(second.BaseUri, "survivor");
         for (var i = 0; i < 100; i++) Assert.Equal($"msg {i}", await device.ReceiveTextAsync());
+    }
+
+    [Fact]
+    public async Task Desired_state_that_got_a_200_survives_sigkill_and_is_delivered_after_restart()
+    {
+        await using (var first = await GatewayProcess.StartAsync(_dir, Config))
+        {
+            using var api = Api(first.BaseUri);
+            using var patch = new HttpRequestMessage(HttpMethod.Patch, "api/devices/shadowed/state/desired")
+            {
+                Content = new StringContent("""{"fw":"1.4","brightness":70}""", System.Text.Encoding.UTF8, "application/merge-patch+json"),
+            };
+            using var r = await api.SendAsync(patch);
+            Assert.Equal(HttpStatusCode.OK, r.StatusCode);
+            await first.KillHardAsync();
+        }
+        await using var second = await GatewayProcess.StartAsync(_dir, Config);
+        using (var api = Api(second.BaseUri))
+        {
+            var doc = await api.GetJsonAsync("api/devices/shadowed/state");
+            Assert.Equal((1, "1.4"), (doc.GetProperty("desiredVersion").GetInt32(), doc.GetProperty("desired").Str("fw")));
+        }
+        using var device = await ConnectAsync(second.BaseUri, "shadowed", envelope: true);
+        var state = await device.ReceiveJsonAsync();
+        Assert.Equal(("state", 1, 70), (state.Str("type"), state.GetProperty("version").GetInt32(), state.GetProperty("desired").GetProperty("brightness").GetInt32()));
     }
 
     [Fact]

@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using DeviceGate.Cluster;
+using DeviceGate.Messages;
 using DeviceGate.State;
 using DeviceGate.Storage;
 using DeviceGate.Tests.Infrastructure;
@@ -68,6 +69,49 @@ public abstract class StateStoreSpec : IAsyncLifetime
         Assert.Equal(1, (await States.GetStateAsync("st-4")).AckedVersion);
         await Directory.ForgetDeviceAsync("st-4");
         Assert.Equal(StateRecord.Empty, await States.GetStateAsync("st-4"));
+    }
+
+    // ---- desired-state messages in the outbox (the same store): latest wins -------------------------------------
+
+    private IMessageStore Messages => (IMessageStore)States;
+
+    private static StoredMessage StateMessage(string id, string device, long version) =>
+        new(id, device, "server", null, MessageData.Json(System.Text.Encoding.UTF8.GetBytes($$"""{"type":"state","id":"{{id}}","version":{{version}}}""")),
+            T0, T0.AddHours(1), StateVersion: version);
+
+    private async Task<string> StatusAsync(string id) => (await Messages.GetAsync(id))!.Status;
+
+    [Fact]
+    public async Task A_newer_state_message_supersedes_the_pending_one_and_an_older_or_acked_one_is_stored_superseded()
+    {
+        await States.UpdateStateAsync("st-5", StatePart.Desired, Patch("""{"a":1}"""), null, T0);
+        await States.UpdateStateAsync("st-5", StatePart.Desired, Patch("""{"a":2}"""), null, T0);
+        Assert.Equal(AcceptOutcome.Accepted, (await Messages.AcceptAsync(StateMessage("s1", "st-5", 1), null, 100)).Outcome);
+        await Messages.AcceptAsync(new StoredMessage("plain", "st-5", "server", null, MessageData.Text("hi"u8.ToArray()), T0, T0.AddHours(1)), null, 100);
+        Assert.Equal(AcceptOutcome.Accepted, (await Messages.AcceptAsync(StateMessage("s2", "st-5", 2), null, 100)).Outcome);
+        Assert.Equal("superseded", await StatusAsync("s1"));
+        Assert.Equal(["queued", "superseded"], (await Messages.GetAsync("s1"))!.History.Select(h => h.Status).ToArray());
+        var pending = await Messages.LoadPendingAsync("st-5", T0);
+        Assert.Equal([("plain", 0L), ("s2", 2L)], pending.Select(p => (p.Id, p.StateVersion)).ToArray());
+
+        // Late (a version older than the pending one) or already acked: stored superseded at once, nothing pending changes.
+        Assert.Equal(AcceptOutcome.Superseded, (await Messages.AcceptAsync(StateMessage("s1b", "st-5", 1), null, 100)).Outcome);
+        Assert.Equal("superseded", await StatusAsync("s1b"));
+        await Messages.RecordAsync("st-5", "s2", MessageStatus.Acked, final: true, T0);
+        await States.AckStateAsync("st-5", 2);
+        Assert.Equal(AcceptOutcome.Superseded, (await Messages.AcceptAsync(StateMessage("s2b", "st-5", 2), null, 100)).Outcome);
+        Assert.Equal(["plain"], (await Messages.LoadPendingAsync("st-5", T0)).Select(p => p.Id).ToArray());
+        Assert.Equal(1, await Directory.CountQueuedAsync("st-5", T0));
+    }
+
+    [Fact]
+    public async Task State_messages_are_not_held_to_the_outbox_cap()
+    {
+        await Messages.AcceptAsync(new StoredMessage("p1", "st-6", "server", null, MessageData.Text("x"u8.ToArray()), T0, T0.AddHours(1)), null, 1);
+        Assert.Equal(AcceptOutcome.OutboxFull, (await Messages.AcceptAsync(new StoredMessage("p2", "st-6", "server", null, MessageData.Text("y"u8.ToArray()), T0, T0.AddHours(1)), null, 1)).Outcome);
+        Assert.Equal(AcceptOutcome.Accepted, (await Messages.AcceptAsync(StateMessage("s1", "st-6", 1), null, 1)).Outcome);
+        Assert.Equal(AcceptOutcome.Accepted, (await Messages.AcceptAsync(StateMessage("s2", "st-6", 2), null, 1)).Outcome);
+        Assert.Equal(2, await Directory.CountQueuedAsync("st-6", T0));
     }
 }
 
