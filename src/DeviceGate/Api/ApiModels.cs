@@ -40,7 +40,8 @@ public sealed record DeviceResponse(
     DateTimeOffset? LastSeen,
     string Node,
     IReadOnlyList<string> Groups,
-    int Queued);
+    int Queued,
+    IReadOnlyDictionary<string, string> Tags);
 
 public sealed record HealthResponse(string Status);
 

@@ -27,6 +27,7 @@ internal static class DevicesApi
         api.MapDelete("/devices/{id}/connection", DisconnectAsync).WithName("DisconnectDevice").Produces(204).ProducesProblem(404);
         api.MapDelete("/devices/{id}", ForgetAsync).WithName("ForgetDevice").Produces(204).ProducesProblem(400);
         api.MapGet("/devices/{id}/messages", RecentMessagesAsync).WithName("DeviceMessages").Produces<DeviceMessagesResponse>(200).ProducesProblem(400);
+        api.MapPut("/devices/{id}/tags", SetTagsAsync).WithName("SetDeviceTags").Produces(204).ProducesProblem(400).ProducesProblem(503);
         api.MapPost("/devices/{id}/revoke-tokens", RevokeAsync).WithName("RevokeDeviceTokens").Produces(204).ProducesProblem(400).ProducesProblem(503);
     }
 
@@ -50,20 +51,37 @@ internal static class DevicesApi
         return TypedResults.Json(new RecipientsResponse(await delivery.BroadcastAsync(message).ConfigureAwait(false), 0), ApiJsonContext.Default.RecipientsResponse);
     }
 
-    private static async Task<IResult> ListAsync(IPresence presence, IDeviceDirectory directory, int? limit, string? after, bool? online, string? search)
+    private static async Task<IResult> ListAsync(IPresence presence, IDeviceDirectory directory, int? limit, string? after, bool? online, string? search, string[]? tag)
     {
         var take = limit ?? Defaults.DeviceListLimit;
         if (take is < 1 or > 10_000) return Problems.BadQuery("limit", "limit must be between 1 and 10000.");
+        var filters = new List<TagFilter>();
+        foreach (var t in tag ?? [])
+        {
+            if (filters.Count >= Tags.MaxTags) return Problems.BadQuery("tag", $"At most {Tags.MaxTags} tag filters.");
+            if (!TagFilter.TryParse(t, out var filter)) return Problems.BadQuery("tag", "A tag filter is key:value (a tag key, then the exact value).");
+            filters.Add(filter);
+        }
         // Ordinal id order makes the cursor simply the last id of the page; in a cluster the list spans every node.
         List<DeviceSummary> page;
-        if (online == false)
+        if (online == false || filters.Count > 0)
         {
-            // Every known device, connected or not.
+            // Known devices (with tag filters: those having every tag), connected or not; without online=false only
+            // the connected ones among them, read a page at a time until this page is full.
             page = [];
-            foreach (var (id, lastSeen) in await directory.ListAsync(search, after, take + 1).ConfigureAwait(false))
+            var cursor = after;
+            while (page.Count <= take)
             {
-                var where = await presence.LocateAsync(id).ConfigureAwait(false);
-                page.Add(new DeviceSummary(id, where?.ConnectedAt, where?.Node, where is not null, lastSeen));
+                var batch = await directory.ListAsync(search, cursor, take + 1, filters).ConfigureAwait(false);
+                foreach (var (id, lastSeen) in batch)
+                {
+                    var where = await presence.LocateAsync(id).ConfigureAwait(false);
+                    if (online == false) page.Add(new DeviceSummary(id, where?.ConnectedAt, where?.Node, where is not null, lastSeen));
+                    else if (where is not null) page.Add(new DeviceSummary(id, where.ConnectedAt, where.Node));
+                    if (page.Count > take) break;
+                }
+                if (batch.Count <= take) break;
+                cursor = batch[^1].Device;
             }
         }
         else
@@ -104,7 +122,8 @@ internal static class DevicesApi
             lastSeen,
             where?.Node ?? node.Id,
             memberOf,
-            await store.CountQueuedAsync(id, time.GetUtcNow()).ConfigureAwait(false));
+            await store.CountQueuedAsync(id, time.GetUtcNow()).ConfigureAwait(false),
+            await directory.TagsAsync(id).ConfigureAwait(false));
         return TypedResults.Json(response, ApiJsonContext.Default.DeviceResponse);
     }
 
@@ -123,6 +142,24 @@ internal static class DevicesApi
         var take = Math.Clamp(limit ?? 50, 1, 100);
         var records = await store.RecentAsync(id, take).ConfigureAwait(false);
         return TypedResults.Json(new DeviceMessagesResponse(records.Select(MessagesApi.ToResponse).ToList()), ApiJsonContext.Default.DeviceMessagesResponse);
+    }
+
+    /// <summary>Replaces the device's tags (an empty object removes them); makes it known.</summary>
+    private static async Task<IResult> SetTagsAsync(string id, HttpRequest request, IDeviceDirectory directory)
+    {
+        if (!DeviceId.IsValid(id) || id == DeviceId.Server) return Problems.InvalidId("device id");
+        var body = await MessageBody.ReadBytesAsync(request, Tags.MaxBodyBytes).ConfigureAwait(false);
+        string? why = $"A tags body is at most {Tags.MaxBodyBytes} bytes.";
+        if (body is null || !Tags.TryParse(body, out var tags, out why)) return new ApiProblem(400, "invalid_tags", "Invalid tags", why!);
+        try
+        {
+            await directory.SetTagsAsync(id, tags).ConfigureAwait(false);
+        }
+        catch (StoreUnavailableException)
+        {
+            return SendOptions.Unavailable();
+        }
+        return Results.NoContent();
     }
 
     /// <summary>Refuses every token of the device issued until now (persistently) and closes its live connection with 1008 token_revoked.</summary>

@@ -22,7 +22,12 @@ internal sealed class RedisDirectory(RedisStore store, ILogger<RedisDirectory> l
         return (entry?.Known == true, entry?.LastSeen);
     }
 
-    public Task<IReadOnlyList<(string Device, DateTimeOffset? LastSeen)>> ListAsync(string? prefix, string? after, int limit) => store.DevicesAsync(prefix, after, limit);
+    public Task<IReadOnlyList<(string Device, DateTimeOffset? LastSeen)>> ListAsync(string? prefix, string? after, int limit, IReadOnlyList<TagFilter>? tags = null) =>
+        store.DevicesAsync(prefix, after, limit, tags);
+
+    public Task<IReadOnlyDictionary<string, string>> TagsAsync(string device) => store.TagsAsync(device);
+
+    public Task SetTagsAsync(string device, IReadOnlyDictionary<string, string> tags) => store.SetTagsAsync(device, tags);
 
     public Task ForgetAsync(string device) => store.ForgetDeviceAsync(device);
 

@@ -34,6 +34,11 @@ internal sealed class RedisKeys(string prefix)
     // Device state (desired, reported, versions)
     public RedisKey State(string device) => $"{Prefix}state:{device}";
 
+    // Tags: one hash per device, and per key=value the set of devices that have it (for the tag filter).
+    public RedisKey Tags(string device) => $"{Prefix}tags:{device}";
+    public string TaggedPrefix => $"{Prefix}tagged:";
+    public RedisKey Tagged(string key, string value) => $"{TaggedPrefix}{key}={value}";
+
     // Presence
     public RedisKey Presence => $"{Prefix}presence";
     public RedisKey Epoch(string device) => $"{Prefix}epoch:{device}";

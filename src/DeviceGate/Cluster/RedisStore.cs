@@ -270,7 +270,13 @@ internal sealed class RedisStore(IConnectionMultiplexer redis, RedisKeys keys, T
         {
             foreach (var device in await Db.SetMembersAsync(keys.Group(group!)).ConfigureAwait(false)) memberships.Add((group!, device!));
         }
-        return new DirectorySnapshot(devices, memberships, notBefore);
+        var tags = new Dictionary<string, IReadOnlyDictionary<string, string>>(StringComparer.Ordinal);
+        foreach (var device in devices.Keys)
+        {
+            var set = await TagsAsync(device).ConfigureAwait(false);
+            if (set.Count > 0) tags[device] = set;
+        }
+        return new DirectorySnapshot(devices, memberships, notBefore, tags);
     });
 
     public Task SaveLastSeenAsync(string device, DateTimeOffset at) => Guard(() => Db.HashSetAsync(keys.Devices, device, Ms(at)));
@@ -324,15 +330,44 @@ internal sealed class RedisStore(IConnectionMultiplexer redis, RedisKeys keys, T
         end
         redis.call('DEL', KEYS[4])
         redis.call('DEL', KEYS[8])
+        local old = redis.call('HGETALL', KEYS[9])
+        for i = 1, #old, 2 do redis.call('SREM', ARGV[7] .. old[i] .. '=' .. old[i + 1], ARGV[1]) end
+        redis.call('DEL', KEYS[9])
         return 1
         """;
+
+    private const string SetTagsScript = """
+        local old = redis.call('HGETALL', KEYS[1])
+        for i = 1, #old, 2 do redis.call('SREM', ARGV[2] .. old[i] .. '=' .. old[i + 1], ARGV[1]) end
+        redis.call('DEL', KEYS[1])
+        for i = 3, #ARGV, 2 do
+          redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+          redis.call('SADD', ARGV[2] .. ARGV[i] .. '=' .. ARGV[i + 1], ARGV[1])
+        end
+        redis.call('HSETNX', KEYS[2], ARGV[1], '')
+        return 1
+        """;
+
+    public Task SetTagsAsync(string device, IReadOnlyDictionary<string, string> tags)
+    {
+        var args = new List<RedisValue> { device, keys.TaggedPrefix };
+        foreach (var (k, v) in tags)
+        {
+            args.Add(k);
+            args.Add(v);
+        }
+        return Guard(() => Db.ScriptEvaluateAsync(SetTagsScript, [keys.Tags(device), keys.Devices], args.ToArray()));
+    }
+
+    public Task<IReadOnlyDictionary<string, string>> TagsAsync(string device) => Guard<IReadOnlyDictionary<string, string>>(async () =>
+        (await Db.HashGetAllAsync(keys.Tags(device)).ConfigureAwait(false)).ToDictionary(e => (string)e.Name!, e => (string)e.Value!, StringComparer.Ordinal));
 
     public Task ForgetDeviceAsync(string device)
     {
         var now = DateTimeOffset.UtcNow;
         return Guard(() => Db.ScriptEvaluateAsync(ForgetScript,
-            [keys.GroupsOf(device), keys.Devices, keys.TokensNotBefore, keys.Outbox(device), keys.GroupNames, keys.Expiry, keys.FinalMessages, keys.State(device)],
-            [device, keys.Prefix + "group:", keys.Prefix + "msg:", Ms(now), Iso(now), keys.Prefix]));
+            [keys.GroupsOf(device), keys.Devices, keys.TokensNotBefore, keys.Outbox(device), keys.GroupNames, keys.Expiry, keys.FinalMessages, keys.State(device), keys.Tags(device)],
+            [device, keys.Prefix + "group:", keys.Prefix + "msg:", Ms(now), Iso(now), keys.Prefix, keys.TaggedPrefix]));
     }
 
     public Task<int> CountQueuedAsync(string device, DateTimeOffset now) => Guard(async () =>
@@ -381,9 +416,10 @@ internal sealed class RedisStore(IConnectionMultiplexer redis, RedisKeys keys, T
         return list;
     });
 
-    public Task<IReadOnlyList<(string Device, DateTimeOffset? LastSeen)>> DevicesAsync(string? prefix, string? after, int limit) =>
+    public Task<IReadOnlyList<(string Device, DateTimeOffset? LastSeen)>> DevicesAsync(string? prefix, string? after, int limit, IReadOnlyList<TagFilter>? tags = null) =>
         Guard<IReadOnlyList<(string, DateTimeOffset?)>>(async () =>
         {
+            if (tags is { Count: > 0 }) return await TaggedDevicesAsync(prefix, after, limit, tags).ConfigureAwait(false);
             var all = new List<(string, DateTimeOffset?)>();
             await foreach (var e in Db.HashScanAsync(keys.Devices, pageSize: 1000).ConfigureAwait(false))
             {
@@ -394,6 +430,28 @@ internal sealed class RedisStore(IConnectionMultiplexer redis, RedisKeys keys, T
             }
             return all.OrderBy(d => d.Item1, StringComparer.Ordinal).Take(limit).ToList();
         });
+
+    /// <summary>Devices matching every filter: the intersection of each filter's index sets (a union over its readings).</summary>
+    private async Task<IReadOnlyList<(string, DateTimeOffset?)>> TaggedDevicesAsync(string? prefix, string? after, int limit, IReadOnlyList<TagFilter> tags)
+    {
+        HashSet<string>? matching = null;
+        foreach (var filter in tags)
+        {
+            var these = new HashSet<string>(StringComparer.Ordinal);
+            foreach (var (k, v) in filter.Readings)
+            {
+                foreach (var d in await Db.SetMembersAsync(keys.Tagged(k, v)).ConfigureAwait(false)) these.Add((string)d!);
+            }
+            if (matching is null) matching = these;
+            else matching.IntersectWith(these);
+            if (matching.Count == 0) return [];
+        }
+        var page = matching!.Where(id => (prefix is null || id.StartsWith(prefix, StringComparison.Ordinal)) && (after is null || string.CompareOrdinal(id, after) > 0))
+            .Order(StringComparer.Ordinal).Take(limit).ToArray();
+        if (page.Length == 0) return [];
+        var seen = await Db.HashGetAsync(keys.Devices, page.Select(id => (RedisValue)id).ToArray()).ConfigureAwait(false);
+        return page.Select((id, i) => (id, seen[i].IsNullOrEmpty ? (DateTimeOffset?)null : DateTimeOffset.FromUnixTimeMilliseconds((long)seen[i]))).ToList();
+    }
 
     // ---- IStateStore: one hash per device; an update is optimistic (WATCH-like condition on the part's version) ---
 

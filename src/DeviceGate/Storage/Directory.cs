@@ -18,10 +18,19 @@ internal interface IDeviceDirectory
 
     Task<(bool Known, DateTimeOffset? LastSeen)> LookupAsync(string device);
 
-    /// <summary>Known devices by id prefix, ordinal order, after <paramref name="after"/>.</summary>
-    Task<IReadOnlyList<(string Device, DateTimeOffset? LastSeen)>> ListAsync(string? prefix, string? after, int limit);
+    /// <summary>
+    /// Known devices by id prefix, ordinal order, after <paramref name="after"/>; with <paramref name="tags"/>, only
+    /// those matching every filter.
+    /// </summary>
+    Task<IReadOnlyList<(string Device, DateTimeOffset? LastSeen)>> ListAsync(string? prefix, string? after, int limit, IReadOnlyList<TagFilter>? tags = null);
 
-    /// <summary>Forgets the device: last-seen, memberships and outbox. Its revocation stays.</summary>
+    /// <summary>The device's tags (empty when it has none).</summary>
+    Task<IReadOnlyDictionary<string, string>> TagsAsync(string device);
+
+    /// <summary>Replaces the device's tags (empty: removes them) and makes it known; durable before it returns.</summary>
+    Task SetTagsAsync(string device, IReadOnlyDictionary<string, string> tags);
+
+    /// <summary>Forgets the device: last-seen, memberships, tags, state and outbox. Its revocation stays.</summary>
     Task ForgetAsync(string device);
 
     /// <summary>Tokens issued before this are refused (null: no revocation).</summary>

@@ -10,6 +10,7 @@ internal sealed class LocalDirectory(IDirectoryStore store, ILogger<LocalDirecto
 {
     private readonly ConcurrentDictionary<string, DateTimeOffset?> _devices = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, DateTimeOffset> _tokensNotBefore = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, IReadOnlyDictionary<string, string>> _tags = new(StringComparer.Ordinal);
     private readonly Dictionary<string, SortedSet<string>> _members = new(StringComparer.Ordinal);
     private readonly Dictionary<string, SortedSet<string>> _groupsOfDevice = new(StringComparer.Ordinal);
     private readonly Lock _gate = new();
@@ -19,6 +20,7 @@ internal sealed class LocalDirectory(IDirectoryStore store, ILogger<LocalDirecto
         var snapshot = await store.LoadAsync().ConfigureAwait(false);
         foreach (var (id, seen) in snapshot.Devices) _devices[id] = seen;
         foreach (var (id, at) in snapshot.TokensNotBefore) _tokensNotBefore[id] = at;
+        foreach (var (id, tags) in snapshot.Tags) _tags[id] = tags;
         lock (_gate)
         {
             foreach (var (g, d) in snapshot.Memberships) AddInMemory(g, d);
@@ -38,17 +40,29 @@ internal sealed class LocalDirectory(IDirectoryStore store, ILogger<LocalDirecto
     public Task<(bool Known, DateTimeOffset? LastSeen)> LookupAsync(string device) =>
         Task.FromResult(_devices.TryGetValue(device, out var seen) ? (true, seen) : (false, (DateTimeOffset?)null));
 
-    public Task<IReadOnlyList<(string Device, DateTimeOffset? LastSeen)>> ListAsync(string? prefix, string? after, int limit) =>
+    public Task<IReadOnlyList<(string Device, DateTimeOffset? LastSeen)>> ListAsync(string? prefix, string? after, int limit, IReadOnlyList<TagFilter>? tags = null) =>
         Task.FromResult<IReadOnlyList<(string, DateTimeOffset?)>>(_devices
-            .Where(kv => (prefix is null || kv.Key.StartsWith(prefix, StringComparison.Ordinal)) && (after is null || string.CompareOrdinal(kv.Key, after) > 0))
+            .Where(kv => (prefix is null || kv.Key.StartsWith(prefix, StringComparison.Ordinal)) && (after is null || string.CompareOrdinal(kv.Key, after) > 0)
+                && (tags is not { Count: > 0 } || TagFilter.MatchesAll(tags, _tags.GetValueOrDefault(kv.Key, Tags.None))))
             .OrderBy(kv => kv.Key, StringComparer.Ordinal)
             .Take(limit)
             .Select(kv => (kv.Key, kv.Value))
             .ToList());
 
+    public Task<IReadOnlyDictionary<string, string>> TagsAsync(string device) => Task.FromResult(_tags.GetValueOrDefault(device, Tags.None));
+
+    public async Task SetTagsAsync(string device, IReadOnlyDictionary<string, string> tags)
+    {
+        await store.SetTagsAsync(device, tags).ConfigureAwait(false);
+        if (tags.Count == 0) _tags.TryRemove(device, out _);
+        else _tags[device] = new Dictionary<string, string>(tags, StringComparer.Ordinal);
+        _devices.TryAdd(device, null);
+    }
+
     public Task ForgetAsync(string device)
     {
         _devices.TryRemove(device, out _);
+        _tags.TryRemove(device, out _);
         lock (_gate)
         {
             foreach (var g in GroupsOf(device)) RemoveInMemory(g, device);

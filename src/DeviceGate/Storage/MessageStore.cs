@@ -61,7 +61,10 @@ public interface IDirectoryStore
     /// <summary>Tokens of this device issued before <paramref name="at"/> are refused from now on, across restarts and forgets.</summary>
     Task RevokeTokensAsync(string device, DateTimeOffset at);
 
-    /// <summary>Removes the device's last-seen, memberships and outbox. Its token revocation stays.</summary>
+    /// <summary>Replaces the device's tags (empty: none) and makes it known.</summary>
+    Task SetTagsAsync(string device, IReadOnlyDictionary<string, string> tags);
+
+    /// <summary>Removes the device's last-seen, memberships, tags, state and outbox. Its token revocation stays.</summary>
     Task ForgetDeviceAsync(string device);
 
     /// <summary>Unexpired pending messages per device, for <c>queued</c> counts.</summary>
@@ -71,7 +74,8 @@ public interface IDirectoryStore
 public sealed record DirectorySnapshot(
     IReadOnlyDictionary<string, DateTimeOffset?> Devices,
     IReadOnlyList<(string Group, string Device)> Memberships,
-    IReadOnlyDictionary<string, DateTimeOffset> TokensNotBefore);
+    IReadOnlyDictionary<string, DateTimeOffset> TokensNotBefore,
+    IReadOnlyDictionary<string, IReadOnlyDictionary<string, string>> Tags);
 
 /// <summary>Optional capability of a store: readiness and outbox depth for /readyz and /metrics.</summary>
 public interface IStoreHealth

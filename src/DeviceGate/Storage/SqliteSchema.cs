@@ -42,6 +42,7 @@ internal static class SqliteSchema
         CREATE TABLE device_state(device TEXT PRIMARY KEY, desired TEXT NOT NULL, reported TEXT NOT NULL,
           desired_version INTEGER NOT NULL, reported_version INTEGER NOT NULL, acked_version INTEGER NOT NULL,
           desired_at INTEGER, reported_at INTEGER);
+        CREATE TABLE tags(device TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY(device, key));
         """;
 
     // Version 1 kept a device's revocation in its devices row, so forgetting the device dropped it.
@@ -54,8 +55,11 @@ internal static class SqliteSchema
           desired_at INTEGER, reported_at INTEGER);
         """;
 
-    // Version 2 had no desired-state messages.
-    private const string MigrateFrom2 = "ALTER TABLE messages ADD COLUMN state_version INTEGER NOT NULL DEFAULT 0;";
+    // Version 2 had no desired-state messages and no tags.
+    private const string MigrateFrom2 = """
+        ALTER TABLE messages ADD COLUMN state_version INTEGER NOT NULL DEFAULT 0;
+        CREATE TABLE tags(device TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY(device, key));
+        """;
 
     /// <summary>Opens (creating if absent) and checks the database; throws a clear InvalidOperationException otherwise.</summary>
     public static void Ensure(SqliteConnection connection, string path)

@@ -545,7 +545,18 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IStateStore,
         {
             while (await r.ReadAsync().ConfigureAwait(false)) memberships.Add((r.GetString(0), r.GetString(1)));
         }
-        return new DirectorySnapshot(devices, memberships, notBefore);
+        var tags = new Dictionary<string, IReadOnlyDictionary<string, string>>(StringComparer.Ordinal);
+        using (var cmd = Command(c, null, "SELECT device, key, value FROM tags ORDER BY device;"))
+        using (var r = await cmd.ExecuteReaderAsync().ConfigureAwait(false))
+        {
+            while (await r.ReadAsync().ConfigureAwait(false))
+            {
+                var device = r.GetString(0);
+                if (!tags.TryGetValue(device, out var set)) tags[device] = set = new Dictionary<string, string>(StringComparer.Ordinal);
+                ((Dictionary<string, string>)set)[r.GetString(1)] = r.GetString(2);
+            }
+        }
+        return new DirectorySnapshot(devices, memberships, notBefore, tags);
     }
 
     public Task SaveLastSeenAsync(string device, DateTimeOffset at) => WriteAsync((c, tx) =>
@@ -583,10 +594,22 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IStateStore,
         return null;
     });
 
+    public Task SetTagsAsync(string device, IReadOnlyDictionary<string, string> tags) => WriteAsync((c, tx) =>
+    {
+        Writer("DELETE FROM tags WHERE device = $d;", ("$d", device)).ExecuteNonQuery();
+        foreach (var (key, value) in tags)
+        {
+            Writer("INSERT INTO tags(device, key, value) VALUES($d, $k, $v);", ("$d", device), ("$k", key), ("$v", value)).ExecuteNonQuery();
+        }
+        MarkKnown(device);
+        return null;
+    });
+
     public Task ForgetDeviceAsync(string device) => WriteAsync((c, tx) =>
     {
         var now = DateTimeOffset.UtcNow;
-        Writer("DELETE FROM memberships WHERE device = $d; DELETE FROM devices WHERE id = $d; DELETE FROM device_state WHERE device = $d;", ("$d", device)).ExecuteNonQuery();
+        Writer("DELETE FROM memberships WHERE device = $d; DELETE FROM devices WHERE id = $d; DELETE FROM device_state WHERE device = $d; DELETE FROM tags WHERE device = $d;",
+            ("$d", device)).ExecuteNonQuery();
         var cancel = Writer($"""
             UPDATE messages SET status = 'cancelled', pending = 0, updated_at = $now, {HistoryAppend("'cancelled'")} WHERE device = $d AND pending = 1
             RETURNING device, sender, length(data);

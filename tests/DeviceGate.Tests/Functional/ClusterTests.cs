@@ -125,6 +125,25 @@ public sealed class ClusterTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Tags_set_through_one_node_filter_the_device_list_on_the_other()
+    {
+        using var device = await _one.ConnectAsync("tag-far");
+        using (var r = await _two.Api.PutAsync("api/devices/tag-far/tags", new StringContent("""{"site":"lyon"}""", System.Text.Encoding.UTF8, "application/json")))
+        {
+            Assert.Equal(HttpStatusCode.NoContent, r.StatusCode);
+        }
+        using (var r = await _two.Api.PutAsync("api/devices/tag-offline/tags", new StringContent("""{"site":"lyon"}""", System.Text.Encoding.UTF8, "application/json")))
+        {
+            Assert.Equal(HttpStatusCode.NoContent, r.StatusCode);
+        }
+        Assert.Equal("lyon", (await _one.Api.GetJsonAsync("api/devices/tag-far")).GetProperty("tags").Str("site"));
+        var online = await _two.Api.GetJsonAsync("api/devices?tag=site:lyon");
+        Assert.Equal(["tag-far"], online.GetProperty("devices").EnumerateArray().Select(d => d.Str("id")).ToArray());
+        var known = await _one.Api.GetJsonAsync("api/devices?tag=site:lyon&online=false");
+        Assert.Equal(["tag-far", "tag-offline"], known.GetProperty("devices").EnumerateArray().Select(d => d.Str("id")).ToArray());
+    }
+
+    [Fact]
     public async Task Presence_from_any_node_lists_every_node_s_devices()
     {
         using var a = await _one.ConnectAsync("p-one");

@@ -1,4 +1,5 @@
 using DeviceGate.Cluster;
+using DeviceGate.Messages;
 using DeviceGate.Storage;
 using DeviceGate.Tests.Infrastructure;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -36,6 +37,45 @@ public abstract class DirectorySpec : IAsyncLifetime
         Assert.Equal((false, null), await Devices.LookupAsync("never"));
         Assert.Equal(["kiosk-1", "kiosk-2"], (await Devices.ListAsync("kiosk-", null, 10)).Select(d => d.Device));
         Assert.Equal(["kiosk-2"], (await Devices.ListAsync(null, "kiosk-1", 1)).Select(d => d.Device));
+    }
+
+    private static Dictionary<string, string> T(params (string K, string V)[] pairs) => pairs.ToDictionary(p => p.K, p => p.V);
+
+    private static IReadOnlyList<TagFilter> Filter(params string[] texts) => texts.Select(t =>
+    {
+        Assert.True(TagFilter.TryParse(t, out var f));
+        return f;
+    }).ToList();
+
+    [Fact]
+    public async Task Tags_replace_make_a_device_known_filter_listings_survive_restarts_and_go_with_forget()
+    {
+        await Devices.SetTagsAsync("kiosk-b", T(("site", "berlin"), ("model", "k2")));
+        await Devices.SetTagsAsync("kiosk-a", T(("site", "berlin"), ("model", "k1")));
+        await Devices.SetTagsAsync("kiosk-p", T(("site", "paris"), ("model", "k2"), ("zone:floor", "2:east")));
+        Assert.True((await Devices.LookupAsync("kiosk-b")).Known);
+        await ReopenAsync();
+        Assert.Equal(T(("site", "berlin"), ("model", "k2")), await Devices.TagsAsync("kiosk-b"));
+        Assert.Equal(["kiosk-a", "kiosk-b"], (await Devices.ListAsync(null, null, 10, Filter("site:berlin"))).Select(d => d.Device));
+        Assert.Equal(["kiosk-b"], (await Devices.ListAsync(null, null, 10, Filter("site:berlin", "model:k2"))).Select(d => d.Device));
+        Assert.Equal(["kiosk-b"], (await Devices.ListAsync(null, "kiosk-a", 10, Filter("site:berlin"))).Select(d => d.Device));
+        // A key holding ':' is found under its own split.
+        Assert.Equal(["kiosk-p"], (await Devices.ListAsync(null, null, 10, Filter("zone:floor:2:east"))).Select(d => d.Device));
+        Assert.Empty(await Devices.ListAsync(null, null, 10, Filter("site:rome")));
+
+        // Replacing drops the old pairs from the filter; an empty set removes them all (the device stays known).
+        await Devices.SetTagsAsync("kiosk-a", T(("site", "paris")));
+        Assert.Equal(["kiosk-b"], (await Devices.ListAsync(null, null, 10, Filter("site:berlin"))).Select(d => d.Device));
+        await Devices.SetTagsAsync("kiosk-p", T());
+        Assert.Empty(await Devices.TagsAsync("kiosk-p"));
+        Assert.Equal(["kiosk-a"], (await Devices.ListAsync(null, null, 10, Filter("site:paris"))).Select(d => d.Device));
+        Assert.True((await Devices.LookupAsync("kiosk-p")).Known);
+
+        await Devices.ForgetAsync("kiosk-b");
+        Assert.Empty(await Devices.TagsAsync("kiosk-b"));
+        Assert.Empty(await Devices.ListAsync(null, null, 10, Filter("model:k2")));
+        await ReopenAsync();
+        Assert.Empty(await Devices.TagsAsync("kiosk-b"));
     }
 
     [Fact]
