@@ -34,6 +34,13 @@ public enum DeviceClientState
 /// <param name="Binary">The bytes, when it was sent as binary (<c>dataBase64</c>).</param>
 public sealed record DeviceMessage(string Id, string From, string? Group, JsonElement? Data, byte[]? Binary);
 
+/// <summary>The device's desired state, as the gateway delivers it (a <c>state</c> message).</summary>
+/// <param name="Version">The desired version; acking the message makes it the document's <c>ackedVersion</c>.</param>
+/// <param name="Desired">The whole desired document (a JSON object).</param>
+/// <param name="Delta">The members of desired that differ from reported, when this version was written.</param>
+/// <param name="MessageId">The state message's id.</param>
+public sealed record DesiredState(long Version, JsonElement Desired, JsonElement Delta, string MessageId);
+
 /// <summary>An rpc the device must answer; the handler's return value is the reply's data.</summary>
 public sealed record RpcRequest(string Id, JsonElement Data);
 
@@ -74,6 +81,13 @@ public sealed class DeviceClient : IAsyncDisposable
 
     /// <summary>Handles a message; it is acked when this returns (an exception leaves it unacked, so it comes again).</summary>
     public Func<DeviceMessage, CancellationToken, Task>? OnMessage { get; set; }
+
+    /// <summary>
+    /// Handles the device's desired state (sent on connect when the device has not acked the latest version, and on
+    /// every change while connected; only the latest version is delivered). Acked when this returns, like a message:
+    /// an exception leaves it unacked, so it comes again. Without a handler, state messages are acked unseen.
+    /// </summary>
+    public Func<DesiredState, CancellationToken, Task>? OnDesiredState { get; set; }
 
     /// <summary>Answers an rpc: the return value becomes the reply's data; throw <see cref="RpcException"/> to reply with an error.</summary>
     public Func<RpcRequest, CancellationToken, Task<object?>>? OnRpc { get; set; }
@@ -238,24 +252,32 @@ public sealed class DeviceClient : IAsyncDisposable
         using var doc = JsonDocument.Parse(bytes);
         var root = doc.RootElement;
         var type = root.GetProperty("type").GetString();
-        if (type == "message")
+        if (type is "message" or "state")
         {
             var id = root.GetProperty("id").GetString()!;
             if (!_seen.Contains(id))
             {
-                var m = new DeviceMessage(id, root.GetProperty("from").GetString()!,
-                    root.TryGetProperty("group", out var g) ? g.GetString() : null,
-                    root.TryGetProperty("data", out var d) ? d.Clone() : null,
-                    root.TryGetProperty("dataBase64", out var b) ? Convert.FromBase64String(b.GetString()!) : null);
-                if (OnMessage is { } handler)
+                Task? handled = null;
+                if (type == "message" && OnMessage is { } onMessage)
+                {
+                    handled = onMessage(new DeviceMessage(id, root.GetProperty("from").GetString()!,
+                        root.TryGetProperty("group", out var g) ? g.GetString() : null,
+                        root.TryGetProperty("data", out var d) ? d.Clone() : null,
+                        root.TryGetProperty("dataBase64", out var b) ? Convert.FromBase64String(b.GetString()!) : null), _stop.Token);
+                }
+                else if (type == "state" && OnDesiredState is { } onState)
+                {
+                    handled = onState(new DesiredState(root.GetProperty("version").GetInt64(), root.GetProperty("desired").Clone(), root.GetProperty("delta").Clone(), id), _stop.Token);
+                }
+                if (handled is not null)
                 {
                     try
                     {
-                        await handler(m, _stop.Token).ConfigureAwait(false);
+                        await handled.ConfigureAwait(false);
                     }
                     catch (Exception e) when (e is not OperationCanceledException)
                     {
-                        _logger.LogWarning(e, "Message handler failed for {MessageId}; it stays unacked", id);
+                        _logger.LogWarning(e, "Handler failed for {MessageType} {MessageId}; it stays unacked", type, id);
                         return;
                     }
                 }

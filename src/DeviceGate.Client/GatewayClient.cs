@@ -152,14 +152,23 @@ public sealed class GatewayClient(HttpClient http, ILogger<GatewayClient>? logge
         (await GetAsync("api/groups", ct).ConfigureAwait(false)).GetProperty("groups").EnumerateArray()
             .ToDictionary(g => g.GetProperty("group").GetString()!, g => g.GetProperty("members").GetInt32());
 
-    /// <summary>One page of devices (connected only, unless <paramref name="includeOffline"/>).</summary>
-    public Task<JsonElement> ListDevicesAsync(bool includeOffline = false, string? search = null, string? after = null, int limit = 1000, CancellationToken ct = default)
+    /// <summary>
+    /// One page of devices (connected only, unless <paramref name="includeOffline"/>); with <paramref name="tags"/>,
+    /// only those having every one of these tags (exact values).
+    /// </summary>
+    public Task<JsonElement> ListDevicesAsync(bool includeOffline = false, string? search = null, string? after = null, int limit = 1000,
+        IReadOnlyDictionary<string, string>? tags = null, CancellationToken ct = default)
     {
         var q = $"api/devices?limit={limit}" + (includeOffline ? "&online=false" : "") + (search is null ? "" : "&search=" + Esc(search)) + (after is null ? "" : "&after=" + Esc(after));
+        foreach (var (key, value) in tags ?? new Dictionary<string, string>()) q += "&tag=" + Esc(key + ":" + value);
         return GetAsync(q, ct);
     }
 
-    /// <summary>A device's presence, groups and queued count.</summary>
+    /// <summary>Replaces the device's tags (an empty set removes them); a refused set is a <see cref="GatewayException"/> 400 <c>invalid_tags</c>.</summary>
+    public Task SetTagsAsync(string deviceId, IReadOnlyDictionary<string, string> tags, CancellationToken ct = default) =>
+        SendAsync(new HttpRequestMessage(HttpMethod.Put, $"api/devices/{Esc(deviceId)}/tags") { Content = JsonContent.Create(tags) }, ct);
+
+    /// <summary>A device's presence, groups, queued count and tags.</summary>
     public Task<JsonElement> GetDeviceAsync(string deviceId, CancellationToken ct = default) => GetAsync($"api/devices/{Esc(deviceId)}", ct);
 
     /// <summary>The device's state document: desired, reported, delta, their versions and when each changed.</summary>

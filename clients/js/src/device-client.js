@@ -23,6 +23,14 @@ const noop = () => {};
  */
 
 /**
+ * @typedef {object} DesiredState The device's desired state, as the gateway delivers it (a `state` message).
+ * @property {number} version The desired version; acking makes it the document's `ackedVersion`.
+ * @property {Record<string, unknown>} desired The whole desired document.
+ * @property {Record<string, unknown>} delta The members of desired that differ from reported, when this version was written.
+ * @property {string} messageId The state message's id.
+ */
+
+/**
  * @typedef {object} RpcRequest
  * @property {string} id The rpc id.
  * @property {unknown} data The request's JSON data.
@@ -55,6 +63,10 @@ const noop = () => {};
  * @property {(message: DeviceMessage) => unknown} [onMessage] Handles a message. It is acked once this returns (or
  *   its promise resolves); if it throws, the message stays unacked and the gateway sends it again later.
  *   Messages are handed over one at a time, in order.
+ * @property {(state: DesiredState) => unknown} [onDesiredState] Handles the device's desired state: sent on connect
+ *   when the device has not acked the latest version, and on every change while connected (only the latest version
+ *   is delivered). Acked once this returns (or its promise resolves), like a message; if it throws, it stays unacked
+ *   and comes again. Without a handler, state messages are acked unseen. Handed over in order with messages.
  * @property {(data: unknown, request: RpcRequest) => unknown} [onRpc] Answers an rpc: the (awaited) return value is
  *   the reply's data. Throw an {@link RpcError} to answer with an error code.
  * @property {(state: DeviceClientState, previous: DeviceClientState) => void} [onStateChange]
@@ -128,6 +140,8 @@ export class DeviceClient {
     this.onMessage = options.onMessage;
     /** @type {DeviceClientOptions['onRpc']} */
     this.onRpc = options.onRpc;
+    /** @type {DeviceClientOptions['onDesiredState']} */
+    this.onDesiredState = options.onDesiredState;
     /** @type {DeviceClientOptions['onStateChange']} */
     this.onStateChange = options.onStateChange;
     /** @type {DeviceClientOptions['onError']} */
@@ -375,6 +389,7 @@ export class DeviceClient {
     }
     switch (envelope?.type) {
       case 'message':
+      case 'state':
         this.#inbox = this.#inbox.then(() => this.#handleMessage(socket, envelope));
         break;
       case 'rpc':
@@ -409,13 +424,17 @@ export class DeviceClient {
   async #handleMessage(socket, envelope) {
     const id = String(envelope.id);
     if (!this.#seen.has(id)) {
-      /** @type {DeviceMessage} */
-      const message = { id, from: envelope.from };
-      if (envelope.group !== undefined) message.group = envelope.group;
-      if ('data' in envelope) message.data = envelope.data;
-      if (typeof envelope.dataBase64 === 'string') message.binary = fromBase64(envelope.dataBase64);
       try {
-        await this.onMessage?.(message);
+        if (envelope.type === 'state') {
+          await this.onDesiredState?.({ version: envelope.version, desired: envelope.desired, delta: envelope.delta, messageId: id });
+        } else {
+          /** @type {DeviceMessage} */
+          const message = { id, from: envelope.from };
+          if (envelope.group !== undefined) message.group = envelope.group;
+          if ('data' in envelope) message.data = envelope.data;
+          if (typeof envelope.dataBase64 === 'string') message.binary = fromBase64(envelope.dataBase64);
+          await this.onMessage?.(message);
+        }
       } catch (e) {
         // Unacked: the gateway sends it again after its ack timeout (or on the next connection).
         this.#options.logger?.warn(`DeviceGate: message handler failed for ${id}; left unacked`, e);

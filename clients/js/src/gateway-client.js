@@ -162,22 +162,35 @@ export class GatewayClient {
 
   /**
    * @param {string} deviceId
-   * @returns {Promise<{ id: string, online: boolean, connectedAt: string | null, lastSeen: string | null, node: string, groups: string[], queued: number }>}
+   * @returns {Promise<{ id: string, online: boolean, connectedAt: string | null, lastSeen: string | null, node: string, groups: string[], queued: number, tags: Record<string, string> }>}
    */
   device(deviceId) {
     return this.#json('GET', `/api/devices/${seg(deviceId)}`);
   }
 
   /**
-   * One page of devices (connected ones, or every known one with `online: false`).
-   * @param {{ limit?: number, after?: string, search?: string, online?: boolean }} [options]
+   * One page of devices (connected ones, or every known one with `online: false`); with `tags`, only those having
+   * every one of these tags (exact values).
+   * @param {{ limit?: number, after?: string, search?: string, online?: boolean, tags?: Record<string, string> }} [options]
    * @returns {Promise<{ devices: Array<{ id: string, online: boolean, connectedAt: string | null, lastSeen: string | null, node: string }>, next: string | null }>}
    */
   devices(options = {}) {
     const q = new URLSearchParams();
-    for (const [k, v] of Object.entries(options)) if (v !== undefined) q.set(k, String(v));
+    const { tags, ...rest } = options;
+    for (const [k, v] of Object.entries(rest)) if (v !== undefined) q.set(k, String(v));
+    for (const [k, v] of Object.entries(tags ?? {})) q.append('tag', `${k}:${v}`);
     const s = q.toString();
     return this.#json('GET', `/api/devices${s ? `?${s}` : ''}`);
+  }
+
+  /**
+   * Replaces the device's tags (`{}` removes them); a refused set rejects with code `invalid_tags` (status 400).
+   * @param {string} deviceId
+   * @param {Record<string, string>} tags
+   * @returns {Promise<void>}
+   */
+  async setTags(deviceId, tags) {
+    await this.#call('PUT', `/api/devices/${seg(deviceId)}/tags`, tags);
   }
 
   /**

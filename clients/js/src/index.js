@@ -6,6 +6,7 @@ export { backoffDelay, closeRule } from './backoff.js';
 /** @typedef {import('./device-client.js').DeviceClientOptions} DeviceClientOptions */
 /** @typedef {import('./device-client.js').DeviceClientState} DeviceClientState */
 /** @typedef {import('./device-client.js').DeviceMessage} DeviceMessage */
+/** @typedef {import('./device-client.js').DesiredState} DesiredState */
 /** @typedef {import('./device-client.js').RpcRequest} RpcRequest */
 /** @typedef {import('./device-client.js').SentResult} SentResult */
 /** @typedef {import('./gateway-client.js').GatewayClientOptions} GatewayClientOptions */

@@ -292,3 +292,34 @@ test('a device reports its own state and gets the reported version back', async 
   const doc = (await api(gw, 'GET', '/api/devices/js-reporter/state')).body;
   assert.deepEqual(doc.reported, { fw: '1.4', screen: { on: true } });
 });
+
+test('the desired-state handler gets the whole desired document, version and delta, and is acked after it returns', async (t) => {
+  const gw = await startGateway(t, { args: ['--DeviceGate:Delivery:AckTimeout=00:00:01'] });
+  await api(gw, 'PATCH', '/api/devices/js-shadow/state/reported', { fw: '1.3', brightness: 70 });
+  await api(gw, 'PATCH', '/api/devices/js-shadow/state/desired', { fw: '1.4', brightness: 70 });
+  const calls = new Inbox();
+  let failOnce = true;
+  const d = device(t, gw, 'js-shadow', {
+    onDesiredState: (state) => {
+      calls.push(state);
+      if (failOnce) {
+        failOnce = false;
+        throw new Error('not yet'); // unacked: the gateway sends it again after the ack timeout
+      }
+    },
+  });
+  await d.connect();
+  const first = await calls.next();
+  assert.equal(first.version, 1);
+  assert.deepEqual(first.desired, { fw: '1.4', brightness: 70 });
+  assert.deepEqual(first.delta, { fw: '1.4' });
+  const again = await calls.next();
+  assert.equal(again.messageId, first.messageId);
+  await eventually(async () => (await api(gw, 'GET', '/api/devices/js-shadow/state')).body.ackedVersion === 1, undefined, 'never acked');
+
+  await api(gw, 'PATCH', '/api/devices/js-shadow/state/desired', { brightness: 40 });
+  const second = await calls.next();
+  assert.equal(second.version, 2);
+  assert.deepEqual(second.desired, { fw: '1.4', brightness: 40 });
+  await eventually(async () => (await api(gw, 'GET', '/api/devices/js-shadow/state')).body.ackedVersion === 2, undefined, 'version 2 never acked');
+});

@@ -168,3 +168,14 @@ test('device state: patch desired with If-Match, report, read the delta', async 
   assert.deepEqual(doc.delta, { fw: '1.4', screen: {} });
   assert.equal(doc.reportedVersion, 1);
 });
+
+test('tags: set, shown on the device, filter the device list, refused when invalid', async (t) => {
+  const gw = await startGateway(t);
+  const gateway = new GatewayClient({ url: gw.url, apiKey });
+  await gateway.setTags('js-tag-1', { site: 'berlin', model: 'k2' });
+  await gateway.setTags('js-tag-2', { site: 'berlin' });
+  assert.deepEqual((await gateway.device('js-tag-1')).tags, { site: 'berlin', model: 'k2' });
+  const page = await gateway.devices({ online: false, tags: { site: 'berlin', model: 'k2' } });
+  assert.deepEqual(page.devices.map((d) => d.id), ['js-tag-1']);
+  await assert.rejects(gateway.setTags('js-tag-1', { 'bad key': 'x' }), (e) => e instanceof DeviceGateError && e.code === 'invalid_tags' && e.status === 400);
+});

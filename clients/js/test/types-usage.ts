@@ -1,5 +1,5 @@
 // Compiled (not run) by `npm test`: the published types must accept what the README shows and refuse misuse.
-import { DeviceClient, GatewayClient, RpcError, DeviceGateError, type DeviceMessage, type SentResult } from '@devicegate/client';
+import { DeviceClient, GatewayClient, RpcError, DeviceGateError, type DeviceMessage, type SentResult, type DesiredState } from '@devicegate/client';
 
 const device = new DeviceClient({
   url: 'http://127.0.0.1:8080',
@@ -14,6 +14,12 @@ const device = new DeviceClient({
   onRpc: (data) => {
     if (data === null) throw new RpcError('bad', 'no data');
     return { ok: true };
+  },
+  onDesiredState: (s: DesiredState) => {
+    const version: number = s.version;
+    const delta: Record<string, unknown> = s.delta;
+    void version;
+    void delta;
   },
   onStateChange: (state, previous) => console.log(state, previous),
   onError: (e: DeviceGateError) => console.log(e.code, e.status),
@@ -35,6 +41,11 @@ async function use(): Promise<void> {
   const batch = await gateway.sendBatch([{ device: 'a', text: 'hi' }, { device: 'b', data: { x: 1 }, ttl: 60 }]);
   void batch.failed;
   for await (const e of gateway.events({ types: ['connected'] })) void e.seq;
+  await gateway.setTags('sensor-7', { site: 'berlin' });
+  const tagged = await gateway.devices({ online: false, tags: { site: 'berlin' } });
+  void tagged.next;
+  const tags: Record<string, string> = (await gateway.device('sensor-7')).tags;
+  void tags;
 
   // @ts-expect-error deviceId is required
   new DeviceClient({ url: 'x' });

@@ -52,6 +52,40 @@ public sealed class DeviceClientTests : IDisposable
     }
 
     [Fact]
+    public async Task The_desired_state_handler_gets_desired_version_and_delta_and_is_acked_after_it_returns()
+    {
+        await using var gw = await TestGateway.StartAsync(new Dictionary<string, string> { ["DeviceGate:Delivery:AckTimeout"] = "00:00:01" });
+        var gateway = new GatewayClient(gw.Api);
+        await gateway.PatchReportedAsync("sdk-shadow", new { fw = "1.3", brightness = 70 });
+        await gateway.PatchDesiredAsync("sdk-shadow", new { fw = "1.4", brightness = 70 });
+        var calls = System.Threading.Channels.Channel.CreateUnbounded<DesiredState>();
+        var failOnce = true;
+        await using var client = Client(gw.BaseUri, "sdk-shadow", _ => ValueTask.FromResult(gw.Token("sdk-shadow")));
+        client.OnDesiredState = async (state, ct) =>
+        {
+            await calls.Writer.WriteAsync(state, ct);
+            if (failOnce)
+            {
+                failOnce = false;
+                throw new InvalidOperationException("not yet"); // unacked: the gateway sends it again after the ack timeout
+            }
+        };
+        await client.StartAsync(new CancellationTokenSource(Timeouts.Default).Token);
+        using var wait = new CancellationTokenSource(Timeouts.Default);
+        var first = await calls.Reader.ReadAsync(wait.Token);
+        Assert.Equal((1L, "1.4", """{"fw":"1.4"}"""), (first.Version, first.Desired.GetProperty("fw").GetString(), first.Delta.GetRawText()));
+        Assert.Equal(0, (await gateway.GetStateAsync("sdk-shadow")).GetProperty("ackedVersion").GetInt32());
+        var again = await calls.Reader.ReadAsync(wait.Token);
+        Assert.Equal(first.MessageId, again.MessageId);
+        await ApiExtensions.EventuallyAsync(async () => (await gateway.GetStateAsync("sdk-shadow")).GetProperty("ackedVersion").GetInt32() == 1, "acked after the handler returned");
+
+        await gateway.PatchDesiredAsync("sdk-shadow", new { brightness = 40 });
+        var second = await calls.Reader.ReadAsync(wait.Token);
+        Assert.Equal((2L, 40), (second.Version, second.Desired.GetProperty("brightness").GetInt32()));
+        await ApiExtensions.EventuallyAsync(async () => (await gateway.GetStateAsync("sdk-shadow")).GetProperty("ackedVersion").GetInt32() == 2, "version 2 acked");
+    }
+
+    [Fact]
     public async Task Backoff_honours_retry_after()
     {
         await using var gw = await TestGateway.StartAsync(new Dictionary<string, string> { ["DeviceGate:Limits:MaxConnections"] = "1" });

@@ -112,4 +112,18 @@ public sealed class GatewayClientTests : GatewayTest
         Assert.Equal(("1.4", "1.3", "1.4"), (doc.GetProperty("desired").GetProperty("fw").GetString(), doc.GetProperty("reported").GetProperty("fw").GetString(),
             doc.GetProperty("delta").GetProperty("fw").GetString()));
     }
+
+    [Fact]
+    public async Task Tags_are_set_and_filter_the_device_list()
+    {
+        await using var gw = await TestGateway.StartAsync();
+        var client = new GatewayClient(gw.Api);
+        await client.SetTagsAsync("net-tag-1", new Dictionary<string, string> { ["site"] = "berlin", ["model"] = "k2" });
+        await client.SetTagsAsync("net-tag-2", new Dictionary<string, string> { ["site"] = "berlin" });
+        Assert.Equal("k2", (await client.GetDeviceAsync("net-tag-1")).GetProperty("tags").GetProperty("model").GetString());
+        var page = await client.ListDevicesAsync(includeOffline: true, tags: new Dictionary<string, string> { ["site"] = "berlin", ["model"] = "k2" });
+        Assert.Equal(["net-tag-1"], page.GetProperty("devices").EnumerateArray().Select(d => d.GetProperty("id").GetString()!).ToArray());
+        var refused = await Assert.ThrowsAsync<GatewayException>(() => client.SetTagsAsync("net-tag-1", new Dictionary<string, string> { ["bad key"] = "x" }));
+        Assert.Equal((System.Net.HttpStatusCode.BadRequest, "invalid_tags"), (refused.Status, refused.Type));
+    }
 }
