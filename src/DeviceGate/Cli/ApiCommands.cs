@@ -5,7 +5,7 @@ using System.Text.Json;
 
 namespace DeviceGate.Cli;
 
-/// <summary><c>send</c>, <c>broadcast</c>, <c>devices</c> and <c>state</c>: thin wrappers over the HTTP API.</summary>
+/// <summary><c>send</c>, <c>broadcast</c>, <c>devices</c>, <c>state</c> and <c>tags</c>: thin wrappers over the HTTP API.</summary>
 internal static class ApiCommands
 {
     public static IEnumerable<Command> Create()
@@ -27,8 +27,12 @@ internal static class ApiCommands
         broadcast.Options.Add(binary);
         broadcast.SetAction((parse, ct) => PostAsync(parse, "api/broadcast", parse.GetValue(broadcastPayload)!, parse.GetValue(binary), ct));
 
-        var devices = CommandLine.Client("devices", "List connected devices.");
-        devices.SetAction(ListDevicesAsync);
+        var tagFilter = new Option<string[]>("--tag") { Description = "Only devices with this tag (key:value; repeat for several)", AllowMultipleArgumentsPerToken = false };
+        var all = new Option<bool>("--all") { Description = "Every known device, connected or not" };
+        var devices = CommandLine.Client("devices", "List connected devices (with --all every known one).");
+        devices.Options.Add(tagFilter);
+        devices.Options.Add(all);
+        devices.SetAction((parse, ct) => ListDevicesAsync(parse, parse.GetValue(tagFilter) ?? [], parse.GetValue(all), ct));
 
         var stateId = new Argument<string>("id") { Description = "Device id" };
         var desired = new Option<string?>("--desired") { Description = "A JSON merge patch for the desired state (prints the document after it)" };
@@ -37,7 +41,32 @@ internal static class ApiCommands
         state.Options.Add(desired);
         state.SetAction((parse, ct) => StateAsync(parse, parse.GetValue(stateId)!, parse.GetValue(desired), ct));
 
-        return [send, broadcast, devices, state];
+        var tagsId = new Argument<string>("id") { Description = "Device id" };
+        var pairs = new Argument<string[]>("pairs") { Description = "key=value pairs (none: removes every tag)", Arity = ArgumentArity.ZeroOrMore };
+        var tags = CommandLine.Client("tags", "Set a device's tags (replacing the ones it has), then print the device.");
+        tags.Arguments.Add(tagsId);
+        tags.Arguments.Add(pairs);
+        tags.SetAction((parse, ct) => TagsAsync(parse, parse.GetValue(tagsId)!, parse.GetValue(pairs) ?? [], ct));
+
+        return [send, broadcast, devices, state, tags];
+    }
+
+    private static async Task<int> TagsAsync(ParseResult parse, string id, string[] pairs, CancellationToken ct)
+    {
+        var tags = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var pair in pairs)
+        {
+            var eq = pair.IndexOf('=');
+            if (eq <= 0) return CommandLine.Fail($"'{pair}' is not key=value.");
+            tags[pair[..eq]] = pair[(eq + 1)..];
+        }
+        using var http = CreateClient(parse);
+        if (http is null) return CommandLine.Fail(NoKey);
+        var path = $"api/devices/{Uri.EscapeDataString(id)}";
+        var set = await RunAsync(() => http.PutAsync(path + "/tags", new StringContent(JsonSerializer.Serialize(tags), Encoding.UTF8, "application/json"), ct),
+            _ => Task.CompletedTask).ConfigureAwait(false);
+        if (set != 0) return set;
+        return await RunAsync(() => http.GetAsync(path, ct), async r => Console.WriteLine(await r.Content.ReadAsStringAsync(ct).ConfigureAwait(false))).ConfigureAwait(false);
     }
 
     private static async Task<int> StateAsync(ParseResult parse, string id, string? patch, CancellationToken ct)
@@ -64,15 +93,16 @@ internal static class ApiCommands
         return await RunAsync(() => http.PostAsync(path, content, ct), async r => Console.WriteLine(await r.Content.ReadAsStringAsync(ct).ConfigureAwait(false))).ConfigureAwait(false);
     }
 
-    private static async Task<int> ListDevicesAsync(ParseResult parse, CancellationToken ct)
+    private static async Task<int> ListDevicesAsync(ParseResult parse, string[] tags, bool all, CancellationToken ct)
     {
         using var http = CreateClient(parse);
         if (http is null) return CommandLine.Fail(NoKey);
         string? after = null;
         var first = true;
+        var filter = string.Concat(tags.Select(t => "&tag=" + Uri.EscapeDataString(t))) + (all ? "&online=false" : "");
         do
         {
-            var path = after is null ? "api/devices" : $"api/devices?after={Uri.EscapeDataString(after)}";
+            var path = "api/devices?limit=1000" + filter + (after is null ? "" : $"&after={Uri.EscapeDataString(after)}");
             var code = await RunAsync(() => http.GetAsync(path, ct), async r =>
             {
                 using var doc = JsonDocument.Parse(await r.Content.ReadAsStringAsync(ct).ConfigureAwait(false));
@@ -80,7 +110,8 @@ internal static class ApiCommands
                 first = false;
                 foreach (var d in doc.RootElement.GetProperty("devices").EnumerateArray())
                 {
-                    Console.WriteLine($"{d.GetProperty("id").GetString(),-40} {d.GetProperty("connectedAt").GetString(),-28} {d.GetProperty("node").GetString()}");
+                    var at = d.GetProperty("connectedAt");
+                    Console.WriteLine($"{d.GetProperty("id").GetString(),-40} {(at.ValueKind == JsonValueKind.String ? at.GetString() : "offline"),-28} {(d.TryGetProperty("node", out var n) ? n.GetString() : "")}");
                 }
                 var next = doc.RootElement.GetProperty("next");
                 after = next.ValueKind == JsonValueKind.String ? next.GetString() : null;

@@ -150,8 +150,8 @@ internal static class ConnectCommand
                 message.SetLength(0);
                 if (envelope && text is not null && TypeAndId(text) is ({ } type, { } id))
                 {
-                    // Like an SDK would: ack every message once printed, answer rpcs when --reply is given.
-                    if (type == "message") await SendAsync(socket, $"{{\"type\":\"ack\",\"id\":{JsonSerializer.Serialize(id)}}}", CancellationToken.None).ConfigureAwait(false);
+                    // Like an SDK would: ack every message and desired state once printed, answer rpcs when --reply is given.
+                    if (type is "message" or "state") await SendAsync(socket, $"{{\"type\":\"ack\",\"id\":{JsonSerializer.Serialize(id)}}}", CancellationToken.None).ConfigureAwait(false);
                     else if (type == "rpc" && replyData is not null) await SendAsync(socket, $"{{\"type\":\"reply\",\"id\":{JsonSerializer.Serialize(id)},\"data\":{replyData}}}", CancellationToken.None).ConfigureAwait(false);
                 }
             }

@@ -129,6 +129,20 @@ public sealed class ProcessTests : IDisposable
         var bad = await GatewayProcess.RunCliAsync(_dir, env, "state", "cli-dev", "--desired", "[1]");
         Assert.NotEqual(0, bad.Code);
         Assert.Contains("400", bad.StdErr);
+
+        // tags: set (printing the device), filter the list, refuse what the API refuses.
+        var tagged = await GatewayProcess.RunCliAsync(_dir, env, "tags", "cli-dev", "site=berlin", "model=k2");
+        Assert.True(tagged.Code == 0, tagged.StdErr);
+        using (var device = JsonDocument.Parse(tagged.StdOut)) Assert.Equal("berlin", device.RootElement.GetProperty("tags").GetProperty("site").GetString());
+        var filtered = await GatewayProcess.RunCliAsync(_dir, env, "devices", "--all", "--tag", "site:berlin");
+        Assert.True(filtered.Code == 0, filtered.StdErr);
+        Assert.Contains("cli-dev", filtered.StdOut);
+        var none = await GatewayProcess.RunCliAsync(_dir, env, "devices", "--all", "--tag", "site:rome");
+        Assert.DoesNotContain("cli-dev", none.StdOut);
+        var badTag = await GatewayProcess.RunCliAsync(_dir, env, "tags", "cli-dev", "bad key=x");
+        Assert.NotEqual(0, badTag.Code);
+        Assert.Contains("400 Bad Request: Invalid tags", badTag.StdErr);
+        Assert.NotEqual(0, (await GatewayProcess.RunCliAsync(_dir, env, "tags", "cli-dev", "no-equals-sign")).Code);
     }
 
     [Fact]
@@ -178,6 +192,11 @@ public sealed class ProcessTests : IDisposable
             using var sent = await api.PostAsync("api/devices/rpc-dev/messages?ttl=60", new StringContent("ack me"));
             var messageId = (await sent.JsonAsync()).Str("id");
             await ApiExtensions.EventuallyAsync(async () => (await api.GetJsonAsync($"api/messages/{messageId}")).Str("status") == "acked", "cli acked the message");
+
+            // It acks desired state too: ackedVersion follows.
+            using (var patch = new HttpRequestMessage(HttpMethod.Patch, "api/devices/rpc-dev/state/desired") { Content = new StringContent("""{"fw":"1.4"}""", System.Text.Encoding.UTF8, "application/merge-patch+json") })
+            using (var patched = await api.SendAsync(patch)) Assert.Equal(System.Net.HttpStatusCode.OK, patched.StatusCode);
+            await ApiExtensions.EventuallyAsync(async () => (await api.GetJsonAsync("api/devices/rpc-dev/state")).GetProperty("ackedVersion").GetInt32() == 1, "cli acked the state");
 
             // Plain text typed into an envelope device goes to the server: the events command prints it.
             await device.StandardInput.WriteLineAsync("hello server");
