@@ -130,6 +130,87 @@ public sealed class DashboardTests : IAsyncLifetime
         await serving;
     }
 
+    private async Task PatchDesiredAsync(string device, string patch)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Patch, $"api/devices/{device}/state/desired")
+        {
+            Content = new StringContent(patch, System.Text.Encoding.UTF8, "application/merge-patch+json"),
+        };
+        using var r = await _gw.Api.SendAsync(request);
+        Assert.Equal(System.Net.HttpStatusCode.OK, r.StatusCode);
+    }
+
+    [Fact]
+    public async Task The_state_editor_shows_desired_reported_and_delta_saves_with_if_match_and_says_when_someone_else_changed_it()
+    {
+        using var device = await _gw.ConnectEnvelopeAsync("page-state");
+        await PatchDesiredAsync("page-state", """{"fw":"1.4","brightness":70}""");
+        var first = await device.ReceiveJsonAsync();
+        await device.SendJsonAsync(new { type = "ack", id = first.Str("id") });
+        await device.SendTextAsync("""{"type":"report","state":{"fw":"1.3","brightness":70}}""");
+        Assert.Equal("reported", (await device.ReceiveJsonAsync()).Str("type"));
+
+        await SignInAsync();
+        await _page.GotoAsync(_gw.BaseUri + "#/devices/page-state");
+        await Expect(_page.Locator("#state-desired")).ToContainTextAsync("\"fw\": \"1.4\"");
+        await Expect(_page.Locator("#state-reported")).ToContainTextAsync("\"fw\": \"1.3\"");
+        await Expect(_page.Locator("#state-delta")).ToContainTextAsync("\"fw\": \"1.4\"");
+        await Expect(_page.Locator("#state-delta")).Not.ToContainTextAsync("brightness");
+        await Expect(_page.Locator("#state-versions")).ToContainTextAsync("acked v1");
+
+        // Edit and save: the device receives the new desired state.
+        await _page.FillAsync("#desired-editor", """{"fw":"1.5","brightness":70}""");
+        await _page.ClickAsync("#desired-form button[type=submit]");
+        await Expect(_page.Locator("#state-note")).ToContainTextAsync("version 2");
+        var second = await device.ReceiveJsonAsync();
+        Assert.Equal(("state", 2, "1.5"), (second.Str("type"), second.GetProperty("version").GetInt32(), second.GetProperty("desired").Str("fw")));
+        await ShotAsync("device-state");
+
+        // Someone else changes desired while the operator edits: the save is refused and the page says so.
+        await _page.FillAsync("#desired-editor", """{"fw":"1.6"}""");
+        await PatchDesiredAsync("page-state", """{"brightness":40}""");
+        await _page.ClickAsync("#desired-form button[type=submit]");
+        await Expect(_page.Locator("#state-note")).ToContainTextAsync("Someone else changed the desired state");
+        var doc = await _gw.Api.GetJsonAsync("api/devices/page-state/state");
+        Assert.Equal((3, "1.5", 40), (doc.GetProperty("desiredVersion").GetInt32(), doc.GetProperty("desired").Str("fw"), doc.GetProperty("desired").GetProperty("brightness").GetInt32()));
+        await ShotAsync("device-state-conflict");
+        // Reload shows their change; saving then works.
+        await _page.ClickAsync("#desired-reload");
+        await Expect(_page.Locator("#desired-editor")).ToHaveValueAsync(new System.Text.RegularExpressions.Regex("\"brightness\": 40"));
+        await _page.ClickAsync("#desired-form button[type=submit]");
+        await Expect(_page.Locator("#state-note")).ToContainTextAsync("Saved");
+    }
+
+    [Fact]
+    public async Task Tags_are_shown_and_edited_on_the_device_page_and_filter_the_device_list()
+    {
+        using var a = await _gw.ConnectAsync("page-tag-a");
+        using var b = await _gw.ConnectAsync("page-tag-b");
+        using (var r = await _gw.Api.PutAsync("api/devices/page-tag-b/tags", new StringContent("""{"site":"paris"}""", System.Text.Encoding.UTF8, "application/json")))
+        {
+            Assert.Equal(System.Net.HttpStatusCode.NoContent, r.StatusCode);
+        }
+        await SignInAsync();
+        await _page.GotoAsync(_gw.BaseUri + "#/devices/page-tag-a");
+        await Expect(_page.Locator("#device-tags")).ToContainTextAsync("No tags");
+        await _page.FillAsync("#tags-editor", "site=berlin\nmodel=k2");
+        await _page.ClickAsync("#tags-form button[type=submit]");
+        await Expect(_page.Locator("#device-tags")).ToContainTextAsync("site: berlin");
+        var tags = (await _gw.Api.GetJsonAsync("api/devices/page-tag-a")).GetProperty("tags");
+        Assert.Equal(("berlin", "k2"), (tags.Str("site"), tags.Str("model")));
+        await _page.FillAsync("#tags-editor", "bad key=x");
+        await _page.ClickAsync("#tags-form button[type=submit]");
+        await Expect(_page.Locator("#tags-note")).ToContainTextAsync("tag key");
+
+        await _page.GotoAsync(_gw.BaseUri + "#/devices");
+        await Expect(_page.Locator("tr[data-device='page-tag-b']")).ToBeVisibleAsync();
+        await _page.FillAsync("#tag-filter", "site:berlin");
+        await _page.ClickAsync("#device-search button[type=submit]");
+        await Expect(_page.Locator("tr[data-device='page-tag-b']")).ToHaveCountAsync(0);
+        await Expect(_page.Locator("tr[data-device='page-tag-a']")).ToBeVisibleAsync();
+        await ShotAsync("devices-tag-filter");
+    }
+
     [Fact]
     public async Task Device_text_is_shown_as_text_never_run()
     {

@@ -165,6 +165,7 @@ async function overview() {
 async function devices() {
   const search = el("input", { id: "search", placeholder: "id prefix", value: sessionStorage.getItem("devicegate.search") || "" });
   const all = el("input", { type: "checkbox", id: "all", checked: true });
+  const tags = el("input", { id: "tag-filter", placeholder: "site:berlin, model:k2", value: sessionStorage.getItem("devicegate.tags") || "" });
   const body = el("tbody", { id: "device-rows" });
   const more = el("div");
   let after = null;
@@ -172,6 +173,7 @@ async function devices() {
     const q = new URLSearchParams({ limit: "50" });
     if (all.checked) q.set("online", "false");
     if (search.value.trim()) q.set("search", search.value.trim());
+    for (const t of tags.value.split(",").map((x) => x.trim()).filter(Boolean)) q.append("tag", t);
     if (append && after) q.set("after", after);
     const page = await api(`/api/devices?${q}`);
     if (!append) body.replaceChildren();
@@ -187,8 +189,14 @@ async function devices() {
     if (!body.children.length) body.append(el("tr", {}, el("td", { colspan: 4, class: "empty", text: "No devices yet. Connect one: devicegate connect --device <id>" })));
   };
   main.replaceChildren(el("h1", { text: "Devices" }),
-    el("form", { onsubmit: (e) => { e.preventDefault(); sessionStorage.setItem("devicegate.search", search.value); load(false); } },
-      el("label", {}, "Search", search), el("label", {}, "Include offline", all), el("button", { type: "submit", text: "Search" })),
+    el("form", { id: "device-search", onsubmit: (e) => {
+      e.preventDefault();
+      sessionStorage.setItem("devicegate.search", search.value);
+      sessionStorage.setItem("devicegate.tags", tags.value);
+      load(false).catch((err) => toast(err.message));
+    } },
+      el("label", {}, "Search", search), el("label", {}, "Tags (key:value, comma-separated)", tags), el("label", {}, "Include offline", all),
+      el("button", { type: "submit", text: "Search" })),
     el("table", {}, el("thead", {}, el("tr", {}, ["device", "state", "node", "when"].map((h) => el("th", { text: h })))), body), more);
   let pending = null;
   onEvent((e) => { if (e.type === "connected" || e.type === "disconnected") { clearTimeout(pending); pending = setTimeout(() => load(false).catch(() => {}), 150); } });
@@ -206,7 +214,9 @@ async function device(id) {
       const d = await api(`/api/devices/${encodeURIComponent(id)}`);
       details.replaceChildren(...[["state", d.online ? "online" : "offline"], ["node", d.node], ["connected", fmt(d.connectedAt)],
         ["last seen", fmt(d.lastSeen)], ["groups", d.groups.join(", ") || "—"], ["queued", d.queued]].flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: v })]));
+      tagEditor.show(d.tags || {});
     } catch (err) { details.replaceChildren(el("dd", { class: "error", text: err.message })); }
+    await state.refresh();
     const list = await api(`/api/devices/${encodeURIComponent(id)}/messages`);
     messages.replaceChildren(...(list.messages.length ? list.messages.map((m) => el("tr", {},
       el("td", {}, el("a", { href: `#/messages/${m.id}`, text: m.id })), el("td", { text: m.status }), el("td", { text: m.attempts }), el("td", { text: fmt(m.updatedAt) })))
@@ -216,12 +226,16 @@ async function device(id) {
   const kind = el("select", { id: "kind" }, el("option", { value: "text", text: "text" }), el("option", { value: "json", text: "JSON" }), el("option", { value: "binary", text: "binary (base64)" }));
   const ttl = el("input", { id: "ttl", type: "number", min: "0", step: "any", placeholder: "0", size: 6 });
   const rpcPayload = el("textarea", { id: "rpc-payload", placeholder: "{\"cmd\":\"status\"}" });
+  const state = stateEditor(id);
+  const tagEditor = tagsEditor(id);
   const rpcTimeout = el("input", { id: "rpc-timeout", type: "number", min: "0.1", max: "60", step: "any", value: "5", size: 5 });
   const body = () => {
     if (kind.value === "binary") return [Uint8Array.from(atob(payload.value.trim()), (c) => c.charCodeAt(0)), "application/octet-stream"];
     return [payload.value, kind.value === "json" ? "application/json" : "text/plain; charset=utf-8"];
   };
   main.replaceChildren(el("h1", { id: "device-title", text: `Device ${id}` }), details,
+    el("h2", { text: "Tags" }), tagEditor.node,
+    el("h2", { text: "State" }), state.node,
     el("h2", { text: "Send a message" }),
     el("form", { id: "send-form", onsubmit: async (e) => {
       e.preventDefault();
@@ -259,12 +273,101 @@ async function device(id) {
   onEvent((e) => {
     if (e.device !== id) return;
     const detail = e.type === "message" ? (e.data !== undefined ? (typeof e.data === "string" ? e.data : JSON.stringify(e.data)) : `[binary] ${e.dataBase64}`)
-      : e.type === "disconnected" ? `${e.code} ${e.reason}` : e.id || "";
+      : e.type === "disconnected" ? `${e.code} ${e.reason}` : e.type === "state" ? `${e.part} v${e.version}` : e.id || "";
     events.prepend(el("tr", {}, el("td", { text: fmt(e.at) }), el("td", { text: e.type }), el("td", { class: "event-detail", text: detail })));
     while (events.children.length > 50) events.lastChild.remove();
     if (e.type !== "message") refresh().catch(() => {});
   });
   await refresh();
+}
+
+// The device's state document: desired, reported and the delta side by side, and an editor for desired that writes
+// with If-Match, so an operator never overwrites a change made meanwhile without seeing it first.
+function stateEditor(id) {
+  const desired = el("pre", { id: "state-desired" });
+  const reported = el("pre", { id: "state-reported" });
+  const delta = el("pre", { id: "state-delta" });
+  const versions = el("p", { id: "state-versions", class: "muted" });
+  const editor = el("textarea", { id: "desired-editor", spellcheck: "false", rows: 8 });
+  const note = el("p", { id: "state-note", hidden: true });
+  let base = 0;        // the desired version the editor's text was loaded from (If-Match)
+  let dirty = false;   // edited since loaded: a live update must not replace the operator's text
+  editor.addEventListener("input", () => (dirty = true));
+  const say = (text, isError) => { note.hidden = false; note.className = isError ? "error" : ""; note.textContent = text; };
+  const pretty = (v) => JSON.stringify(v, null, 2);
+  const refresh = async (reload = false) => {
+    const doc = await api(`/api/devices/${encodeURIComponent(id)}/state`);
+    desired.textContent = pretty(doc.desired);
+    reported.textContent = pretty(doc.reported);
+    delta.textContent = Object.keys(doc.delta).length ? pretty(doc.delta) : "{} (in sync)";
+    versions.textContent = `desired v${doc.desiredVersion} (${fmt(doc.desiredAt)}) · reported v${doc.reportedVersion} (${fmt(doc.reportedAt)}) · the device acked v${doc.ackedVersion}`;
+    if (!dirty || reload) {
+      editor.value = pretty(doc.desired);
+      base = doc.desiredVersion;
+      dirty = false;
+    } else if (doc.desiredVersion !== base) {
+      say(`Someone else changed the desired state (now version ${doc.desiredVersion}) while you were editing version ${base}; saving would be refused. Reload to see their change, then edit again.`, true);
+    }
+  };
+  const save = async (e) => {
+    e.preventDefault();
+    let body;
+    try { body = JSON.parse(editor.value); } catch { return say("That is not JSON: desired is a JSON object.", true); }
+    try {
+      const doc = await api(`/api/devices/${encodeURIComponent(id)}/state/desired`, {
+        method: "PUT", body: JSON.stringify(body), headers: { "Content-Type": "application/json", "If-Match": `"${base}"` } });
+      dirty = false;
+      say(`Saved: desired is version ${doc.desiredVersion}.`);
+      await refresh(true);
+    } catch (err) {
+      if (err.status === 412) say(`Someone else changed the desired state since you loaded version ${base}; nothing was saved. Reload to see their change, then edit again.`, true);
+      else if (err.status === 413) say(`Too large: ${err.message}`, true);
+      else say(err.message, true);
+    }
+  };
+  const reload = el("button", { class: "secondary", type: "button", id: "desired-reload", text: "Reload", onclick: () => { note.hidden = true; refresh(true).catch((err) => say(err.message, true)); } });
+  const node = el("div", {},
+    el("div", { class: "state-grid" },
+      el("div", {}, el("h3", { text: "desired" }), desired),
+      el("div", {}, el("h3", { text: "reported" }), reported),
+      el("div", {}, el("h3", { text: "delta" }), delta)),
+    versions,
+    el("form", { id: "desired-form", onsubmit: save }, el("label", {}, "Desired (JSON; replaces it whole)", editor),
+      el("button", { type: "submit", text: "Save desired" }), reload),
+    note);
+  return { node, refresh };
+}
+
+// Tags as key=value lines; saving replaces them all (an empty box removes them).
+function tagsEditor(id) {
+  const list = el("p", { id: "device-tags" });
+  const input = el("textarea", { id: "tags-editor", spellcheck: "false", rows: 3, placeholder: "site=berlin\nmodel=k2" });
+  const note = el("p", { id: "tags-note", hidden: true });
+  let dirty = false;
+  input.addEventListener("input", () => (dirty = true));
+  const show = (tags) => {
+    const pairs = Object.entries(tags);
+    list.replaceChildren(...(pairs.length ? pairs.map(([k, v]) => el("span", { class: "tag", text: `${k}: ${v}` })) : [el("span", { class: "empty", text: "No tags." })]));
+    if (!dirty) input.value = pairs.map(([k, v]) => `${k}=${v}`).join("\n");
+  };
+  const save = async (e) => {
+    e.preventDefault();
+    const tags = {};
+    for (const line of input.value.split("\n").map((l) => l.trim()).filter(Boolean)) {
+      const eq = line.indexOf("=");
+      if (eq <= 0) { note.hidden = false; note.className = "error"; note.textContent = `"${line}" is not key=value.`; return; }
+      tags[line.slice(0, eq).trim()] = line.slice(eq + 1).trim();
+    }
+    try {
+      await api(`/api/devices/${encodeURIComponent(id)}/tags`, { method: "PUT", body: JSON.stringify(tags), headers: { "Content-Type": "application/json" } });
+      dirty = false;
+      note.hidden = false; note.className = ""; note.textContent = "Tags saved.";
+      const d = await api(`/api/devices/${encodeURIComponent(id)}`);
+      show(d.tags || {});
+    } catch (err) { note.hidden = false; note.className = "error"; note.textContent = err.message; }
+  };
+  const node = el("div", {}, list, el("form", { id: "tags-form", onsubmit: save }, el("label", {}, "key=value, one per line", input), el("button", { type: "submit", text: "Save tags" })), note);
+  return { node, show };
 }
 
 async function groups(name) {
