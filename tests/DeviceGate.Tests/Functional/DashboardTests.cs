@@ -212,6 +212,33 @@ public sealed class DashboardTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_view_still_loading_when_the_next_one_opens_never_replaces_it()
+    {
+        using var device = await _gw.ConnectAsync("page-late");
+        await SignInAsync();
+        // The overview's data comes slowly (a loaded server); the operator opens a device meanwhile.
+        await _page.RouteAsync("**/api/stats", async route =>
+        {
+            await Task.Delay(1000);
+            await route.ContinueAsync();
+        });
+        await _page.GotoAsync(_gw.BaseUri + "#/devices/page-late");
+        await Expect(_page.Locator("#device-title")).ToBeVisibleAsync();
+        var statsAsked = _page.WaitForRequestAsync("**/api/stats");
+        var slowStats = _page.WaitForResponseAsync("**/api/stats");
+        await _page.GotoAsync(_gw.BaseUri + "#/overview");
+        await statsAsked; // the overview is loading now
+        await _page.GotoAsync(_gw.BaseUri + "#/devices/page-late");
+        await Expect(_page.Locator("#device-title")).ToBeVisibleAsync();
+        await slowStats;
+        await _page.UnrouteAllAsync(new PageUnrouteAllOptions { Behavior = UnrouteBehavior.Wait });
+        // The overview finished loading after the device page opened: it stays out of sight, and does not come back.
+        await Expect(_page.Locator("#device-details")).ToContainTextAsync("online");
+        await Expect(_page.Locator("#stat-connected")).ToHaveCountAsync(0);
+        Assert.Equal(1, await _page.Locator("#device-title").CountAsync());
+    }
+
+    [Fact]
     public async Task Device_text_is_shown_as_text_never_run()
     {
         using var device = await _gw.ConnectAsync("page-xss");

@@ -3,7 +3,11 @@
 "use strict";
 
 const KEY = "devicegate.apiKey";
-const main = document.getElementById("main");
+const root = document.getElementById("main");
+// Each view renders into its own container. A view that is still loading when the next one starts (a slow
+// overview after sign-in, then a click) finishes into a container no longer on the page, never over the new view.
+let current = root;
+let routeSeq = 0;
 const samples = [];            // overview history: { at, nodes: NodeStats[] }
 let stream = null;             // the live event stream (AbortController)
 const listeners = new Set();   // event callbacks of the current view
@@ -49,6 +53,9 @@ function signOut(message) {
 }
 
 function showSignIn(message) {
+  routeSeq++;
+  const main = (current = el("div"));
+  root.replaceChildren(main);
   document.getElementById("nav").hidden = true;
   const input = el("input", { type: "password", id: "apikey", autocomplete: "off", placeholder: "API key" });
   const error = el("p", { class: "error", id: "signin-error", text: message || "" });
@@ -137,6 +144,7 @@ function spark(values) {
 }
 
 async function overview() {
+  const main = current; // this view's container (see route)
   const render = async () => {
     const stats = await api("/api/stats");
     samples.push({ at: Date.now(), nodes: stats.nodes });
@@ -163,6 +171,7 @@ async function overview() {
 }
 
 async function devices() {
+  const main = current; // this view's container (see route)
   const search = el("input", { id: "search", placeholder: "id prefix", value: sessionStorage.getItem("devicegate.search") || "" });
   const all = el("input", { type: "checkbox", id: "all", checked: true });
   const tags = el("input", { id: "tag-filter", placeholder: "site:berlin, model:k2", value: sessionStorage.getItem("devicegate.tags") || "" });
@@ -204,6 +213,7 @@ async function devices() {
 }
 
 async function device(id) {
+  const main = current; // this view's container (see route)
   const details = el("dl", { id: "device-details" });
   const events = el("tbody", { id: "device-events" });
   const messages = el("tbody", { id: "device-messages" });
@@ -371,6 +381,7 @@ function tagsEditor(id) {
 }
 
 async function groups(name) {
+  const main = current; // this view's container (see route)
   if (name) {
     const members = el("tbody", { id: "group-members" });
     const add = el("input", { id: "member", placeholder: "device id" });
@@ -407,6 +418,7 @@ async function groups(name) {
 }
 
 async function messages(id) {
+  const main = current; // this view's container (see route)
   const input = el("input", { id: "message-id", placeholder: "message id", value: id || "", size: 40 });
   const out = el("div", { id: "message-status" });
   const look = async () => {
@@ -424,9 +436,12 @@ async function messages(id) {
 
 let timer = null;
 async function route() {
+  const mine = ++routeSeq;
   clearInterval(timer);
   listeners.clear();
   if (!sessionStorage.getItem(KEY)) return showSignIn();
+  const container = (current = el("div"));
+  root.replaceChildren(container);
   document.getElementById("nav").hidden = false;
   const [, view, arg] = (location.hash || "#/overview").split("/").map(decodeURIComponent);
   for (const a of document.querySelectorAll("nav a")) a.classList.toggle("active", a.getAttribute("href") === `#/${view}`);
@@ -435,9 +450,13 @@ async function route() {
     else if (view === "devices") await devices();
     else if (view === "groups") await groups(arg);
     else if (view === "messages") await messages(arg);
-    else timer = await overview();
+    else {
+      const refresher = await overview();
+      if (mine === routeSeq) timer = refresher;
+      else clearInterval(refresher);
+    }
   } catch (err) {
-    if (!(err instanceof ApiError && err.status === 401)) main.replaceChildren(el("p", { class: "error", text: `Could not load: ${err.message}` }));
+    if (!(err instanceof ApiError && err.status === 401)) container.replaceChildren(el("p", { class: "error", text: `Could not load: ${err.message}` }));
   }
 }
 
