@@ -12,7 +12,15 @@ internal static class AuthRegistration
             var o = sp.GetRequiredService<IOptions<GatewayOptions>>().Value;
             return GatewaySecrets.Load(o.Auth, o.Store.Path);
         });
-        services.AddSingleton<DeviceTokens>();
+        services.AddHttpClient(nameof(IssuerKeys), c =>
+        {
+            c.Timeout = TimeSpan.FromSeconds(10);
+            c.MaxResponseContentBufferSize = 1024 * 1024;
+        });
+        services.AddSingleton<IssuerKeys>();
+        services.AddHostedService(sp => sp.GetRequiredService<IssuerKeys>());
+        services.AddSingleton(sp => new DeviceTokens(sp.GetRequiredService<GatewaySecrets>(), sp.GetRequiredService<IssuerKeys>(),
+            sp.GetRequiredService<IOptions<GatewayOptions>>().Value.Auth.Jwt, sp.GetRequiredService<TimeProvider>()));
         services.AddSingleton<ApiKeyVerifier>();
         return services;
     }

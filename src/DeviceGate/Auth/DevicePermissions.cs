@@ -22,10 +22,11 @@ public sealed class DevicePermissions
         _send = send;
     }
 
-    public static DevicePermissions From(JsonWebToken? token)
+    /// <summary>The patterns of a token's <paramref name="groupsClaim"/> and <paramref name="sendClaim"/> (an outside issuer may name them otherwise).</summary>
+    public static DevicePermissions From(JsonWebToken? token, string groupsClaim = GroupsClaim, string sendClaim = SendClaim)
     {
         if (token is null) return Unrestricted;
-        return new DevicePermissions(Patterns(token, GroupsClaim), Patterns(token, SendClaim));
+        return new DevicePermissions(Patterns(token, groupsClaim), Patterns(token, sendClaim));
     }
 
     /// <summary>May join and publish to <paramref name="group"/>.</summary>

@@ -12,15 +12,19 @@ public sealed class GatewaySecrets
     public const string TokenSecretFile = "token-secret";
     public const string ApiKeyFile = "api-key";
 
-    private GatewaySecrets(byte[] tokenSecret, IReadOnlyList<string> apiKeys, string? generatedApiKeyPath, bool apiKeyCreatedNow)
+    private GatewaySecrets(byte[] tokenSecret, IReadOnlyList<byte[]> previousTokenSecrets, IReadOnlyList<string> apiKeys, string? generatedApiKeyPath, bool apiKeyCreatedNow)
     {
         TokenSecret = tokenSecret;
+        PreviousTokenSecrets = previousTokenSecrets;
         ApiKeys = apiKeys;
         GeneratedApiKeyPath = generatedApiKeyPath;
         ApiKeyCreatedNow = apiKeyCreatedNow;
     }
 
     public byte[] TokenSecret { get; }
+
+    /// <summary>Former secrets: device tokens signed with them still validate; nothing is signed with them.</summary>
+    public IReadOnlyList<byte[]> PreviousTokenSecrets { get; }
     public IReadOnlyList<string> ApiKeys { get; }
 
     /// <summary>Where the generated API key lives, when the key in force was generated; null when keys are configured.</summary>
@@ -48,7 +52,8 @@ public sealed class GatewaySecrets
         {
             throw new InvalidOperationException($"DeviceGate:Auth:TokenSecret must be at least {Defaults.MinTokenSecretBytes} bytes (UTF-8).");
         }
-        return new GatewaySecrets(secretBytes, keys, generatedKeyPath, created);
+        var previous = auth.PreviousTokenSecrets.Select(p => Encoding.UTF8.GetBytes(p)).ToArray();
+        return new GatewaySecrets(secretBytes, previous, keys, generatedKeyPath, created);
     }
 
     /// <summary>The generated API key if one exists in the data folder, without creating it (for CLI clients).</summary>

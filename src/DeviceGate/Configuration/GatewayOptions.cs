@@ -111,6 +111,62 @@ public sealed class AuthOptions
 
     /// <summary>Accept any device id without a token. For trying things out only.</summary>
     public bool AllowAnonymousDevices { get; set; }
+
+    /// <summary>
+    /// Former HS256 secrets, still accepted when validating device tokens (never used to sign), so
+    /// <see cref="TokenSecret"/> can be rotated without cutting devices off.
+    /// </summary>
+    public string[] PreviousTokenSecrets { get; set; } = [];
+
+    /// <summary>Device tokens (RS256, PS256, ES256) from an outside issuer: an OpenID Connect authority or a JWKS URL.</summary>
+    public JwtOptions Jwt { get; set; } = new();
+}
+
+public sealed class JwtOptions
+{
+    /// <summary>The algorithms accepted when <see cref="Algorithms"/> is empty.</summary>
+    public static readonly string[] SupportedAlgorithms = ["RS256", "PS256", "ES256"];
+
+    /// <summary>An OpenID Connect issuer URL; its <c>/.well-known/openid-configuration</c> names the key set.</summary>
+    public string? Authority { get; set; }
+
+    /// <summary>The key set's URL, when there is no discovery document.</summary>
+    public string? JwksUrl { get; set; }
+
+    /// <summary>When set, <c>iss</c> must be this (with an Authority it defaults to the discovery document's issuer).</summary>
+    public string? Issuer { get; set; }
+
+    /// <summary>When set, <c>aud</c> must include this.</summary>
+    public string? Audience { get; set; }
+
+    /// <summary>Narrows the accepted asymmetric algorithms (empty: RS256, PS256 and ES256).</summary>
+    public string[] Algorithms { get; set; } = [];
+
+    /// <summary>The claim that carries the device id.</summary>
+    public string DeviceIdClaim { get; set; } = "sub";
+
+    /// <summary>The claim with the device's group patterns (like HS256 tokens' <c>groups</c>).</summary>
+    public string GroupsClaim { get; set; } = "groups";
+
+    /// <summary>The claim with the device's send patterns (like HS256 tokens' <c>send</c>).</summary>
+    public string SendClaim { get; set; } = "send";
+
+    /// <summary>The key set must come over https; when false, http is allowed for loopback addresses only.</summary>
+    public bool RequireHttps { get; set; } = true;
+
+    /// <summary>How often the key set is fetched again (an unknown <c>kid</c> also triggers a fetch, at most every 30 s).</summary>
+    public TimeSpan RefreshInterval { get; set; } = TimeSpan.FromHours(1);
+
+    /// <summary>When set, backends may call the API with a bearer JWT from the same issuer whose <c>aud</c> is this.</summary>
+    public string? ApiAudience { get; set; }
+
+    public bool Enabled => !string.IsNullOrWhiteSpace(Authority) || !string.IsNullOrWhiteSpace(JwksUrl);
+
+    public string[] AcceptedAlgorithms => Algorithms.Length > 0 ? Algorithms : SupportedAlgorithms;
+
+    /// <summary>https, or (when <see cref="RequireHttps"/> is off) http on a loopback address.</summary>
+    public bool IsAllowedAddress(Uri uri) => uri.Scheme == Uri.UriSchemeHttps
+        || (!RequireHttps && uri.Scheme == Uri.UriSchemeHttp && uri.Host is "127.0.0.1" or "localhost" or "[::1]");
 }
 
 public sealed class StoreOptions

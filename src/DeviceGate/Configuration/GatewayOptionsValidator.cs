@@ -18,6 +18,31 @@ internal sealed class GatewayOptionsValidator : IValidateOptions<GatewayOptions>
             Require(System.Text.Encoding.UTF8.GetByteCount(secret) >= Defaults.MinTokenSecretBytes, "Auth:TokenSecret",
                 $"must be at least {Defaults.MinTokenSecretBytes} bytes (UTF-8); generate one with: openssl rand -base64 48");
         }
+        for (var i = 0; i < o.Auth.PreviousTokenSecrets.Length; i++)
+        {
+            Require(System.Text.Encoding.UTF8.GetByteCount(o.Auth.PreviousTokenSecrets[i]) >= Defaults.MinTokenSecretBytes, $"Auth:PreviousTokenSecrets:{i}",
+                $"must be at least {Defaults.MinTokenSecretBytes} bytes (UTF-8), like DeviceGate:Auth:TokenSecret");
+        }
+        var jwt = o.Auth.Jwt;
+        foreach (var (key, value) in new[] { ("Authority", jwt.Authority), ("JwksUrl", jwt.JwksUrl) })
+        {
+            if (string.IsNullOrWhiteSpace(value)) continue;
+            var absolute = Uri.TryCreate(value, UriKind.Absolute, out var uri) && uri.Scheme is "http" or "https";
+            Require(absolute, $"Auth:Jwt:{key}", "must be an absolute http(s) URL");
+            if (absolute)
+            {
+                Require(jwt.IsAllowedAddress(uri!), $"Auth:Jwt:{key}",
+                    "must be https (with DeviceGate:Auth:Jwt:RequireHttps=false, http is allowed for 127.0.0.1, localhost and [::1] only)");
+            }
+        }
+        Require(string.IsNullOrWhiteSpace(jwt.Authority) || string.IsNullOrWhiteSpace(jwt.JwksUrl), "Auth:Jwt:JwksUrl", "must not be set together with DeviceGate:Auth:Jwt:Authority (the authority names its key set)");
+        foreach (var alg in jwt.Algorithms)
+        {
+            Require(JwtOptions.SupportedAlgorithms.Contains(alg), "Auth:Jwt:Algorithms", $"may list only {string.Join(", ", JwtOptions.SupportedAlgorithms)} ('{alg}' is not one)");
+        }
+        Require(jwt.RefreshInterval >= TimeSpan.FromSeconds(1), "Auth:Jwt:RefreshInterval", "must be at least 00:00:01");
+        Require(!string.IsNullOrWhiteSpace(jwt.DeviceIdClaim), "Auth:Jwt:DeviceIdClaim", "must not be empty");
+        Require(string.IsNullOrWhiteSpace(jwt.ApiAudience) || jwt.Enabled, "Auth:Jwt:ApiAudience", "needs DeviceGate:Auth:Jwt:Authority or JwksUrl (API tokens come from that issuer)");
         for (var i = 0; i < o.Auth.ApiKeys.Length; i++)
         {
             Require(o.Auth.ApiKeys[i].Length >= 16, $"Auth:ApiKeys:{i}", "must be at least 16 characters");

@@ -91,7 +91,7 @@ internal sealed class DeviceEndpoint(
         }
 
         // Registered before the 101 goes out: once a device sees its upgrade succeed, it can be reached.
-        var permissions = DevicePermissions.From(outcome.Identity?.Token);
+        var permissions = outcome.Identity?.Permissions ?? DevicePermissions.Unrestricted;
         var expiresAt = outcome.Identity?.ExpiresAt;
         // This method's state lives as long as the connection: keep the parsed token (and its claim dictionaries) out of it.
         outcome = default;

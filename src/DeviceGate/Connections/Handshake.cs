@@ -38,7 +38,7 @@ internal sealed class Handshake(IOptions<GatewayOptions> options, DeviceTokens t
     /// <summary>Validates the token of a request that passed <see cref="CheckRequest"/>; asks the directory about revocation.</summary>
     public async Task<Outcome> CheckTokenAsync(string id, string? token)
     {
-        if (token is null) return new Outcome(0, "anonymous", "anonymous", id, new DeviceIdentity(id, null, null));
+        if (token is null) return new Outcome(0, "anonymous", "anonymous", id, new DeviceIdentity(id, null, null, DevicePermissions.Unrestricted));
         var (result, identity) = await tokens.ValidateAsync(token, id).ConfigureAwait(false);
         if (result == TokenCheck.Valid && await directory.TokensNotBeforeAsync(id).ConfigureAwait(false) is { } notBefore
             && (identity!.IssuedAt is not { } iat || iat < notBefore))

@@ -45,6 +45,12 @@ internal static partial class Log
     [LoggerMessage(1011, LogLevel.Debug, "Device {DeviceId} is over its message rate; message dropped")]
     public static partial void RateLimited(ILogger logger, string deviceId);
 
+    [LoggerMessage(1500, LogLevel.Information, "Device token keys fetched from {Address}: {Count} signing keys")]
+    public static partial void IssuerKeysFetched(ILogger logger, string address, int count);
+
+    [LoggerMessage(1501, LogLevel.Warning, "Device token keys could not be fetched from {Address} ({Error}); {State}")]
+    public static partial void IssuerKeysUnavailable(ILogger logger, string address, string error, string state);
+
     [LoggerMessage(1401, LogLevel.Warning, "Cluster: Redis lost its data (FLUSHALL, or a restart without persistence): devices registered again, event numbering goes on above {LastEventId}; readers get a reset. Messages stored in Redis may be gone.")]
     public static partial void RedisDataLost(ILogger logger, long lastEventId);
 
