@@ -45,12 +45,15 @@ public sealed record DeviceResponse(
 
 public sealed record HealthResponse(string Status);
 
+public sealed record WhoAmIResponse(string Name, IReadOnlyList<string> Scopes);
+
 [JsonSourceGenerationOptions(JsonSerializerDefaults.Web, Converters = [typeof(UtcTimestampConverter)])]
 [JsonSerializable(typeof(SendResponse))]
 [JsonSerializable(typeof(RecipientsResponse))]
 [JsonSerializable(typeof(GroupResponse))]
 [JsonSerializable(typeof(DeviceListResponse))]
 [JsonSerializable(typeof(DeviceResponse))]
+[JsonSerializable(typeof(WhoAmIResponse))]
 [JsonSerializable(typeof(HealthResponse))]
 [JsonSerializable(typeof(MessageResponse))]
 [JsonSerializable(typeof(GroupListResponse))]

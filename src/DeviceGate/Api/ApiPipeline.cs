@@ -16,6 +16,7 @@ internal static class ApiPipeline
 {
     public static void AddApiPipeline(IServiceCollection services)
     {
+        services.AddSingleton<ApiAccess>();
         services.AddOpenApi();
         services.AddRateLimiter(o =>
         {
@@ -59,12 +60,12 @@ internal static class ApiPipeline
         if (options.Network.KnownProxies.Length > 0) app.UseForwardedHeaders();
         app.UseRouting();
         var metrics = app.Services.GetRequiredService<GatewayMetrics>();
-        // /api requests are measured and must carry an API key. Not async itself: a WebSocket request passes straight
-        // through, so nothing of this stays alive per device.
-        var verifier = app.Services.GetRequiredService<Auth.ApiKeyVerifier>();
+        // /api requests are measured and must carry a key (or API token) whose scopes cover the route. Not async itself:
+        // a WebSocket request passes straight through, so nothing of this stays alive per device.
+        var access = app.Services.GetRequiredService<ApiAccess>();
         app.Use(next =>
         {
-            RequestDelegate withKey = c => Auth.ApiKeyCheck.InvokeAsync(c, next, verifier);
+            RequestDelegate withKey = c => access.InvokeAsync(c, next);
             return context => context.Request.Path.StartsWithSegments("/api") ? MeasureAsync(context, withKey, metrics) : next(context);
         });
         // The API rate limit is fixed at start; when it is off, its middleware is not in the pipeline at all.

@@ -29,6 +29,7 @@ internal static class ApiRegistration
         MessagesApi.Map(api);
         BatchApi.Map(api);
         StatsApi.Map(api);
+        WhoAmIApi.Map(api);
         StateApi.Map(api);
         EventsEndpoint.Map(api);
         return app;

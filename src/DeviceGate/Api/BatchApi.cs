@@ -50,6 +50,19 @@ internal static class BatchApi
             return;
         }
 
+        // A key narrowed to some devices (messages:send:kiosk-*) sends only to them; each other item fails alone.
+        var caller = ApiAccess.CallerOf(context);
+        if (!caller.Allows(Auth.ApiScopes.MessagesSend))
+        {
+            for (var i = 0; i < items.Count; i++)
+            {
+                if (items[i].Problem is null && !caller.Allows(Auth.ApiScopes.MessagesSend, items[i].Send.Target))
+                {
+                    items[i] = items[i] with { Problem = ApiProblem.InsufficientScope(Auth.ApiScopes.MessagesSend, items[i].Send.Target) };
+                }
+            }
+        }
+
         // Durable items first join the store's next group commit together; then every item is sent in array order,
         // so messages for one device arrive in the order the batch lists them.
         var pending = new Outbox.PendingDurable?[items.Count];
@@ -102,6 +115,7 @@ internal static class BatchApi
                     json.WriteString("title", p.Title);
                     json.WriteNumber("status", p.Status);
                     json.WriteString("detail", p.Detail);
+                    if (p.Scope is not null) json.WriteString("scope", p.Scope);
                     failed++;
                 }
                 json.WriteEndObject();

@@ -28,6 +28,9 @@ internal static class EventsEndpoint
             if (unknown.Count > 0) return Api.Problems.BadQuery("types", $"Unknown event types: {string.Join(", ", unknown)}. Known: {string.Join(", ", EventTypes.All)}.");
         }
         if (device is not null && !DeviceId.IsValid(device)) return Api.Problems.InvalidId("device id");
+        // events:read:<pattern> sees only the events of matching devices.
+        var patterns = ApiAccess.CallerOf(context).PatternsOf(Auth.ApiScopes.EventsRead);
+        if (device is not null && patterns is not null && !Auth.DevicePermissions.Matches(patterns, device)) return ApiProblem.InsufficientScope(Auth.ApiScopes.EventsRead, device);
 
         long? lastEventId = null;
         var header = context.Request.Headers["Last-Event-ID"].ToString();
@@ -39,7 +42,8 @@ internal static class EventsEndpoint
         }
 
         var o = options.Value.Events;
-        using var subscription = await hub.SubscribeAsync(lastEventId, o.SubscriberBuffer, e => wanted.Contains(e.Type) && (device is null || e.Device == device)).ConfigureAwait(false);
+        using var subscription = await hub.SubscribeAsync(lastEventId, o.SubscriberBuffer, e => wanted.Contains(e.Type) && (device is null || e.Device == device)
+            && (patterns is null || e.Device is null || Auth.DevicePermissions.Matches(patterns, e.Device))).ConfigureAwait(false);
         // Over its byte or event budget: disconnected at once, even while a write to it is stuck.
         subscription.OnDropped = context.Abort;
         var response = context.Response;

@@ -22,11 +22,19 @@ internal static class Problems
 /// One problem answer (RFC 9457) as data, so the same refusal can be a whole response or one item of a batch's
 /// results. As a result it sets <c>Retry-After</c> first when it has one.
 /// </summary>
-internal sealed record ApiProblem(int Status, string Type, string Title, string Detail, int? RetryAfterSeconds = null) : IResult
+internal sealed record ApiProblem(int Status, string Type, string Title, string Detail, int? RetryAfterSeconds = null, string? Scope = null) : IResult
 {
     public Task ExecuteAsync(HttpContext context)
     {
         if (RetryAfterSeconds is { } seconds) context.Response.Headers.RetryAfter = seconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
-        return Results.Problem(statusCode: Status, title: Title, detail: Detail, type: Type).ExecuteAsync(context);
+        var extensions = Scope is null ? null : new Dictionary<string, object?> { ["scope"] = Scope };
+        return Results.Problem(statusCode: Status, title: Title, detail: Detail, type: Type, extensions: extensions).ExecuteAsync(context);
     }
+
+    /// <summary>403 <c>insufficient_scope</c> naming the scope needed (with the device pattern it would have to cover).</summary>
+    public static ApiProblem InsufficientScope(string scope, string? device = null) => new(403, "insufficient_scope", "Insufficient scope",
+        device is null
+            ? $"This API key (or token) lacks the scope '{scope}' for this request."
+            : $"This API key (or token) lacks the scope '{scope}' for device '{device}'.",
+        Scope: scope);
 }

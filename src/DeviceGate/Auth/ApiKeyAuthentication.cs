@@ -1,47 +1,82 @@
 using System.Security.Cryptography;
 using System.Text;
+using Microsoft.Extensions.Options;
 
 namespace DeviceGate.Auth;
 
 /// <summary>
-/// Guards every <c>/api</c> route: <c>Authorization: Bearer &lt;api key&gt;</c>, compared in constant time.
-/// Not the authentication stack (there are no users, cookies or schemes to negotiate), and a middleware rather than
-/// an endpoint filter (a filter makes every API call box its arguments into an invocation context).
+/// The API's callers: keys (hashed at start; a presented key is hashed and compared in constant time with every
+/// known hash, so neither its length nor its content leaks through timing) and, when
+/// <c>DeviceGate:Auth:Jwt:ApiAudience</c> is set, bearer JWTs of the device-token issuer with that audience.
+/// Keys under <c>DeviceGate:Auth:ApiKeys</c> (and a generated one) have every scope.
 /// </summary>
-internal static class ApiKeyCheck
+public sealed class ApiCallers
 {
-    /// <summary>Runs <paramref name="next"/> for a request with a valid API key, otherwise answers 401.</summary>
-    public static Task InvokeAsync(HttpContext context, RequestDelegate next, ApiKeyVerifier verifier)
+    public const string HashPrefix = "sha256:";
+
+    private readonly (byte[] Hash, ApiCaller Caller)[] _keys;
+    private readonly DeviceTokens _tokens;
+    private readonly string? _apiAudience;
+
+    internal ApiCallers(GatewaySecrets secrets, IOptions<GatewayOptions> options, DeviceTokens tokens)
     {
-        var key = BearerToken.From(context.Request);
-        if (key is not null && verifier.IsValid(key)) return next(context);
-        context.Response.Headers.WWWAuthenticate = "Bearer";
-        return Results.Problem(
-            statusCode: StatusCodes.Status401Unauthorized,
-            title: "API key required",
-            detail: "Send a valid API key as 'Authorization: Bearer <key>'.",
-            type: "unauthorized").ExecuteAsync(context);
+        var admin = new[] { new ScopeGrant(ApiScopes.Admin, null) };
+        var keys = new List<(byte[], ApiCaller)>();
+        for (var i = 0; i < secrets.ApiKeys.Count; i++)
+        {
+            var name = secrets.GeneratedApiKeyPath is null ? $"ApiKeys:{i}" : "generated";
+            keys.Add((Hash(secrets.ApiKeys[i]), new ApiCaller(name, admin)));
+        }
+        foreach (var (name, key) in options.Value.Auth.Keys)
+        {
+            var hash = key.Key is { } plain ? Hash(plain) : Convert.FromHexString(key.Hash![HashPrefix.Length..]);
+            var grants = key.Scopes.Select(s => ApiScopes.TryParse(s, out var g) ? g : throw new InvalidOperationException($"DeviceGate:Auth:Keys:{name}: unknown scope {s}")).ToArray();
+            keys.Add((hash, new ApiCaller(name, grants)));
+        }
+        _keys = keys.ToArray();
+        _tokens = tokens;
+        _apiAudience = options.Value.Auth.Jwt.ApiAudience;
     }
-}
 
-/// <summary>Checks API keys without leaking their length or content through timing.</summary>
-public sealed class ApiKeyVerifier
-{
-    private readonly byte[][] _hashes;
+    /// <summary><c>sha256:</c> + lowercase hex of SHA-256 over the key's UTF-8 bytes (what <c>Keys:&lt;name&gt;:Hash</c> holds).</summary>
+    public static string HashText(string key) => HashPrefix + Convert.ToHexStringLower(Hash(key));
 
-    public ApiKeyVerifier(GatewaySecrets secrets) =>
-        _hashes = secrets.ApiKeys.Select(k => SHA256.HashData(Encoding.UTF8.GetBytes(k))).ToArray();
+    private static byte[] Hash(string key) => SHA256.HashData(Encoding.UTF8.GetBytes(key));
 
-    public bool IsValid(string key)
+    /// <summary>The caller a bearer credential names, or null.</summary>
+    public async ValueTask<ApiCaller?> FindAsync(string credential)
     {
-        // On the stack for any key of a sensible length; a longer one is hashed from the heap like before.
+        if (FindKey(credential) is { } caller) return caller;
+        if (_apiAudience is null || credential.Count(c => c == '.') != 2) return null;
+        var result = await _tokens.ValidateIssuedAsync(credential, _apiAudience).ConfigureAwait(false);
+        if (result is not { IsValid: true, SecurityToken: Microsoft.IdentityModel.JsonWebTokens.JsonWebToken jwt }) return null;
+        var sub = jwt.TryGetPayloadValue<string>("sub", out var s) && !string.IsNullOrEmpty(s) ? s : "token";
+        return new ApiCaller(sub, TokenScopes(jwt), isToken: true);
+    }
+
+    /// <summary>The space-separated <c>scope</c> claim, or the <c>scp</c> array (or string); unknown scopes are ignored.</summary>
+    private static ScopeGrant[] TokenScopes(Microsoft.IdentityModel.JsonWebTokens.JsonWebToken jwt)
+    {
+        IEnumerable<string> texts = [];
+        if (jwt.TryGetPayloadValue<string>("scope", out var scope) && scope is not null) texts = scope.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        else if (jwt.TryGetPayloadValue<string[]>("scp", out var many) && many is not null) texts = many;
+        else if (jwt.TryGetPayloadValue<string>("scp", out var one) && one is not null) texts = one.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        return texts.Select(t => ApiScopes.TryParse(t, out var g) ? g : (ScopeGrant?)null).OfType<ScopeGrant>().ToArray();
+    }
+
+    private ApiCaller? FindKey(string key)
+    {
+        // On the stack for any key of a sensible length; a longer one is hashed from the heap.
         var max = Encoding.UTF8.GetMaxByteCount(key.Length);
         Span<byte> utf8 = max <= 1024 ? stackalloc byte[max] : new byte[max];
         Span<byte> hash = stackalloc byte[SHA256.HashSizeInBytes];
         SHA256.HashData(utf8[..Encoding.UTF8.GetBytes(key, utf8)], hash);
-        var ok = false;
-        foreach (var h in _hashes) ok |= CryptographicOperations.FixedTimeEquals(h, hash);
-        return ok;
+        ApiCaller? found = null;
+        foreach (var (h, caller) in _keys)
+        {
+            if (CryptographicOperations.FixedTimeEquals(h, hash)) found = caller;
+        }
+        return found;
     }
 }
 

@@ -7,6 +7,7 @@ internal static class AuthRegistration
     /// <summary>Secrets (configured, or generated into the data folder), device tokens and API keys.</summary>
     public static IServiceCollection AddAuth(this IServiceCollection services)
     {
+        services.AddSingleton<IValidateOptions<GatewayOptions>, ApiKeysValidator>();
         services.AddSingleton(sp =>
         {
             var o = sp.GetRequiredService<IOptions<GatewayOptions>>().Value;
@@ -21,7 +22,7 @@ internal static class AuthRegistration
         services.AddHostedService(sp => sp.GetRequiredService<IssuerKeys>());
         services.AddSingleton(sp => new DeviceTokens(sp.GetRequiredService<GatewaySecrets>(), sp.GetRequiredService<IssuerKeys>(),
             sp.GetRequiredService<IOptions<GatewayOptions>>().Value.Auth.Jwt, sp.GetRequiredService<TimeProvider>()));
-        services.AddSingleton<ApiKeyVerifier>();
+        services.AddSingleton(sp => new ApiCallers(sp.GetRequiredService<GatewaySecrets>(), sp.GetRequiredService<IOptions<GatewayOptions>>(), sp.GetRequiredService<DeviceTokens>()));
         return services;
     }
 }

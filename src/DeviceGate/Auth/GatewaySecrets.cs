@@ -42,7 +42,8 @@ public sealed class GatewaySecrets
         string? generatedKeyPath = null;
         var created = false;
         IReadOnlyList<string> keys = auth.ApiKeys;
-        if (keys.Count == 0 && withApiKeys)
+        // Named keys (DeviceGate:Auth:Keys) are configured access: no admin key is generated beside them.
+        if (keys.Count == 0 && auth.Keys.Count == 0 && withApiKeys)
         {
             generatedKeyPath = Path.Combine(dataPath, ApiKeyFile);
             keys = [ReadOrCreate(generatedKeyPath, () => "dg_" + RandomString(32), out created)];

@@ -120,6 +120,21 @@ public sealed class AuthOptions
 
     /// <summary>Device tokens (RS256, PS256, ES256) from an outside issuer: an OpenID Connect authority or a JWKS URL.</summary>
     public JwtOptions Jwt { get; set; } = new();
+
+    /// <summary>Named API keys with scopes (<c>DeviceGate:Auth:Keys:&lt;name&gt;:Key|Hash|Scopes</c>).</summary>
+    public Dictionary<string, ApiKeyOptions> Keys { get; set; } = new(StringComparer.Ordinal);
+}
+
+public sealed class ApiKeyOptions
+{
+    /// <summary>The key itself.</summary>
+    public string? Key { get; set; }
+
+    /// <summary>Instead of the key: <c>sha256:</c> and the lowercase hex of SHA-256 over its UTF-8 bytes.</summary>
+    public string? Hash { get; set; }
+
+    /// <summary>What the key may do (see docs/security.md); at least one.</summary>
+    public string[] Scopes { get; set; } = [];
 }
 
 public sealed class JwtOptions

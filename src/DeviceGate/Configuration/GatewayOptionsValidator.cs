@@ -74,7 +74,7 @@ internal sealed class GatewayOptionsValidator : IValidateOptions<GatewayOptions>
         {
             // Generated secrets would differ per node: a cluster needs them configured, the same on every node.
             Require(!string.IsNullOrEmpty(o.Auth.TokenSecret), "Auth:TokenSecret", "must be configured in cluster mode (DeviceGate:Redis:Configuration is set): every node must share it");
-            Require(o.Auth.ApiKeys.Length > 0, "Auth:ApiKeys", "must list at least one key in cluster mode (DeviceGate:Redis:Configuration is set): every node must share them");
+            Require(o.Auth.ApiKeys.Length > 0 || o.Auth.Keys.Count > 0, "Auth:ApiKeys", "(or DeviceGate:Auth:Keys) must list at least one key in cluster mode (DeviceGate:Redis:Configuration is set): every node must share them");
             Require(o.Cluster.PresenceLease >= TimeSpan.FromSeconds(1), "Cluster:PresenceLease", "must be at least 00:00:01");
         }
         Require(!string.IsNullOrEmpty(o.Redis.Prefix), "Redis:Prefix", "must not be empty");

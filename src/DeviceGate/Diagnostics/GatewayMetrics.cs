@@ -27,6 +27,7 @@ internal sealed class GatewayMetrics
         RateLimited = f.CreateCounter("devicegate_rate_limited_messages_total", "Device messages dropped by the per-device rate limit.");
         LateReplies = f.CreateCounter("devicegate_rpc_late_replies_total", "Rpc replies that arrived after the timeout (or for an unknown rpc) and were dropped.");
         ApiRequests = f.CreateCounter("devicegate_api_requests_total", "HTTP API requests, by route pattern and status.", "route", "status");
+        ApiAudit = f.CreateCounter("devicegate_api_audit_total", "API calls that change something, by caller (key name, or 'token' for API tokens), route pattern and status.", "key", "route", "status");
         ApiDuration = f.CreateHistogram("devicegate_api_request_duration_seconds", "HTTP API request duration, by route pattern.",
             new HistogramConfiguration { LabelNames = ["route"], Buckets = Histogram.ExponentialBuckets(0.0005, 2, 16) });
         DeliveryLatency = f.CreateHistogram("devicegate_delivery_latency_seconds", "From API accept to the socket write, by kind.",
@@ -39,6 +40,7 @@ internal sealed class GatewayMetrics
 
     public CollectorRegistry Registry { get; }
     public Gauge ConnectedDevices { get; }
+    public Counter ApiAudit { get; }
     public Counter ConnectionsOpened { get; }
     public Counter ConnectionsClosed { get; }
     public Counter HandshakesRefused { get; }

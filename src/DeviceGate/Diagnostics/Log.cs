@@ -51,6 +51,9 @@ internal static partial class Log
     [LoggerMessage(1501, LogLevel.Warning, "Device token keys could not be fetched from {Address} ({Error}); {State}")]
     public static partial void IssuerKeysUnavailable(ILogger logger, string address, string error, string state);
 
+    [LoggerMessage(1600, LogLevel.Information, "API audit: {Caller} {Method} {Route} on {Target}: {Status}")]
+    public static partial void ApiAudit(ILogger logger, string caller, string method, string route, string target, int status);
+
     [LoggerMessage(1401, LogLevel.Warning, "Cluster: Redis lost its data (FLUSHALL, or a restart without persistence): devices registered again, event numbering goes on above {LastEventId}; readers get a reset. Messages stored in Redis may be gone.")]
     public static partial void RedisDataLost(ILogger logger, long lastEventId);
 

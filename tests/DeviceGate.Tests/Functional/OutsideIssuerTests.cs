@@ -195,6 +195,39 @@ public sealed class OutsideIssuerTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Backends_call_the_api_with_issuer_tokens_whose_scopes_come_from_scope_or_scp()
+    {
+        await using var gw = await TestGateway.StartAsync(Settings(extra: [("DeviceGate:Auth:Jwt:ApiAudience", "gateway-api")]));
+        await KeysLoadedAsync(gw);
+        HttpClient With(string token)
+        {
+            var http = new HttpClient { BaseAddress = gw.BaseUri, Timeout = Timeouts.Default };
+            http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", token);
+            return http;
+        }
+        var billing = _issuer.Sign(_rsa, "RS256", new Dictionary<string, object> { ["sub"] = "billing-svc", ["aud"] = "gateway-api", ["scope"] = "devices:read messages:send:kiosk-* bogus:scope" });
+        using (var http = With(billing))
+        {
+            var me = await http.GetJsonAsync("api/whoami");
+            Assert.Equal("billing-svc", me.Str("name"));
+            Assert.Equal(["devices:read", "messages:send:kiosk-*"], me.GetProperty("scopes").EnumerateArray().Select(x => x.GetString()!).ToArray());
+            Assert.Equal(System.Net.HttpStatusCode.OK, (await http.GetAsync("api/devices")).StatusCode);
+            using var state = await http.GetAsync("api/devices/kiosk-1/state");
+            Assert.Equal(System.Net.HttpStatusCode.Forbidden, state.StatusCode);
+            Assert.Equal("state:read", (await state.JsonAsync()).Str("scope"));
+            using var sent = await http.PostAsync("api/devices/kiosk-1/messages?ttl=60", new StringContent("hi"));
+            Assert.Equal(System.Net.HttpStatusCode.Accepted, sent.StatusCode);
+        }
+        var scp = _issuer.Sign(_ec, "ES256", new Dictionary<string, object> { ["sub"] = "ops", ["aud"] = "gateway-api", ["scp"] = new[] { "state:read" } });
+        using (var http = With(scp)) Assert.Equal(System.Net.HttpStatusCode.OK, (await http.GetAsync("api/devices/kiosk-1/state")).StatusCode);
+        // A device token (another audience, or HS256) is no API credential.
+        using (var http = With(Token(_rsa, "RS256", "kiosk-1"))) Assert.Equal(System.Net.HttpStatusCode.Unauthorized, (await http.GetAsync("api/whoami")).StatusCode);
+        using (var http = With(gw.Token("kiosk-1"))) Assert.Equal(System.Net.HttpStatusCode.Unauthorized, (await http.GetAsync("api/whoami")).StatusCode);
+        Assert.Contains(gw.Logs.Lines, l => l.Contains("[1600]", StringComparison.Ordinal) && l.Contains("billing-svc POST", StringComparison.Ordinal));
+        Assert.DoesNotContain(gw.Logs.Lines, l => l.Contains(billing, StringComparison.Ordinal));
+    }
+
+    [Fact]
     public async Task A_previous_token_secret_still_validates_and_new_tokens_are_signed_with_the_current_one()
     {
         const string old = "the-previous-secret-of-this-gateway-0123456789";
