@@ -11,6 +11,7 @@ internal static class CommandLine
         var root = new RootCommand("DeviceGate: a real-time WebSocket gateway for devices.");
         root.Subcommands.Add(ServeCommand.Create(server));
         root.Subcommands.Add(TokenCommand.Create());
+        root.Subcommands.Add(KeyCommand.Create());
         foreach (var c in ApiCommands.Create()) root.Subcommands.Add(c);
         foreach (var c in StreamCommands.Create()) root.Subcommands.Add(c);
         root.Subcommands.Add(ConnectCommand.Create());

@@ -20,7 +20,14 @@ public sealed class DashboardTests : IAsyncLifetime
     public async Task InitializeAsync()
     {
         SetDefaultExpectTimeout(15_000);
-        _gw = await TestGateway.StartAsync();
+        _gw = await TestGateway.StartAsync(new Dictionary<string, string>
+        {
+            ["DeviceGate:Auth:Keys:readonly:Key"] = ReadOnlyKey,
+            ["DeviceGate:Auth:Keys:readonly:Scopes:0"] = "devices:read",
+            ["DeviceGate:Auth:Keys:readonly:Scopes:1"] = "state:read",
+            ["DeviceGate:Auth:Keys:sender:Key"] = SenderKey,
+            ["DeviceGate:Auth:Keys:sender:Scopes:0"] = "messages:send:kiosk-*",
+        });
         _playwright = await Playwright.CreateAsync();
         _browser = await _playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions
         {
@@ -45,14 +52,49 @@ public sealed class DashboardTests : IAsyncLifetime
         await _page.ScreenshotAsync(new PageScreenshotOptions { Path = Path.Combine(ScreenshotDir, name + ".png"), FullPage = true });
     }
 
-    private async Task SignInAsync()
+    private const string ReadOnlyKey = "dashboard-read-only-key-0123456789";
+    private const string SenderKey = "dashboard-sender-key-0123456789";
+
+    private async Task SignInAsync(string key = TestGateway.ApiKey)
     {
         await _page.GotoAsync(_gw.BaseUri.ToString());
-        await _page.FillAsync("#apikey", TestGateway.ApiKey);
+        await _page.FillAsync("#apikey", key);
         await _page.ClickAsync("#signin button[type=submit]");
+        if (key != TestGateway.ApiKey) return;
         await Expect(_page.Locator("#stat-connected")).ToBeVisibleAsync();
         // Live updates flow once the event stream is connected (the header says so).
         await Expect(_page.Locator("#live")).ToBeVisibleAsync();
+    }
+
+    [Fact]
+    public async Task A_read_only_key_signs_in_sees_who_it_is_and_cannot_use_what_it_lacks()
+    {
+        using var device = await _gw.ConnectAsync("page-ro");
+        await SignInAsync(ReadOnlyKey);
+        await Expect(_page.Locator("#whoami")).ToHaveTextAsync("signed in as readonly");
+        await Expect(_page.Locator("#stat-connected")).ToBeVisibleAsync();
+        await _page.GotoAsync(_gw.BaseUri + "#/devices/page-ro");
+        await Expect(_page.Locator("#device-details")).ToContainTextAsync("online");
+        await Expect(_page.Locator("#state-desired")).ToBeVisibleAsync();
+        foreach (var locked in new[] { "#send-form button[type=submit]", "#rpc-form button[type=submit]", "#disconnect", "#tags-form button[type=submit]", "#desired-form button[type=submit]" })
+        {
+            await Expect(_page.Locator(locked)).ToBeDisabledAsync();
+        }
+        await Expect(_page.Locator("#send-form")).ToContainTextAsync("needs messages:send");
+        await Expect(_page.Locator("#device-messages")).ToContainTextAsync("messages:read");
+        await ShotAsync("device-read-only");
+
+        // A key that may only send to kiosks: no overview, but the send form of a kiosk works.
+        await _page.ClickAsync("#signout");
+        using var kiosk = await _gw.ConnectAsync("kiosk-page");
+        await SignInAsync(SenderKey);
+        await Expect(_page.Locator("main")).ToContainTextAsync("needs the scope devices:read");
+        await _page.GotoAsync(_gw.BaseUri + "#/devices/kiosk-page");
+        await Expect(_page.Locator("#send-form button[type=submit]")).ToBeEnabledAsync();
+        await Expect(_page.Locator("#disconnect")).ToBeDisabledAsync();
+        await _page.FillAsync("#payload", "to the kiosk");
+        await _page.ClickAsync("#send-form button[type=submit]");
+        Assert.Equal("to the kiosk", await kiosk.ReceiveTextAsync());
     }
 
     [Fact]

@@ -225,6 +225,29 @@ public sealed class ProcessTests : IDisposable
     }
 
     [Fact]
+    public async Task Cli_key_new_prints_a_key_and_its_hash_that_the_gateway_accepts()
+    {
+        var made = await GatewayProcess.RunCliAsync(_dir, null, "key", "new");
+        Assert.True(made.Code == 0, made.StdErr);
+        var lines = made.StdOut.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        var key = lines.Single(l => l.StartsWith("key:", StringComparison.Ordinal))[4..].Trim();
+        var hash = lines.Single(l => l.StartsWith("hash:", StringComparison.Ordinal))[5..].Trim();
+        Assert.Matches("^sha256:[0-9a-f]{64}$", hash);
+        var again = await GatewayProcess.RunCliAsync(_dir, null, "key", "hash", key);
+        Assert.Equal(hash, again.StdOut.Trim());
+
+        await using var gw = await TestGateway.StartAsync(new Dictionary<string, string>
+        {
+            ["DeviceGate:Auth:Keys:cli-made:Hash"] = hash,
+            ["DeviceGate:Auth:Keys:cli-made:Scopes:0"] = "devices:read",
+        });
+        using var http = new HttpClient { BaseAddress = gw.BaseUri };
+        http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", key);
+        Assert.Equal("cli-made", (await http.GetJsonAsync("api/whoami")).Str("name"));
+        Assert.DoesNotContain(gw.Logs.Lines, l => l.Contains(key, StringComparison.Ordinal));
+    }
+
+    [Fact]
     public async Task Cli_token_permission_options_become_claims_the_gateway_enforces()
     {
         var minted = await GatewayProcess.RunCliAsync(_dir, null, "token", "--device", "perm", "--groups", "sensors.*,lab", "--send", "hub-1",

@@ -11,6 +11,33 @@ let routeSeq = 0;
 const samples = [];            // overview history: { at, nodes: NodeStats[] }
 let stream = null;             // the live event stream (AbortController)
 const listeners = new Set();   // event callbacks of the current view
+let me = null;                 // GET /api/whoami: { name, scopes }
+
+// The caller's scopes, as the gateway checks them: admin is everything; "scope" covers every device,
+// "scope:pattern" the devices matching the pattern (exact, prefix*, *). Without a device, any grant counts
+// unless `everyDevice` asks for one that covers all devices.
+function can(scope, device, everyDevice = false) {
+  for (const g of me?.scopes || []) {
+    if (g === "admin" || g === scope) return true;
+    if (!g.startsWith(scope + ":")) continue;
+    const p = g.slice(scope.length + 1);
+    if (device === undefined ? !everyDevice : p === "*" || p === device || (p.endsWith("*") && device.startsWith(p.slice(0, -1)))) return true;
+  }
+  return false;
+}
+
+// Disables every control in `node` the caller may not use, and says which scope it would need.
+function guard(node, scope, device, everyDevice = false) {
+  if (can(scope, device, everyDevice)) return node;
+  for (const c of node.querySelectorAll("input, select, textarea, button")) c.disabled = true;
+  if (node.matches("button")) node.disabled = true;
+  node.classList.add("locked");
+  node.title = `Needs the scope ${scope}`;
+  node.append(el("span", { class: "muted needs", text: ` needs ${scope}` }));
+  return node;
+}
+
+const needs = (scope) => el("p", { class: "muted needs", text: `This key cannot see this (it needs the scope ${scope}).` });
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -48,6 +75,7 @@ async function api(path, options = {}) {
 
 function signOut(message) {
   sessionStorage.removeItem(KEY);
+  me = null;
   stopStream();
   showSignIn(message);
 }
@@ -66,7 +94,7 @@ function showSignIn(message) {
       e.preventDefault();
       sessionStorage.setItem(KEY, input.value.trim());
       try {
-        await api("/api/stats");
+        me = await api("/api/whoami");
         location.hash = "#/overview";
         start();
       } catch (err) {
@@ -145,6 +173,10 @@ function spark(values) {
 
 async function overview() {
   const main = current; // this view's container (see route)
+  if (!can("devices:read", undefined, true)) {
+    main.replaceChildren(el("h1", { text: "Overview" }), needs("devices:read"));
+    return null;
+  }
   const render = async () => {
     const stats = await api("/api/stats");
     samples.push({ at: Date.now(), nodes: stats.nodes });
@@ -172,6 +204,7 @@ async function overview() {
 
 async function devices() {
   const main = current; // this view's container (see route)
+  if (!can("devices:read", undefined, true)) return main.replaceChildren(el("h1", { text: "Devices" }), needs("devices:read"));
   const search = el("input", { id: "search", placeholder: "id prefix", value: sessionStorage.getItem("devicegate.search") || "" });
   const all = el("input", { type: "checkbox", id: "all", checked: true });
   const tags = el("input", { id: "tag-filter", placeholder: "site:berlin, model:k2", value: sessionStorage.getItem("devicegate.tags") || "" });
@@ -216,17 +249,20 @@ async function device(id) {
   const main = current; // this view's container (see route)
   const details = el("dl", { id: "device-details" });
   const events = el("tbody", { id: "device-events" });
+  if (!can("events:read", id)) events.append(el("tr", {}, el("td", { colspan: 3, class: "muted needs", text: "Live events need the scope events:read." })));
   const messages = el("tbody", { id: "device-messages" });
   const result = el("pre", { id: "result", hidden: true });
   const show = (text, isError) => { result.hidden = false; result.className = isError ? "error" : ""; result.textContent = text; };
   const refresh = async () => {
     try {
+      if (!can("devices:read", id)) throw new Error("This key cannot read this device (it needs the scope devices:read).");
       const d = await api(`/api/devices/${encodeURIComponent(id)}`);
       details.replaceChildren(...[["state", d.online ? "online" : "offline"], ["node", d.node], ["connected", fmt(d.connectedAt)],
         ["last seen", fmt(d.lastSeen)], ["groups", d.groups.join(", ") || "—"], ["queued", d.queued]].flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: v })]));
       tagEditor.show(d.tags || {});
     } catch (err) { details.replaceChildren(el("dd", { class: "error", text: err.message })); }
-    await state.refresh();
+    if (can("state:read", id)) await state.refresh();
+    if (!can("messages:read", id)) return messages.replaceChildren(el("tr", {}, el("td", { colspan: 4, class: "muted needs", text: "Needs the scope messages:read." })));
     const list = await api(`/api/devices/${encodeURIComponent(id)}/messages`);
     messages.replaceChildren(...(list.messages.length ? list.messages.map((m) => el("tr", {},
       el("td", {}, el("a", { href: `#/messages/${m.id}`, text: m.id })), el("td", { text: m.status }), el("td", { text: m.attempts }), el("td", { text: fmt(m.updatedAt) })))
@@ -245,9 +281,9 @@ async function device(id) {
   };
   main.replaceChildren(el("h1", { id: "device-title", text: `Device ${id}` }), details,
     el("h2", { text: "Tags" }), tagEditor.node,
-    el("h2", { text: "State" }), state.node,
+    el("h2", { text: "State" }), can("state:read", id) ? state.node : needs("state:read"),
     el("h2", { text: "Send a message" }),
-    el("form", { id: "send-form", onsubmit: async (e) => {
+    guardForm("messages:send", id, { id: "send-form", onsubmit: async (e) => {
       e.preventDefault();
       try {
         const [data, type] = body();
@@ -258,7 +294,7 @@ async function device(id) {
       } catch (err) { show(err.message, true); }
     } }, el("label", {}, "Payload", payload), el("label", {}, "As", kind), el("label", {}, "ttl (s)", ttl), el("button", { type: "submit", text: "Send" })),
     el("h2", { text: "Call (rpc)" }),
-    el("form", { id: "rpc-form", onsubmit: async (e) => {
+    guardForm("rpc:call", id, { id: "rpc-form", onsubmit: async (e) => {
       e.preventDefault();
       show("waiting for the device…");
       try {
@@ -271,10 +307,10 @@ async function device(id) {
       }
     } }, el("label", {}, "Request", rpcPayload), el("label", {}, "timeout (s)", rpcTimeout), el("button", { type: "submit", text: "Call" })),
     result,
-    el("p", {}, el("button", { class: "danger", type: "button", id: "disconnect", text: "Disconnect", onclick: async () => {
+    guard(el("p", {}, el("button", { class: "danger", type: "button", id: "disconnect", text: "Disconnect", onclick: async () => {
       try { await api(`/api/devices/${encodeURIComponent(id)}/connection`, { method: "DELETE" }); show("Disconnected (4001)."); refresh(); }
       catch (err) { show(err.message, true); }
-    } })),
+    } })), "devices:manage", id),
     el("h2", { text: "Recent events" }),
     el("table", {}, el("thead", {}, el("tr", {}, ["when", "event", "detail"].map((h) => el("th", { text: h })))), events),
     el("h2", { text: "Messages" }),
@@ -289,6 +325,12 @@ async function device(id) {
     if (e.type !== "message") refresh().catch(() => {});
   });
   await refresh();
+}
+
+// A form, disabled (and saying which scope it needs) when the caller may not use it; without a device (a group
+// publish) only a grant for every device will do.
+function guardForm(scope, device, attrs, ...children) {
+  return guard(el("form", attrs, ...children), scope, device, device === undefined);
 }
 
 // The device's state document: desired, reported and the delta side by side, and an editor for desired that writes
@@ -342,7 +384,7 @@ function stateEditor(id) {
       el("div", {}, el("h3", { text: "reported" }), reported),
       el("div", {}, el("h3", { text: "delta" }), delta)),
     versions,
-    el("form", { id: "desired-form", onsubmit: save }, el("label", {}, "Desired (JSON; replaces it whole)", editor),
+    guardForm("state:write", id, { id: "desired-form", onsubmit: save }, el("label", {}, "Desired (JSON; replaces it whole)", editor),
       el("button", { type: "submit", text: "Save desired" }), reload),
     note);
   return { node, refresh };
@@ -376,12 +418,13 @@ function tagsEditor(id) {
       show(d.tags || {});
     } catch (err) { note.hidden = false; note.className = "error"; note.textContent = err.message; }
   };
-  const node = el("div", {}, list, el("form", { id: "tags-form", onsubmit: save }, el("label", {}, "key=value, one per line", input), el("button", { type: "submit", text: "Save tags" })), note);
+  const node = el("div", {}, list, guardForm("devices:manage", id, { id: "tags-form", onsubmit: save }, el("label", {}, "key=value, one per line", input), el("button", { type: "submit", text: "Save tags" })), note);
   return { node, show };
 }
 
 async function groups(name) {
   const main = current; // this view's container (see route)
+  if (!can("devices:read", undefined, true)) return main.replaceChildren(el("h1", { text: "Groups" }), needs("devices:read"));
   if (name) {
     const members = el("tbody", { id: "group-members" });
     const add = el("input", { id: "member", placeholder: "device id" });
@@ -395,16 +438,16 @@ async function groups(name) {
       };
       const row = (d) => el("tr", {},
         el("td", {}, el("a", { href: `#/devices/${encodeURIComponent(d)}`, text: d })),
-        el("td", {}, el("button", { class: "secondary", type: "button", text: "Remove", onclick: remove(d) })));
+        el("td", {}, guard(el("button", { class: "secondary", type: "button", text: "Remove", onclick: remove(d) }), "devices:manage", d)));
       members.replaceChildren(...(g.devices.length ? g.devices.map(row)
         : [el("tr", {}, el("td", { class: "empty", text: "No members." }))]));
     };
     main.replaceChildren(el("h1", { text: `Group ${name}` }),
-      el("form", { onsubmit: async (e) => { e.preventDefault(); try { await api(`/api/groups/${encodeURIComponent(name)}/devices/${encodeURIComponent(add.value.trim())}`, { method: "PUT" }); add.value = ""; load(); } catch (err) { toast(err.message); } } },
-        el("label", {}, "Add device", add), el("button", { type: "submit", text: "Add" })),
+      guard(el("form", { onsubmit: async (e) => { e.preventDefault(); try { await api(`/api/groups/${encodeURIComponent(name)}/devices/${encodeURIComponent(add.value.trim())}`, { method: "PUT" }); add.value = ""; load(); } catch (err) { toast(err.message); } } },
+        el("label", {}, "Add device", add), el("button", { type: "submit", text: "Add" })), "devices:manage"),
       el("table", {}, members),
       el("h2", { text: "Publish" }),
-      el("form", { id: "publish-form", onsubmit: async (e) => { e.preventDefault(); const r = await api(`/api/groups/${encodeURIComponent(name)}/messages`, { method: "POST", body: text.value, headers: { "Content-Type": "text/plain; charset=utf-8" } }); result.hidden = false; result.textContent = `Written to ${r.recipients}, queued for ${r.queued}.`; } },
+      guardForm("messages:send", undefined, { id: "publish-form", onsubmit: async (e) => { e.preventDefault(); const r = await api(`/api/groups/${encodeURIComponent(name)}/messages`, { method: "POST", body: text.value, headers: { "Content-Type": "text/plain; charset=utf-8" } }); result.hidden = false; result.textContent = `Written to ${r.recipients}, queued for ${r.queued}.`; } },
         el("label", {}, "Message", text), el("button", { type: "submit", text: "Publish" })), result);
     return load();
   }
@@ -460,7 +503,17 @@ async function route() {
   }
 }
 
-function start() { startStream(); route(); }
+async function start() {
+  try {
+    me = me || (await api("/api/whoami"));
+  } catch (err) {
+    if (!(err instanceof ApiError && err.status === 401)) showSignIn(err.message);
+    return;
+  }
+  document.getElementById("whoami").textContent = `signed in as ${me.name}`;
+  if (can("events:read")) startStream();
+  route();
+}
 
 document.getElementById("signout").addEventListener("click", () => signOut());
 window.addEventListener("hashchange", route);
