@@ -7,12 +7,15 @@ namespace DeviceGate.Auth;
 /// <summary>What a valid device token says; <see cref="Permissions"/> come from its groups/send claims.</summary>
 public sealed record DeviceIdentity(string DeviceId, DateTimeOffset? ExpiresAt, JsonWebToken? Token, DevicePermissions Permissions)
 {
-    /// <summary>The token's <c>iat</c>, when it has one (a NumericDate: whole or fractional seconds).</summary>
+    /// <summary>For a device certificate: its notBefore, which revocation compares like a token's iat.</summary>
+    public DateTimeOffset? CertificateIssuedAt { get; init; }
+
+    /// <summary>The token's <c>iat</c> (a NumericDate: whole or fractional seconds), or a certificate's notBefore.</summary>
     public DateTimeOffset? IssuedAt
     {
         get
         {
-            if (Token is null) return null;
+            if (Token is null) return CertificateIssuedAt;
             // Read from the payload itself: the JWT library truncates iat to whole seconds, and ours carry milliseconds
             // (a NumericDate may be fractional) so that a token minted right after a revocation is newer than it.
             using var payload = System.Text.Json.JsonDocument.Parse(Base64UrlEncoder.DecodeBytes(Token.EncodedPayload));

@@ -123,6 +123,20 @@ public sealed class AuthOptions
 
     /// <summary>Named API keys with scopes (<c>DeviceGate:Auth:Keys:&lt;name&gt;:Key|Hash|Scopes</c>).</summary>
     public Dictionary<string, ApiKeyOptions> Keys { get; set; } = new(StringComparer.Ordinal);
+
+    /// <summary>Device certificates (mutual TLS) on the https endpoints.</summary>
+    public ClientCertificateOptions ClientCertificates { get; set; } = new();
+}
+
+public sealed class ClientCertificateOptions
+{
+    /// <summary>A PEM file of the CA certificates device certificates must chain to (no system roots). Unset: no certificates.</summary>
+    public string? CaFile { get; set; }
+
+    /// <summary>Serial numbers (hex) of device certificates that are refused.</summary>
+    public string[] RevokedSerials { get; set; } = [];
+
+    public bool Enabled => !string.IsNullOrWhiteSpace(CaFile);
 }
 
 public sealed class ApiKeyOptions

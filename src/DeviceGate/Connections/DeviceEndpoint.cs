@@ -64,7 +64,7 @@ internal sealed class DeviceEndpoint(
         }
         try
         {
-            await AdmittedAsync(context, request.DeviceId!, request.Token).ConfigureAwait(false);
+            await AdmittedAsync(context, request.DeviceId!, request.Token, request.Certificate).ConfigureAwait(false);
         }
         finally
         {
@@ -72,12 +72,12 @@ internal sealed class DeviceEndpoint(
         }
     }
 
-    private async Task AdmittedAsync(HttpContext context, string deviceId, string? token)
+    private async Task AdmittedAsync(HttpContext context, string deviceId, string? token, System.Security.Cryptography.X509Certificates.X509Certificate2? certificate)
     {
         Handshake.Outcome outcome;
         try
         {
-            outcome = await handshake.CheckTokenAsync(deviceId, token).ConfigureAwait(false);
+            outcome = await handshake.CheckTokenAsync(deviceId, token, certificate).ConfigureAwait(false);
         }
         catch (Exception e) when (Storage.StoreFailures.Is(e))
         {

@@ -8,10 +8,11 @@ namespace DeviceGate.Connections;
 /// shape 426/400, origin 403, missing token 401): they run before admission, so a flood of them cannot use up the
 /// connect rate. <see cref="CheckTokenAsync"/> then validates the token (401/403) once the request is admitted.
 /// </summary>
-internal sealed class Handshake(IOptions<GatewayOptions> options, DeviceTokens tokens, Storage.IDeviceDirectory directory)
+internal sealed class Handshake(IOptions<GatewayOptions> options, DeviceTokens tokens, DeviceCertificates certificates, Storage.IDeviceDirectory directory)
 {
     /// <summary>The verdict; <see cref="Code"/> is the stable reason used in metrics.</summary>
-    public readonly record struct Outcome(int Status, string Code, string Reason, string? DeviceId, DeviceIdentity? Identity, string? Token = null)
+    public readonly record struct Outcome(int Status, string Code, string Reason, string? DeviceId, DeviceIdentity? Identity, string? Token = null,
+        System.Security.Cryptography.X509Certificates.X509Certificate2? Certificate = null)
     {
         public bool Accepted => Status == 0;
     }
@@ -30,27 +31,31 @@ internal sealed class Handshake(IOptions<GatewayOptions> options, DeviceTokens t
         if (origin is not null) return Refuse(403, "origin", origin, id);
 
         var token = TokenOf(request);
-        if (token is null && !options.Value.Auth.AllowAnonymousDevices) return Refuse(401, "token_missing", "missing token", id);
+        // A token wins; without one, a client certificate (on https, with a CA file configured) is the credential.
+        var certificate = token is null && certificates.Enabled ? context.Connection.ClientCertificate : null;
+        if (token is null && certificate is null && !options.Value.Auth.AllowAnonymousDevices) return Refuse(401, "token_missing", "missing token", id);
         if (UpgradeProblem(context) is { } problem) return problem with { DeviceId = id };
-        return new Outcome(0, "ok", "ok", id, null, token);
+        return new Outcome(0, "ok", "ok", id, null, token, certificate);
     }
 
     /// <summary>Validates the token of a request that passed <see cref="CheckRequest"/>; asks the directory about revocation.</summary>
-    public async Task<Outcome> CheckTokenAsync(string id, string? token)
+    public async Task<Outcome> CheckTokenAsync(string id, string? token, System.Security.Cryptography.X509Certificates.X509Certificate2? certificate = null)
     {
-        if (token is null) return new Outcome(0, "anonymous", "anonymous", id, new DeviceIdentity(id, null, null, DevicePermissions.Unrestricted));
-        var (result, identity) = await tokens.ValidateAsync(token, id).ConfigureAwait(false);
+        if (token is null && certificate is null) return new Outcome(0, "anonymous", "anonymous", id, new DeviceIdentity(id, null, null, DevicePermissions.Unrestricted));
+        var (result, identity) = token is not null ? await tokens.ValidateAsync(token, id).ConfigureAwait(false) : certificates.Validate(certificate!, id);
         if (result == TokenCheck.Valid && await directory.TokensNotBeforeAsync(id).ConfigureAwait(false) is { } notBefore
             && (identity!.IssuedAt is not { } iat || iat < notBefore))
         {
             // Revoked: issued before the revocation, or with no iat to prove otherwise.
             return Refuse(401, "token_revoked", "token was revoked", id);
         }
-        return result switch
+        return (result, token is null) switch
         {
-            TokenCheck.Valid => new Outcome(0, "ok", "ok", id, identity),
-            TokenCheck.WrongDevice => Refuse(403, "token_wrong_device", "token is for another device", id),
-            _ => Refuse(401, "token_invalid", "invalid or expired token", id),
+            (TokenCheck.Valid, _) => new Outcome(0, "ok", "ok", id, identity),
+            (TokenCheck.WrongDevice, false) => Refuse(403, "token_wrong_device", "token is for another device", id),
+            (TokenCheck.WrongDevice, true) => Refuse(403, "certificate_wrong_device", "certificate is for another device", id),
+            (_, false) => Refuse(401, "token_invalid", "invalid or expired token", id),
+            _ => Refuse(401, "certificate_invalid", "untrusted, expired or revoked certificate", id),
         };
     }
 

@@ -26,7 +26,20 @@ public static class GatewayHost
         if (string.IsNullOrEmpty(urls)) builder.WebHost.UseUrls(Defaults.Url);
         // Kestrel's own limits (header count and size, RequestHeadersTimeout against slow-drip upgrades) are
         // standard configuration under Kestrel:Limits.
-        builder.WebHost.ConfigureKestrel((context, kestrel) => context.Configuration.GetSection("Kestrel:Limits").Bind(kestrel.Limits));
+        builder.WebHost.ConfigureKestrel((context, kestrel) =>
+        {
+            context.Configuration.GetSection("Kestrel:Limits").Bind(kestrel.Limits);
+            // Device certificates: https endpoints ask for a client certificate and let any through the TLS handshake;
+            // the device handshake judges it (Auth/DeviceCertificates) and answers 401/403 like for a token.
+            if (!string.IsNullOrWhiteSpace(context.Configuration["DeviceGate:Auth:ClientCertificates:CaFile"]))
+            {
+                kestrel.ConfigureHttpsDefaults(https =>
+                {
+                    https.ClientCertificateMode = Microsoft.AspNetCore.Server.Kestrel.Https.ClientCertificateMode.AllowCertificate;
+                    https.AllowAnyClientCertificate();
+                });
+            }
+        });
 
         // ASP.NET Core's "Request starting" line carries the query string, where browsers put their token. Off entirely
         // (it logs nothing above Information): while that logger is enabled at any level, hosting also creates an

@@ -12,7 +12,7 @@ public sealed class AuthConfigurationTests
         var o = new GatewayOptions();
         configure(o.Auth);
         var errors = new List<string>();
-        foreach (var v in new IValidateOptions<GatewayOptions>[] { new GatewayOptionsValidator(), new ApiKeysValidator() })
+        foreach (var v in new IValidateOptions<GatewayOptions>[] { new GatewayOptionsValidator(), new IdentityValidator() })
         {
             var r = v.Validate(null, o);
             if (r.Failed) errors.AddRange(r.Failures);

@@ -2,8 +2,11 @@ using Microsoft.Extensions.Options;
 
 namespace DeviceGate.Auth;
 
-/// <summary>Start-up validation of the API keys: shape, hash format, scopes, and no key configured twice.</summary>
-internal sealed class ApiKeysValidator : IValidateOptions<GatewayOptions>
+/// <summary>
+/// Start-up validation of the identity settings that need Auth to judge: API keys (shape, hash format, scopes, no key
+/// configured twice) and device certificates (the CA file parses, revoked serials are hex).
+/// </summary>
+internal sealed class IdentityValidator : IValidateOptions<GatewayOptions>
 {
     public ValidateOptionsResult Validate(string? name, GatewayOptions o)
     {
@@ -40,6 +43,16 @@ internal sealed class ApiKeysValidator : IValidateOptions<GatewayOptions>
             {
                 Require(ApiScopes.TryParse(scope, out _), path + ":Scopes", $"has '{scope}', which is not a scope ({string.Join(", ", ApiScopes.All)}, optionally :<device pattern>, not on admin)");
             }
+        }
+        var certificates = o.Auth.ClientCertificates;
+        if (certificates.Enabled && DeviceCertificates.Problem(certificates.CaFile!) is { } problem)
+        {
+            errors.Add($"DeviceGate:Auth:ClientCertificates:CaFile ({certificates.CaFile}) {problem}.");
+        }
+        for (var i = 0; i < certificates.RevokedSerials.Length; i++)
+        {
+            var serial = certificates.RevokedSerials[i].Replace(":", "", StringComparison.Ordinal);
+            Require(serial.Length > 0 && serial.All(Uri.IsHexDigit), $"Auth:ClientCertificates:RevokedSerials:{i}", "must be a serial number in hex");
         }
         return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
     }
