@@ -158,15 +158,10 @@ internal sealed class DeviceEndpoint(
 
     private void OnRawRateLimited(DeviceSession session) => Log.RateLimited(logger, session.DeviceId);
 
-    private ITimer? ScheduleTokenExpiry(DeviceSession session, DateTimeOffset? expiresAt)
-    {
-        if (expiresAt is not { } exp) return null;
-        var due = exp - time.GetUtcNow();
-        if (due < TimeSpan.Zero) due = TimeSpan.Zero;
-        return time.CreateTimer(
-            static state => ((DeviceSession)state!).RequestClose(CloseCodes.PolicyViolation, CloseReasons.TokenExpired, dropBacklog: true),
-            session, due, Timeout.InfiniteTimeSpan);
-    }
+    /// <summary>Closes the session with 1008 token_expired at its token's exp (or certificate's notAfter), however far away.</summary>
+    private ExpiryTimer? ScheduleTokenExpiry(DeviceSession session, DateTimeOffset? expiresAt) => expiresAt is { } exp
+        ? ExpiryTimer.Start(time, exp, () => session.RequestClose(CloseCodes.PolicyViolation, CloseReasons.TokenExpired, dropBacklog: true))
+        : null;
 
     private Task RefuseAsync(HttpContext context, Handshake.Outcome outcome, int? retryAfter)
     {

@@ -167,4 +167,17 @@ public sealed class KeepAliveAndExpiryTests
         await device.ConnectAsync(gw.WsUri("ws?deviceId=short"), new CancellationTokenSource(Timeouts.Default).Token);
         Assert.Equal((1008, "token_expired"), await device.ReceiveCloseAsync(TimeSpan.FromSeconds(40)));
     }
+
+    [Fact]
+    public async Task A_token_valid_for_months_connects_and_stays()
+    {
+        // Its exp is further away than one timer can wait (about 49 days): that used to fail the connection after the 101.
+        await using var gw = await TestGateway.StartAsync();
+        using var device = new ClientWebSocket();
+        device.Options.SetRequestHeader("Authorization", "Bearer " + gw.Token("long-lived", TimeSpan.FromDays(120)));
+        await device.ConnectAsync(gw.WsUri("ws?deviceId=long-lived"), new CancellationTokenSource(Timeouts.Default).Token);
+        using var sent = await gw.Api.PostTextAsync("api/devices/long-lived/messages", "still here");
+        Assert.Equal("still here", await device.ReceiveTextAsync());
+        Assert.Equal(WebSocketState.Open, device.State);
+    }
 }
