@@ -144,6 +144,33 @@ public sealed class ClusterTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Scoped_keys_and_issuer_tokens_work_the_same_on_every_node()
+    {
+        await using var issuer = await TestIssuer.StartAsync();
+        var key = TestIssuer.NewEcKey("cluster-ec");
+        issuer.Publish(key);
+        var prefix = $"cluster-id-{Guid.NewGuid():N}:";
+        Dictionary<string, string> With(string node) => new(Settings(RedisServer.Shared.Configuration, prefix, node))
+        {
+            ["DeviceGate:Auth:Keys:sender:Key"] = "cluster-sender-key-0123456789",
+            ["DeviceGate:Auth:Keys:sender:Scopes:0"] = "messages:send:idp-*",
+            ["DeviceGate:Auth:Jwt:JwksUrl"] = issuer.JwksUrl,
+            ["DeviceGate:Auth:Jwt:RequireHttps"] = "false",
+        };
+        await using var one = await TestGateway.StartAsync(With("id-node-1"));
+        await using var two = await TestGateway.StartAsync(With("id-node-2"));
+        await ApiExtensions.EventuallyAsync(() => Task.FromResult(one.Logs.Lines.Any(l => l.Contains("[1500]", StringComparison.Ordinal))), "node 1 has the keys");
+        using var device = new ClientWebSocket();
+        device.Options.SetRequestHeader("Authorization", "Bearer " + issuer.Sign(key, "ES256", new Dictionary<string, object> { ["sub"] = "idp-dev" }));
+        await device.ConnectAsync(one.WsUri("ws?deviceId=idp-dev"), new CancellationTokenSource(Timeouts.Default).Token);
+        using var sender = new HttpClient { BaseAddress = two.BaseUri, Timeout = Timeouts.Default };
+        sender.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", "cluster-sender-key-0123456789");
+        using (var sent = await sender.PostAsync("api/devices/idp-dev/messages", new StringContent("across nodes"))) Assert.Equal(HttpStatusCode.Accepted, sent.StatusCode);
+        Assert.Equal("across nodes", await device.ReceiveTextAsync());
+        using (var refused = await sender.PostAsync("api/devices/other-dev/messages", new StringContent("no"))) Assert.Equal(HttpStatusCode.Forbidden, refused.StatusCode);
+    }
+
+    [Fact]
     public async Task Presence_from_any_node_lists_every_node_s_devices()
     {
         using var a = await _one.ConnectAsync("p-one");
