@@ -92,6 +92,28 @@ public sealed class AuthConfigurationTests
     }
 
     [Fact]
+    public void A_ca_file_that_is_not_pem_certificates_and_a_serial_that_is_not_hex_are_refused()
+    {
+        var path = Path.GetTempFileName();
+        try
+        {
+            File.WriteAllText(path, "not a certificate");
+            var errors = Errors(a =>
+            {
+                a.ClientCertificates.CaFile = path;
+                a.ClientCertificates.RevokedSerials = ["zz-not-hex"];
+            });
+            Assert.Contains(errors, e => e.StartsWith("DeviceGate:Auth:ClientCertificates:CaFile", StringComparison.Ordinal));
+            Assert.Contains(errors, e => e.StartsWith("DeviceGate:Auth:ClientCertificates:RevokedSerials:0", StringComparison.Ordinal));
+            Assert.Contains(Errors(a => a.ClientCertificates.CaFile = path + ".missing"), e => e.Contains("CaFile", StringComparison.Ordinal));
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [Fact]
     public async Task The_server_does_not_start_with_a_bad_key()
     {
         var e = await Assert.ThrowsAnyAsync<Exception>(() => DeviceGate.Tests.Infrastructure.TestGateway.StartAsync(new Dictionary<string, string>

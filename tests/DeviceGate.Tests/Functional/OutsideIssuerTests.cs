@@ -91,6 +91,10 @@ public sealed class OutsideIssuerTests : IAsyncLifetime
         // Another device's token is still a 403, and an HS256 token keeps working beside the issuer's.
         Assert.Equal(403, await StatusAsync(gw, "someone-else", Token(key, alg, "idp-dev")));
         Assert.Equal(101, await StatusAsync(gw, "hs-dev", gw.Token("hs-dev")));
+        // Revocation by iat holds for the issuer's tokens too (theirs carry whole seconds: issued before the call).
+        var before = Token(key, alg, "idp-dev", more: new Dictionary<string, object> { ["iat"] = DateTimeOffset.UtcNow.AddMinutes(-1).ToUnixTimeSeconds() });
+        using (var revoke = await gw.Api.PostAsync("api/devices/idp-dev/revoke-tokens", null)) Assert.Equal(System.Net.HttpStatusCode.NoContent, revoke.StatusCode);
+        Assert.Equal(401, await StatusAsync(gw, "idp-dev", before));
     }
 
     [Fact]
