@@ -2,7 +2,8 @@
 # Runs every test: the .NET suite, then the JavaScript SDK's. On a fresh machine (only the .NET SDK and Node) it
 # first installs what the tests drive for real: redis-server (cluster tests start their own processes on loopback
 # ports), Debian's Chromium (dashboard and browser-example tests, through Playwright; never a browser download) and
-# nginx (the reverse-proxy tests run it on loopback with the configuration docs/operations.md documents).
+# nginx (the reverse-proxy tests run it on loopback with the configuration docs/operations.md documents), and
+# systemd's systemd-analyze (it checks deploy/devicegate.service; nothing is started under systemd).
 # As root it installs them with apt-get; otherwise it names the packages and stops, so no test silently skips.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -12,6 +13,7 @@ missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || missing+=(nginx)
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "test.sh: installing ${missing[*]} (apt-get)"

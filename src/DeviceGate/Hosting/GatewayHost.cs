@@ -55,6 +55,10 @@ public static class GatewayHost
             o.UseUtcTimestamp = true;
         });
 
+        // Under systemd (Type=notify): readiness and stopping are reported to it, logs go to the journal's format.
+        // Elsewhere this does nothing.
+        builder.Host.UseSystemd();
+
         AddGateway(builder.Services, builder.Configuration);
         configure?.Invoke(builder);
 

@@ -31,9 +31,12 @@ public sealed partial class GatewayProcess : IAsyncDisposable
     public static string Dll => Path.Combine(AppContext.BaseDirectory, "DeviceGate.dll");
 
     /// <summary>Starts <c>serve</c> on an ephemeral loopback port in <paramref name="workingDirectory"/> and waits until it listens.</summary>
-    public static async Task<GatewayProcess> StartAsync(string workingDirectory, params string[] args)
+    public static Task<GatewayProcess> StartAsync(string workingDirectory, params string[] args) => StartExecutableAsync(null, workingDirectory, args);
+
+    /// <summary>Like <see cref="StartAsync"/>, with another executable (a published single-file binary, an installed tool).</summary>
+    public static async Task<GatewayProcess> StartExecutableAsync(string? executable, string workingDirectory, params string[] args)
     {
-        var gp = new GatewayProcess(Process.Start(StartInfo(workingDirectory, ["serve", "--urls", "http://127.0.0.1:0", .. args]))!);
+        var gp = new GatewayProcess(Process.Start(StartInfo(workingDirectory, ["serve", "--urls", "http://127.0.0.1:0", .. args], executable))!);
         gp.BaseUri = await gp._listening.Task.WaitAsync(Timeouts.Default).ConfigureAwait(false);
         return gp;
     }
@@ -51,9 +54,9 @@ public sealed partial class GatewayProcess : IAsyncDisposable
         return (process.ExitCode, await stdout.ConfigureAwait(false), await stderr.ConfigureAwait(false));
     }
 
-    public static ProcessStartInfo StartInfo(string workingDirectory, IEnumerable<string> args)
+    public static ProcessStartInfo StartInfo(string workingDirectory, IEnumerable<string> args, string? executable = null)
     {
-        var info = new ProcessStartInfo("dotnet")
+        var info = new ProcessStartInfo(executable ?? "dotnet")
         {
             WorkingDirectory = workingDirectory,
             RedirectStandardOutput = true,
@@ -61,7 +64,7 @@ public sealed partial class GatewayProcess : IAsyncDisposable
             RedirectStandardInput = true,
             UseShellExecute = false,
         };
-        info.ArgumentList.Add(Dll);
+        if (executable is null) info.ArgumentList.Add(Dll);
         foreach (var a in args) info.ArgumentList.Add(a);
         info.Environment.Remove("DEVICEGATE_URL");
         info.Environment.Remove("DEVICEGATE_API_KEY");

@@ -31,7 +31,7 @@ public sealed partial class NginxProcess : IAsyncDisposable
     /// <summary>The ```nginx block under "### nginx" in docs/operations.md.</summary>
     public static string DocumentedBlock()
     {
-        var docs = File.ReadAllText(Path.Combine(RepoRoot(), "docs", "operations.md"));
+        var docs = File.ReadAllText(Path.Combine(Repository.Root, "docs", "operations.md"));
         var section = docs[docs.IndexOf("### nginx", StringComparison.Ordinal)..];
         var match = NginxBlock().Match(section);
         Assert.True(match.Success, "docs/operations.md has no ```nginx block under ### nginx");
@@ -100,13 +100,6 @@ public sealed partial class NginxProcess : IAsyncDisposable
         using var l = new TcpListener(IPAddress.Loopback, 0);
         l.Start();
         return ((IPEndPoint)l.LocalEndpoint).Port;
-    }
-
-    private static string RepoRoot()
-    {
-        var dir = AppContext.BaseDirectory;
-        while (!File.Exists(Path.Combine(dir, "test.sh"))) dir = Path.GetDirectoryName(dir) ?? throw new InvalidOperationException("repository root not found");
-        return dir;
     }
 
     [GeneratedRegex("```nginx\\n(.*?)```", RegexOptions.Singleline)]
