@@ -12,6 +12,7 @@ internal static class CommandLine
         root.Subcommands.Add(ServeCommand.Create(server));
         root.Subcommands.Add(TokenCommand.Create());
         root.Subcommands.Add(KeyCommand.Create());
+        root.Subcommands.Add(ConfigCommand.Create());
         foreach (var c in ApiCommands.Create()) root.Subcommands.Add(c);
         foreach (var c in StreamCommands.Create()) root.Subcommands.Add(c);
         root.Subcommands.Add(ConnectCommand.Create());

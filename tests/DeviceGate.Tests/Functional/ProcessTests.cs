@@ -225,6 +225,34 @@ public sealed class ProcessTests : IDisposable
     }
 
     [Fact]
+    public async Task Cli_config_check_accepts_a_good_configuration_masks_secrets_and_names_the_key_of_a_bad_one()
+    {
+        var good = await GatewayProcess.RunCliAsync(_dir, null, "config", "check", $"--DeviceGate:Auth:TokenSecret={TestGateway.Secret}",
+            "--DeviceGate:Auth:Keys:ops:Key=an-ops-key-0123456789", "--DeviceGate:Auth:Keys:ops:Scopes:0=admin", "--DeviceGate:Limits:MaxConnections=500",
+            "--DeviceGate:Redis:Configuration=127.0.0.1:6379,password=hunter2hunter2");
+        Assert.True(good.Code == 0, good.StdErr);
+        Assert.Contains("DeviceGate:Limits:MaxConnections = 500", good.StdOut);
+        Assert.Contains("DeviceGate:Auth:TokenSecret = ***", good.StdOut);
+        Assert.Contains("DeviceGate:Auth:Keys:ops:Key = ***", good.StdOut);
+        Assert.Contains("DeviceGate:Auth:Keys:ops:Scopes = admin", good.StdOut);
+        Assert.Contains("DeviceGate:Redis:Configuration = 127.0.0.1:6379,password=***", good.StdOut);
+        Assert.Contains("DeviceGate:Delivery:AckTimeout = 00:00:30", good.StdOut);
+        Assert.DoesNotContain(TestGateway.Secret, good.StdOut + good.StdErr);
+        Assert.DoesNotContain("an-ops-key-0123456789", good.StdOut + good.StdErr);
+        Assert.DoesNotContain("hunter2", good.StdOut + good.StdErr);
+        // Nothing was started or created.
+        Assert.False(Directory.Exists(Path.Combine(_dir, "data")));
+
+        var bad = await GatewayProcess.RunCliAsync(_dir, null, "config", "check", "--DeviceGate:Limits:MaxConnections=0", "--DeviceGate:Auth:Keys:x:Key=short");
+        Assert.Equal(1, bad.Code);
+        Assert.Contains("DeviceGate:Limits:MaxConnections", bad.StdErr);
+        Assert.Contains("DeviceGate:Auth:Keys:x", bad.StdErr);
+        var unparsable = await GatewayProcess.RunCliAsync(_dir, null, "config", "check", "--DeviceGate:Delivery:AckTimeout=soon");
+        Assert.Equal(1, unparsable.Code);
+        Assert.Contains("AckTimeout", unparsable.StdErr);
+    }
+
+    [Fact]
     public async Task Cli_key_new_prints_a_key_and_its_hash_that_the_gateway_accepts()
     {
         var made = await GatewayProcess.RunCliAsync(_dir, null, "key", "new");
