@@ -20,6 +20,13 @@ internal static class ConfigCommand
         };
         check.SetAction(parse => Check(parse.UnmatchedTokens.ToArray()));
         config.Subcommands.Add(check);
+        var reference = new Command("reference", "Print every DeviceGate:* setting with its type, default, allowed values and meaning (docs/configuration.md).");
+        reference.SetAction(_ =>
+        {
+            Console.Write(ConfigurationReference.Embedded());
+            return 0;
+        });
+        config.Subcommands.Add(reference);
         return config;
     }
 

@@ -38,7 +38,7 @@ public enum StateWriteOutcome { Written, Unchanged, VersionMismatch, Refused }
 public readonly record struct StateWrite(StateWriteOutcome Outcome, StateRecord Record);
 
 /// <summary>
-/// Device state documents. Contract: <see cref="UpdateAsync"/> is atomic per device: the edit sees the part as it
+/// Device state documents. Contract: <see cref="UpdateStateAsync"/> is atomic per device: the edit sees the part as it
 /// is, and its result is written with the part's version plus one, unless <c>ifMatch</c> names another version
 /// (then nothing changes: <see cref="StateWriteOutcome.VersionMismatch"/>) or the edit changes nothing (the version
 /// stays). Durable when the task completes; a store that cannot take it throws <see cref="StoreUnavailableException"/>.
