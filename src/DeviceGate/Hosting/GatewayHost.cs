@@ -48,10 +48,18 @@ public static class GatewayHost
         // Per-request framework chatter ("Executing endpoint ...") drowns the gateway's own lines.
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
         builder.Logging.ClearProviders();
-        builder.Logging.AddSimpleConsole(o =>
+        // One line per entry, UTC. The formatter is configuration: Logging:Console:FormatterName=json gives one JSON
+        // object per line (AddSimpleConsole would pin the simple formatter whatever the configuration says).
+        builder.Logging.AddConsole();
+        builder.Services.Configure<Microsoft.Extensions.Logging.Console.SimpleConsoleFormatterOptions>(o =>
         {
             o.SingleLine = true;
             o.TimestampFormat = "HH:mm:ss.fff ";
+            o.UseUtcTimestamp = true;
+        });
+        builder.Services.Configure<Microsoft.Extensions.Logging.Console.JsonConsoleFormatterOptions>(o =>
+        {
+            o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ";
             o.UseUtcTimestamp = true;
         });
 

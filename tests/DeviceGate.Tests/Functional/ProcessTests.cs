@@ -253,6 +253,50 @@ public sealed class ProcessTests : IDisposable
     }
 
     [Fact]
+    public async Task Json_console_logs_are_one_object_per_line_and_carry_no_token_key_or_secret()
+    {
+        await using var gw = await GatewayProcess.StartAsync(_dir, "--Logging:Console:FormatterName=json",
+            $"--DeviceGate:Auth:TokenSecret={TestGateway.Secret}", $"--DeviceGate:Auth:ApiKeys:0={TestGateway.ApiKey}", "--DeviceGate:Auth:Keys:ops:Key=an-ops-key-0123456789",
+            "--DeviceGate:Auth:Keys:ops:Scopes:0=admin");
+        var tokens = new DeviceGate.Auth.DeviceTokens(
+            DeviceGate.Auth.GatewaySecrets.Load(new DeviceGate.Configuration.AuthOptions { TokenSecret = TestGateway.Secret, ApiKeys = [TestGateway.ApiKey] }, "unused"),
+            TimeProvider.System);
+        var token = tokens.Mint("json-logs", null);
+        using (var device = new ClientWebSocket())
+        {
+            // The token in the query string, as browsers send it: the framework's request line would carry it.
+            await device.ConnectAsync(new Uri(gw.BaseUri.ToString().Replace("http", "ws") + $"ws?deviceId=json-logs&access_token={token}"), new CancellationTokenSource(Timeouts.Default).Token);
+            using var api = Api(gw.BaseUri, "an-ops-key-0123456789");
+            using (await api.PutAsync("api/devices/json-logs/tags", new StringContent("{}", System.Text.Encoding.UTF8, "application/json"))) { }
+            await device.CloseCleanlyAsync();
+        }
+        using (var refused = new ClientWebSocket())
+        {
+            try
+            {
+                await refused.ConnectAsync(new Uri(gw.BaseUri.ToString().Replace("http", "ws") + "ws?deviceId=json-logs&access_token=forged." + token), new CancellationTokenSource(Timeouts.Default).Token);
+            }
+            catch (WebSocketException)
+            {
+            }
+        }
+        await ApiExtensions.EventuallyAsync(() => Task.FromResult(gw.Output.Contains("\"EventId\":1001", StringComparison.Ordinal)), "the disconnect logged");
+        await gw.TerminateAsync();
+        var lines = gw.Output.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.NotEmpty(lines);
+        foreach (var line in lines)
+        {
+            using var entry = System.Text.Json.JsonDocument.Parse(line);
+            Assert.True(entry.RootElement.TryGetProperty("Timestamp", out _), line);
+        }
+        Assert.Contains(lines, l => l.Contains("\"EventId\":1600", StringComparison.Ordinal) && l.Contains("ops", StringComparison.Ordinal));
+        foreach (var secret in new[] { token, TestGateway.Secret, TestGateway.ApiKey, "an-ops-key-0123456789" })
+        {
+            Assert.DoesNotContain(lines, l => l.Contains(secret, StringComparison.Ordinal));
+        }
+    }
+
+    [Fact]
     public async Task Cli_key_new_prints_a_key_and_its_hash_that_the_gateway_accepts()
     {
         var made = await GatewayProcess.RunCliAsync(_dir, null, "key", "new");

@@ -103,11 +103,13 @@ public sealed partial class GatewayProcess : IAsyncDisposable
     {
         if (line is null) return;
         _output.Enqueue(line);
+        // Plain or JSON console lines ("...Now listening on: http://127.0.0.1:41234"...); this runs on the process's
+        // reader thread, where an exception would take the whole test host down, so nothing here may throw.
         var m = ListeningRegex().Match(line);
-        if (m.Success) _listening.TrySetResult(new Uri(m.Groups[1].Value + "/"));
+        if (m.Success && Uri.TryCreate(m.Groups[1].Value + "/", UriKind.Absolute, out var uri)) _listening.TrySetResult(uri);
     }
 
-    [GeneratedRegex(@"Now listening on: (http://[^\s]+)")]
+    [GeneratedRegex(@"Now listening on: (http://[0-9A-Za-z.\[\]:]+)")]
     private static partial Regex ListeningRegex();
 
     [DllImport("libc", EntryPoint = "kill", SetLastError = true)]
