@@ -9,8 +9,13 @@ namespace DeviceGate.Api;
 /// <c>devicegate_api_audit_total</c>). A middleware rather than endpoint filters: one table to read, and no
 /// per-call invocation context.
 /// </summary>
-internal sealed class ApiAccess(ApiCallers callers, GatewayMetrics metrics, ILogger<ApiAccess> logger)
+internal sealed class ApiAccess(ApiCallers callers, GatewayMetrics metrics, ILoggerFactory loggers)
 {
+    /// <summary>The audit's own log category, so it can be routed or turned down alone (Logging:LogLevel:DeviceGate.Audit).</summary>
+    public const string AuditCategory = "DeviceGate.Audit";
+
+    private readonly ILogger _audit = loggers.CreateLogger(AuditCategory);
+
     /// <summary>Where a route's device comes from, for scopes narrowed by a device pattern.</summary>
     public enum Target
     {
@@ -117,7 +122,7 @@ internal sealed class ApiAccess(ApiCallers callers, GatewayMetrics metrics, ILog
         var target = values["id"] is string id ? values["group"] is string g ? $"{g}/{id}" : id : values["group"] as string ?? "-";
         var status = context.Response.StatusCode;
         // Device ids and group names follow the id rule: nothing a caller chooses beyond that reaches the log.
-        Log.ApiAudit(logger, LogText.Safe(caller.Name), method, route, LogText.Safe(target), status);
+        Log.ApiAudit(_audit, LogText.Safe(caller.Name), method, route, LogText.Safe(target), status);
         metrics.ApiAudit.WithLabels(caller.IsToken ? "token" : caller.Name, route, status.ToString(System.Globalization.CultureInfo.InvariantCulture)).Inc();
     }
 }
