@@ -33,6 +33,9 @@ internal sealed class DeliveryService(
     /// </summary>
     public async Task<SendResult> SendAsync(SendRequest send, string from, string? group = null)
     {
+        using var span = Telemetry.Source.StartActivity("DeviceGate send");
+        span?.SetTag("devicegate.device", send.Target);
+        span?.SetTag("devicegate.durable", send.Ttl > TimeSpan.Zero);
         if (send.Ttl <= TimeSpan.Zero)
         {
             return await SendNowAsync(send.Target, new DeviceMessage(DeviceMessage.NewId(), from, group, send.Data), send.IdempotencyKey).ConfigureAwait(false);
@@ -51,9 +54,11 @@ internal sealed class DeliveryService(
             return new SendResult(SendOutcome.Duplicate, earlier, book.Get(earlier, _o.StatusRetention)?.Status ?? MessageStatus.Sent);
         }
         book.Add(message.Id, device);
+        if (System.Diagnostics.Activity.Current is { } current) message.Trace = current.Context;
         bool routed;
         try
         {
+            using var route = Telemetry.Source.StartActivity("DeviceGate route");
             routed = await router.DeliverAsync(device, message, durable: false, expiresAt: null).ConfigureAwait(false);
         }
         catch (StoreUnavailableException)

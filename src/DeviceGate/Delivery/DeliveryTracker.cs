@@ -17,6 +17,7 @@ internal sealed class DeliveryTracker(IMessageStore store, IStateStore states, S
             var kind = entry.Message.IsState ? MessageKinds.State : entry.Message.Group is null ? MessageKinds.Targeted : MessageKinds.Group;
             metrics.MessagesDelivered.WithLabels(kind).Inc();
             metrics.DeliveryLatency.WithLabels(kind).Observe(time.GetElapsedTime(entry.AcceptedAt).TotalSeconds);
+            Telemetry.Mark("DeviceGate socket write", entry.Message.Trace, device, entry.Message.Id);
         }
         // Not recorded now means delivered again later: at-least-once holds.
         if (entry.Durable) store.RecordAsync(device, entry.Message.Id, MessageStatus.Sent, final, time.GetUtcNow()).LogFailure(logger);
@@ -31,6 +32,7 @@ internal sealed class DeliveryTracker(IMessageStore store, IStateStore states, S
         if (entry.Message.IsState) states.AckStateAsync(device, entry.Message.StateVersion).LogFailure(logger);
         metrics.Acks.Inc();
         events.Acked(device, entry.Message.Id);
+        Telemetry.Mark("DeviceGate ack", entry.Message.Trace, device, entry.Message.Id);
     }
 
     /// <summary>An ack for a ttl=0 message (not held for its ack): counted and announced once, however often it comes.</summary>

@@ -75,6 +75,7 @@ internal sealed class Outbox(IMessageStore store, IDeviceRouter router, IDeviceD
         AcceptResult accepted;
         try
         {
+            using var commit = Telemetry.Source.StartActivity("DeviceGate store commit");
             accepted = await acceptTask.ConfigureAwait(false);
         }
         catch (StoreUnavailableException e)
@@ -92,7 +93,10 @@ internal sealed class Outbox(IMessageStore store, IDeviceRouter router, IDeviceD
         bool routed;
         try
         {
-            routed = await router.DeliverAsync(device, stored.ToDeviceMessage(), durable: true, stored.ExpiresAt).ConfigureAwait(false);
+            using var route = Telemetry.Source.StartActivity("DeviceGate route");
+            var message = stored.ToDeviceMessage();
+            if (System.Diagnostics.Activity.Current is { } current) message.Trace = current.Context;
+            routed = await router.DeliverAsync(device, message, durable: true, stored.ExpiresAt).ConfigureAwait(false);
         }
         catch (StoreUnavailableException)
         {

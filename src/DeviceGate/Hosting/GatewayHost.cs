@@ -12,6 +12,8 @@ using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 using DeviceGate.Sessions;
 using DeviceGate.Cluster;
+using OpenTelemetry.Resources;
+using OpenTelemetry.Trace;
 
 namespace DeviceGate.Hosting;
 
@@ -68,6 +70,12 @@ public static class GatewayHost
         builder.Host.UseSystemd();
 
         AddGateway(builder.Services, builder.Configuration);
+        // Traces only when something collects them: the standard OTEL_* variables name an OTLP endpoint (sampling per
+        // OTEL_TRACES_SAMPLER). Otherwise no tracer provider exists and every span is a null check.
+        if (!string.IsNullOrWhiteSpace(builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]) || !string.IsNullOrWhiteSpace(builder.Configuration["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]))
+        {
+            AddTracing(builder.Services).WithTracing(t => t.AddOtlpExporter());
+        }
         configure?.Invoke(builder);
 
         var app = builder.Build();
@@ -96,6 +104,16 @@ public static class GatewayHost
         if (!string.IsNullOrWhiteSpace(configuration[$"{GatewayOptions.SectionName}:Redis:Configuration"])) services.AddCluster();
         else AddSingleNode(services);
     }
+
+    /// <summary>The tracer provider: the gateway's spans, ASP.NET Core's requests (the API's traceparent), outgoing HTTP (webhooks).</summary>
+    public static OpenTelemetry.OpenTelemetryBuilder AddTracing(IServiceCollection services) =>
+        services.AddOpenTelemetry()
+            .ConfigureResource(r => r.AddService("devicegate"))
+            .WithTracing(t => t
+                .AddSource(Telemetry.SourceName)
+                // Device connections are long-lived upgrades: their request spans would live as long as the connection.
+                .AddAspNetCoreInstrumentation(o => o.Filter = c => c.Request.Path.StartsWithSegments("/api"))
+                .AddHttpClientInstrumentation());
 
     /// <summary>One node: SQLite in the data folder, presence and routing are the local registry, no other nodes.</summary>
     private static void AddSingleNode(IServiceCollection services)

@@ -23,5 +23,8 @@ public sealed class DeviceMessage(string id, string from, string? group, Message
     /// <summary>The encoded <c>message</c> envelope, once some recipient needed it.</summary>
     internal byte[]? EnvelopeBytes { get; set; }
 
+    /// <summary>The trace the send that made this message belongs to (default when none was recorded): its write and ack join it.</summary>
+    internal System.Diagnostics.ActivityContext Trace { get; set; }
+
     public static string NewId() => Guid.CreateVersion7().ToString();
 }

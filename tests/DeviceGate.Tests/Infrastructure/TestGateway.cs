@@ -36,7 +36,8 @@ public sealed class TestGateway : IAsyncDisposable
     /// <remarks>A data folder passed in by the test outlives the gateway (restart tests); one made here is deleted with it.</remarks>
     public HttpClient Api { get; }
 
-    public static async Task<TestGateway> StartAsync(IReadOnlyDictionary<string, string>? settings = null, string? dataPath = null, bool configureSecrets = true)
+    public static async Task<TestGateway> StartAsync(IReadOnlyDictionary<string, string>? settings = null, string? dataPath = null, bool configureSecrets = true,
+        Action<WebApplicationBuilder>? configure = null)
     {
         var owns = dataPath is null;
         dataPath ??= TempFolder.Create();
@@ -53,6 +54,7 @@ public sealed class TestGateway : IAsyncDisposable
             b.Logging.ClearProviders();
             b.Logging.SetMinimumLevel(LogLevel.Trace);
             b.Logging.AddProvider(logs);
+            configure?.Invoke(b);
         });
         await app.StartAsync().WaitAsync(Timeouts.Default);
         return new TestGateway(app, dataPath, owns, logs);
