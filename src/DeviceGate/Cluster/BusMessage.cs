@@ -28,6 +28,9 @@ internal sealed record BusMessage
     public long Expires { get; init; }
     public long StateVersion { get; init; }
 
+    /// <summary>The W3C traceparent of the send that made the message (when it was traced): the delivering node's spans join its trace.</summary>
+    public string? TraceParent { get; init; }
+
     // close
     public long Epoch { get; init; }
     public int Code { get; init; }

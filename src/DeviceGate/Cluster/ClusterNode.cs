@@ -180,6 +180,14 @@ internal sealed class ClusterNode(
         {
             case BusMessage.Deliver:
                 var delivered = RedisBus.ToMessage(m);
+                // The hop across the bus, as a span of the sender's trace on this (the delivering) node; the write and
+                // the ack that follow here join it too.
+                using (var hop = delivered.Trace == default ? null : Telemetry.Source.StartActivity("DeviceGate bus deliver", System.Diagnostics.ActivityKind.Consumer, delivered.Trace))
+                {
+                    hop?.SetTag("devicegate.device", m.Device);
+                    hop?.SetTag("devicegate.origin", m.Origin);
+                    if (hop is not null) delivered.Trace = hop.Context;
+                }
                 if (!m.Durable) tracker.TrackRemote(m.Device!, delivered);
                 local.Deliver(m.Device!, delivered, m.Durable, m.Expires == 0 ? null : DateTimeOffset.FromUnixTimeMilliseconds(m.Expires));
                 break;
