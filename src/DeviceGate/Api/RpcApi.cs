@@ -35,6 +35,8 @@ internal static class RpcApi
         if (problem is not null) return problem;
 
         RpcOutcome outcome;
+        using var span = Telemetry.Source.StartActivity("DeviceGate rpc");
+        span?.SetTag("devicegate.device", id);
         try
         {
             outcome = await router.InvokeAsync(id, data, wait, request.HttpContext.RequestAborted).ConfigureAwait(false);
@@ -43,6 +45,8 @@ internal static class RpcApi
         {
             return Results.Empty;
         }
+        span?.SetTag("devicegate.rpc.outcome", outcome.Status.ToString().ToLowerInvariant());
+        if (outcome.Reply?.ErrorCode is { } code) span?.SetTag("devicegate.rpc.error", code);
         return outcome.Status switch
         {
             RpcStatus.Replied => Answer(outcome.Reply!),

@@ -222,7 +222,12 @@ internal sealed class ClusterNode(
 
     private async Task RunRpcCoreAsync(BusMessage m)
     {
-        var outcome = await local.InvokeLocalAsync(m.Device!, RedisBus.ToMessage(m).Data, TimeSpan.FromSeconds(m.TimeoutSeconds), CancellationToken.None, m.Id)
+        var request = RedisBus.ToMessage(m);
+        // The delivering half of the caller's rpc span, in its trace (the context came in the bus message).
+        using var span = request.Trace == default ? null : Telemetry.Source.StartActivity("DeviceGate rpc deliver", System.Diagnostics.ActivityKind.Consumer, request.Trace);
+        span?.SetTag("devicegate.device", m.Device);
+        span?.SetTag("devicegate.origin", m.Origin);
+        var outcome = await local.InvokeLocalAsync(m.Device!, request.Data, TimeSpan.FromSeconds(m.TimeoutSeconds), CancellationToken.None, m.Id)
             .ConfigureAwait(false);
         // A timeout is not reported: the calling node times out on its own.
         if (outcome.Status == Delivery.RpcStatus.TimedOut) return;

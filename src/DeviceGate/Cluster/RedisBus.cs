@@ -24,7 +24,8 @@ internal sealed class RedisBus(IConnectionMultiplexer redis, RedisKeys keys, Nod
         SendAsync(keys.NodeChannel(target), new BusMessage { Type = BusMessage.Close, Origin = node.Id, Device = device, Epoch = epoch, Code = code, Reason = reason });
 
     public Task<bool> RpcAsync(string target, string device, string rpcId, MessageData data, TimeSpan timeout) =>
-        SendAsync(keys.NodeChannel(target), FromMessage(BusMessage.Rpc, device, new DeviceMessage(rpcId, DeviceId.Server, null, data)) with
+        SendAsync(keys.NodeChannel(target), FromMessage(BusMessage.Rpc, device,
+            new DeviceMessage(rpcId, DeviceId.Server, null, data) { Trace = System.Diagnostics.Activity.Current?.Context ?? default }) with
         {
             ReplyTo = node.Id,
             TimeoutSeconds = timeout.TotalSeconds,

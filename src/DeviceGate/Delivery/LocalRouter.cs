@@ -49,6 +49,8 @@ internal sealed class LocalRouter(ConnectionRegistry registry, RpcCoordinator rp
         try
         {
             var answer = await reply.WaitAsync(timeout, time, aborted).ConfigureAwait(false);
+            // On the rpc's span (this node's, or the delivering node's in a cluster): when the device answered.
+            if (answer is not null) System.Diagnostics.Activity.Current?.AddEvent(new System.Diagnostics.ActivityEvent("rpc reply"));
             return answer is null ? new RpcOutcome(RpcStatus.Gone) : new RpcOutcome(RpcStatus.Replied, answer);
         }
         catch (TimeoutException)

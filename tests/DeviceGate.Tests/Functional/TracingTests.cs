@@ -81,4 +81,32 @@ public sealed class TracingTests
         Assert.True(hop.HasRemoteParent);
         Assert.Equal(hop.SpanId, spans.Single(a => a.DisplayName == "DeviceGate ack").ParentSpanId);
     }
+
+    [Fact]
+    public async Task An_rpc_is_a_span_of_the_callers_trace_with_the_outcome_and_the_reply_as_an_event()
+    {
+        var spans = new List<Activity>();
+        await using var gw = await TestGateway.StartAsync(configure: b => GatewayHost.AddTracing(b.Services).WithTracing(t => t.AddInMemoryExporter(spans)));
+        using var device = await gw.ConnectEnvelopeAsync("traced-rpc");
+        var serving = Task.Run(async () =>
+        {
+            var rpc = await device.ReceiveJsonAsync();
+            await device.SendJsonAsync(new { type = "reply", id = rpc.Str("id"), data = new { ok = true } });
+        });
+        var trace = ActivityTraceId.CreateRandom();
+        using var request = new HttpRequestMessage(HttpMethod.Post, "api/devices/traced-rpc/rpc?timeout=5") { Content = new StringContent("{}", System.Text.Encoding.UTF8, "application/json") };
+        request.Headers.Add("traceparent", $"00-{trace}-{ActivitySpanId.CreateRandom()}-01");
+        using var http = new HttpClient(new SocketsHttpHandler { ActivityHeadersPropagator = null }) { BaseAddress = gw.BaseUri, Timeout = Timeouts.Default };
+        http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", TestGateway.ApiKey);
+        using (var response = await http.SendAsync(request)) Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        await serving;
+        Activity[] Snapshot()
+        {
+            lock (spans) return spans.ToArray();
+        }
+        await ApiExtensions.EventuallyAsync(() => Task.FromResult(Snapshot().Any(a => a.DisplayName == "DeviceGate rpc" && a.TraceId == trace)), "the rpc span");
+        var rpcSpan = Snapshot().Single(a => a.DisplayName == "DeviceGate rpc" && a.TraceId == trace);
+        Assert.Equal(("traced-rpc", "replied"), (rpcSpan.GetTagItem("devicegate.device"), rpcSpan.GetTagItem("devicegate.rpc.outcome")));
+        Assert.Contains(rpcSpan.Events, e => e.Name == "rpc reply");
+    }
 }
