@@ -355,16 +355,7 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IStateStore,
             {
                 return late;
             }
-            var insert = Writer("""
-                INSERT INTO messages(id, device, sender, grp, kind, data, raw, raw_binary, created_at, expires_at, updated_at, status, pending, attempts, history, state_version)
-                VALUES($id, $device, $sender, $grp, $kind, $data, $raw, $rawBinary, $created, $expires, $created, 'queued', 1, 0, $history, $sv);
-                """,
-                ("$id", m.Id), ("$device", m.Device), ("$sender", m.From), ("$grp", m.Group), ("$kind", (int)m.Data.Kind),
-                ("$data", Bytes(m.Data.Bytes)), ("$raw", null),
-                ("$rawBinary", m.Data.RawType == System.Net.WebSockets.WebSocketMessageType.Binary ? 1 : m.Data.RawIsJsonString ? RawIsJsonString : 0),
-                ("$created", Ms(m.CreatedAt)), ("$expires", Ms(m.ExpiresAt)), ("$history", StatusChange.FirstHistoryJson(MessageStatus.Queued, m.CreatedAt)),
-                ("$sv", m.StateVersion));
-            insert.ExecuteNonQuery();
+            InsertMessage(m, MessageStatus.Queued, pending: true, StatusChange.FirstHistoryJson(MessageStatus.Queued, m.CreatedAt));
             MarkKnown(m.Device);
             if (idempotencyKey is not null)
             {
@@ -375,6 +366,16 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IStateStore,
             AdjustBytes(m.From, m.Data.Bytes.Length);
             return new AcceptResult(AcceptOutcome.Accepted, m.Id, MessageStatus.Queued);
         }).ConfigureAwait(false))!;
+
+    /// <summary>Writes the message's row with its first status (<c>queued</c> and pending, or already final) and history.</summary>
+    private void InsertMessage(StoredMessage m, string status, bool pending, string history) => Writer("""
+        INSERT INTO messages(id, device, sender, grp, kind, data, raw, raw_binary, created_at, expires_at, updated_at, status, pending, attempts, history, state_version)
+        VALUES($id, $device, $sender, $grp, $kind, $data, NULL, $rawBinary, $created, $expires, $created, $status, $pending, 0, $history, $sv);
+        """,
+        ("$id", m.Id), ("$device", m.Device), ("$sender", m.From), ("$grp", m.Group), ("$kind", (int)m.Data.Kind), ("$data", Bytes(m.Data.Bytes)),
+        ("$rawBinary", m.Data.RawType == System.Net.WebSockets.WebSocketMessageType.Binary ? 1 : m.Data.RawIsJsonString ? RawIsJsonString : 0),
+        ("$created", Ms(m.CreatedAt)), ("$expires", Ms(m.ExpiresAt)), ("$status", status), ("$pending", pending ? 1 : 0), ("$history", history),
+        ("$sv", m.StateVersion)).ExecuteNonQuery();
 
     /// <summary>
     /// Latest wins: the device's pending state messages older than <paramref name="m"/> become superseded. When one as
@@ -395,14 +396,8 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IStateStore,
         }
         if (newest >= m.StateVersion || acked >= m.StateVersion)
         {
-            Writer("""
-                INSERT INTO messages(id, device, sender, grp, kind, data, raw, raw_binary, created_at, expires_at, updated_at, status, pending, attempts, history, state_version)
-                VALUES($id, $device, $sender, NULL, $kind, $data, NULL, 0, $created, $expires, $created, 'superseded', 0, 0, $history, $sv);
-                """,
-                ("$id", m.Id), ("$device", m.Device), ("$sender", m.From), ("$kind", (int)m.Data.Kind), ("$data", Bytes(m.Data.Bytes)),
-                ("$created", Ms(m.CreatedAt)), ("$expires", Ms(m.ExpiresAt)),
-                ("$history", StatusChange.FirstHistoryJson(MessageStatus.Queued, m.CreatedAt)[..^1] + "," + StatusChange.FirstHistoryJson(MessageStatus.Superseded, m.CreatedAt)[1..]),
-                ("$sv", m.StateVersion)).ExecuteNonQuery();
+            var history = StatusChange.FirstHistoryJson(MessageStatus.Queued, m.CreatedAt)[..^1] + "," + StatusChange.FirstHistoryJson(MessageStatus.Superseded, m.CreatedAt)[1..];
+            InsertMessage(m, MessageStatus.Superseded, pending: false, history);
             return new AcceptResult(AcceptOutcome.Superseded, m.Id, MessageStatus.Superseded);
         }
         var at = m.CreatedAt;
