@@ -38,8 +38,7 @@ public sealed class ApiScopeTests : GatewayTest
 
     private HttpClient Client(string key)
     {
-        var http = new HttpClient { BaseAddress = Gw.BaseUri, Timeout = Timeouts.Default };
-        http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
+        var http = ApiExtensions.Client(Gw.BaseUri, key);
         return http;
     }
 

@@ -163,8 +163,7 @@ public sealed class ClusterTests : IAsyncLifetime
         using var device = new ClientWebSocket();
         device.Options.SetRequestHeader("Authorization", "Bearer " + issuer.Sign(key, "ES256", new Dictionary<string, object> { ["sub"] = "idp-dev" }));
         await device.ConnectAsync(one.WsUri("ws?deviceId=idp-dev"), new CancellationTokenSource(Timeouts.Default).Token);
-        using var sender = new HttpClient { BaseAddress = two.BaseUri, Timeout = Timeouts.Default };
-        sender.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", "cluster-sender-key-0123456789");
+        using var sender = ApiExtensions.Client(two.BaseUri, "cluster-sender-key-0123456789");
         using (var sent = await sender.PostAsync("api/devices/idp-dev/messages", new StringContent("across nodes"))) Assert.Equal(HttpStatusCode.Accepted, sent.StatusCode);
         Assert.Equal("across nodes", await device.ReceiveTextAsync());
         using (var refused = await sender.PostAsync("api/devices/other-dev/messages", new StringContent("no"))) Assert.Equal(HttpStatusCode.Forbidden, refused.StatusCode);

@@ -22,19 +22,15 @@ public sealed class CrashTests : IDisposable
 
     private static HttpClient Api(Uri baseUri)
     {
-        var http = new HttpClient(new SocketsHttpHandler { MaxConnectionsPerServer = 64 }) { BaseAddress = baseUri, Timeout = Timeouts.Default };
-        http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", TestGateway.ApiKey);
+        var http = ApiExtensions.Client(baseUri, TestGateway.ApiKey, new SocketsHttpHandler { MaxConnectionsPerServer = 64 });
         return http;
     }
 
     private static async Task<ClientWebSocket> ConnectAsync(Uri baseUri, string device, bool envelope = false)
     {
-        var tokens = new DeviceGate.Auth.DeviceTokens(
-            DeviceGate.Auth.GatewaySecrets.Load(new DeviceGate.Configuration.AuthOptions { TokenSecret = TestGateway.Secret, ApiKeys = [TestGateway.ApiKey] }, "unused"),
-            TimeProvider.System);
         var socket = new ClientWebSocket();
         if (envelope) socket.Options.AddSubProtocol(Envelopes.Subprotocol);
-        socket.Options.SetRequestHeader("Authorization", "Bearer " + tokens.Mint(device, null));
+        socket.Options.SetRequestHeader("Authorization", "Bearer " + TestGateway.MintWithSecret(device));
         await socket.ConnectAsync(new Uri(baseUri.ToString().Replace("http", "ws") + $"ws?deviceId={device}"), new CancellationTokenSource(Timeouts.Default).Token);
         return socket;
     }

@@ -161,14 +161,12 @@ public sealed class DeviceClientTests : IDisposable
         listener.Stop();
         string[] args = [$"--DeviceGate:Auth:TokenSecret={TestGateway.Secret}", $"--DeviceGate:Auth:ApiKeys:0={TestGateway.ApiKey}", "--urls", $"http://127.0.0.1:{port}"];
         var server = new Uri($"http://127.0.0.1:{port}/");
-        var tokens = new DeviceGate.Auth.DeviceTokens(DeviceGate.Auth.GatewaySecrets.Load(new DeviceGate.Configuration.AuthOptions { TokenSecret = TestGateway.Secret, ApiKeys = [TestGateway.ApiKey] }, _dir), TimeProvider.System);
-        using var api = new HttpClient { BaseAddress = server, Timeout = Timeouts.Default };
-        api.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", TestGateway.ApiKey);
+        using var api = ApiExtensions.Client(server, TestGateway.ApiKey);
 
         var handled = new ConcurrentQueue<string>();
         var first = await GatewayProcess.StartAsync(_dir, args);
         for (var i = 0; i < 10; i++) await api.PostAsync("api/devices/sdk-crash/messages?ttl=600", new StringContent($"m{i}"));
-        await using var client = Client(server, "sdk-crash", _ => ValueTask.FromResult(tokens.Mint("sdk-crash", null)));
+        await using var client = Client(server, "sdk-crash", _ => ValueTask.FromResult(TestGateway.MintWithSecret("sdk-crash")));
         client.OnMessage = (m, _) => { handled.Enqueue(m.Data!.Value.GetString()!); return Task.CompletedTask; };
         await client.StartAsync(new CancellationTokenSource(Timeouts.Default).Token);
         await ApiExtensions.EventuallyAsync(() => Task.FromResult(handled.Count >= 10), "first ten handled");

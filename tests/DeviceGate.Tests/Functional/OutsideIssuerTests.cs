@@ -205,8 +205,7 @@ public sealed class OutsideIssuerTests : IAsyncLifetime
         await KeysLoadedAsync(gw);
         HttpClient With(string token)
         {
-            var http = new HttpClient { BaseAddress = gw.BaseUri, Timeout = Timeouts.Default };
-            http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", token);
+            var http = ApiExtensions.Client(gw.BaseUri, token);
             return http;
         }
         var billing = _issuer.Sign(_rsa, "RS256", new Dictionary<string, object> { ["sub"] = "billing-svc", ["aud"] = "gateway-api", ["scope"] = "devices:read messages:send:kiosk-* bogus:scope" });

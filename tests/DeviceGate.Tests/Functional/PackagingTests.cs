@@ -48,11 +48,8 @@ public sealed class PackagingTests : IDisposable
         Assert.Equal(HttpStatusCode.OK, (await http.GetAsync("/dashboard/app.js")).StatusCode);
         http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", TestGateway.ApiKey);
 
-        var tokens = new DeviceGate.Auth.DeviceTokens(
-            DeviceGate.Auth.GatewaySecrets.Load(new DeviceGate.Configuration.AuthOptions { TokenSecret = TestGateway.Secret, ApiKeys = [TestGateway.ApiKey] }, "unused"),
-            TimeProvider.System);
         using var device = new ClientWebSocket();
-        device.Options.SetRequestHeader("Authorization", "Bearer " + tokens.Mint("single-file", null));
+        device.Options.SetRequestHeader("Authorization", "Bearer " + TestGateway.MintWithSecret("single-file"));
         await device.ConnectAsync(new Uri(gw.BaseUri.ToString().Replace("http", "ws") + "ws?deviceId=single-file"), new CancellationTokenSource(Timeouts.Default).Token);
         // A durable message: the store (the bundled native SQLite) takes it.
         using var sent = await http.PostAsync("api/devices/single-file/messages?ttl=60", new StringContent("from the binary"));

@@ -15,8 +15,7 @@ public sealed class ProcessTests : IDisposable
 
     private static HttpClient Api(Uri baseUri, string key)
     {
-        var http = new HttpClient { BaseAddress = baseUri, Timeout = Timeouts.Default };
-        http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
+        var http = ApiExtensions.Client(baseUri, key);
         return http;
     }
 
@@ -258,10 +257,7 @@ public sealed class ProcessTests : IDisposable
         await using var gw = await GatewayProcess.StartAsync(_dir, "--Logging:Console:FormatterName=json",
             $"--DeviceGate:Auth:TokenSecret={TestGateway.Secret}", $"--DeviceGate:Auth:ApiKeys:0={TestGateway.ApiKey}", "--DeviceGate:Auth:Keys:ops:Key=an-ops-key-0123456789",
             "--DeviceGate:Auth:Keys:ops:Scopes:0=admin");
-        var tokens = new DeviceGate.Auth.DeviceTokens(
-            DeviceGate.Auth.GatewaySecrets.Load(new DeviceGate.Configuration.AuthOptions { TokenSecret = TestGateway.Secret, ApiKeys = [TestGateway.ApiKey] }, "unused"),
-            TimeProvider.System);
-        var token = tokens.Mint("json-logs", null);
+        var token = TestGateway.MintWithSecret("json-logs");
         using (var device = new ClientWebSocket())
         {
             // The token in the query string, as browsers send it: the framework's request line would carry it.
@@ -313,8 +309,7 @@ public sealed class ProcessTests : IDisposable
             ["DeviceGate:Auth:Keys:cli-made:Hash"] = hash,
             ["DeviceGate:Auth:Keys:cli-made:Scopes:0"] = "devices:read",
         });
-        using var http = new HttpClient { BaseAddress = gw.BaseUri };
-        http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", key);
+        using var http = ApiExtensions.Client(gw.BaseUri, key);
         Assert.Equal("cli-made", (await http.GetJsonAsync("api/whoami")).Str("name"));
         Assert.DoesNotContain(gw.Logs.Lines, l => l.Contains(key, StringComparison.Ordinal));
     }

@@ -69,8 +69,7 @@ public sealed class ReverseProxyTests
         {
             Assert.Equal(101, status);
             Assert.Equal(Envelopes.Subprotocol, device.SubProtocol);
-            using var api = new HttpClient { BaseAddress = nginx.Http, Timeout = Timeouts.Default };
-            api.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", TestGateway.ApiKey);
+            using var api = ApiExtensions.Client(nginx.Http, TestGateway.ApiKey);
             await using var events = await SseClient.OpenAsync(api, "api/events?types=message");
             using var sent = await api.PostAsync("api/devices/proxied/messages", new StringContent("through nginx"));
             Assert.Equal(HttpStatusCode.Accepted, sent.StatusCode);

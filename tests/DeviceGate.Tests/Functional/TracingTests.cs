@@ -20,8 +20,7 @@ public sealed class TracingTests
         using var request = new HttpRequestMessage(HttpMethod.Post, "api/devices/traced/messages?ttl=60") { Content = new StringContent("follow me") };
         request.Headers.Add("traceparent", $"00-{trace}-{parent}-01");
         // A client of its own that sends the header as given (in this process, the default handler would put its own).
-        using var http = new HttpClient(new SocketsHttpHandler { ActivityHeadersPropagator = null }) { BaseAddress = gw.BaseUri, Timeout = Timeouts.Default };
-        http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", TestGateway.ApiKey);
+        using var http = ApiExtensions.Client(gw.BaseUri, TestGateway.ApiKey, new SocketsHttpHandler { ActivityHeadersPropagator = null });
         using var response = await http.SendAsync(request);
         Assert.Equal(HttpStatusCode.Accepted, response.StatusCode);
         var m = await device.ReceiveJsonAsync();
@@ -60,8 +59,7 @@ public sealed class TracingTests
         var trace = ActivityTraceId.CreateRandom();
         using var request = new HttpRequestMessage(HttpMethod.Post, "api/devices/far-traced/messages?ttl=60") { Content = new StringContent("across") };
         request.Headers.Add("traceparent", $"00-{trace}-{ActivitySpanId.CreateRandom()}-01");
-        using var http = new HttpClient(new SocketsHttpHandler { ActivityHeadersPropagator = null }) { BaseAddress = two.BaseUri, Timeout = Timeouts.Default };
-        http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", TestGateway.ApiKey);
+        using var http = ApiExtensions.Client(two.BaseUri, TestGateway.ApiKey, new SocketsHttpHandler { ActivityHeadersPropagator = null });
         using (var response = await http.SendAsync(request)) Assert.Equal(HttpStatusCode.Accepted, response.StatusCode);
         var m = await device.ReceiveJsonAsync();
         await device.SendJsonAsync(new { type = "ack", id = m.Str("id") });
@@ -96,8 +94,7 @@ public sealed class TracingTests
         var trace = ActivityTraceId.CreateRandom();
         using var request = new HttpRequestMessage(HttpMethod.Post, "api/devices/traced-rpc/rpc?timeout=5") { Content = new StringContent("{}", System.Text.Encoding.UTF8, "application/json") };
         request.Headers.Add("traceparent", $"00-{trace}-{ActivitySpanId.CreateRandom()}-01");
-        using var http = new HttpClient(new SocketsHttpHandler { ActivityHeadersPropagator = null }) { BaseAddress = gw.BaseUri, Timeout = Timeouts.Default };
-        http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", TestGateway.ApiKey);
+        using var http = ApiExtensions.Client(gw.BaseUri, TestGateway.ApiKey, new SocketsHttpHandler { ActivityHeadersPropagator = null });
         using (var response = await http.SendAsync(request)) Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         await serving;
         Activity[] Snapshot()

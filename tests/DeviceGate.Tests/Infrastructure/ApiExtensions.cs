@@ -7,6 +7,16 @@ namespace DeviceGate.Tests.Infrastructure;
 
 public static class ApiExtensions
 {
+    /// <summary>An HttpClient for <paramref name="baseUri"/> that sends <paramref name="bearer"/> (an API key or token) on every request.</summary>
+    public static HttpClient Client(Uri baseUri, string bearer, HttpMessageHandler? handler = null)
+    {
+        var http = handler is null ? new HttpClient() : new HttpClient(handler);
+        http.BaseAddress = baseUri;
+        http.Timeout = Timeouts.Default;
+        http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", bearer);
+        return http;
+    }
+
     public static Task<HttpResponseMessage> PostTextAsync(this HttpClient http, string path, string text) =>
         http.PostAsync(path, new StringContent(text, Encoding.UTF8, "text/plain"));
 

@@ -62,6 +62,11 @@ public sealed class TestGateway : IAsyncDisposable
 
     public string Token(string deviceId, TimeSpan? ttl = null) => App.Services.GetRequiredService<DeviceTokens>().Mint(deviceId, ttl);
 
+    /// <summary>A token signed with <see cref="Secret"/>, for a gateway in another process started with it (no app to ask).</summary>
+    public static string MintWithSecret(string deviceId, TimeSpan? ttl = null) =>
+        new DeviceTokens(GatewaySecrets.Load(new DeviceGate.Configuration.AuthOptions { TokenSecret = Secret, ApiKeys = [ApiKey] }, "unused"), TimeProvider.System)
+            .Mint(deviceId, ttl);
+
     public Uri WsUri(string pathAndQuery) => new(new Uri(BaseUri.ToString().Replace("http://", "ws://")), pathAndQuery);
 
     /// <summary>Connects a device with a valid token (in the Authorization header).</summary>
