@@ -31,7 +31,9 @@ public sealed class TracingTests
             lock (spans) return spans.ToArray();
         }
         // Listeners are process-wide: other tests' spans arrive here too, so everything is picked by this trace's id.
-        await ApiExtensions.EventuallyAsync(() => Task.FromResult(Snapshot().Any(a => a.DisplayName == "DeviceGate ack" && a.TraceId == trace)), "the ack span");
+        // The request's span is exported when Kestrel finishes the request, which may come after the device's ack.
+        await ApiExtensions.EventuallyAsync(() => Task.FromResult(Snapshot().Any(a => a.DisplayName == "DeviceGate ack" && a.TraceId == trace)
+            && Snapshot().Any(a => a.Kind == ActivityKind.Server && a.TraceId == trace)), "the ack span and the request span");
         var mine = Snapshot().Where(a => a.TraceId == trace).ToList();
         Assert.True(mine.Count > 0, string.Join("\n", Snapshot().Select(a => $"{a.DisplayName} {a.Kind} {a.TraceId} parent={a.ParentSpanId}")));
         foreach (var name in new[] { "DeviceGate send", "DeviceGate store commit", "DeviceGate route", "DeviceGate socket write", "DeviceGate ack" })
