@@ -52,7 +52,7 @@ internal sealed class Outbox(IMessageStore store, IDeviceRouter router, IDeviceD
     }
 
     /// <summary>A durable send whose store write has been queued (it joins the writer's next group commit).</summary>
-    internal readonly record struct PendingDurable(StoredMessage Message, Task<AcceptResult> Accepted);
+    internal readonly record struct PendingDurable(StoredMessage Message, Task<AcceptResult> Accepted, System.Diagnostics.Activity? Commit);
 
     /// <summary>
     /// Queues the store write of a durable send without waiting for it, so many sends (a batch) share one commit;
@@ -65,17 +65,28 @@ internal sealed class Outbox(IMessageStore store, IDeviceRouter router, IDeviceD
         var stored = new StoredMessage(DeviceMessage.NewId(), device, from, group, data, now, now + ttl);
         // What devices originate is bounded by their stored bytes too (DeviceGate:Limits:DeviceStoredBytes); backends are trusted.
         var maxSenderBytes = from == DeviceId.Server ? long.MaxValue : _deviceStoredBytes;
-        return new PendingDurable(stored, store.AcceptAsync(stored, DeliveryService.ScopedKey(device, idempotencyKey), _o.MaxQueuedPerDevice, maxSenderBytes));
+        // The commit's span starts before the write is queued, so the store's own work (a Redis script) is its child;
+        // the caller's span stays current for what it does next, and FinishDurableAsync ends this one.
+        var caller = System.Diagnostics.Activity.Current;
+        var commit = Telemetry.Source.StartActivity("DeviceGate store commit");
+        try
+        {
+            return new PendingDurable(stored, store.AcceptAsync(stored, DeliveryService.ScopedKey(device, idempotencyKey), _o.MaxQueuedPerDevice, maxSenderBytes), commit);
+        }
+        finally
+        {
+            if (commit is not null) System.Diagnostics.Activity.Current = caller;
+        }
     }
 
     internal async Task<SendResult> FinishDurableAsync(PendingDurable pending)
     {
-        var (stored, acceptTask) = pending;
+        var (stored, acceptTask, commitSpan) = pending;
         var device = stored.Device;
         AcceptResult accepted;
         try
         {
-            using var commit = Telemetry.Source.StartActivity("DeviceGate store commit");
+            using var commit = commitSpan;
             accepted = await acceptTask.ConfigureAwait(false);
         }
         catch (StoreUnavailableException e)

@@ -105,7 +105,10 @@ public static class GatewayHost
         else AddSingleNode(services);
     }
 
-    /// <summary>The tracer provider: the gateway's spans, ASP.NET Core's requests (the API's traceparent), outgoing HTTP (webhooks).</summary>
+    /// <summary>
+    /// The tracer provider: the gateway's spans, ASP.NET Core's requests (the API's traceparent), outgoing HTTP
+    /// (webhooks) and, in a cluster, the Redis commands made inside a span (the store commit's script, the bus publish).
+    /// </summary>
     public static OpenTelemetry.OpenTelemetryBuilder AddTracing(IServiceCollection services) =>
         services.AddOpenTelemetry()
             .ConfigureResource(r => r.AddService("devicegate"))
@@ -113,7 +116,10 @@ public static class GatewayHost
                 .AddSource(Telemetry.SourceName)
                 // Device connections are long-lived upgrades: their request spans would live as long as the connection.
                 .AddAspNetCoreInstrumentation(o => o.Filter = c => c.Request.Path.StartsWithSegments("/api"))
-                .AddHttpClientInstrumentation());
+                .AddHttpClientInstrumentation()
+                // The multiplexer is the cluster's, when there is one. Commands outside any span (presence heartbeats,
+                // the bus subscription) would each be a trace of their own: only those inside one are kept.
+                .AddRedisInstrumentation(o => o.Filter = c => c.ParentActivity is not null));
 
     /// <summary>One node: SQLite in the data folder, presence and routing are the local registry, no other nodes.</summary>
     private static void AddSingleNode(IServiceCollection services)

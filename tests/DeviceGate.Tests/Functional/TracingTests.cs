@@ -80,6 +80,11 @@ public sealed class TracingTests
         Assert.Equal(("trace-node-2", ActivityKind.Consumer), (hop.GetTagItem("devicegate.origin"), hop.Kind));
         Assert.True(hop.HasRemoteParent);
         Assert.Equal(hop.SpanId, spans.Single(a => a.DisplayName == "DeviceGate ack").ParentSpanId);
+        // The Redis commands made inside a span are its children (the commit's script); those outside any span are not traced.
+        var commit = spans.Single(a => a.DisplayName == "DeviceGate store commit");
+        await ApiExtensions.EventuallyAsync(() => Task.FromResult(Of(onTwo).Concat(Of(onOne)).Any(a => a.Source.Name != "DeviceGate" && a.ParentSpanId == commit.SpanId
+            && a.GetTagItem("db.system") as string == "redis")), "a redis span under the store commit: " + string.Join("; ", Of(onTwo).Where(a => a.Source.Name != "DeviceGate").Take(20).Select(a => $"{a.Source.Name} {a.DisplayName} {a.ParentSpanId} {string.Join(",", a.Tags.Select(t => t.Key))}")));
+        Assert.DoesNotContain(Of(onOne).Concat(Of(onTwo)), a => a.GetTagItem("db.system") as string == "redis" && a.ParentSpanId == default);
     }
 
     [Fact]
