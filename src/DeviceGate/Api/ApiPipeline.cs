@@ -68,8 +68,23 @@ internal static class ApiPipeline
             RequestDelegate withKey = c => access.InvokeAsync(c, next);
             return context => context.Request.Path.StartsWithSegments("/api") ? MeasureAsync(context, withKey, metrics) : next(context);
         });
+        // Propagating traces to devices without recording them: ASP.NET Core makes the request's activity only when
+        // something listens, so the caller's traceparent is taken up here, for the messages and rpcs this request makes.
+        if (options.Telemetry.PropagateToDevices)
+        {
+            app.Use(next => context => Activity.Current is null && context.Request.Path.StartsWithSegments("/api")
+                && Telemetry.TryParseTraceParent(context.Request.Headers.TraceParent, out var parent)
+                ? ContinueAsync(context, next, parent)
+                : next(context));
+        }
         // The API rate limit is fixed at start; when it is off, its middleware is not in the pipeline at all.
         if (options.Limits.ApiRequestsPerSecond > 0) app.UseRateLimiter();
+    }
+
+    private static async Task ContinueAsync(HttpContext context, RequestDelegate next, ActivityContext parent)
+    {
+        using var request = new Activity("DeviceGate api").SetParentId(parent.TraceId, parent.SpanId, parent.TraceFlags).Start();
+        await next(context).ConfigureAwait(false);
     }
 
     private static async Task MeasureAsync(HttpContext context, RequestDelegate next, GatewayMetrics metrics)

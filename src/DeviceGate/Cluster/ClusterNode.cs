@@ -227,8 +227,8 @@ internal sealed class ClusterNode(
         using var span = request.Trace == default ? null : Telemetry.Source.StartActivity("DeviceGate rpc deliver", System.Diagnostics.ActivityKind.Consumer, request.Trace);
         span?.SetTag("devicegate.device", m.Device);
         span?.SetTag("devicegate.origin", m.Origin);
-        var outcome = await local.InvokeLocalAsync(m.Device!, request.Data, TimeSpan.FromSeconds(m.TimeoutSeconds), CancellationToken.None, m.Id)
-            .ConfigureAwait(false);
+        var outcome = await local.InvokeLocalAsync(m.Device!, request.Data, TimeSpan.FromSeconds(m.TimeoutSeconds), CancellationToken.None, m.Id,
+            span?.Context ?? request.Trace).ConfigureAwait(false);
         // A timeout is not reported: the calling node times out on its own.
         if (outcome.Status == Delivery.RpcStatus.TimedOut) return;
         await bus.RpcReplyAsync(m.ReplyTo!, m.Id!, outcome.Reply, RemoteRpc.FailureOf(outcome.Status)).ConfigureAwait(false);

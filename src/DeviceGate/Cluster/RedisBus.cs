@@ -58,7 +58,7 @@ internal sealed class RedisBus(IConnectionMultiplexer redis, RedisKeys keys, Nod
             RawIsJsonString = m.Data.RawIsJsonString,
             RawBinary = m.Data.RawType == System.Net.WebSockets.WebSocketMessageType.Binary,
             StateVersion = m.StateVersion,
-            TraceParent = m.Trace == default ? null : $"00-{m.Trace.TraceId}-{m.Trace.SpanId}-{(m.Trace.TraceFlags.HasFlag(System.Diagnostics.ActivityTraceFlags.Recorded) ? "01" : "00")}",
+            TraceParent = Telemetry.TraceParent(m.Trace),
         };
     }
 
@@ -67,7 +67,7 @@ internal sealed class RedisBus(IConnectionMultiplexer redis, RedisKeys keys, Nod
         var data = b.Data ?? [];
         var message = new DeviceMessage(b.Id!, b.From ?? DeviceId.Server, b.Group,
             MessageData.Restore((DataKind)b.Kind, data, b.RawBinary, b.RawIsJsonString), b.StateVersion);
-        if (b.TraceParent is { } tp && System.Diagnostics.ActivityContext.TryParse(tp, null, isRemote: true, out var context)) message.Trace = context;
+        if (Telemetry.TryParseTraceParent(b.TraceParent, out var context)) message.Trace = context;
         return message;
     }
 }

@@ -18,6 +18,7 @@ public sealed class GatewayOptions
     public DeliveryOptions Delivery { get; set; } = new();
     public NetworkOptions Network { get; set; } = new();
     public RedisOptions Redis { get; set; } = new();
+    public TelemetryOptions Telemetry { get; set; } = new();
 }
 
 public sealed class RedisOptions
@@ -99,6 +100,16 @@ public sealed class RpcOptions
 
     /// <summary>Largest ?timeout= accepted.</summary>
     public TimeSpan MaxTimeout { get; set; } = Defaults.RpcMaxTimeout;
+}
+
+public sealed class TelemetryOptions
+{
+    /// <summary>
+    /// W3C trace context to and from envelope devices: <c>message</c> and <c>rpc</c> envelopes carry
+    /// <c>"traceparent"</c>, and a <c>send</c> or <c>publish</c> with <c>"traceparent"</c> continues that trace (its
+    /// <c>message</c> event carries it on). Off: the field is neither sent nor read.
+    /// </summary>
+    public bool PropagateToDevices { get; set; }
 }
 
 public sealed class AuthOptions

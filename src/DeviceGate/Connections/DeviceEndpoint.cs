@@ -127,6 +127,9 @@ internal sealed class DeviceEndpoint(
             sessions.Started(session, context.Connection.RemoteIpAddress?.ToString());
             started = true;
             using var expiry = ScheduleTokenExpiry(session, expiresAt);
+            // What the device sends is not part of its upgrade request's trace (that request lasts as long as the
+            // connection): a device's send starts a trace of its own, or continues the one its envelope names.
+            System.Diagnostics.Activity.Current = null;
             await transport.RunAsync(socket).ConfigureAwait(false);
         }
         finally

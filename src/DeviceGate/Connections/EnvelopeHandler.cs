@@ -26,6 +26,7 @@ internal sealed class EnvelopeHandler(
 {
     private readonly TimeSpan maxTtl = options.Value.Delivery.MaxTtl;
     private readonly int maxGroups = options.Value.Limits.MaxGroupsPerDevice;
+    private readonly bool propagateTrace = options.Value.Telemetry.PropagateToDevices;
 
     public void Handle(DeviceSession c, ReadOnlySpan<byte> payload, WebSocketMessageType type)
     {
@@ -45,8 +46,8 @@ internal sealed class EnvelopeHandler(
         {
             switch (envelope!.Type)
             {
-                case EnvelopeTypes.Send: Send(c, envelope); break;
-                case EnvelopeTypes.Publish: Publish(c, envelope); break;
+                case EnvelopeTypes.Send: Traced(c, envelope, Send); break;
+                case EnvelopeTypes.Publish: Traced(c, envelope, Publish); break;
                 case EnvelopeTypes.Join: Join(c, envelope, join: true); break;
                 case EnvelopeTypes.Leave: Join(c, envelope, join: false); break;
                 case EnvelopeTypes.Reply: Reply(c, envelope); break;
@@ -62,28 +63,62 @@ internal sealed class EnvelopeHandler(
         }
     }
 
-    private void Send(DeviceSession c, InboundEnvelope e)
+    /// <summary>
+    /// A send or publish, in the trace its <c>traceparent</c> names when the gateway propagates traces: a span that
+    /// ends when the send is done (its store write and routing may finish after the read loop moved on).
+    /// </summary>
+    private void Traced(DeviceSession c, InboundEnvelope e, Func<DeviceSession, InboundEnvelope, Task> send)
     {
-        if (e.To is null) { Fail(c, ErrorCodes.MissingField, "'to' is required.", e.Ref); return; }
-        if (!DeviceId.IsValid(e.To)) { Fail(c, ErrorCodes.InvalidField, "'to' is not a valid device id.", e.Ref); return; }
-        if (e.Data.ValueKind == JsonValueKind.Undefined) { Fail(c, ErrorCodes.MissingField, "'data' is required.", e.Ref); return; }
-        if (!c.Permissions.MaySendTo(e.To)) { Fail(c, ErrorCodes.Forbidden, $"This device's token does not allow sending to '{e.To}'.", e.Ref); return; }
+        if (!propagateTrace || e.TraceParent.ValueKind == JsonValueKind.Undefined)
+        {
+            _ = send(c, e);
+            return;
+        }
+        if (!JsonText.TryGetString(e.TraceParent, out var text) || !Telemetry.TryParseTraceParent(text, out var parent))
+        {
+            Fail(c, ErrorCodes.InvalidField, "'traceparent' must be a W3C traceparent: 00-<32 hex trace id>-<16 hex span id>-<2 hex flags>.", e.Ref);
+            return;
+        }
+        // Becoming current here lasts beyond this synchronous method: the previous (none) is put back before returning.
+        var previous = Activity.Current;
+        var span = Telemetry.Continue("DeviceGate device send", parent, c.DeviceId);
+        Task sending;
+        try
+        {
+            sending = send(c, e);
+        }
+        catch
+        {
+            span.Dispose();
+            throw;
+        }
+        finally
+        {
+            Activity.Current = previous;
+        }
+        if (sending.IsCompleted) span.Dispose();
+        else sending.ContinueWith(static (_, s) => ((Activity)s!).Dispose(), span, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+    }
+
+    private Task Send(DeviceSession c, InboundEnvelope e)
+    {
+        if (e.To is null) { Fail(c, ErrorCodes.MissingField, "'to' is required.", e.Ref); return Task.CompletedTask; }
+        if (!DeviceId.IsValid(e.To)) { Fail(c, ErrorCodes.InvalidField, "'to' is not a valid device id.", e.Ref); return Task.CompletedTask; }
+        if (e.Data.ValueKind == JsonValueKind.Undefined) { Fail(c, ErrorCodes.MissingField, "'data' is required.", e.Ref); return Task.CompletedTask; }
+        if (!c.Permissions.MaySendTo(e.To)) { Fail(c, ErrorCodes.Forbidden, $"This device's token does not allow sending to '{e.To}'.", e.Ref); return Task.CompletedTask; }
 
         var data = MessageData.FromEnvelope(e.Data);
         if (e.To == DeviceId.Server)
         {
-            events.Message(c.DeviceId, data);
+            // The trace the envelope continued (only ever set when the gateway propagates traces) goes on to the event.
+            events.Message(c.DeviceId, data, propagateTrace ? Telemetry.TraceParent(Activity.Current?.Context ?? default) : null);
             if (e.Ref is not null) c.TryEnqueue(OutboundMessage.Text(EnvelopeWriter.Sent(e.Ref, DeviceMessage.NewId(), "sent")));
-            return;
+            return Task.CompletedTask;
         }
-        if (!TryTtl(c, e, out var ttl)) return;
-        if (ttl > TimeSpan.Zero)
-        {
-            // A durable send waits for the store; the read loop does not: the answer follows when it is written.
-            _ = SendDurableAsync(c, e.To, data, ttl, e.Ref);
-            return;
-        }
-        _ = SendNowAsync(c, e.To, new DeviceMessage(DeviceMessage.NewId(), c.DeviceId, null, data), e.Ref);
+        if (!TryTtl(c, e, out var ttl)) return Task.CompletedTask;
+        // A durable send waits for the store; the read loop does not: the answer follows when it is written.
+        if (ttl > TimeSpan.Zero) return SendDurableAsync(c, e.To, data, ttl, e.Ref);
+        return SendNowAsync(c, e.To, new DeviceMessage(DeviceMessage.NewId(), c.DeviceId, null, data), e.Ref);
     }
 
     /// <summary>On one node this completes before returning (order kept); in a cluster the answer follows.</summary>
@@ -155,14 +190,14 @@ internal sealed class EnvelopeHandler(
         c.TryEnqueue(OutboundMessage.Text(EnvelopeWriter.Error(ErrorCodes.QuotaExceeded,
             "Over this device's durable quota (DeviceGate:Limits:DeviceDurableMessagesPerMinute, DeviceStoredBytes); nothing was stored. Slow down.", @ref)));
 
-    private void Publish(DeviceSession c, InboundEnvelope e)
+    private Task Publish(DeviceSession c, InboundEnvelope e)
     {
-        if (!CheckGroup(c, e)) return;
-        if (e.Data.ValueKind == JsonValueKind.Undefined) { Fail(c, ErrorCodes.MissingField, "'data' is required.", e.Ref); return; }
+        if (!CheckGroup(c, e)) return Task.CompletedTask;
+        if (e.Data.ValueKind == JsonValueKind.Undefined) { Fail(c, ErrorCodes.MissingField, "'data' is required.", e.Ref); return Task.CompletedTask; }
         var data = MessageData.FromEnvelope(e.Data);
         var group = e.Group!;
-        if (!TryTtl(c, e, out var ttl)) return;
-        _ = PublishAsync(c, group, data, ttl, e.Ref);
+        if (!TryTtl(c, e, out var ttl)) return Task.CompletedTask;
+        return PublishAsync(c, group, data, ttl, e.Ref);
     }
 
     private async Task PublishAsync(DeviceSession c, string group, MessageData data, TimeSpan ttl, string? @ref)

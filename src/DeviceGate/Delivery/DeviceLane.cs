@@ -32,10 +32,12 @@ internal sealed class DeviceLane : IDeviceLane
     private ITimer? _ackTimer;
     private long _order;
     private bool _closed;
+    private readonly bool _propagateTrace;
 
     public DeviceLane(DeviceSession connection, Func<DeviceSession, Task<IReadOnlyList<StoredMessage>>> loadPending, ILaneReports tracker,
-        int maxInFlight, int maxWaiting, TimeSpan ackTimeout, TimeProvider time)
+        int maxInFlight, int maxWaiting, TimeSpan ackTimeout, TimeProvider time, bool propagateTrace = false)
     {
+        _propagateTrace = propagateTrace;
         _connection = connection;
         _loadPending = loadPending;
         _tracker = tracker;
@@ -238,7 +240,7 @@ internal sealed class DeviceLane : IDeviceLane
     private bool Write(Entry entry)
     {
         entry.Attempts++;
-        var result = _connection.TryEnqueue(entry.Message.For(_connection.Mode) with { Observer = entry });
+        var result = _connection.TryEnqueue(entry.Message.For(_connection.Mode, _propagateTrace) with { Observer = entry });
         return result == EnqueueResult.Queued;
     }
 

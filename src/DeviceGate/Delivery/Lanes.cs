@@ -8,6 +8,7 @@ internal sealed class Lanes(Outbox outbox, DeliveryTracker tracker, IOptions<Gat
 {
     private readonly DeliveryOptions _o = options.Value.Delivery;
     private readonly int _maxWaiting = options.Value.Limits.SendQueueMessages;
+    private readonly bool _propagateTrace = options.Value.Telemetry.PropagateToDevices;
 
-    public DeviceLane Create(DeviceSession session) => new(session, outbox.LoadPendingAsync, tracker, _o.MaxInFlight, _maxWaiting, _o.AckTimeout, time);
+    public DeviceLane Create(DeviceSession session) => new(session, outbox.LoadPendingAsync, tracker, _o.MaxInFlight, _maxWaiting, _o.AckTimeout, time, _propagateTrace);
 }

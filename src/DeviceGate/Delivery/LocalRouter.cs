@@ -8,8 +8,11 @@ namespace DeviceGate.Delivery;
 /// The router of a single node, and the local half of a cluster's: everything it does is this node's registry.
 /// Its synchronous methods keep a caller's order (a send completes before the next one starts).
 /// </summary>
-internal sealed class LocalRouter(ConnectionRegistry registry, RpcCoordinator rpcs, GatewayMetrics metrics, TimeProvider time) : IDeviceRouter
+internal sealed class LocalRouter(ConnectionRegistry registry, RpcCoordinator rpcs, GatewayMetrics metrics, TimeProvider time,
+    Microsoft.Extensions.Options.IOptions<GatewayOptions> options) : IDeviceRouter
 {
+    private readonly bool _propagateTrace = options.Value.Telemetry.PropagateToDevices;
+
     /// <summary>Into the local lane; with <paramref name="epoch"/>, only if that is still the device's session here (the fence).</summary>
     public bool Deliver(string device, DeviceMessage message, bool durable, DateTimeOffset? expiresAt, long? epoch = null)
     {
@@ -24,7 +27,7 @@ internal sealed class LocalRouter(ConnectionRegistry registry, RpcCoordinator rp
         var recipients = 0;
         foreach (var session in registry.All)
         {
-            if (session.TryEnqueue(message.For(session.Mode)) == EnqueueResult.Queued) recipients++;
+            if (session.TryEnqueue(message.For(session.Mode, _propagateTrace)) == EnqueueResult.Queued) recipients++;
         }
         metrics.MessagesDelivered.WithLabels(MessageKinds.Broadcast).Inc(recipients);
         return recipients;
@@ -34,13 +37,18 @@ internal sealed class LocalRouter(ConnectionRegistry registry, RpcCoordinator rp
     public bool Close(string device, int code, string reason, long? maxEpoch = null) =>
         registry.TryGet(device, out var session) && (maxEpoch is not { } max || session.Epoch <= max) && session.RequestClose(code, reason, dropBacklog: true);
 
-    /// <summary>Runs an rpc on a session of this node. <paramref name="id"/> is the rpc id another node chose, when it asked.</summary>
-    public async Task<RpcOutcome> InvokeLocalAsync(string device, MessageData request, TimeSpan timeout, CancellationToken aborted, string? id = null)
+    /// <summary>
+    /// Runs an rpc on a session of this node. <paramref name="id"/> is the rpc id another node chose, when it asked;
+    /// <paramref name="trace"/> the caller's trace when it came from elsewhere (otherwise the current span's).
+    /// </summary>
+    public async Task<RpcOutcome> InvokeLocalAsync(string device, MessageData request, TimeSpan timeout, CancellationToken aborted, string? id = null,
+        System.Diagnostics.ActivityContext trace = default)
     {
         if (!registry.TryGet(device, out var session) || session.IsClosing) return new RpcOutcome(RpcStatus.NotConnected);
         if (session.Mode != ConnectionMode.Envelope) return new RpcOutcome(RpcStatus.RawMode);
         var (rpcId, reply) = rpcs.Begin(session, id);
-        if (session.TryEnqueue(OutboundMessage.Text(EnvelopeWriter.Rpc(rpcId, request))) != EnqueueResult.Queued)
+        var traceParent = _propagateTrace ? Telemetry.TraceParent(trace != default ? trace : System.Diagnostics.Activity.Current?.Context ?? default) : null;
+        if (session.TryEnqueue(OutboundMessage.Text(EnvelopeWriter.Rpc(rpcId, request, traceParent))) != EnqueueResult.Queued)
         {
             rpcs.End(rpcId);
             return new RpcOutcome(RpcStatus.NotConnected);

@@ -58,7 +58,8 @@ internal sealed class EventHub(IOptions<GatewayOptions> options, NodeIdentity no
 
     public void Expired(string device, string messageId) => Publish(id => GatewayEvent.ForMessage(id, node.Id, EventTypes.Expired, device, messageId, time.GetUtcNow()));
 
-    public void Message(string device, MessageData data) => Publish(id => GatewayEvent.Message(id, node.Id, device, time.GetUtcNow(), data));
+    public void Message(string device, MessageData data, string? traceParent = null) =>
+        Publish(id => GatewayEvent.Message(id, node.Id, device, time.GetUtcNow(), data, traceParent));
 
     private void Publish(Func<long, GatewayEvent> create)
     {

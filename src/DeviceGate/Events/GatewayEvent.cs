@@ -59,9 +59,16 @@ public sealed class GatewayEvent
             w.WriteString("by"u8, s.by);
         }, (code, reason, by));
 
-    /// <summary>What a device said; its JSON is written compact, so the event stays one SSE data: line.</summary>
-    public static GatewayEvent Message(long id, string node, string device, DateTimeOffset at, MessageData data) =>
-        Create(id, node, EventTypes.Message, device, at, static (w, d) => d.WriteTo(w, compact: true), data);
+    /// <summary>
+    /// What a device said; its JSON is written compact, so the event stays one SSE data: line. With
+    /// <paramref name="traceParent"/>, the trace the device's envelope continued (DeviceGate:Telemetry:PropagateToDevices).
+    /// </summary>
+    public static GatewayEvent Message(long id, string node, string device, DateTimeOffset at, MessageData data, string? traceParent = null) =>
+        Create(id, node, EventTypes.Message, device, at, static (w, s) =>
+        {
+            if (s.traceParent is not null) w.WriteString("traceparent"u8, s.traceParent);
+            s.data.WriteTo(w, compact: true);
+        }, (data, traceParent));
 
     /// <summary><c>acked</c> and <c>expired</c>: <c>{device, id, at}</c>, where <c>id</c> is the message id.</summary>
     /// <summary><c>state</c>: <c>{device, part, version, patch}</c>: a part of the device's state changed by <c>patch</c> (compact JSON).</summary>

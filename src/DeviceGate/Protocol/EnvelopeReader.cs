@@ -19,6 +19,9 @@ public sealed class InboundEnvelope(JsonDocument document) : IDisposable
     /// <summary>A <c>report</c>'s merge patch (ValueKind Undefined when absent).</summary>
     public JsonElement State { get; init; }
 
+    /// <summary>The W3C trace context the device sent (ValueKind Undefined when absent); read only when the gateway propagates traces.</summary>
+    public JsonElement TraceParent { get; init; }
+
     public void Dispose() => document.Dispose();
 }
 
@@ -113,6 +116,7 @@ public static class EnvelopeReader
             Data = data,
             Error = root.TryGetProperty("error"u8, out var error) ? error : default,
             State = root.TryGetProperty("state"u8, out var state) ? state : default,
+            TraceParent = root.TryGetProperty("traceparent"u8, out var traceParent) ? traceParent : default,
         };
         return true;
     }

@@ -9,19 +9,23 @@ public static class EnvelopeWriter
     [ThreadStatic]
     private static ArrayBufferWriter<byte>? t_buffer;
 
-    public static byte[] Message(DeviceMessage m) => Write(m, static (w, m) =>
+    /// <summary>A <c>message</c>; with <paramref name="traceParent"/> (DeviceGate:Telemetry:PropagateToDevices), its trace context too.</summary>
+    public static byte[] Message(DeviceMessage m, string? traceParent = null) => Write((m, traceParent), static (w, s) =>
     {
+        var m = s.m;
         w.WriteString("type"u8, EnvelopeTypes.Message);
         w.WriteString("id"u8, m.Id);
         w.WriteString("from"u8, m.From);
         if (m.Group is not null) w.WriteString("group"u8, m.Group);
+        if (s.traceParent is not null) w.WriteString("traceparent"u8, s.traceParent);
         m.Data.WriteTo(w);
     });
 
-    public static byte[] Rpc(string id, MessageData data) => Write((id, data), static (w, s) =>
+    public static byte[] Rpc(string id, MessageData data, string? traceParent = null) => Write((id, data, traceParent), static (w, s) =>
     {
         w.WriteString("type"u8, EnvelopeTypes.Rpc);
         w.WriteString("id"u8, s.id);
+        if (s.traceParent is not null) w.WriteString("traceparent"u8, s.traceParent);
         s.data.WriteTo(w);
     });
 

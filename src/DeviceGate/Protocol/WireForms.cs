@@ -8,8 +8,12 @@ namespace DeviceGate.Protocol;
 /// </summary>
 public static class WireForms
 {
-    public static OutboundMessage For(this DeviceMessage m, ConnectionMode mode) =>
+    /// <summary>
+    /// With <paramref name="propagateTrace"/> (DeviceGate:Telemetry:PropagateToDevices) the envelope names the message's
+    /// trace; one node has one setting, so the envelope's bytes are still made once for every recipient.
+    /// </summary>
+    public static OutboundMessage For(this DeviceMessage m, ConnectionMode mode, bool propagateTrace = false) =>
         m.IsState ? OutboundMessage.Text(m.Data.Bytes)
         : mode == ConnectionMode.Raw ? new OutboundMessage(m.Data.RawPayload, m.Data.RawType)
-        : OutboundMessage.Text(m.EnvelopeBytes ??= EnvelopeWriter.Message(m));
+        : OutboundMessage.Text(m.EnvelopeBytes ??= EnvelopeWriter.Message(m, propagateTrace ? Telemetry.TraceParent(m.Trace) : null));
 }

@@ -113,4 +113,33 @@ public sealed class TracingTests
         Assert.Equal(("traced-rpc", "replied"), (rpcSpan.GetTagItem("devicegate.device"), rpcSpan.GetTagItem("devicegate.rpc.outcome")));
         Assert.Contains(rpcSpan.Events, e => e.Name == "rpc reply");
     }
+    [Fact]
+    public async Task With_propagation_a_devices_traceparent_parents_a_device_send_span_and_the_receiver_gets_the_gateways_span()
+    {
+        var spans = new List<Activity>();
+        await using var gw = await TestGateway.StartAsync(new Dictionary<string, string> { ["DeviceGate:Telemetry:PropagateToDevices"] = "true" },
+            configure: b => GatewayHost.AddTracing(b.Services).WithTracing(t => t.AddInMemoryExporter(spans)));
+        using var a = await gw.ConnectEnvelopeAsync("traced-a");
+        using var b = await gw.ConnectEnvelopeAsync("traced-b");
+        var trace = ActivityTraceId.CreateRandom();
+        var devicesSpan = ActivitySpanId.CreateRandom();
+        await a.SendJsonAsync(new { type = "send", to = "traced-b", data = 1, ttl = 60, traceparent = $"00-{trace}-{devicesSpan}-01" });
+        var m = await b.ReceiveJsonAsync();
+        Assert.True(ActivityContext.TryParse(m.Str("traceparent"), null, out var received));
+        await b.SendJsonAsync(new { type = "ack", id = m.Str("id") });
+
+        Activity[] Snapshot()
+        {
+            lock (spans) return spans.ToArray();
+        }
+        await ApiExtensions.EventuallyAsync(() => Task.FromResult(Snapshot().Any(s => s.DisplayName == "DeviceGate ack" && s.TraceId == trace)
+            && Snapshot().Any(s => s.DisplayName == "DeviceGate device send" && s.TraceId == trace)), "the device send and the ack spans");
+        var mine = Snapshot().Where(s => s.TraceId == trace).ToList();
+        var deviceSend = mine.Single(s => s.DisplayName == "DeviceGate device send");
+        Assert.Equal((devicesSpan, ActivityKind.Consumer, true, "traced-a"), (deviceSend.ParentSpanId, deviceSend.Kind, deviceSend.HasRemoteParent, deviceSend.GetTagItem("devicegate.device")));
+        Assert.Equal(deviceSend.SpanId, mine.Single(s => s.DisplayName == "DeviceGate send").ParentSpanId);
+        // The receiver continues from a span the gateway recorded (its route), not from the sender's own span.
+        Assert.Equal(trace, received.TraceId);
+        Assert.Contains(mine, s => s.SpanId == received.SpanId && s.DisplayName == "DeviceGate route");
+    }
 }
