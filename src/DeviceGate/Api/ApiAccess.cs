@@ -123,6 +123,6 @@ internal sealed class ApiAccess(ApiCallers callers, GatewayMetrics metrics, ILog
         var status = context.Response.StatusCode;
         // Device ids and group names follow the id rule: nothing a caller chooses beyond that reaches the log.
         Log.ApiAudit(_audit, LogText.Safe(caller.Name), method, route, LogText.Safe(target), status);
-        metrics.ApiAudit.WithLabels(caller.IsToken ? "token" : caller.Name, route, status.ToString(System.Globalization.CultureInfo.InvariantCulture)).Inc();
+        metrics.ApiAudit(caller.IsToken ? "token" : caller.Name, route, status);
     }
 }

@@ -97,7 +97,7 @@ internal static class ApiPipeline
         catch (Exception e) when (StoreFailures.Is(e) && !context.Response.HasStarted)
         {
             // Whatever route met a store or Redis that cannot answer: 503 with Retry-After and a problem body, never a bare 500.
-            metrics.StoreUnavailable.WithLabels(e is StoreUnavailableException ? "store" : "redis").Inc();
+            metrics.StoreUnavailable.Add(e is StoreUnavailableException ? "store" : "redis");
             context.Response.Clear();
             await SendOptions.Unavailable().ExecuteAsync(context).ConfigureAwait(false);
         }
@@ -112,10 +112,7 @@ internal static class ApiPipeline
     {
         var metrics = app.Services.GetRequiredService<GatewayMetrics>();
         var store = app.Services.GetRequiredService<IMessageStore>();
-        metrics.Registry.AddBeforeCollectCallback(() =>
-        {
-            if (store is IStoreHealth health) metrics.OutboxDepth.Set(health.PendingMessages);
-        });
+        if (store is IStoreHealth health) metrics.ObserveOutboxDepth(() => health.PendingMessages);
         app.MapMetrics("/metrics", metrics.Registry);
         app.MapGet("/healthz", () => TypedResults.Json(new HealthResponse("alive"), ApiJsonContext.Default.HealthResponse));
         app.MapGet("/readyz", async (ShutdownState shutdown, IMessageStore messages) =>

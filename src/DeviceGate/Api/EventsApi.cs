@@ -86,7 +86,7 @@ internal static class EventsEndpoint
         catch (TimeoutException)
         {
             // The reader took no bytes for StalledReaderTimeout: a stalled client would otherwise hold its queue forever.
-            metrics.EventReadersDropped.WithLabels("stalled").Inc();
+            metrics.EventReadersDropped.Add("stalled");
             context.Abort();
         }
         catch (OperationCanceledException)

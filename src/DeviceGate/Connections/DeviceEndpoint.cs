@@ -38,7 +38,7 @@ internal sealed class DeviceEndpoint(
 
     private void OnFaulted(DeviceSession session, Exception e)
     {
-        metrics.ReadLoopFaults.Inc();
+        metrics.ReadLoopFaults.Add(1);
         if (logLimiter.ShouldLog("read_loop", out var suppressed)) Log.ReadLoopFailed(logger, session.DeviceId, suppressed, e);
     }
 
@@ -151,7 +151,7 @@ internal sealed class DeviceEndpoint(
     /// <summary>What a raw device sends goes to the event stream: text as <c>data</c>, binary as <c>dataBase64</c>.</summary>
     private void OnRawMessage(DeviceSession session, ReadOnlySpan<byte> payload, WebSocketMessageType type)
     {
-        metrics.MessagesReceived.WithLabels("raw").Inc();
+        metrics.MessagesReceived.Add("raw");
         Log.RawMessageReceived(logger, session.DeviceId, type, payload.Length);
         var bytes = payload.ToArray();
         events.Message(session.DeviceId, type == WebSocketMessageType.Text && System.Text.Unicode.Utf8.IsValid(bytes)
@@ -174,7 +174,7 @@ internal sealed class DeviceEndpoint(
 
     private Task RefuseAsync(HttpContext context, int status, string code, string reason, string? deviceId, int? retryAfter)
     {
-        metrics.HandshakesRefused.WithLabels(code).Inc();
+        metrics.HandshakesRefused.Add(code);
         // A flood of refusals is one line per reason per interval; the counter above stays exact.
         if (logLimiter.ShouldLog("refused:" + code, out var suppressed))
         {

@@ -92,7 +92,7 @@ internal sealed class DeviceSocket : ISessionTransport
         if (count > _maxQueuedMessages || bytes > _maxQueuedBytes)
         {
             Dequeued(message.Payload.Length);
-            if (RequestClose(CloseCodes.SlowConsumer, CloseReasons.SlowConsumer, dropBacklog: true)) _metrics.SendQueueOverflows.Inc();
+            if (RequestClose(CloseCodes.SlowConsumer, CloseReasons.SlowConsumer, dropBacklog: true)) _metrics.SendQueueOverflows.Add(1);
             return EnqueueResult.Overflow;
         }
         if (!_queue.Writer.TryWrite(message))
@@ -212,7 +212,7 @@ internal sealed class DeviceSocket : ISessionTransport
                 }
                 else if (!IsClosing)
                 {
-                    _metrics.BytesIn.Inc(length);
+                    _metrics.BytesIn.Add(length);
                     if (TakeMessageToken()) _onMessage(Session, buffer is null ? ReadOnlySpan<byte>.Empty : buffer.AsSpan(0, length), type);
                 }
                 if (buffer is not null)
@@ -275,11 +275,11 @@ internal sealed class DeviceSocket : ISessionTransport
             case DeviceBudget.Verdict.Allowed:
                 return true;
             case DeviceBudget.Verdict.Dropped:
-                _metrics.RateLimited.Inc();
+                _metrics.RateLimited.Add(1);
                 RateLimited?.Invoke(Session);
                 return false;
             default:
-                _metrics.RateLimited.Inc();
+                _metrics.RateLimited.Add(1);
                 // The error answers already queued are written before the close, so the device learns why.
                 RequestClose(CloseCodes.PolicyViolation, CloseReasons.RateLimited, dropBacklog: false);
                 return false;
@@ -308,7 +308,7 @@ internal sealed class DeviceSocket : ISessionTransport
                 {
                     Dequeued(message.Payload.Length);
                     await socket.SendAsync(message.Payload, message.Type, endOfMessage: true, CancellationToken.None).ConfigureAwait(false);
-                    _metrics.BytesOut.Inc(message.Payload.Length);
+                    _metrics.BytesOut.Add(message.Payload.Length);
                     message.Observer?.OnWritten();
                 }
                 if (_dropBacklog) break;

@@ -66,7 +66,7 @@ internal sealed class EchoEndpoint(
 
     private Task Refuse(HttpContext context, int status, string code, string reason)
     {
-        metrics.HandshakesRefused.WithLabels(code).Inc();
+        metrics.HandshakesRefused.Add(code);
         return Results.Problem(statusCode: status, title: reason, type: "handshake_refused").ExecuteAsync(context);
     }
 

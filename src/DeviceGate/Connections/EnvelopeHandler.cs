@@ -30,7 +30,7 @@ internal sealed class EnvelopeHandler(
 
     public void Handle(DeviceSession c, ReadOnlySpan<byte> payload, WebSocketMessageType type)
     {
-        metrics.MessagesReceived.WithLabels("envelope").Inc();
+        metrics.MessagesReceived.Add("envelope");
         if (type == WebSocketMessageType.Binary)
         {
             Fail(c, ErrorCodes.BinaryNotSupported, "Envelope mode takes JSON text messages; send binary as dataBase64 through the API or use raw mode.", null);

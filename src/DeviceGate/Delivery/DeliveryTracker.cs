@@ -15,8 +15,7 @@ internal sealed class DeliveryTracker(IMessageStore store, IStateStore states, S
         if (entry.Attempts == 1)
         {
             var kind = entry.Message.IsState ? MessageKinds.State : entry.Message.Group is null ? MessageKinds.Targeted : MessageKinds.Group;
-            metrics.MessagesDelivered.WithLabels(kind).Inc();
-            metrics.DeliveryLatency.WithLabels(kind).Observe(time.GetElapsedTime(entry.AcceptedAt).TotalSeconds);
+            metrics.Delivered(kind, time.GetElapsedTime(entry.AcceptedAt));
             Telemetry.Mark("DeviceGate socket write", entry.Message.Trace, device, entry.Message.Id);
         }
         // Not recorded now means delivered again later: at-least-once holds.
@@ -30,7 +29,7 @@ internal sealed class DeliveryTracker(IMessageStore store, IStateStore states, S
         else book.Record(entry.Message.Id, MessageStatus.Acked);
         // The device has seen this desired version: ackedVersion moves (only ever up).
         if (entry.Message.IsState) states.AckStateAsync(device, entry.Message.StateVersion).LogFailure(logger);
-        metrics.Acks.Inc();
+        metrics.Acks.Add(1);
         events.Acked(device, entry.Message.Id);
         Telemetry.Mark("DeviceGate ack", entry.Message.Trace, device, entry.Message.Id);
     }
@@ -39,7 +38,7 @@ internal sealed class DeliveryTracker(IMessageStore store, IStateStore states, S
     public void AckedUntracked(string device, string id)
     {
         if (!book.BelongsTo(id, device) || !book.Record(id, MessageStatus.Acked)) return;
-        metrics.Acks.Inc();
+        metrics.Acks.Add(1);
         events.Acked(device, id);
     }
 

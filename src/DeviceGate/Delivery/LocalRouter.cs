@@ -29,7 +29,7 @@ internal sealed class LocalRouter(ConnectionRegistry registry, RpcCoordinator rp
         {
             if (session.TryEnqueue(message.For(session.Mode, _propagateTrace)) == EnqueueResult.Queued) recipients++;
         }
-        metrics.MessagesDelivered.WithLabels(MessageKinds.Broadcast).Inc(recipients);
+        metrics.MessagesDelivered.Add(MessageKinds.Broadcast, recipients);
         return recipients;
     }
 
@@ -53,7 +53,7 @@ internal sealed class LocalRouter(ConnectionRegistry registry, RpcCoordinator rp
             rpcs.End(rpcId);
             return new RpcOutcome(RpcStatus.NotConnected);
         }
-        metrics.MessagesDelivered.WithLabels(MessageKinds.Rpc).Inc();
+        metrics.MessagesDelivered.Add(MessageKinds.Rpc);
         try
         {
             var answer = await reply.WaitAsync(timeout, time, aborted).ConfigureAwait(false);

@@ -21,7 +21,7 @@ internal sealed class OutboxMaintenance(IMessageStore store, EventHub events, Ga
                     var now = time.GetUtcNow();
                     foreach (var (id, device) in await store.ExpireDueAsync(now).ConfigureAwait(false))
                     {
-                        metrics.Expired.Inc();
+                        metrics.Expired.Add(1);
                         events.Expired(device, id);
                     }
                     if (time.GetElapsedTime(lastPurge) >= Defaults.PurgeSweep)

@@ -1,74 +1,128 @@
+using System.Diagnostics.Metrics;
 using Prometheus;
 
 namespace DeviceGate.Diagnostics;
 
 /// <summary>
-/// Every metric the gateway exports at <c>/metrics</c> (Prometheus text), in one registry per gateway instance.
-/// Counters are lock-free increments: they cost nothing noticeable when nobody scrapes.
+/// Every metric of the gateway, defined once as an instrument of the <c>DeviceGate</c> <see cref="Meter"/>: read by
+/// OpenTelemetry (OTLP export, when configured) and served as Prometheus text at <c>/metrics</c> with the names
+/// dashboards know (<see cref="PrometheusView"/>). Each gateway instance has its own meter, so two in one process
+/// (tests) count apart. Recording is one call into the listener: nothing noticeable when nobody scrapes.
 /// </summary>
-internal sealed class GatewayMetrics
+internal sealed class GatewayMetrics : IDisposable
 {
-    public GatewayMetrics()
+    public const string MeterName = "DeviceGate";
+
+    private readonly Meter _meter;
+    private readonly PrometheusView _view;
+    private Func<long>? _outboxDepth;
+
+    public GatewayMetrics(NodeIdentity? node = null)
     {
-        Registry = Metrics.NewCustomRegistry();
-        var f = Metrics.WithCustomRegistry(Registry);
-        ConnectedDevices = f.CreateGauge("devicegate_connected_devices", "Devices with a live WebSocket on this node.");
-        ConnectionsOpened = f.CreateCounter("devicegate_connections_opened_total", "Device connections accepted (101).");
-        ConnectionsClosed = f.CreateCounter("devicegate_connections_closed_total", "Device connections ended, by close code.", "code");
-        HandshakesRefused = f.CreateCounter("devicegate_handshakes_refused_total", "Upgrade requests refused before the 101, by reason.", "reason");
-        MessagesReceived = f.CreateCounter("devicegate_messages_received_total", "Messages devices sent, by mode (raw, envelope).", "mode");
-        MessagesDelivered = f.CreateCounter("devicegate_messages_delivered_total", "Messages written to device sockets, by kind (targeted, group, broadcast, rpc).", "kind");
-        BytesIn = f.CreateCounter("devicegate_bytes_in_total", "Payload bytes received from devices.");
-        BytesOut = f.CreateCounter("devicegate_bytes_out_total", "Payload bytes written to devices.");
-        OutboxDepth = f.CreateGauge("devicegate_outbox_depth", "Stored messages not yet acked, expired or cancelled.");
-        Acks = f.CreateCounter("devicegate_acks_total", "Messages acked by envelope devices.");
-        Expired = f.CreateCounter("devicegate_expired_total", "Stored messages that expired before delivery.");
-        SendQueueOverflows = f.CreateCounter("devicegate_send_queue_overflows_total", "Devices closed with 4002 because their send queue overflowed.");
-        RateLimited = f.CreateCounter("devicegate_rate_limited_messages_total", "Device messages dropped by the per-device rate limit.");
-        LateReplies = f.CreateCounter("devicegate_rpc_late_replies_total", "Rpc replies that arrived after the timeout (or for an unknown rpc) and were dropped.");
-        ApiRequests = f.CreateCounter("devicegate_api_requests_total", "HTTP API requests, by route pattern and status.", "route", "status");
-        ApiAudit = f.CreateCounter("devicegate_api_audit_total", "API calls that change something, by caller (key name, or 'token' for API tokens), route pattern and status.", "key", "route", "status");
-        ApiDuration = f.CreateHistogram("devicegate_api_request_duration_seconds", "HTTP API request duration, by route pattern.",
-            new HistogramConfiguration { LabelNames = ["route"], Buckets = Histogram.ExponentialBuckets(0.0005, 2, 16) });
-        DeliveryLatency = f.CreateHistogram("devicegate_delivery_latency_seconds", "From API accept to the socket write, by kind.",
-            new HistogramConfiguration { LabelNames = ["kind"], Buckets = Histogram.ExponentialBuckets(0.0001, 2, 20) });
-        StoreUnavailable = f.CreateCounter("devicegate_store_unavailable_total", "API requests answered 503 because the store or Redis could not answer, by cause.", "cause");
-        ReadLoopFaults = f.CreateCounter("devicegate_read_loop_faults_total", "Connections closed with 1011 because handling what the device sent failed.");
-        EventReadersDropped = f.CreateCounter("devicegate_event_readers_dropped_total", "Event stream readers disconnected, by reason (behind, stalled).", "reason");
-        WebhookFailures = f.CreateCounter("devicegate_webhook_failures_total", "Webhook batches that failed after retries.");
+        // The node's id as a meter tag: an exporter tells the instances apart (and so can a test with several in one process).
+        _meter = new Meter(new MeterOptions(MeterName)
+        {
+            Version = typeof(GatewayMetrics).Assembly.GetName().Version?.ToString(),
+            Tags = node is null ? null : [new KeyValuePair<string, object?>("devicegate.node", node.Id)],
+        });
+        _view = new PrometheusView(_meter);
+        var v = _view;
+        ConnectedDevices = v.UpDownCounter("devicegate.connected_devices", "{device}", "Devices with a live WebSocket on this node.");
+        ConnectionsOpened = v.Counter("devicegate.connections.opened", "{connection}", "Device connections accepted (101).");
+        ConnectionsClosed = new(v.Counter("devicegate.connections.closed", "{connection}", "Device connections ended, by close code.", "code"), "code");
+        HandshakesRefused = new(v.Counter("devicegate.handshakes.refused", "{request}", "Upgrade requests refused before the 101, by reason.", "reason"), "reason");
+        MessagesReceived = new(v.Counter("devicegate.messages.received", "{message}", "Messages devices sent, by mode (raw, envelope).", "mode"), "mode");
+        MessagesDelivered = new(v.Counter("devicegate.messages.delivered", "{message}", "Messages written to device sockets, by kind (targeted, group, broadcast, rpc).", "kind"), "kind");
+        BytesIn = v.Counter("devicegate.bytes.in", "By", "Payload bytes received from devices.");
+        BytesOut = v.Counter("devicegate.bytes.out", "By", "Payload bytes written to devices.");
+        v.ObservableGauge("devicegate.outbox.depth", "{message}", "Stored messages not yet acked, expired or cancelled.", () => _outboxDepth?.Invoke() ?? 0);
+        Acks = v.Counter("devicegate.acks", "{message}", "Messages acked by envelope devices.");
+        Expired = v.Counter("devicegate.expired", "{message}", "Stored messages that expired before delivery.");
+        SendQueueOverflows = v.Counter("devicegate.send_queue.overflows", "{connection}", "Devices closed with 4002 because their send queue overflowed.");
+        RateLimited = v.Counter("devicegate.rate_limited_messages", "{message}", "Device messages dropped by the per-device rate limit.");
+        LateReplies = v.Counter("devicegate.rpc.late_replies", "{reply}", "Rpc replies that arrived after the timeout (or for an unknown rpc) and were dropped.");
+        _apiRequests = v.Counter("devicegate.api.requests", "{request}", "HTTP API requests, by route pattern and status.", "route", "status");
+        _apiAudit = v.Counter("devicegate.api.audit", "{request}", "API calls that change something, by caller (key name, or 'token' for API tokens), route pattern and status.", "key", "route", "status");
+        _apiDuration = v.Histogram("devicegate.api.request_duration", "s", "HTTP API request duration, by route pattern.", Buckets(0.0005, 16), "route");
+        DeliveryLatency = v.Histogram("devicegate.delivery.latency", "s", "From API accept to the socket write, by kind.", Buckets(0.0001, 20), "kind");
+        StoreUnavailable = new(v.Counter("devicegate.store.unavailable", "{request}", "API requests answered 503 because the store or Redis could not answer, by cause.", "cause"), "cause");
+        ReadLoopFaults = v.Counter("devicegate.read_loop.faults", "{connection}", "Connections closed with 1011 because handling what the device sent failed.");
+        EventReadersDropped = new(v.Counter("devicegate.event_readers.dropped", "{reader}", "Event stream readers disconnected, by reason (behind, stalled).", "reason"), "reason");
+        WebhookFailures = v.Counter("devicegate.webhook.failures", "{batch}", "Webhook batches that failed after retries.");
+        v.Start();
     }
 
-    public CollectorRegistry Registry { get; }
-    public Gauge ConnectedDevices { get; }
-    public Counter ApiAudit { get; }
-    public Counter ConnectionsOpened { get; }
-    public Counter ConnectionsClosed { get; }
-    public Counter HandshakesRefused { get; }
-    public Counter MessagesReceived { get; }
-    public Counter MessagesDelivered { get; }
-    public Counter BytesIn { get; }
-    public Counter BytesOut { get; }
-    public Gauge OutboxDepth { get; }
-    public Counter Acks { get; }
-    public Counter Expired { get; }
-    public Counter SendQueueOverflows { get; }
-    public Counter RateLimited { get; }
-    public Counter LateReplies { get; }
-    private readonly System.Collections.Concurrent.ConcurrentDictionary<(string Route, int Status), Counter.Child> _apiCounters = new();
-    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, Histogram.Child> _apiDurations = new(StringComparer.Ordinal);
+    /// <summary>The Prometheus registry <c>/metrics</c> serves.</summary>
+    public CollectorRegistry Registry => _view.Registry;
 
-    /// <summary>Counts and times one API request; labelled children are looked up once per (route, status), not built from strings each time.</summary>
+    public UpDownCounter<long> ConnectedDevices { get; }
+    public Counter<long> ConnectionsOpened { get; }
+    public Labelled ConnectionsClosed { get; }
+    public Labelled HandshakesRefused { get; }
+    public Labelled MessagesReceived { get; }
+    public Labelled MessagesDelivered { get; }
+    public Counter<long> BytesIn { get; }
+    public Counter<long> BytesOut { get; }
+    public Counter<long> Acks { get; }
+    public Counter<long> Expired { get; }
+    public Counter<long> SendQueueOverflows { get; }
+    public Counter<long> RateLimited { get; }
+    public Counter<long> LateReplies { get; }
+    public Histogram<double> DeliveryLatency { get; }
+    public Counter<long> WebhookFailures { get; }
+    public Counter<long> ReadLoopFaults { get; }
+    public Labelled StoreUnavailable { get; }
+    public Labelled EventReadersDropped { get; }
+
+    private readonly Counter<long> _apiRequests;
+    private readonly Counter<long> _apiAudit;
+    private readonly Histogram<double> _apiDuration;
+
+    /// <summary>Where the outbox depth is read when the metrics are collected (the store, once it exists).</summary>
+    public void ObserveOutboxDepth(Func<long> read) => _outboxDepth = read;
+
+    /// <summary>Counts and times one API request.</summary>
     public void ApiRequest(string route, int status, TimeSpan duration)
     {
-        _apiCounters.GetOrAdd((route, status), static (k, m) => m.ApiRequests.WithLabels(k.Route, k.Status.ToString(System.Globalization.CultureInfo.InvariantCulture)), this).Inc();
-        _apiDurations.GetOrAdd(route, static (r, m) => m.ApiDuration.WithLabels(r), this).Observe(duration.TotalSeconds);
+        _apiRequests.Add(1, new KeyValuePair<string, object?>("route", route), new KeyValuePair<string, object?>("status", status));
+        _apiDuration.Record(duration.TotalSeconds, new KeyValuePair<string, object?>("route", route));
     }
 
-    public Counter ApiRequests { get; }
-    public Histogram ApiDuration { get; }
-    public Histogram DeliveryLatency { get; }
-    public Counter WebhookFailures { get; }
-    public Counter ReadLoopFaults { get; }
-    public Counter StoreUnavailable { get; }
-    public Counter EventReadersDropped { get; }
+    /// <summary>One API call that changes something, by caller, route pattern and status.</summary>
+    public void ApiAudit(string key, string route, int status) =>
+        _apiAudit.Add(1, new KeyValuePair<string, object?>("key", key), new KeyValuePair<string, object?>("route", route), new KeyValuePair<string, object?>("status", status));
+
+    /// <summary>The delivery latency of a message of <paramref name="kind"/>.</summary>
+    public void Delivered(string kind, TimeSpan latency)
+    {
+        MessagesDelivered.Add(kind);
+        DeliveryLatency.Record(latency.TotalSeconds, new KeyValuePair<string, object?>("kind", kind));
+    }
+
+    /// <summary>What <c>/metrics</c> shows for one series of <paramref name="instrument"/> (a histogram: its count).</summary>
+    public double Value(Instrument instrument, params string[] labelValues) => _view.Value(instrument, labelValues);
+
+    public double Value(Labelled counter, string labelValue) => _view.Value(counter.Instrument, labelValue);
+
+    /// <summary>The sum over every series of <paramref name="counter"/>.</summary>
+    public double Sum(Labelled counter) => _view.Sum(counter.Instrument);
+
+    /// <summary>The outbox depth as last collected.</summary>
+    public long OutboxDepth => _outboxDepth?.Invoke() ?? 0;
+
+    private static double[] Buckets(double start, int count) => Prometheus.Histogram.ExponentialBuckets(start, 2, count);
+
+    public void Dispose()
+    {
+        _view.Dispose();
+        _meter.Dispose();
+    }
+
+    /// <summary>A counter with one label: the label's name is said once, here, not at every call site.</summary>
+    internal readonly struct Labelled(Counter<long> counter, string label)
+    {
+        public Counter<long> Instrument => counter;
+
+        public void Add(object value, long n = 1) => counter.Add(n, new KeyValuePair<string, object?>(label, value));
+    }
 }

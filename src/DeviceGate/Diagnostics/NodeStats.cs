@@ -5,11 +5,11 @@ public sealed record NodeStats(string Node, long ConnectedDevices, long Messages
 {
     internal static NodeStats Local(GatewayMetrics m, NodeIdentity node, TimeProvider time) => new(
         node.Id,
-        (long)m.ConnectedDevices.Value,
-        (long)(m.MessagesReceived.WithLabels("raw").Value + m.MessagesReceived.WithLabels("envelope").Value),
-        (long)new[] { MessageKinds.Targeted, MessageKinds.Group, MessageKinds.Broadcast, MessageKinds.Rpc }.Sum(k => m.MessagesDelivered.WithLabels(k).Value),
-        (long)m.HandshakesRefused.GetAllLabelValues().Sum(l => m.HandshakesRefused.WithLabels(l).Value),
-        (long)m.OutboxDepth.Value,
+        (long)m.Value(m.ConnectedDevices),
+        (long)m.Sum(m.MessagesReceived),
+        (long)m.Sum(m.MessagesDelivered),
+        (long)m.Sum(m.HandshakesRefused),
+        m.OutboxDepth,
         time.GetUtcNow());
 }
 

@@ -188,7 +188,7 @@ internal sealed class EventHub(IOptions<GatewayOptions> options, NodeIdentity no
 
     private void Dropped(Subscription s)
     {
-        metrics.EventReadersDropped.WithLabels("behind").Inc();
+        metrics.EventReadersDropped.Add("behind");
         Remove(s);
         // Its reader may be stuck writing to a client that does not read: tell it now, off this (publishing) thread.
         // The reader may have ended meanwhile (its request disposed): then there is nothing left to tell.

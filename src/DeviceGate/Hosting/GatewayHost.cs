@@ -10,6 +10,7 @@ using DeviceGate.State;
 using DeviceGate.Storage;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
+using OpenTelemetry.Metrics;
 using DeviceGate.Sessions;
 using DeviceGate.Cluster;
 using OpenTelemetry.Resources;
@@ -70,12 +71,11 @@ public static class GatewayHost
         builder.Host.UseSystemd();
 
         AddGateway(builder.Services, builder.Configuration);
-        // Traces only when something collects them: the standard OTEL_* variables name an OTLP endpoint (sampling per
-        // OTEL_TRACES_SAMPLER). Otherwise no tracer provider exists and every span is a null check.
-        if (!string.IsNullOrWhiteSpace(builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]) || !string.IsNullOrWhiteSpace(builder.Configuration["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]))
-        {
-            AddTracing(builder.Services).WithTracing(t => t.AddOtlpExporter());
-        }
+        // Exported only when something collects: the standard OTEL_* variables name an OTLP endpoint (sampling per
+        // OTEL_TRACES_SAMPLER; OTEL_TRACES_EXPORTER / OTEL_METRICS_EXPORTER = none turns one off). Otherwise no tracer
+        // or meter provider exists: a span is a null check, and the metrics feed /metrics only.
+        if (Exports(builder.Configuration, "TRACES")) AddTracing(builder.Services).WithTracing(t => t.AddOtlpExporter());
+        if (Exports(builder.Configuration, "METRICS")) AddMetrics(builder.Services).WithMetrics(m => m.AddOtlpExporter());
         configure?.Invoke(builder);
 
         var app = builder.Build();
@@ -120,6 +120,17 @@ public static class GatewayHost
                 // The multiplexer is the cluster's, when there is one. Commands outside any span (presence heartbeats,
                 // the bus subscription) would each be a trace of their own: only those inside one are kept.
                 .AddRedisInstrumentation(o => o.Filter = c => c.ParentActivity is not null));
+
+    /// <summary>Whether OTLP export of <paramref name="signal"/> (TRACES, METRICS) is configured through the standard variables.</summary>
+    internal static bool Exports(IConfiguration configuration, string signal) =>
+        (!string.IsNullOrWhiteSpace(configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]) || !string.IsNullOrWhiteSpace(configuration[$"OTEL_EXPORTER_OTLP_{signal}_ENDPOINT"]))
+        && !string.Equals(configuration[$"OTEL_{signal}_EXPORTER"], "none", StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>The meter provider: the gateway's own meter, the instruments <c>/metrics</c> serves, by the same definitions.</summary>
+    public static OpenTelemetry.OpenTelemetryBuilder AddMetrics(IServiceCollection services) =>
+        services.AddOpenTelemetry()
+            .ConfigureResource(r => r.AddService("devicegate"))
+            .WithMetrics(m => m.AddMeter(GatewayMetrics.MeterName));
 
     /// <summary>One node: SQLite in the data folder, presence and routing are the local registry, no other nodes.</summary>
     private static void AddSingleNode(IServiceCollection services)

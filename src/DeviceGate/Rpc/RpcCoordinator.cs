@@ -34,7 +34,7 @@ internal sealed class RpcCoordinator(GatewayMetrics metrics) : Sessions.ISession
     public void CompleteRemote(string id, RpcReply? reply, string? failure)
     {
         if (_remote.TryRemove(id, out var tcs)) tcs.TrySetResult((reply, failure));
-        else metrics.LateReplies.Inc();
+        else metrics.LateReplies.Add(1);
     }
 
     public void EndRemote(string id) => _remote.TryRemove(id, out _);
@@ -47,7 +47,7 @@ internal sealed class RpcCoordinator(GatewayMetrics metrics) : Sessions.ISession
     {
         if (!_pending.TryGetValue(id, out var p) || !ReferenceEquals(p.Connection, connection) || !_pending.TryRemove(new KeyValuePair<string, Pending>(id, p)))
         {
-            metrics.LateReplies.Inc();
+            metrics.LateReplies.Add(1);
             return false;
         }
         RpcReply reply;

@@ -45,8 +45,8 @@ internal sealed class DeviceSessions(
     public void Started(DeviceSession session, string? remote)
     {
         Log.DeviceConnected(logger, session.DeviceId, remote);
-        metrics.ConnectionsOpened.Inc();
-        metrics.ConnectedDevices.Inc();
+        metrics.ConnectionsOpened.Add(1);
+        metrics.ConnectedDevices.Add(1);
         events.Connected(session.DeviceId);
         if (session.Lane is { } lane) _ = lane.StartAsync();
     }
@@ -70,8 +70,8 @@ internal sealed class DeviceSessions(
         var transport = session.Transport;
         if (started)
         {
-            metrics.ConnectedDevices.Dec();
-            metrics.ConnectionsClosed.WithLabels(transport.CloseCode.ToString(System.Globalization.CultureInfo.InvariantCulture)).Inc();
+            metrics.ConnectedDevices.Add(-1);
+            metrics.ConnectionsClosed.Add(transport.CloseCode);
             var by = transport.ClosedByDevice ? "device" : "server";
             Log.DeviceDisconnected(logger, session.DeviceId, transport.CloseCode, LogText.Safe(transport.CloseReason), by);
             events.Disconnected(session.DeviceId, transport.CloseCode, transport.CloseReason, by);

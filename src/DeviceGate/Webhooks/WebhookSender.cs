@@ -77,14 +77,14 @@ internal sealed class WebhookSender(
             using var response = await clients.CreateClient(ClientName).SendAsync(request, ct).ConfigureAwait(false);
             if (!response.IsSuccessStatusCode)
             {
-                metrics.WebhookFailures.Inc();
+                metrics.WebhookFailures.Add(1);
                 Log.WebhookFailed(logger, batch.Count, url.Host, $"HTTP {(int)response.StatusCode}");
             }
         }
         catch (Exception e) when (!ct.IsCancellationRequested)
         {
             // Anything (refused connection, open circuit breaker, timeout) only costs this batch: the sender lives on.
-            metrics.WebhookFailures.Inc();
+            metrics.WebhookFailures.Add(1);
             Log.WebhookFailed(logger, batch.Count, url.Host, e.Message);
         }
     }

@@ -80,7 +80,7 @@ public sealed class EventHubTests
         Drain(slow);
         Assert.True(slow.Reader.Completion.IsFaulted);
         Assert.IsType<EventHub.DroppedException>(slow.Reader.Completion.Exception!.InnerException);
-        Assert.Equal(1, metrics.EventReadersDropped.WithLabels("behind").Value);
+        Assert.Equal(1, metrics.Value(metrics.EventReadersDropped, "behind"));
     }
 
     [Fact]

@@ -57,7 +57,7 @@ public sealed class RpcTests : GatewayTest
 
         var metrics = Gw.App.Services.GetRequiredService<GatewayMetrics>();
         await device.SendJsonAsync(new { type = "reply", id = rpc.Str("id"), data = "too late" });
-        await ApiExtensions.EventuallyAsync(() => Task.FromResult(metrics.LateReplies.Value == 1), "late reply counted");
+        await ApiExtensions.EventuallyAsync(() => Task.FromResult(metrics.Value(metrics.LateReplies) == 1), "late reply counted");
 
         // The connection is fine and the next rpc works.
         var serving = ServeRpcsAsync(device, _ => new { type = "reply", id = "__ID__", data = 42 });
