@@ -35,8 +35,10 @@ internal static class Compare
         var tokenSecret = new Option<string?>("--token-secret") { Description = "With --url: its DeviceGate:Auth:TokenSecret, to sign device tokens" };
         var dll = new Option<string?>("--server-dll") { Description = "DeviceGate.dll (default: this repo's Release build)" };
         var baselineDll = new Option<string?>("--baseline-dll") { Description = "Baseline.dll (default: this repo's Release build)" };
+        var serverArgs = new Option<string[]>("--server-arg") { Description = "Extra argument for each DeviceGate server (repeatable), e.g. --server-arg=--DeviceGate:Telemetry:PropagateToDevices=true", AllowMultipleArgumentsPerToken = false };
+        var otlpSink = new Option<bool>("--otlp-sink") { Description = "Trace every request (always_on) and export the spans over OTLP/HTTP to a local receiver that drops them" };
         var command = new Command("compare", "Baseline vs DeviceGate, alternately, through connect/fanout/targeted/batch/echo/d2d/churn; median ratios.");
-        foreach (var o in new Option[] { url, pid, apiKey, tokenSecret, hold, only, devices, rounds, messages, senders, broadcasts, echoConnections, echoRoundTrips, churnSeconds, batchSize, concurrency, sources, scenarios, dll, baselineDll })
+        foreach (var o in new Option[] { url, pid, apiKey, tokenSecret, hold, only, devices, rounds, messages, senders, broadcasts, echoConnections, echoRoundTrips, churnSeconds, batchSize, concurrency, sources, scenarios, dll, baselineDll, serverArgs, otlpSink })
         {
             command.Options.Add(o);
         }
@@ -60,6 +62,8 @@ internal static class Compare
                 foreach (var f in failures) Console.Error.WriteLine("FAILED: " + f);
                 return failures.Count == 0 ? 0 : 1;
             }
+            await using var sink = parse.GetValue(otlpSink) ? new OtlpSink() : null;
+            string[] extra = [.. parse.GetValue(serverArgs) ?? [], .. sink?.ServerArgs ?? []];
             for (var round = 1; round <= parse.GetValue(rounds); round++)
             {
                 foreach (var kind in kinds)
@@ -67,14 +71,19 @@ internal static class Compare
                     await using var server = kind == "baseline"
                         ? await ServerUnderTest.StartBaselineAsync(parse.GetValue(baselineDll) ?? BaselineDll())
                         : await ServerUnderTest.StartAsync(parse.GetValue(dll) ?? Scenarios.DefaultDll(),
-                            "--DeviceGate:Limits:MaxConnections=200000", "--DeviceGate:Limits:ConnectsPerSecond=100000", "--DeviceGate:Limits:ConnectsBurst=100000",
+                            ["--DeviceGate:Limits:MaxConnections=200000", "--DeviceGate:Limits:ConnectsPerSecond=100000", "--DeviceGate:Limits:ConnectsBurst=100000",
                             // echo does 2,000 round trips per connection as fast as it can: what the per-device rate limit (200/s) is there to stop.
-                            "--DeviceGate:Limits:DeviceMessagesPerSecond=1000000", "--DeviceGate:Limits:DeviceMessagesBurst=1000000");
+                            "--DeviceGate:Limits:DeviceMessagesPerSecond=1000000", "--DeviceGate:Limits:DeviceMessagesBurst=1000000", .. extra]);
                     Console.Error.WriteLine($"round {round}: {kind} (pid {server.Pid}) at {server.BaseUri}");
                     await RunAllAsync(server, settings, round, samples, failures);
                 }
             }
             Report(samples, settings);
+            if (sink is not null)
+            {
+                Console.Error.WriteLine($"OTLP sink: {sink.Requests} exports, {sink.Bytes / 1024.0 / 1024:F1} MiB of spans received and dropped");
+                if (sink.Requests == 0) failures.Add("--otlp-sink: the server exported no spans");
+            }
             foreach (var f in failures) Console.Error.WriteLine("FAILED: " + f);
             return failures.Count == 0 ? 0 : 1;
         });
