@@ -142,4 +142,47 @@ public sealed class TracingTests
         Assert.Equal(trace, received.TraceId);
         Assert.Contains(mine, s => s.SpanId == received.SpanId && s.DisplayName == "DeviceGate route");
     }
+    [Fact]
+    public async Task In_a_cluster_an_rpc_through_another_node_is_one_trace_with_the_delivering_nodes_span_and_the_device_sees_it()
+    {
+        var spans = new List<Activity>();
+        var prefix = $"traced-rpc-{Guid.NewGuid():N}:";
+        var settings = (string node) => new Dictionary<string, string>(ClusterTests.Settings(RedisServer.Shared.Configuration, prefix, node))
+        {
+            ["DeviceGate:Telemetry:PropagateToDevices"] = "true",
+        };
+        await using var one = await TestGateway.StartAsync(settings("rpc-node-1"), configure: b => GatewayHost.AddTracing(b.Services).WithTracing(t => t.AddInMemoryExporter(spans)));
+        await using var two = await TestGateway.StartAsync(settings("rpc-node-2"), configure: b => GatewayHost.AddTracing(b.Services).WithTracing(t => t.AddInMemoryExporter(spans)));
+        using var device = await one.ConnectEnvelopeAsync("far-rpc");
+        var serving = Task.Run(async () =>
+        {
+            var rpc = await device.ReceiveJsonAsync();
+            await device.SendJsonAsync(new { type = "reply", id = rpc.Str("id"), data = new { ok = true } });
+            return rpc;
+        });
+        var trace = ActivityTraceId.CreateRandom();
+        using var request = new HttpRequestMessage(HttpMethod.Post, "api/devices/far-rpc/rpc?timeout=10") { Content = new StringContent("{}", System.Text.Encoding.UTF8, "application/json") };
+        request.Headers.Add("traceparent", $"00-{trace}-{ActivitySpanId.CreateRandom()}-01");
+        using var http = ApiExtensions.Client(two.BaseUri, TestGateway.ApiKey, new SocketsHttpHandler { ActivityHeadersPropagator = null });
+        using (var response = await http.SendAsync(request)) Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var delivered = await serving;
+
+        Activity[] Snapshot()
+        {
+            lock (spans) return spans.ToArray();
+        }
+        await ApiExtensions.EventuallyAsync(() => Task.FromResult(Snapshot().Where(a => a.TraceId == trace && a.DisplayName is "DeviceGate rpc" or "DeviceGate rpc deliver").Distinct().Count() == 2),
+            "the rpc span on node 2 and the rpc deliver span on node 1");
+        // Both providers are listeners in this one process, so each span is in the list twice.
+        var mine = Snapshot().Where(a => a.TraceId == trace).Distinct().ToList();
+        var caller = mine.Single(a => a.DisplayName == "DeviceGate rpc");
+        var deliver = mine.Single(a => a.DisplayName == "DeviceGate rpc deliver");
+        // The delivering node's span is the caller's child through the bus message (Activity.Current does not cross Redis).
+        Assert.Equal((caller.SpanId, true, ActivityKind.Consumer, "rpc-node-2"), (deliver.ParentSpanId, deliver.HasRemoteParent, deliver.Kind, deliver.GetTagItem("devicegate.origin")));
+        Assert.Equal("replied", caller.GetTagItem("devicegate.rpc.outcome"));
+        Assert.Contains(deliver.Events, e => e.Name == "rpc reply");
+        // And the device was handed the delivering node's span as its parent.
+        Assert.True(ActivityContext.TryParse(delivered.Str("traceparent"), null, out var context));
+        Assert.Equal((trace, deliver.SpanId), (context.TraceId, context.SpanId));
+    }
 }
