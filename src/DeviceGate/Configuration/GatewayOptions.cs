@@ -19,6 +19,7 @@ public sealed class GatewayOptions
     public NetworkOptions Network { get; set; } = new();
     public RedisOptions Redis { get; set; } = new();
     public TelemetryOptions Telemetry { get; set; } = new();
+    public MqttOptions Mqtt { get; set; } = new();
 }
 
 public sealed class RedisOptions
@@ -100,6 +101,24 @@ public sealed class RpcOptions
 
     /// <summary>Largest ?timeout= accepted.</summary>
     public TimeSpan MaxTimeout { get; set; } = Defaults.RpcMaxTimeout;
+}
+
+public sealed class MqttOptions
+{
+    /// <summary>MQTT devices (3.1.1 and 5): over WebSocket at <c>/mqtt</c> on the HTTP port, and over TCP on <c>TcpPort</c>.</summary>
+    public bool Enabled { get; set; }
+
+    /// <summary>TCP port of the MQTT listener (0: no TCP listener, WebSocket only).</summary>
+    public int TcpPort { get; set; } = Defaults.MqttTcpPort;
+
+    /// <summary>Address the MQTT TCP listener binds to (0.0.0.0 for every IPv4 interface).</summary>
+    public string TcpAddress { get; set; } = Defaults.MqttTcpAddress;
+
+    /// <summary>Longest keep-alive a client may ask for; a longer (or no) keep-alive is cut to this.</summary>
+    public TimeSpan MaxKeepAlive { get; set; } = Defaults.MqttMaxKeepAlive;
+
+    /// <summary>Apply the WebSocket Origin rule (DeviceGate:WebSockets:AllowedOrigins) to <c>/mqtt</c> too.</summary>
+    public bool CheckOrigin { get; set; }
 }
 
 public sealed class TelemetryOptions
@@ -306,6 +325,9 @@ public sealed class ClusterOptions
 public static class Defaults
 {
     public const string StorePath = "./data";
+    public const int MqttTcpPort = 1883;
+    public const string MqttTcpAddress = "127.0.0.1";
+    public static readonly TimeSpan MqttMaxKeepAlive = TimeSpan.FromMinutes(5);
     public const string Url = "http://127.0.0.1:8080";
     public static readonly TimeSpan KeepAliveInterval = TimeSpan.FromSeconds(25);
     public static readonly TimeSpan KeepAliveTimeout = TimeSpan.FromSeconds(20);

@@ -48,6 +48,10 @@ internal sealed class GatewayOptionsValidator : IValidateOptions<GatewayOptions>
             Require(o.Auth.ApiKeys[i].Length >= 16, $"Auth:ApiKeys:{i}", "must be at least 16 characters");
         }
         Require(!string.IsNullOrWhiteSpace(o.Store.Path), "Store:Path", "must not be empty");
+        Require(o.Mqtt.TcpPort is >= 0 and <= 65535, "Mqtt:TcpPort", "must be between 0 and 65535 (0: no TCP listener)");
+        Require(System.Net.IPAddress.TryParse(o.Mqtt.TcpAddress, out _), "Mqtt:TcpAddress", "must be an IP address (0.0.0.0 for every interface)");
+        Require(o.Mqtt.MaxKeepAlive >= TimeSpan.FromSeconds(1) && o.Mqtt.MaxKeepAlive <= TimeSpan.FromSeconds(65535), "Mqtt:MaxKeepAlive",
+            "must be between 00:00:01 and 18:12:15 (65535 s, MQTT's largest)");
         Require(o.WebSockets.KeepAliveInterval >= TimeSpan.Zero, "WebSockets:KeepAliveInterval", "must not be negative (00:00:00 turns pings off)");
         Require(o.WebSockets.KeepAliveTimeout >= TimeSpan.Zero, "WebSockets:KeepAliveTimeout", "must not be negative (00:00:00 waits for pongs forever)");
         Require(o.Limits.MaxMessageBytes is >= 1 and <= 64 * 1024 * 1024, "Limits:MaxMessageBytes", "must be between 1 and 67108864");

@@ -16,7 +16,15 @@ internal static class ConnectionsRegistration
         return services;
     }
 
-    /// <summary><c>GET /ws</c> and (unless turned off) <c>GET /ws/echo</c>.</summary>
+    /// <summary>MQTT devices (DeviceGate:Mqtt:Enabled): MQTTnet's server, its TCP listener and the <c>/mqtt</c> WebSocket.</summary>
+    public static IServiceCollection AddMqttTransport(this IServiceCollection services)
+    {
+        services.AddSingleton<MqttGateway>();
+        services.AddHostedService(sp => sp.GetRequiredService<MqttGateway>());
+        return services;
+    }
+
+    /// <summary><c>GET /ws</c>, (unless turned off) <c>GET /ws/echo</c>, and with MQTT on, <c>GET /mqtt</c>.</summary>
     public static WebApplication MapConnections(this WebApplication app)
     {
         app.UseWebSockets();
@@ -24,6 +32,10 @@ internal static class ConnectionsRegistration
         if (app.Services.GetRequiredService<IOptions<GatewayOptions>>().Value.WebSockets.EnableEcho)
         {
             app.MapGet("/ws/echo", (HttpContext c, EchoEndpoint e) => e.HandleAsync(c)).ExcludeFromDescription();
+        }
+        if (app.Services.GetRequiredService<IOptions<GatewayOptions>>().Value.Mqtt.Enabled)
+        {
+            app.MapGet("/mqtt", (HttpContext c, MqttGateway m) => m.HandleWebSocketAsync(c)).ExcludeFromDescription();
         }
         return app;
     }

@@ -47,7 +47,10 @@ internal sealed class DeviceLane : IDeviceLane
         _time = time;
     }
 
-    private bool TracksAcks => _connection.Mode == ConnectionMode.Envelope;
+    private bool TracksAcks => _connection.AcksMessages;
+
+    // Desired-state messages are envelopes: only envelope devices get them (MQTT's state topic is not there yet).
+    private bool TakesState => _connection.Mode == ConnectionMode.Envelope;
 
     /// <summary>One message in this lane; also the write observer the connection calls back.</summary>
     internal sealed class Entry(DeviceLane lane, DeviceMessage message, bool durable, DateTimeOffset? expiresAt) : IWriteObserver
@@ -80,7 +83,7 @@ internal sealed class DeviceLane : IDeviceLane
         {
             if (_closed) return false;
             // A raw device does not get state messages; it stays stored (and superseded by the next one).
-            if (message.IsState && !TracksAcks) return true;
+            if (message.IsState && !TakesState) return true;
             if (!_seen.Add(message.Id)) return true;
             var entry = new Entry(this, message, durable, expiresAt) { AcceptedAt = _time.GetTimestamp() };
             if (message.IsState && !AdmitState(entry)) return true;
@@ -120,7 +123,7 @@ internal sealed class DeviceLane : IDeviceLane
             if (_closed) return;
             foreach (var m in stored)
             {
-                if (m.StateVersion > 0 && !TracksAcks) continue;
+                if (m.StateVersion > 0 && !TakesState) continue;
                 if (!_seen.Add(m.Id)) continue;
                 var entry = new Entry(this, m.ToDeviceMessage(), durable: true, m.ExpiresAt) { AcceptedAt = _time.GetTimestamp() };
                 if (entry.Message.IsState && !AdmitState(entry)) continue;

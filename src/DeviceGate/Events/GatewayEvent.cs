@@ -63,12 +63,20 @@ public sealed class GatewayEvent
     /// What a device said; its JSON is written compact, so the event stays one SSE data: line. With
     /// <paramref name="traceParent"/>, the trace the device's envelope continued (DeviceGate:Telemetry:PropagateToDevices).
     /// </summary>
-    public static GatewayEvent Message(long id, string node, string device, DateTimeOffset at, MessageData data, string? traceParent = null) =>
+    /// <param name="id">The event's number.</param>
+    /// <param name="node">Where it happened.</param>
+    /// <param name="device">Who said it.</param>
+    /// <param name="at">When.</param>
+    /// <param name="data">What it said.</param>
+    /// <param name="traceParent">The trace it continued, if any.</param>
+    /// <param name="topic">For an MQTT device: the part of its topic after <c>devices/{id}/events</c> ("" for the bare topic).</param>
+    public static GatewayEvent Message(long id, string node, string device, DateTimeOffset at, MessageData data, string? traceParent = null, string? topic = null) =>
         Create(id, node, EventTypes.Message, device, at, static (w, s) =>
         {
+            if (s.topic is not null) w.WriteString("topic"u8, s.topic);
             if (s.traceParent is not null) w.WriteString("traceparent"u8, s.traceParent);
             s.data.WriteTo(w, compact: true);
-        }, (data, traceParent));
+        }, (data, traceParent, topic));
 
     /// <summary><c>acked</c> and <c>expired</c>: <c>{device, id, at}</c>, where <c>id</c> is the message id.</summary>
     /// <summary><c>state</c>: <c>{device, part, version, patch}</c>: a part of the device's state changed by <c>patch</c> (compact JSON).</summary>

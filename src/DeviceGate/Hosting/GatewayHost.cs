@@ -101,6 +101,7 @@ public static class GatewayHost
             .AddWebSocketTransport()
             .AddWebhooks()
             .AddApi();
+        if (bool.TryParse(configuration[$"{GatewayOptions.SectionName}:Mqtt:Enabled"], out var mqtt) && mqtt) services.AddMqttTransport();
         if (!string.IsNullOrWhiteSpace(configuration[$"{GatewayOptions.SectionName}:Redis:Configuration"])) services.AddCluster();
         else AddSingleNode(services);
     }

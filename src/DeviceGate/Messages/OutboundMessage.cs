@@ -6,7 +6,9 @@ namespace DeviceGate.Messages;
 /// One message on its way to a device. The payload is shared: a broadcast hands the same bytes to every connection
 /// and the WebSocket does the framing for each, so nobody may write to it after it is enqueued.
 /// </summary>
-public readonly record struct OutboundMessage(ReadOnlyMemory<byte> Payload, WebSocketMessageType Type, IWriteObserver? Observer = null)
+/// <remarks><c>Message</c> is the message these bytes carry, for a transport that sends its id and sender beside the
+/// payload (MQTT 5 user properties); null for what is no message (an envelope answer, an rpc).</remarks>
+public readonly record struct OutboundMessage(ReadOnlyMemory<byte> Payload, WebSocketMessageType Type, IWriteObserver? Observer = null, DeviceMessage? Message = null)
 {
     public static OutboundMessage Text(ReadOnlyMemory<byte> utf8) => new(utf8, WebSocketMessageType.Text);
     public static OutboundMessage Binary(ReadOnlyMemory<byte> bytes) => new(bytes, WebSocketMessageType.Binary);

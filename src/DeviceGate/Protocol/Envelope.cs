@@ -4,6 +4,9 @@ namespace DeviceGate.Protocol;
 public static class Subprotocols
 {
     public const string EnvelopeJson = "devicegate.v1.json";
+
+    /// <summary>MQTT over WebSocket at <c>/mqtt</c> (MQTT 3.1.1 and 5 both name it so).</summary>
+    public const string Mqtt = "mqtt";
 }
 
 public enum ConnectionMode
@@ -13,6 +16,9 @@ public enum ConnectionMode
 
     /// <summary>JSON envelopes (<c>devicegate.v1.json</c>): messages with ids, sends, publishes, rpcs and acks.</summary>
     Envelope,
+
+    /// <summary>MQTT (3.1.1 or 5): payloads as they are on <c>devices/{id}/messages</c>; a QoS 1 subscription acks with PUBACK.</summary>
+    Mqtt,
 }
 
 /// <summary>The <c>code</c> of an <c>error</c> envelope. Stable strings: clients switch on them.</summary>

@@ -15,5 +15,6 @@ public static class WireForms
     public static OutboundMessage For(this DeviceMessage m, ConnectionMode mode, bool propagateTrace = false) =>
         m.IsState ? OutboundMessage.Text(m.Data.Bytes)
         : mode == ConnectionMode.Raw ? new OutboundMessage(m.Data.RawPayload, m.Data.RawType)
+        : mode == ConnectionMode.Mqtt ? new OutboundMessage(m.Data.RawPayload, m.Data.RawType, Message: m)
         : OutboundMessage.Text(m.EnvelopeBytes ??= EnvelopeWriter.Message(m, propagateTrace ? Telemetry.TraceParent(m.Trace) : null));
 }

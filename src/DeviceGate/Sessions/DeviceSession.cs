@@ -22,6 +22,12 @@ internal sealed class DeviceSession(string deviceId, ConnectionMode mode, Device
 
     public DateTimeOffset ConnectedAt { get; } = connectedAt;
 
+    /// <summary>
+    /// The device acks what it is sent, so durable messages wait for the ack and are redelivered without it: envelope
+    /// devices always, MQTT devices while subscribed with QoS 1, raw devices never.
+    /// </summary>
+    public bool AcksMessages { get; set; } = mode == ConnectionMode.Envelope;
+
     /// <summary>This session's presence epoch: a newer session of the same device anywhere has a higher one (set when opened).</summary>
     public long Epoch { get; internal set; }
 

@@ -41,14 +41,17 @@ internal sealed class DeviceSessions(
         }
     }
 
-    /// <summary>The transport is up: the session is counted and announced, and its lane starts.</summary>
-    public void Started(DeviceSession session, string? remote)
+    /// <summary>
+    /// The transport is up: the session is counted and announced, and its lane starts (unless the transport starts it
+    /// later: an MQTT device gets its messages once it subscribed).
+    /// </summary>
+    public void Started(DeviceSession session, string? remote, bool startLane = true)
     {
         Log.DeviceConnected(logger, session.DeviceId, remote);
         metrics.ConnectionsOpened.Add(1);
         metrics.ConnectedDevices.Add(1);
         events.Connected(session.DeviceId);
-        if (session.Lane is { } lane) _ = lane.StartAsync();
+        if (startLane && session.Lane is { } lane) _ = lane.StartAsync();
     }
 
     /// <summary>The first close request of a session: its lane stops, observers are told, presence and the registry forget it at once.</summary>

@@ -1,0 +1,503 @@
+using System.Collections.Concurrent;
+using System.Net;
+using DeviceGate.Events;
+using DeviceGate.Sessions;
+using DeviceGate.Storage;
+using Microsoft.Extensions.Options;
+using MQTTnet;
+using MQTTnet.AspNetCore;
+using MQTTnet.Formatter;
+using MQTTnet.Protocol;
+using MQTTnet.Server;
+
+namespace DeviceGate.Connections;
+
+/// <summary>
+/// MQTT devices on the same gateway (DeviceGate:Mqtt:Enabled): MQTTnet's server does the protocol (packets, QoS 1,
+/// keep-alive) over TCP (its own listener on DeviceGate:Mqtt:TcpPort) and over WebSocket (<c>/mqtt</c>, accepted by
+/// the framework); this class makes each MQTT client a DeviceSession like any other: CONNECT is the handshake (client
+/// id = device id, password = device token), the registry, presence and takeover are shared with WebSocket devices,
+/// and every PUBLISH and SUBSCRIBE is judged against the device's own topic tree (docs/mqtt.md). MQTTnet never
+/// routes between clients: everything a device sends is taken here, and what reaches a device is published by its
+/// transport on <c>devices/{id}/messages</c>.
+/// </summary>
+internal sealed class MqttGateway : IHostedService, IDisposable
+{
+    private const string SessionKey = "devicegate.session";
+
+    private readonly Handshake _handshake;
+    private readonly ConnectionAdmission _admission;
+    private readonly DeviceSessions _sessions;
+    private readonly DeviceBudgets _budgets;
+    private readonly Delivery.Lanes _lanes;
+    private readonly Delivery.DeliveryService _delivery;
+    private readonly IGroupDirectory _groups;
+    private readonly EventHub _events;
+    private readonly GatewayMetrics _metrics;
+    private readonly ShutdownState _shutdown;
+    private readonly LogLimiter _logLimiter;
+    private readonly GatewayOptions _options;
+    private readonly TimeProvider _time;
+    private readonly ILogger<MqttGateway> _logger;
+    private readonly MqttWebSocketServerAdapter _webSockets = new();
+    private readonly MqttServer _server;
+    private readonly Action<DeviceSession> _onClosing;
+
+    // The current MQTT connection of each device id on this node (MQTTnet's own takeover needs telling apart).
+    private readonly ConcurrentDictionary<string, DeviceSession> _connections = new(StringComparer.Ordinal);
+
+    public MqttGateway(Handshake handshake, ConnectionAdmission admission, DeviceSessions sessions, DeviceBudgets budgets, Delivery.Lanes lanes,
+        Delivery.DeliveryService delivery, IGroupDirectory groups, EventHub events, GatewayMetrics metrics, ShutdownState shutdown, LogLimiter logLimiter,
+        IOptions<GatewayOptions> options, TimeProvider time, ILogger<MqttGateway> logger)
+    {
+        _handshake = handshake;
+        _admission = admission;
+        _sessions = sessions;
+        _budgets = budgets;
+        _lanes = lanes;
+        _delivery = delivery;
+        _groups = groups;
+        _events = events;
+        _metrics = metrics;
+        _shutdown = shutdown;
+        _logLimiter = logLimiter;
+        _options = options.Value;
+        _time = time;
+        _logger = logger;
+        _onClosing = sessions.Closing;
+
+        var mqtt = _options.Mqtt;
+        var builder = new MqttServerOptionsBuilder()
+            .WithPersistentSessions(false)
+            // MQTTnet's per-client queue sits behind ours (bounded in messages and bytes): it never needs to drop.
+            .WithMaxPendingMessagesPerClient(Math.Max(_options.Limits.SendQueueMessages, _options.Delivery.MaxInFlight) + 16)
+            .WithKeepAlive();
+        if (mqtt.TcpPort > 0)
+        {
+            builder.WithDefaultEndpoint().WithDefaultEndpointPort(mqtt.TcpPort).WithDefaultEndpointBoundIPAddress(IPAddress.Parse(mqtt.TcpAddress));
+        }
+        else
+        {
+            builder.WithoutDefaultEndpoint();
+        }
+        var adapters = new List<IMqttServerAdapter> { _webSockets };
+        if (mqtt.TcpPort > 0) adapters.Add(new MQTTnet.Server.Internal.Adapter.MqttTcpServerAdapter());
+        _server = new MqttServerFactory().CreateMqttServer(builder.Build(), adapters);
+        _server.ValidatingConnectionAsync += ValidatingConnectionAsync;
+        _server.ClientConnectedAsync += ClientConnectedAsync;
+        _server.ClientDisconnectedAsync += ClientDisconnectedAsync;
+        _server.InterceptingSubscriptionAsync += InterceptingSubscriptionAsync;
+        _server.InterceptingUnsubscriptionAsync += InterceptingUnsubscriptionAsync;
+        _server.InterceptingPublishAsync += InterceptingPublishAsync;
+        _server.ClientAcknowledgedPublishPacketAsync += ClientAcknowledgedPublishPacketAsync;
+        _server.ClientSubscribedTopicAsync += ClientSubscribedTopicAsync;
+    }
+
+    public Task StartAsync(CancellationToken cancellationToken) => _server.StartAsync();
+
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            await _server.StopAsync(new MqttServerStopOptionsBuilder()
+                .WithDefaultClientDisconnectOptions(o => o.WithReasonCode(MqttDisconnectReasonCode.ServerShuttingDown)).Build()).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is ObjectDisposedException or InvalidOperationException)
+        {
+            // Already stopped.
+        }
+    }
+
+    public void Dispose() => _server.Dispose();
+
+    /// <summary><c>GET /mqtt</c>: a WebSocket with the <c>mqtt</c> subprotocol, handed to MQTTnet.</summary>
+    public async Task HandleWebSocketAsync(HttpContext context)
+    {
+        if (!context.WebSockets.IsWebSocketRequest)
+        {
+            context.Response.StatusCode = StatusCodes.Status426UpgradeRequired;
+            context.Response.Headers.Upgrade = "websocket";
+            return;
+        }
+        if (_options.Mqtt.CheckOrigin && _handshake.CheckOrigin(context.Request) is { } refused)
+        {
+            context.Response.StatusCode = StatusCodes.Status403Forbidden;
+            await context.Response.WriteAsync(refused).ConfigureAwait(false);
+            return;
+        }
+        var subprotocol = MqttSubProtocolSelector.SelectSubProtocol(context.Request);
+        using var socket = await context.WebSockets.AcceptWebSocketAsync(new WebSocketAcceptContext
+        {
+            SubProtocol = subprotocol,
+            KeepAliveInterval = _options.WebSockets.KeepAliveInterval,
+            KeepAliveTimeout = _options.WebSockets.KeepAliveTimeout,
+        }).ConfigureAwait(false);
+        await _webSockets.RunWebSocketConnectionAsync(socket, context).ConfigureAwait(false);
+    }
+
+    /// <summary>Still the MQTT connection of its device id here (not taken over by a newer MQTT connection).</summary>
+    internal bool IsCurrent(DeviceSession session) => _connections.TryGetValue(session.DeviceId, out var current) && ReferenceEquals(current, session);
+
+    internal Task DisconnectAsync(string device, MqttDisconnectReasonCode reason, string text) =>
+        SafeAsync(() => _server.DisconnectClientAsync(device, new MqttServerClientDisconnectOptionsBuilder().WithReasonCode(reason).WithReasonString(text).Build()));
+
+    /// <summary>One message to the device, on its messages topic: QoS 1 (the subscription's QoS caps it), user properties for MQTT 5.</summary>
+    internal Task PublishAsync(string device, string topic, Messages.OutboundMessage message, MqttProtocolVersion version)
+    {
+        var m = new MqttApplicationMessage
+        {
+            Topic = topic,
+            Payload = new System.Buffers.ReadOnlySequence<byte>(message.Payload),
+            QualityOfServiceLevel = MqttQualityOfServiceLevel.AtLeastOnce,
+        };
+        if (message.Message is { } source)
+        {
+            // Kept on the server's packet whatever the version (the PUBACK names it); only MQTT 5 puts them on the wire.
+            m.UserProperties = [Property("id", source.Id), Property("from", source.From)];
+            if (source.Group is not null) m.UserProperties.Add(Property("group", source.Group));
+            if (message.Observer is Delivery.DeviceLane.Entry { Attempts: > 1 }) m.Dup = true;
+        }
+        if (version == MqttProtocolVersion.V500)
+        {
+            if (message.Type == System.Net.WebSockets.WebSocketMessageType.Text) m.PayloadFormatIndicator = MqttPayloadFormatIndicator.CharacterData;
+            else m.ContentType = "application/octet-stream";
+        }
+        return _server.InjectApplicationMessage(new InjectedMqttApplicationMessage(m) { SenderClientId = DeviceId.Server }, CancellationToken.None);
+    }
+
+    private static MQTTnet.Packets.MqttUserProperty Property(string name, string value) => new(name, System.Text.Encoding.UTF8.GetBytes(value).AsMemory());
+
+    private async Task ValidatingConnectionAsync(ValidatingConnectionEventArgs e)
+    {
+        var id = e.ClientId;
+        var remote = (e.RemoteEndPoint as IPEndPoint)?.Address;
+        if (_shutdown.IsDraining)
+        {
+            Refuse(e, MqttConnectReasonCode.ServerUnavailable, "server is shutting down", "draining", id);
+            return;
+        }
+        if (string.IsNullOrEmpty(id) || !DeviceId.IsValid(id) || id == DeviceId.Server)
+        {
+            Refuse(e, MqttConnectReasonCode.ClientIdentifierNotValid, "the client id is the device id: 1-128 characters of [A-Za-z0-9._:-], not 'server'", "invalid_device_id", null);
+            return;
+        }
+        if (_admission.TryAdmit(remote) is { } refusal)
+        {
+            Refuse(e, MqttConnectReasonCode.ServerUnavailable, refusal.Reason, refusal.Code, id);
+            return;
+        }
+        var admitted = true;
+        try
+        {
+            Handshake.Outcome outcome;
+            try
+            {
+                // The username is ignored; the password is the device token (none: only with AllowAnonymousDevices).
+                var token = string.IsNullOrEmpty(e.Password) ? null : e.Password;
+                outcome = token is null && !_options.Auth.AllowAnonymousDevices
+                    ? new Handshake.Outcome(401, "token_missing", "a device token is required as the password", id, null)
+                    : await _handshake.CheckTokenAsync(id, token).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (StoreFailures.Is(ex))
+            {
+                Refuse(e, MqttConnectReasonCode.ServerUnavailable, "the directory (revocations) cannot be read right now", "store_unavailable", id);
+                return;
+            }
+            if (!outcome.Accepted)
+            {
+                Refuse(e, MqttConnectReasonCode.NotAuthorized, outcome.Reason, outcome.Code, id);
+                return;
+            }
+
+            var session = new DeviceSession(id, Protocol.ConnectionMode.Mqtt, outcome.Identity?.Permissions ?? Auth.DevicePermissions.Unrestricted,
+                _budgets.For(id), _time.GetUtcNow());
+            var transport = new MqttTransport(this, session, e.ProtocolVersion, _options.Limits, _metrics) { Closing = _onClosing };
+            session.Attach(transport, _lanes.Create(session));
+            // This connection is this id's MQTT connection from now on: an older one here is MQTTnet's to stop.
+            _connections.TryGetValue(id, out var older);
+            _connections[id] = session;
+            try
+            {
+                await _sessions.OpenAsync(session).ConfigureAwait(false);
+            }
+            catch (Exception ex)
+            {
+                _connections.TryRemove(new KeyValuePair<string, DeviceSession>(id, session));
+                transport.Disconnected(clean: false, takenOver: false);
+                if (!StoreFailures.Is(ex)) throw;
+                Refuse(e, MqttConnectReasonCode.ServerUnavailable, "presence cannot be recorded right now", "store_unavailable", id);
+                return;
+            }
+            if (older is not null) await older.Transport.Completion.WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
+            e.SessionItems[SessionKey] = session;
+            if (remote is not null) e.SessionItems["devicegate.remote"] = remote;
+            admitted = false; // released when the session ends
+            _ = RunAsync(session, remote);
+        }
+        finally
+        {
+            if (admitted) _admission.Release(remote);
+        }
+    }
+
+    private void Refuse(ValidatingConnectionEventArgs e, MqttConnectReasonCode code, string reason, string logCode, string? device)
+    {
+        e.ReasonCode = code;
+        if (e.ProtocolVersion == MqttProtocolVersion.V500) e.ReasonString = reason;
+        _metrics.HandshakesRefused.Add(logCode);
+        if (_logLimiter.ShouldLog("mqtt-refused:" + logCode, out var suppressed))
+        {
+            Log.HandshakeRefused(_logger, code == MqttConnectReasonCode.NotAuthorized ? 401 : 503, reason, device, (e.RemoteEndPoint as IPEndPoint)?.Address.ToString(), suppressed);
+        }
+    }
+
+    /// <summary>The session's life after CONNECT was accepted: until its transport is gone, then the common teardown.</summary>
+    private async Task RunAsync(DeviceSession session, IPAddress? remote)
+    {
+        try
+        {
+            await session.Transport.Completion.ConfigureAwait(false);
+        }
+        finally
+        {
+            await _sessions.CloseAsync(session, started: Volatile.Read(ref ((MqttTransport)session.Transport).StartedFlag) != 0).ConfigureAwait(false);
+            _admission.Release(remote);
+        }
+    }
+
+    private Task ClientConnectedAsync(ClientConnectedEventArgs e)
+    {
+        if (!_connections.TryGetValue(e.ClientId, out var session)) return Task.CompletedTask;
+        // A resumed MQTTnet session keeps the older connection's items: this connection is the current one.
+        e.SessionItems[SessionKey] = session;
+        var transport = (MqttTransport)session.Transport;
+        if (Interlocked.Exchange(ref transport.StartedFlag, 1) == 0)
+        {
+            // The lane starts when the device subscribes to its messages: stored messages wait for the subscription.
+            _sessions.Started(session, (e.RemoteEndPoint as IPEndPoint)?.Address.ToString(), startLane: false);
+        }
+        return Task.CompletedTask;
+    }
+
+    private Task ClientDisconnectedAsync(ClientDisconnectedEventArgs e)
+    {
+        if (e.SessionItems[SessionKey] is not DeviceSession session) return Task.CompletedTask;
+        _connections.TryRemove(new KeyValuePair<string, DeviceSession>(session.DeviceId, session));
+        ((MqttTransport)session.Transport).Disconnected(clean: e.DisconnectType == MqttClientDisconnectType.Clean, takenOver: e.DisconnectType == MqttClientDisconnectType.Takeover);
+        return Task.CompletedTask;
+    }
+
+    private DeviceSession? Current(string clientId) => _connections.TryGetValue(clientId, out var s) && !s.IsClosing ? s : null;
+
+    private async Task InterceptingSubscriptionAsync(InterceptingSubscriptionEventArgs e)
+    {
+        var session = Current(e.ClientId);
+        var filter = e.TopicFilter.Topic;
+        if (session is null)
+        {
+            Deny(e);
+            return;
+        }
+        if (filter == MqttTopics.Messages(session.DeviceId))
+        {
+            // At most once or at least once; QoS 2 is served as 1 (the ack is PUBACK).
+            if (e.TopicFilter.QualityOfServiceLevel == MqttQualityOfServiceLevel.ExactlyOnce) e.TopicFilter.QualityOfServiceLevel = MqttQualityOfServiceLevel.AtLeastOnce;
+            e.Response.ReasonCode = e.TopicFilter.QualityOfServiceLevel == MqttQualityOfServiceLevel.AtMostOnce ? MqttSubscribeReasonCode.GrantedQoS0 : MqttSubscribeReasonCode.GrantedQoS1;
+            var transport = (MqttTransport)session.Transport;
+            transport.MessagesQos = e.TopicFilter.QualityOfServiceLevel;
+            session.AcksMessages = transport.MessagesQos != MqttQualityOfServiceLevel.AtMostOnce;
+            // MQTTnet records the subscription after this returns: the lane starts once it has (ClientSubscribedTopicAsync).
+            return;
+        }
+        if (TryGroup(filter, out var group) && !filter.Contains('+') && !filter.Contains('#'))
+        {
+            if (!session.Permissions.MayUseGroup(group))
+            {
+                Deny(e);
+                return;
+            }
+            try
+            {
+                if (!await _groups.AddAsync(group, session.DeviceId, _options.Limits.MaxGroupsPerDevice).ConfigureAwait(false))
+                {
+                    e.ProcessSubscription = false;
+                    e.Response.ReasonCode = MqttSubscribeReasonCode.QuotaExceeded;
+                    return;
+                }
+            }
+            catch (Exception ex) when (StoreFailures.Is(ex))
+            {
+                e.ProcessSubscription = false;
+                e.Response.ReasonCode = MqttSubscribeReasonCode.UnspecifiedError;
+                return;
+            }
+            // Group messages reach the device on its messages topic (with a group user property): no MQTTnet subscription.
+            e.ProcessSubscription = false;
+            e.Response.ReasonCode = MqttSubscribeReasonCode.GrantedQoS1;
+            return;
+        }
+        Deny(e);
+    }
+
+    private static void Deny(InterceptingSubscriptionEventArgs e)
+    {
+        e.ProcessSubscription = false;
+        e.Response.ReasonCode = MqttSubscribeReasonCode.NotAuthorized;
+    }
+
+    /// <summary>MQTTnet has the subscription: messages published on the topic now reach the device, so its lane starts.</summary>
+    private async Task ClientSubscribedTopicAsync(ClientSubscribedTopicEventArgs e)
+    {
+        if (Current(e.ClientId) is not { } session || e.TopicFilter.Topic != MqttTopics.Messages(session.DeviceId)) return;
+        var transport = (MqttTransport)session.Transport;
+        if (Interlocked.Exchange(ref transport.LaneStarted, 1) == 0 && session.Lane is { } lane) await lane.StartAsync().ConfigureAwait(false);
+    }
+
+    private async Task InterceptingUnsubscriptionAsync(InterceptingUnsubscriptionEventArgs e)
+    {
+        var session = Current(e.ClientId);
+        if (session is null || !TryGroup(e.Topic, out var group)) return;
+        try
+        {
+            await _groups.RemoveAsync(group, session.DeviceId).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (StoreFailures.Is(ex))
+        {
+            Log.StoreWriteFailed(_logger, ex.Message);
+        }
+    }
+
+    private static bool TryGroup(string topic, out string group)
+    {
+        group = "";
+        if (!topic.StartsWith(MqttTopics.GroupPrefix, StringComparison.Ordinal) || !topic.EndsWith(MqttTopics.MessagesSuffix, StringComparison.Ordinal)) return false;
+        group = topic[MqttTopics.GroupPrefix.Length..^MqttTopics.MessagesSuffix.Length];
+        return DeviceId.IsValid(group);
+    }
+
+    private Task InterceptingPublishAsync(InterceptingPublishEventArgs e)
+    {
+        // What the gateway itself injects (messages to devices, sent as "server", an id no device may have) goes
+        // through MQTTnet to the subscriber.
+        if (e.ClientId == DeviceId.Server) return Task.CompletedTask;
+        // Nothing a device publishes is routed by MQTTnet: it is handled here.
+        e.ProcessPublish = false;
+        var session = Current(e.ClientId);
+        if (session is null) return Task.CompletedTask;
+        var m = e.ApplicationMessage;
+        if (m.Retain)
+        {
+            Refuse(e, session, MqttPubAckReasonCode.ImplementationSpecificError);
+            return Task.CompletedTask;
+        }
+        switch (session.Budget.TakeMessage())
+        {
+            case DeviceBudget.Verdict.Dropped:
+                Log.RateLimited(_logger, session.DeviceId);
+                _metrics.RateLimited.Add(1);
+                e.Response.ReasonCode = MqttPubAckReasonCode.QuotaExceeded;
+                return Task.CompletedTask;
+            case DeviceBudget.Verdict.Close:
+                _metrics.RateLimited.Add(1);
+                session.RequestClose(Protocol.CloseCodes.PolicyViolation, Protocol.CloseReasons.RateLimited, dropBacklog: true);
+                return Task.CompletedTask;
+        }
+        _metrics.MessagesReceived.Add("mqtt");
+        var payload = System.Buffers.BuffersExtensions.ToArray(m.Payload);
+        _metrics.BytesIn.Add(payload.Length);
+        var data = m.PayloadFormatIndicator == MqttPayloadFormatIndicator.CharacterData || System.Text.Unicode.Utf8.IsValid(payload)
+            ? MessageData.Text(payload)
+            : MessageData.Binary(payload);
+        var topic = m.Topic;
+        var events = MqttTopics.Events(session.DeviceId);
+        if (topic == events || topic.StartsWith(events + "/", StringComparison.Ordinal))
+        {
+            _events.Message(session.DeviceId, data, topic: topic[events.Length..]);
+            return Task.CompletedTask;
+        }
+        if (TryGroup(topic, out var group))
+        {
+            if (!session.Permissions.MayUseGroup(group))
+            {
+                Refuse(e, session, MqttPubAckReasonCode.NotAuthorized);
+                return Task.CompletedTask;
+            }
+            return PublishToGroupAsync(e, session, group, data);
+        }
+        if (topic.StartsWith(MqttTopics.DevicePrefix, StringComparison.Ordinal) && topic.EndsWith(MqttTopics.MessagesSuffix, StringComparison.Ordinal))
+        {
+            var to = topic[MqttTopics.DevicePrefix.Length..^MqttTopics.MessagesSuffix.Length];
+            if (!DeviceId.IsValid(to) || to == DeviceId.Server || !session.Permissions.MaySendTo(to))
+            {
+                Refuse(e, session, MqttPubAckReasonCode.NotAuthorized);
+                return Task.CompletedTask;
+            }
+            return SendToDeviceAsync(e, session, to, data);
+        }
+        Refuse(e, session, MqttPubAckReasonCode.TopicNameInvalid);
+        return Task.CompletedTask;
+    }
+
+    /// <summary>
+    /// A publish the gateway will not take: MQTT 5 with QoS 1 hears why in the PUBACK; otherwise (3.1.1, or QoS 0,
+    /// which has no answer) the connection is closed, as MQTT 3.1.1 asks of a server that refuses a publish.
+    /// </summary>
+    private void Refuse(InterceptingPublishEventArgs e, DeviceSession session, MqttPubAckReasonCode code)
+    {
+        Log.EnvelopeError(_logger, session.DeviceId, "mqtt_" + code);
+        if (((MqttTransport)session.Transport).Version == MqttProtocolVersion.V500 && e.ApplicationMessage.QualityOfServiceLevel != MqttQualityOfServiceLevel.AtMostOnce)
+        {
+            e.Response.ReasonCode = code == MqttPubAckReasonCode.TopicNameInvalid ? MqttPubAckReasonCode.NotAuthorized : code;
+            e.Response.ReasonString = code == MqttPubAckReasonCode.TopicNameInvalid ? $"'{e.ApplicationMessage.Topic}' is not a topic this device may publish to" : null;
+            return;
+        }
+        e.CloseConnection = true;
+    }
+
+    private async Task SendToDeviceAsync(InterceptingPublishEventArgs e, DeviceSession session, string to, MessageData data)
+    {
+        var result = await _delivery.SendNowAsync(to, new DeviceMessage(DeviceMessage.NewId(), session.DeviceId, null, data)).ConfigureAwait(false);
+        if (result.Outcome != Delivery.SendOutcome.Sent) e.Response.ReasonCode = MqttPubAckReasonCode.NoMatchingSubscribers;
+    }
+
+    private async Task PublishToGroupAsync(InterceptingPublishEventArgs e, DeviceSession session, string group, MessageData data)
+    {
+        try
+        {
+            var result = await _delivery.PublishAsync(group, data, session.DeviceId, TimeSpan.Zero, except: session.DeviceId).ConfigureAwait(false);
+            if (result.Recipients == 0) e.Response.ReasonCode = MqttPubAckReasonCode.NoMatchingSubscribers;
+        }
+        catch (Exception ex) when (StoreFailures.Is(ex))
+        {
+            e.Response.ReasonCode = MqttPubAckReasonCode.UnspecifiedError;
+        }
+    }
+
+    private Task ClientAcknowledgedPublishPacketAsync(ClientAcknowledgedPublishPacketEventArgs e)
+    {
+        if (Current(e.ClientId) is not { } session) return Task.CompletedTask;
+        var properties = e.PublishPacket.UserProperties;
+        if (properties is null) return Task.CompletedTask;
+        foreach (var p in properties)
+        {
+            if (p.Name == "id")
+            {
+                session.Lane?.Ack(MQTTnet.Packets.MqttUserPropertyExtensions.ReadValueAsString(p));
+                break;
+            }
+        }
+        return Task.CompletedTask;
+    }
+
+    private async Task SafeAsync(Func<Task> action)
+    {
+        try
+        {
+            await action().ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is InvalidOperationException or ObjectDisposedException or OperationCanceledException)
+        {
+            // The client is gone already.
+        }
+    }
+}

@@ -1,0 +1,172 @@
+using System.Buffers;
+using System.Net.WebSockets;
+using System.Threading.Channels;
+using DeviceGate.Protocol;
+using DeviceGate.Sessions;
+using MQTTnet;
+using MQTTnet.Formatter;
+using MQTTnet.Protocol;
+using MQTTnet.Server;
+
+namespace DeviceGate.Connections;
+
+/// <summary>
+/// An MQTT device's session transport: what the lane hands it goes, in order, into MQTTnet as a PUBLISH on
+/// <c>devices/{id}/messages</c> (MQTTnet's session queue does the packet work and the QoS 1 handshake). Bounded like
+/// the WebSocket's queue, in messages and bytes (4002 past either). Closing disconnects the client through MQTTnet
+/// with the reason that matches the close code; <see cref="Completion"/> completes when MQTTnet reports it gone (or,
+/// when another MQTT connection of the same id took it over, at once: MQTTnet stops a taken-over client itself).
+/// </summary>
+internal sealed class MqttTransport : ISessionTransport
+{
+    private readonly MqttGateway _gateway;
+    private readonly Channel<OutboundMessage> _queue;
+    private readonly TaskCompletionSource _done = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly GatewayMetrics _metrics;
+    private readonly int _maxQueuedMessages;
+    private readonly long _maxQueuedBytes;
+    private readonly string _topic;
+    private int _closeRequested;
+    private int _queuedMessages;
+    private long _queuedBytes;
+
+    public MqttTransport(MqttGateway gateway, DeviceSession session, MqttProtocolVersion version, LimitsOptions limits, GatewayMetrics metrics)
+    {
+        _gateway = gateway;
+        Session = session;
+        Version = version;
+        _metrics = metrics;
+        _maxQueuedMessages = limits.SendQueueMessages;
+        _maxQueuedBytes = limits.SendQueueBytes;
+        _topic = MqttTopics.Messages(session.DeviceId);
+        _queue = Channel.CreateUnbounded<OutboundMessage>(new UnboundedChannelOptions { SingleReader = true });
+        _ = WriteLoopAsync();
+    }
+
+    public DeviceSession Session { get; }
+
+    /// <summary>1 once MQTTnet reported the client connected (the session is counted and announced then).</summary>
+    internal int StartedFlag;
+
+    /// <summary>1 once the lane started (the device subscribed to its messages).</summary>
+    internal int LaneStarted;
+
+    public MqttProtocolVersion Version { get; }
+
+    /// <summary>"3.1.1" or "5", as <c>GET /api/devices/{id}</c> reports it.</summary>
+    public string ProtocolName => Version == MqttProtocolVersion.V500 ? "5" : "3.1.1";
+
+    /// <summary>The QoS the device subscribed to its messages with; null while it is not subscribed.</summary>
+    public MqttQualityOfServiceLevel? MessagesQos { get; set; }
+
+    /// <summary>Called once, on the first close request (the session leaves the registry).</summary>
+    public Action<DeviceSession>? Closing { get; init; }
+
+    public int CloseCode { get; private set; } = 1006;
+    public string CloseReason { get; private set; } = "aborted";
+    public bool ClosedByDevice { get; private set; }
+    public bool IsClosing => Volatile.Read(ref _closeRequested) != 0;
+    public Task Completion => _done.Task;
+
+    public EnqueueResult TryEnqueue(in OutboundMessage message)
+    {
+        if (IsClosing) return EnqueueResult.Closed;
+        var count = Interlocked.Increment(ref _queuedMessages);
+        var bytes = Interlocked.Add(ref _queuedBytes, message.Payload.Length);
+        if (count > _maxQueuedMessages || bytes > _maxQueuedBytes)
+        {
+            Dequeued(message.Payload.Length);
+            if (RequestClose(CloseCodes.SlowConsumer, CloseReasons.SlowConsumer, dropBacklog: true)) _metrics.SendQueueOverflows.Add(1);
+            return EnqueueResult.Overflow;
+        }
+        if (!_queue.Writer.TryWrite(message))
+        {
+            Dequeued(message.Payload.Length);
+            return EnqueueResult.Closed;
+        }
+        return EnqueueResult.Queued;
+    }
+
+    public bool RequestClose(int code, string reason, bool dropBacklog)
+    {
+        if (!BeginClose(code, reason, byDevice: false)) return false;
+        // Still this id's MQTT connection: MQTTnet disconnects it (an MQTT 5 client is told why). Otherwise a newer
+        // MQTT connection of the same id took over, and MQTTnet stops this one itself.
+        if (_gateway.IsCurrent(Session)) _ = _gateway.DisconnectAsync(Session.DeviceId, ReasonFor(code), reason);
+        else _done.TrySetResult();
+        return true;
+    }
+
+    public void Abort() => RequestClose(1006, "aborted", dropBacklog: true);
+
+    /// <summary>MQTTnet reports the client gone: a DISCONNECT from the device is a clean 1000, anything else 1006.</summary>
+    public void Disconnected(bool clean, bool takenOver)
+    {
+        if (takenOver) BeginClose(CloseCodes.Replaced, CloseReasons.Replaced, byDevice: false);
+        else if (clean) BeginClose(1000, "disconnect", byDevice: true);
+        else BeginClose(1006, "connection lost", byDevice: false);
+        _done.TrySetResult();
+    }
+
+    private bool BeginClose(int code, string reason, bool byDevice)
+    {
+        if (Interlocked.Exchange(ref _closeRequested, 1) != 0) return false;
+        CloseCode = code;
+        CloseReason = reason;
+        ClosedByDevice = byDevice;
+        Closing?.Invoke(Session);
+        _queue.Writer.TryComplete();
+        return true;
+    }
+
+    private static MqttDisconnectReasonCode ReasonFor(int code) => code switch
+    {
+        CloseCodes.Replaced => MqttDisconnectReasonCode.SessionTakenOver,
+        CloseCodes.GoingAway => MqttDisconnectReasonCode.ServerShuttingDown,
+        CloseCodes.PolicyViolation => MqttDisconnectReasonCode.NotAuthorized,
+        CloseCodes.SlowConsumer => MqttDisconnectReasonCode.QuotaExceeded,
+        CloseCodes.TooBig => MqttDisconnectReasonCode.PacketTooLarge,
+        _ => MqttDisconnectReasonCode.AdministrativeAction,
+    };
+
+    private async Task WriteLoopAsync()
+    {
+        try
+        {
+            while (await _queue.Reader.WaitToReadAsync().ConfigureAwait(false))
+            {
+                while (_queue.Reader.TryRead(out var message))
+                {
+                    Dequeued(message.Payload.Length);
+                    if (IsClosing) return;
+                    await _gateway.PublishAsync(Session.DeviceId, _topic, message, Version).ConfigureAwait(false);
+                    _metrics.BytesOut.Add(message.Payload.Length);
+                    message.Observer?.OnWritten();
+                }
+            }
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // MQTTnet refused the message (the server is stopping): the session ends; durable messages stay stored.
+            RequestClose(CloseCodes.InternalError, CloseReasons.InternalError, dropBacklog: true);
+        }
+    }
+
+    private void Dequeued(int bytes)
+    {
+        Interlocked.Decrement(ref _queuedMessages);
+        Interlocked.Add(ref _queuedBytes, -bytes);
+    }
+}
+
+/// <summary>The topic map of an MQTT device (docs/mqtt.md).</summary>
+internal static class MqttTopics
+{
+    public static string Messages(string device) => $"devices/{device}/messages";
+
+    public static string Events(string device) => $"devices/{device}/events";
+
+    public const string GroupPrefix = "groups/";
+    public const string DevicePrefix = "devices/";
+    public const string MessagesSuffix = "/messages";
+}
