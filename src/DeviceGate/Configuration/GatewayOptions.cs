@@ -114,7 +114,10 @@ public sealed class MqttOptions
     /// <summary>Address the MQTT TCP listener binds to (0.0.0.0 for every IPv4 interface).</summary>
     public string TcpAddress { get; set; } = Defaults.MqttTcpAddress;
 
-    /// <summary>Longest keep-alive a client may ask for; a longer (or no) keep-alive is cut to this.</summary>
+    /// <summary>
+    /// Longest keep-alive a client may ask for. Being built (issue 18): not enforced yet; a client silent for 1.5
+    /// times the keep-alive it asked for is dropped.
+    /// </summary>
     public TimeSpan MaxKeepAlive { get; set; } = Defaults.MqttMaxKeepAlive;
 
     /// <summary>Apply the WebSocket Origin rule (DeviceGate:WebSockets:AllowedOrigins) to <c>/mqtt</c> too.</summary>

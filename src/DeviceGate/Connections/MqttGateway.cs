@@ -82,12 +82,12 @@ internal sealed class MqttGateway : IHostedService, IDisposable
         }
         var adapters = new List<IMqttServerAdapter> { _webSockets };
         if (mqtt.TcpPort > 0) adapters.Add(new MQTTnet.Server.Internal.Adapter.MqttTcpServerAdapter());
-        _server = new MqttServerFactory().CreateMqttServer(builder.Build(), adapters);
+        _server = new MqttServerFactory().CreateMqttServer(builder.Build(), adapters, new MqttLog(logger, logLimiter));
         _server.ValidatingConnectionAsync += ValidatingConnectionAsync;
         _server.ClientConnectedAsync += ClientConnectedAsync;
         _server.ClientDisconnectedAsync += ClientDisconnectedAsync;
         _server.InterceptingSubscriptionAsync += InterceptingSubscriptionAsync;
-        _server.InterceptingUnsubscriptionAsync += InterceptingUnsubscriptionAsync;
+        _server.InterceptingInboundPacketAsync += InterceptingInboundPacketAsync;
         _server.InterceptingPublishAsync += InterceptingPublishAsync;
         _server.ClientAcknowledgedPublishPacketAsync += ClientAcknowledgedPublishPacketAsync;
         _server.ClientSubscribedTopicAsync += ClientSubscribedTopicAsync;
@@ -289,14 +289,19 @@ internal sealed class MqttGateway : IHostedService, IDisposable
 
     private DeviceSession? Current(string clientId) => _connections.TryGetValue(clientId, out var s) && !s.IsClosing ? s : null;
 
-    private async Task InterceptingSubscriptionAsync(InterceptingSubscriptionEventArgs e)
+    /// <summary>
+    /// Judges one topic filter of a SUBSCRIBE. Synchronous on purpose: MQTTnet calls it holding a thread-affine lock
+    /// (an await here releases that lock on another thread and kills the connection). Group joins, which need the
+    /// store, were done before, when the packet came in (<see cref="InterceptingInboundPacketAsync"/>).
+    /// </summary>
+    private Task InterceptingSubscriptionAsync(InterceptingSubscriptionEventArgs e)
     {
         var session = Current(e.ClientId);
         var filter = e.TopicFilter.Topic;
         if (session is null)
         {
             Deny(e);
-            return;
+            return Task.CompletedTask;
         }
         if (filter == MqttTopics.Messages(session.DeviceId))
         {
@@ -307,36 +312,17 @@ internal sealed class MqttGateway : IHostedService, IDisposable
             transport.MessagesQos = e.TopicFilter.QualityOfServiceLevel;
             session.AcksMessages = transport.MessagesQos != MqttQualityOfServiceLevel.AtMostOnce;
             // MQTTnet records the subscription after this returns: the lane starts once it has (ClientSubscribedTopicAsync).
-            return;
+            return Task.CompletedTask;
         }
-        if (TryGroup(filter, out var group) && !filter.Contains('+') && !filter.Contains('#'))
+        if (TryGroup(filter, out _) && ((MqttTransport)session.Transport).TakeJoin(filter) is { } joined)
         {
-            if (!session.Permissions.MayUseGroup(group))
-            {
-                Deny(e);
-                return;
-            }
-            try
-            {
-                if (!await _groups.AddAsync(group, session.DeviceId, _options.Limits.MaxGroupsPerDevice).ConfigureAwait(false))
-                {
-                    e.ProcessSubscription = false;
-                    e.Response.ReasonCode = MqttSubscribeReasonCode.QuotaExceeded;
-                    return;
-                }
-            }
-            catch (Exception ex) when (StoreFailures.Is(ex))
-            {
-                e.ProcessSubscription = false;
-                e.Response.ReasonCode = MqttSubscribeReasonCode.UnspecifiedError;
-                return;
-            }
             // Group messages reach the device on its messages topic (with a group user property): no MQTTnet subscription.
             e.ProcessSubscription = false;
-            e.Response.ReasonCode = MqttSubscribeReasonCode.GrantedQoS1;
-            return;
+            e.Response.ReasonCode = joined;
+            return Task.CompletedTask;
         }
         Deny(e);
+        return Task.CompletedTask;
     }
 
     private static void Deny(InterceptingSubscriptionEventArgs e)
@@ -346,24 +332,58 @@ internal sealed class MqttGateway : IHostedService, IDisposable
     }
 
     /// <summary>MQTTnet has the subscription: messages published on the topic now reach the device, so its lane starts.</summary>
-    private async Task ClientSubscribedTopicAsync(ClientSubscribedTopicEventArgs e)
+    private Task ClientSubscribedTopicAsync(ClientSubscribedTopicEventArgs e)
     {
-        if (Current(e.ClientId) is not { } session || e.TopicFilter.Topic != MqttTopics.Messages(session.DeviceId)) return;
+        if (Current(e.ClientId) is not { } session || e.TopicFilter.Topic != MqttTopics.Messages(session.DeviceId)) return Task.CompletedTask;
         var transport = (MqttTransport)session.Transport;
-        if (Interlocked.Exchange(ref transport.LaneStarted, 1) == 0 && session.Lane is { } lane) await lane.StartAsync().ConfigureAwait(false);
+        // Not awaited: loading the backlog must not hold up MQTTnet's handling of this client.
+        if (Interlocked.Exchange(ref transport.LaneStarted, 1) == 0 && session.Lane is { } lane) _ = lane.StartAsync();
+        return Task.CompletedTask;
     }
 
-    private async Task InterceptingUnsubscriptionAsync(InterceptingUnsubscriptionEventArgs e)
+    /// <summary>
+    /// Every packet a client sends, before MQTTnet handles it: SUBSCRIBE and UNSUBSCRIBE to group topics join and leave
+    /// the groups here, where awaiting the store is safe, ahead of MQTTnet's (synchronous) subscription handling.
+    /// </summary>
+    private async Task InterceptingInboundPacketAsync(InterceptingPacketEventArgs e)
     {
-        var session = Current(e.ClientId);
-        if (session is null || !TryGroup(e.Topic, out var group)) return;
+        switch (e.Packet)
+        {
+            case MQTTnet.Packets.MqttSubscribePacket subscribe when Current(e.ClientId) is { } session:
+                foreach (var filter in subscribe.TopicFilters)
+                {
+                    if (TryGroup(filter.Topic, out var group)) ((MqttTransport)session.Transport).RecordJoin(filter.Topic, await JoinAsync(session, group).ConfigureAwait(false));
+                }
+                break;
+            case MQTTnet.Packets.MqttUnsubscribePacket unsubscribe when Current(e.ClientId) is { } session:
+                foreach (var topic in unsubscribe.TopicFilters)
+                {
+                    if (!TryGroup(topic, out var group)) continue;
+                    try
+                    {
+                        await _groups.RemoveAsync(group, session.DeviceId).ConfigureAwait(false);
+                    }
+                    catch (Exception ex) when (StoreFailures.Is(ex))
+                    {
+                        Log.StoreWriteFailed(_logger, ex.Message);
+                    }
+                }
+                break;
+        }
+    }
+
+    private async Task<MqttSubscribeReasonCode> JoinAsync(DeviceSession session, string group)
+    {
+        if (!session.Permissions.MayUseGroup(group)) return MqttSubscribeReasonCode.NotAuthorized;
         try
         {
-            await _groups.RemoveAsync(group, session.DeviceId).ConfigureAwait(false);
+            return await _groups.AddAsync(group, session.DeviceId, _options.Limits.MaxGroupsPerDevice).ConfigureAwait(false)
+                ? MqttSubscribeReasonCode.GrantedQoS1
+                : MqttSubscribeReasonCode.QuotaExceeded;
         }
         catch (Exception ex) when (StoreFailures.Is(ex))
         {
-            Log.StoreWriteFailed(_logger, ex.Message);
+            return MqttSubscribeReasonCode.UnspecifiedError;
         }
     }
 

@@ -51,6 +51,20 @@ internal sealed class MqttTransport : ISessionTransport
     /// <summary>1 once the lane started (the device subscribed to its messages).</summary>
     internal int LaneStarted;
 
+    // Group joins of the SUBSCRIBE being handled, by topic: made when the packet came in, read by the subscription
+    // interceptor (one SUBSCRIBE at a time per client).
+    private readonly Dictionary<string, MqttSubscribeReasonCode> _joins = new(StringComparer.Ordinal);
+
+    internal void RecordJoin(string topic, MqttSubscribeReasonCode result)
+    {
+        lock (_joins) _joins[topic] = result;
+    }
+
+    internal MqttSubscribeReasonCode? TakeJoin(string topic)
+    {
+        lock (_joins) return _joins.Remove(topic, out var result) ? result : null;
+    }
+
     public MqttProtocolVersion Version { get; }
 
     /// <summary>"3.1.1" or "5", as <c>GET /api/devices/{id}</c> reports it.</summary>

@@ -71,4 +71,7 @@ internal static partial class Log
 
     [LoggerMessage(1103, LogLevel.Warning, "Drain deadline passed; aborting {Count} device connections")]
     public static partial void DrainAborted(ILogger logger, int count);
+
+    [LoggerMessage(1700, LogLevel.Warning, "MQTT ({Source}): {Message}; {Suppressed} more such lines since the last")]
+    public static partial void MqttLibrary(ILogger logger, string source, string message, long suppressed, Exception? exception);
 }

@@ -1,0 +1,248 @@
+using System.Net;
+using System.Text;
+using DeviceGate.Tests.Infrastructure;
+using MQTTnet;
+using MQTTnet.Formatter;
+using MQTTnet.Packets;
+using MQTTnet.Protocol;
+
+namespace DeviceGate.Tests.Functional;
+
+/// <summary>MQTT devices on the same gateway (issue 18): MQTTnet's client and Debian's mosquitto clients against the real server.</summary>
+public sealed class MqttTests : IAsyncLifetime
+{
+    private readonly int _port = MqttDevice.FreePort();
+    private TestGateway _gw = null!;
+
+    public async Task InitializeAsync() => _gw = await TestGateway.StartAsync(new Dictionary<string, string>
+    {
+        ["DeviceGate:Mqtt:Enabled"] = "true",
+        ["DeviceGate:Mqtt:TcpPort"] = _port.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        ["DeviceGate:Delivery:AckTimeout"] = "00:00:01",
+    });
+
+    public async Task DisposeAsync() => await _gw.DisposeAsync();
+
+    private async Task<JsonElementStatus> StatusAsync(string id) => new((await _gw.Api.GetJsonAsync($"api/messages/{id}")).Str("status"));
+
+    private sealed record JsonElementStatus(string Status);
+
+    private async Task<string> SendAsync(string device, HttpContent content, int ttl = 0)
+    {
+        using var response = await _gw.Api.PostAsync($"api/devices/{device}/messages" + (ttl > 0 ? $"?ttl={ttl}" : ""), content);
+        Assert.True(response.StatusCode == HttpStatusCode.Accepted, $"{(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
+        return (await response.JsonAsync()).Str("id");
+    }
+
+    public static TheoryData<string, MqttProtocolVersion> Transports => new()
+    {
+        { "tcp", MqttProtocolVersion.V311 },
+        { "tcp", MqttProtocolVersion.V500 },
+        { "websocket", MqttProtocolVersion.V311 },
+        { "websocket", MqttProtocolVersion.V500 },
+    };
+
+    private MqttClientOptionsBuilder Options(string transport, string id, string? token, MqttProtocolVersion version) =>
+        transport == "tcp" ? MqttDevice.Tcp(_port, id, token, version) : MqttDevice.WebSocket(_gw.BaseUri, id, token, version);
+
+    [Theory]
+    [MemberData(nameof(Transports))]
+    public async Task A_device_with_a_token_gets_what_the_api_sends_as_exact_bytes_and_its_puback_acks_it(string transport, MqttProtocolVersion version)
+    {
+        var id = $"mq-{transport}-{(int)version}";
+        await using var device = await MqttDevice.ConnectAsync(Options(transport, id, _gw.Token(id), version));
+        Assert.Equal(MqttClientSubscribeResultCode.GrantedQoS1, await device.SubscribeAsync($"devices/{id}/messages"));
+
+        var textId = await SendAsync(id, new StringContent("hello mqtt", Encoding.UTF8, "text/plain"), ttl: 60);
+        var text = await device.ReceiveAsync();
+        Assert.Equal(($"devices/{id}/messages", "hello mqtt"), (text.ApplicationMessage.Topic, text.ApplicationMessage.ConvertPayloadToString()));
+        var binaryId = await SendAsync(id, new ByteArrayContent([0, 1, 254, 255]) { Headers = { ContentType = new("application/octet-stream") } }, ttl: 60);
+        var binary = await device.ReceiveAsync();
+        Assert.Equal(new byte[] { 0, 1, 254, 255 }, System.Buffers.BuffersExtensions.ToArray(binary.ApplicationMessage.Payload));
+        if (version == MqttProtocolVersion.V500)
+        {
+            Assert.Equal((textId, "server"), (text.ApplicationMessage.UserProperties.Single(p => p.Name == "id").ReadValueAsString(),
+                text.ApplicationMessage.UserProperties.Single(p => p.Name == "from").ReadValueAsString()));
+            Assert.Equal(MqttPayloadFormatIndicator.CharacterData, text.ApplicationMessage.PayloadFormatIndicator);
+            Assert.Equal("application/octet-stream", binary.ApplicationMessage.ContentType);
+        }
+        await ApiExtensions.EventuallyAsync(async () => (await StatusAsync(textId)).Status == "acked" && (await StatusAsync(binaryId)).Status == "acked", "both acked by PUBACK");
+
+        var online = await _gw.Api.GetJsonAsync($"api/devices/{id}");
+        Assert.True(online.GetProperty("online").GetBoolean());
+    }
+
+    [Theory]
+    [InlineData(MqttProtocolVersion.V311)]
+    [InlineData(MqttProtocolVersion.V500)]
+    public async Task Connects_without_a_valid_token_for_the_client_id_are_refused_not_authorized(MqttProtocolVersion version)
+    {
+        var refusals = new (string Id, string? Token)[] { ("mq-no-token", null), ("mq-wrong", _gw.Token("someone-else")), ("mq-bad", "not.a.token") };
+        foreach (var (id, token) in refusals)
+        {
+            var (device, result) = await MqttDevice.TryConnectAsync(MqttDevice.Tcp(_port, id, token, version));
+            await device.DisposeAsync();
+            // 3.1.1's CONNACK code 5 and MQTT 5's 0x87 are both "not authorized".
+            Assert.Equal(MqttClientConnectResultCode.NotAuthorized, result);
+        }
+        var (server, code) = await MqttDevice.TryConnectAsync(MqttDevice.Tcp(_port, "server", _gw.Token("server"), version));
+        await server.DisposeAsync();
+        Assert.Equal(MqttClientConnectResultCode.ClientIdentifierNotValid, code);
+    }
+
+    [Fact]
+    public async Task A_message_without_puback_is_sent_again_with_dup_after_the_ack_timeout_and_after_a_reconnect()
+    {
+        const string id = "mq-noack";
+        var device = await MqttDevice.ConnectAsync(MqttDevice.Tcp(_port, id, _gw.Token(id)));
+        device.Acknowledge = false;
+        await device.SubscribeAsync($"devices/{id}/messages");
+        var messageId = await SendAsync(id, new StringContent("again"), ttl: 60);
+        var first = await device.ReceiveAsync();
+        Assert.False(first.ApplicationMessage.Dup);
+        var second = await device.ReceiveAsync();
+        Assert.Equal(("again", true), (second.ApplicationMessage.ConvertPayloadToString(), second.ApplicationMessage.Dup));
+        Assert.Equal("sent", (await StatusAsync(messageId)).Status);
+        await device.DisposeAsync();
+
+        await using var again = await MqttDevice.ConnectAsync(MqttDevice.Tcp(_port, id, _gw.Token(id)));
+        await again.SubscribeAsync($"devices/{id}/messages");
+        var redelivered = await again.ReceiveAsync();
+        Assert.Equal("again", redelivered.ApplicationMessage.ConvertPayloadToString());
+        await ApiExtensions.EventuallyAsync(async () => (await StatusAsync(messageId)).Status == "acked", "acked after the reconnect");
+    }
+
+    [Fact]
+    public async Task Stored_messages_wait_until_the_device_is_connected_and_subscribed_and_qos0_is_at_most_once()
+    {
+        const string id = "mq-wait";
+        await using (var first = await MqttDevice.ConnectAsync(MqttDevice.Tcp(_port, id, _gw.Token(id)))) { } // known to the gateway
+        var queued = await SendAsync(id, new StringContent("waited"), ttl: 60);
+        await using var device = await MqttDevice.ConnectAsync(MqttDevice.Tcp(_port, id, _gw.Token(id)));
+        Assert.True((await _gw.Api.GetJsonAsync($"api/devices/{id}")).GetProperty("online").GetBoolean());
+        // Connected, not subscribed: the lane has not started, so nothing was written.
+        Assert.Equal("queued", (await StatusAsync(queued)).Status);
+        Assert.Equal(MqttClientSubscribeResultCode.GrantedQoS0, await device.SubscribeAsync($"devices/{id}/messages", MqttQualityOfServiceLevel.AtMostOnce));
+        var m = await device.ReceiveAsync();
+        Assert.Equal(("waited", MqttQualityOfServiceLevel.AtMostOnce), (m.ApplicationMessage.ConvertPayloadToString(), m.ApplicationMessage.QualityOfServiceLevel));
+        // QoS 0 is at most once: written is final.
+        await ApiExtensions.EventuallyAsync(async () => (await StatusAsync(queued)).Status == "sent", "sent once written");
+    }
+
+    [Fact]
+    public async Task Publishes_to_events_become_message_events_with_the_topic_from_mosquitto_pub()
+    {
+        const string id = "mq-events";
+        await using var sse = await SseClient.OpenAsync(_gw.Api, $"api/events?types=message&device={id}");
+        var port = _port.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        var (code, _, error) = await Mosquitto.RunAsync("mosquitto_pub", "-h", "127.0.0.1", "-p", port, "-i", id, "-u", "device", "-P", _gw.Token(id),
+            "-V", "mqttv311", "-q", "1", "-t", $"devices/{id}/events/temperature", "-m", "21.5");
+        Assert.True(code == 0, error);
+        var e = await sse.NextAsync();
+        Assert.Equal(("message", "/temperature", "21.5"), (e.Event, e.Data.Str("topic"), e.Data.Str("data")));
+        (code, _, error) = await Mosquitto.RunAsync("mosquitto_pub", "-h", "127.0.0.1", "-p", port, "-i", id, "-u", "device", "-P", _gw.Token(id),
+            "-V", "mqttv5", "-q", "1", "-t", $"devices/{id}/events", "-m", "{\"level\":3}");
+        Assert.True(code == 0, error);
+        e = await sse.NextAsync();
+        Assert.Equal("", e.Data.Str("topic"));
+        Assert.Equal("{\"level\":3}", e.Data.Str("data"));
+    }
+
+    [Fact]
+    public async Task Mosquitto_sub_receives_a_message_sent_with_the_api()
+    {
+        const string id = "mq-sub";
+        await using (var known = await MqttDevice.ConnectAsync(MqttDevice.Tcp(_port, id, _gw.Token(id)))) { }
+        await SendAsync(id, new StringContent("from curl"), ttl: 60);
+        var (code, output, error) = await Mosquitto.RunAsync("mosquitto_sub", "-h", "127.0.0.1", "-p", _port.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            "-i", id, "-u", "device", "-P", _gw.Token(id), "-q", "1", "-t", $"devices/{id}/messages", "-C", "1", "-W", "15");
+        Assert.True(code == 0, error);
+        Assert.Equal("from curl", output.TrimEnd('\n'));
+    }
+
+    [Fact]
+    public async Task Devices_reach_each_other_across_transports_and_groups_are_joined_by_subscription()
+    {
+        await using var mqtt = await MqttDevice.ConnectAsync(MqttDevice.Tcp(_port, "mq-a", _gw.Token("mq-a")));
+        await mqtt.SubscribeAsync("devices/mq-a/messages");
+        using var ws = await _gw.ConnectEnvelopeAsync("ws-b");
+
+        // MQTT → WebSocket envelope device.
+        Assert.Equal(MqttClientPublishReasonCode.Success, (await mqtt.PublishAsync("devices/ws-b/messages", "to ws")).ReasonCode);
+        var atWs = await ws.ReceiveJsonAsync();
+        Assert.Equal(("mq-a", "to ws"), (atWs.Str("from"), atWs.Str("data")));
+        // WebSocket → MQTT.
+        await ws.SendJsonAsync(new { type = "send", to = "mq-a", data = "to mqtt" });
+        var atMqtt = await mqtt.ReceiveAsync();
+        Assert.Equal("to mqtt", atMqtt.ApplicationMessage.ConvertPayloadToString());
+        Assert.Equal("ws-b", atMqtt.ApplicationMessage.UserProperties.Single(p => p.Name == "from").ReadValueAsString());
+
+        // Subscribing to a group's topic joins it; the WebSocket device publishes to the group.
+        Assert.Equal(MqttClientSubscribeResultCode.GrantedQoS1, await mqtt.SubscribeAsync("groups/mq-room/messages"));
+        var members = await _gw.Api.GetJsonAsync("api/groups/mq-room");
+        Assert.Contains("mq-a", members.ToString());
+        await ws.SendJsonAsync(new { type = "join", group = "mq-room" });
+        await ws.SendJsonAsync(new { type = "publish", group = "mq-room", data = "to the room" });
+        var grouped = await mqtt.ReceiveAsync();
+        Assert.Equal(("to the room", "mq-room"), (grouped.ApplicationMessage.ConvertPayloadToString(), grouped.ApplicationMessage.UserProperties.Single(p => p.Name == "group").ReadValueAsString()));
+        // And the MQTT device publishes to it (it does not get its own).
+        await mqtt.PublishAsync("groups/mq-room/messages", "from mqtt to the room");
+        var fromRoom = await ws.ReceiveJsonAsync();
+        Assert.Equal(("mq-a", "mq-room", "from mqtt to the room"), (fromRoom.Str("from"), fromRoom.Str("group"), fromRoom.Str("data")));
+        await mqtt.Client.UnsubscribeAsync("groups/mq-room/messages");
+        await ApiExtensions.EventuallyAsync(async () => !(await _gw.Api.GetJsonAsync("api/groups/mq-room")).ToString().Contains("mq-a"), "unsubscribing leaves the group");
+    }
+
+    [Fact]
+    public async Task Another_devices_topics_wildcards_and_unknown_topics_are_refused()
+    {
+        await using var device = await MqttDevice.ConnectAsync(MqttDevice.Tcp(_port, "mq-nosy", _gw.Token("mq-nosy")));
+        foreach (var topic in new[] { "devices/other/messages", "#", "devices/+/messages", "$SYS/#", "devices/mq-nosy/#" })
+        {
+            Assert.Equal(MqttClientSubscribeResultCode.NotAuthorized, await device.SubscribeAsync(topic));
+        }
+        var refused = await device.PublishAsync("somewhere/else", "x");
+        Assert.Equal(MqttClientPublishReasonCode.NotAuthorized, refused.ReasonCode);
+        Assert.True(device.Client.IsConnected);
+
+        // MQTT 3.1.1 has no negative PUBACK: the connection is closed.
+        var old = await MqttDevice.ConnectAsync(MqttDevice.Tcp(_port, "mq-nosy-311", _gw.Token("mq-nosy-311"), MqttProtocolVersion.V311));
+        await using (old)
+        {
+            try
+            {
+                await old.PublishAsync("somewhere/else", "x", MqttQualityOfServiceLevel.AtMostOnce);
+            }
+            catch (MQTTnet.Exceptions.MqttCommunicationException)
+            {
+                // The close may overtake the send.
+            }
+            await old.Disconnected.WaitAsync(Timeouts.Default);
+        }
+    }
+
+    [Fact]
+    public async Task One_connection_per_device_across_transports_in_both_directions()
+    {
+        const string id = "mq-takeover";
+        var mqtt = await MqttDevice.ConnectAsync(MqttDevice.Tcp(_port, id, _gw.Token(id)));
+        await using (mqtt)
+        {
+            using var ws = await _gw.ConnectAsync(id);
+            var gone = await mqtt.Disconnected.WaitAsync(Timeouts.Default);
+            Assert.Equal(MqttClientDisconnectReason.SessionTakenOver, gone.Reason);
+
+            await using var again = await MqttDevice.ConnectAsync(MqttDevice.Tcp(_port, id, _gw.Token(id)));
+            Assert.Equal((4000, "replaced"), await ws.ReceiveCloseAsync());
+            var online = await _gw.Api.GetJsonAsync($"api/devices/{id}");
+            Assert.True(online.GetProperty("online").GetBoolean());
+
+            // A second MQTT connection of the same id takes over the first (MQTTnet's takeover, one session in the registry).
+            await using var third = await MqttDevice.ConnectAsync(MqttDevice.Tcp(_port, id, _gw.Token(id)));
+            await again.Disconnected.WaitAsync(Timeouts.Default);
+            await third.SubscribeAsync($"devices/{id}/messages");
+            await SendAsync(id, new StringContent("to the newest"));
+            Assert.Equal("to the newest", (await third.ReceiveAsync()).ApplicationMessage.ConvertPayloadToString());
+        }
+    }
+}
