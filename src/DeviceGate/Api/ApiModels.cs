@@ -41,7 +41,9 @@ public sealed record DeviceResponse(
     string Node,
     IReadOnlyList<string> Groups,
     int Queued,
-    IReadOnlyDictionary<string, string> Tags);
+    IReadOnlyDictionary<string, string> Tags,
+    string? Transport,
+    string? Protocol);
 
 public sealed record HealthResponse(string Status);
 

@@ -123,7 +123,9 @@ internal static class DevicesApi
             where?.Node ?? node.Id,
             memberOf,
             await store.CountQueuedAsync(id, time.GetUtcNow()).ConfigureAwait(false),
-            await directory.TagsAsync(id).ConfigureAwait(false));
+            await directory.TagsAsync(id).ConfigureAwait(false),
+            where?.Transport,
+            where?.Protocol);
         return TypedResults.Json(response, ApiJsonContext.Default.DeviceResponse);
     }
 

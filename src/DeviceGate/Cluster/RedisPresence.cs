@@ -25,7 +25,7 @@ internal sealed class RedisPresence(IConnectionMultiplexer redis, RedisKeys keys
     public async Task<long> RegisterAsync(DeviceSession connection)
     {
         var r = (RedisResult[])(await Db.ScriptEvaluateAsync(RegisterScript, [keys.Presence, keys.Epoch(connection.DeviceId)],
-            [connection.DeviceId, node.Id, connection.ConnectedAt.ToUnixTimeMilliseconds()]).ConfigureAwait(false))!;
+            [connection.DeviceId, node.Id, connection.ConnectedAt.ToUnixTimeMilliseconds() + "|" + connection.TransportName + "|" + connection.Protocol]).ConfigureAwait(false))!;
         var epoch = (long)r[0];
         if (Parse(connection.DeviceId, (string)r[1]!) is { } previous && previous.Node != node.Id)
         {
@@ -46,7 +46,7 @@ internal sealed class RedisPresence(IConnectionMultiplexer redis, RedisKeys keys
         try
         {
             await Db.ScriptEvaluateAsync(UnregisterScript, [keys.Presence],
-                [connection.DeviceId, $"{node.Id}|{connection.Epoch}|{connection.ConnectedAt.ToUnixTimeMilliseconds()}"]).ConfigureAwait(false);
+                [connection.DeviceId, $"{node.Id}|{connection.Epoch}|{connection.ConnectedAt.ToUnixTimeMilliseconds()}|{connection.TransportName}|{connection.Protocol}"]).ConfigureAwait(false);
         }
         catch (Exception e) when (Storage.StoreFailures.Is(e))
         {
@@ -81,8 +81,10 @@ internal sealed class RedisPresence(IConnectionMultiplexer redis, RedisKeys keys
     {
         if (value.IsNullOrEmpty) return null;
         var parts = ((string)value!).Split('|');
-        return parts.Length == 3
-            ? new PresenceEntry(device, parts[0], long.Parse(parts[1], CultureInfo.InvariantCulture), DateTimeOffset.FromUnixTimeMilliseconds(long.Parse(parts[2], CultureInfo.InvariantCulture)))
+        // node|epoch|connectedAt, then transport|protocol (entries written before those existed have three parts).
+        return parts.Length is 3 or 5
+            ? new PresenceEntry(device, parts[0], long.Parse(parts[1], CultureInfo.InvariantCulture), DateTimeOffset.FromUnixTimeMilliseconds(long.Parse(parts[2], CultureInfo.InvariantCulture)),
+                parts.Length == 5 ? parts[3] : null, parts.Length == 5 ? parts[4] : null)
             : null;
     }
 }

@@ -32,6 +32,7 @@ internal sealed class MqttGateway : IHostedService, IDisposable
     private readonly Delivery.Lanes _lanes;
     private readonly Delivery.DeliveryService _delivery;
     private readonly IGroupDirectory _groups;
+    private readonly Rpc.RpcCoordinator _rpcs;
     private readonly EventHub _events;
     private readonly GatewayMetrics _metrics;
     private readonly ShutdownState _shutdown;
@@ -47,7 +48,7 @@ internal sealed class MqttGateway : IHostedService, IDisposable
     private readonly ConcurrentDictionary<string, DeviceSession> _connections = new(StringComparer.Ordinal);
 
     public MqttGateway(Handshake handshake, ConnectionAdmission admission, DeviceSessions sessions, DeviceBudgets budgets, Delivery.Lanes lanes,
-        Delivery.DeliveryService delivery, IGroupDirectory groups, EventHub events, GatewayMetrics metrics, ShutdownState shutdown, LogLimiter logLimiter,
+        Delivery.DeliveryService delivery, IGroupDirectory groups, Rpc.RpcCoordinator rpcs, EventHub events, GatewayMetrics metrics, ShutdownState shutdown, LogLimiter logLimiter,
         IOptions<GatewayOptions> options, TimeProvider time, ILogger<MqttGateway> logger)
     {
         _handshake = handshake;
@@ -57,6 +58,7 @@ internal sealed class MqttGateway : IHostedService, IDisposable
         _lanes = lanes;
         _delivery = delivery;
         _groups = groups;
+        _rpcs = rpcs;
         _events = events;
         _metrics = metrics;
         _shutdown = shutdown;
@@ -165,6 +167,24 @@ internal sealed class MqttGateway : IHostedService, IDisposable
         return _server.InjectApplicationMessage(new InjectedMqttApplicationMessage(m) { SenderClientId = DeviceId.Server }, CancellationToken.None);
     }
 
+    /// <summary>An rpc request on <c>devices/{id}/rpc</c>: MQTT 5 names the reply topic and the rpc id (correlation data).</summary>
+    internal Task PublishRpcAsync(string device, string rpcId, Messages.OutboundMessage message, MqttProtocolVersion version)
+    {
+        var m = new MqttApplicationMessage
+        {
+            Topic = MqttTopics.Rpc(device),
+            Payload = new System.Buffers.ReadOnlySequence<byte>(message.Payload),
+            QualityOfServiceLevel = MqttQualityOfServiceLevel.AtLeastOnce,
+        };
+        if (version == MqttProtocolVersion.V500)
+        {
+            m.ResponseTopic = MqttTopics.RpcReply(device);
+            m.CorrelationData = System.Text.Encoding.UTF8.GetBytes(rpcId);
+            if (message.Type == System.Net.WebSockets.WebSocketMessageType.Text) m.PayloadFormatIndicator = MqttPayloadFormatIndicator.CharacterData;
+        }
+        return _server.InjectApplicationMessage(new InjectedMqttApplicationMessage(m) { SenderClientId = DeviceId.Server }, CancellationToken.None);
+    }
+
     private static MQTTnet.Packets.MqttUserProperty Property(string name, string value) => new(name, System.Text.Encoding.UTF8.GetBytes(value).AsMemory());
 
     private async Task ValidatingConnectionAsync(ValidatingConnectionEventArgs e)
@@ -210,7 +230,7 @@ internal sealed class MqttGateway : IHostedService, IDisposable
             }
 
             var session = new DeviceSession(id, Protocol.ConnectionMode.Mqtt, outcome.Identity?.Permissions ?? Auth.DevicePermissions.Unrestricted,
-                _budgets.For(id), _time.GetUtcNow());
+                _budgets.For(id), _time.GetUtcNow()) { Protocol = e.ProtocolVersion == MqttProtocolVersion.V500 ? "5" : "3.1.1" };
             var transport = new MqttTransport(this, session, e.ProtocolVersion, _options.Limits, _metrics) { Closing = _onClosing };
             session.Attach(transport, _lanes.Create(session));
             // This connection is this id's MQTT connection from now on: an older one here is MQTTnet's to stop.
@@ -312,6 +332,13 @@ internal sealed class MqttGateway : IHostedService, IDisposable
             transport.MessagesQos = e.TopicFilter.QualityOfServiceLevel;
             session.AcksMessages = transport.MessagesQos != MqttQualityOfServiceLevel.AtMostOnce;
             // MQTTnet records the subscription after this returns: the lane starts once it has (ClientSubscribedTopicAsync).
+            return Task.CompletedTask;
+        }
+        if (filter == MqttTopics.Rpc(session.DeviceId))
+        {
+            if (e.TopicFilter.QualityOfServiceLevel == MqttQualityOfServiceLevel.ExactlyOnce) e.TopicFilter.QualityOfServiceLevel = MqttQualityOfServiceLevel.AtLeastOnce;
+            e.Response.ReasonCode = e.TopicFilter.QualityOfServiceLevel == MqttQualityOfServiceLevel.AtMostOnce ? MqttSubscribeReasonCode.GrantedQoS0 : MqttSubscribeReasonCode.GrantedQoS1;
+            ((MqttTransport)session.Transport).AcceptsRpc = true;
             return Task.CompletedTask;
         }
         if (TryGroup(filter, out _) && ((MqttTransport)session.Transport).TakeJoin(filter) is { } joined)
@@ -435,6 +462,11 @@ internal sealed class MqttGateway : IHostedService, IDisposable
             _events.Message(session.DeviceId, data, topic: topic[events.Length..]);
             return Task.CompletedTask;
         }
+        if (topic == MqttTopics.RpcReply(session.DeviceId))
+        {
+            RpcReply(e, session, m, payload);
+            return Task.CompletedTask;
+        }
         if (TryGroup(topic, out var group))
         {
             if (!session.Permissions.MayUseGroup(group))
@@ -456,6 +488,63 @@ internal sealed class MqttGateway : IHostedService, IDisposable
         }
         Refuse(e, session, MqttPubAckReasonCode.TopicNameInvalid);
         return Task.CompletedTask;
+    }
+
+    /// <summary>
+    /// A device's answer on <c>devices/{id}/rpc/reply</c>. With correlation data (MQTT 5): the rpc id; the payload is the
+    /// reply's data (JSON as it is, other text as a JSON string), or, with an <c>error</c> user property (the code),
+    /// the error's message. Without (MQTT 3.1.1): <c>{"id","data"}</c> or <c>{"id","error":{"code","message"}}</c>.
+    /// </summary>
+    private void RpcReply(InterceptingPublishEventArgs e, DeviceSession session, MqttApplicationMessage m, byte[] payload)
+    {
+        bool completed;
+        if (m.CorrelationData is { Length: > 0 } correlation)
+        {
+            var id = System.Text.Encoding.UTF8.GetString(correlation);
+            var code = m.UserProperties?.FirstOrDefault(p => p.Name == "error") is { } error ? MQTTnet.Packets.MqttUserPropertyExtensions.ReadValueAsString(error) : null;
+            if (!System.Text.Unicode.Utf8.IsValid(payload))
+            {
+                Refuse(e, session, MqttPubAckReasonCode.PayloadFormatInvalid);
+                return;
+            }
+            var reply = code is not null
+                ? new Rpc.RpcReply(null, code, System.Text.Encoding.UTF8.GetString(payload))
+                : new Rpc.RpcReply(IsJson(payload) ? payload : System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(System.Text.Encoding.UTF8.GetString(payload)), null, null);
+            completed = _rpcs.Complete(session, id, reply);
+        }
+        else
+        {
+            try
+            {
+                using var doc = System.Text.Json.JsonDocument.Parse(payload, new System.Text.Json.JsonDocumentOptions { MaxDepth = Protocol.EnvelopeReader.MaxDepth });
+                var root = doc.RootElement;
+                if (root.ValueKind != System.Text.Json.JsonValueKind.Object || !JsonText.TryGetString(root.TryGetProperty("id"u8, out var idElement) ? idElement : default, out var id))
+                {
+                    Refuse(e, session, MqttPubAckReasonCode.PayloadFormatInvalid);
+                    return;
+                }
+                completed = _rpcs.Complete(session, id, root.TryGetProperty("data"u8, out var data) ? data : default, root.TryGetProperty("error"u8, out var err) ? err : default);
+            }
+            catch (System.Text.Json.JsonException)
+            {
+                Refuse(e, session, MqttPubAckReasonCode.PayloadFormatInvalid);
+                return;
+            }
+        }
+        if (!completed) Log.LateReply(_logger, session.DeviceId, "(mqtt)");
+    }
+
+    private static bool IsJson(byte[] payload)
+    {
+        try
+        {
+            using var doc = System.Text.Json.JsonDocument.Parse(payload, new System.Text.Json.JsonDocumentOptions { MaxDepth = Protocol.EnvelopeReader.MaxDepth });
+            return true;
+        }
+        catch (System.Text.Json.JsonException)
+        {
+            return false;
+        }
     }
 
     /// <summary>

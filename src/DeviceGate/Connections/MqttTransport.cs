@@ -17,10 +17,10 @@ namespace DeviceGate.Connections;
 /// with the reason that matches the close code; <see cref="Completion"/> completes when MQTTnet reports it gone (or,
 /// when another MQTT connection of the same id took it over, at once: MQTTnet stops a taken-over client itself).
 /// </summary>
-internal sealed class MqttTransport : ISessionTransport
+internal sealed class MqttTransport : ISessionTransport, IRpcCarrier
 {
     private readonly MqttGateway _gateway;
-    private readonly Channel<OutboundMessage> _queue;
+    private readonly Channel<(OutboundMessage Message, string? RpcId)> _queue;
     private readonly TaskCompletionSource _done = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly GatewayMetrics _metrics;
     private readonly int _maxQueuedMessages;
@@ -39,7 +39,7 @@ internal sealed class MqttTransport : ISessionTransport
         _maxQueuedMessages = limits.SendQueueMessages;
         _maxQueuedBytes = limits.SendQueueBytes;
         _topic = MqttTopics.Messages(session.DeviceId);
-        _queue = Channel.CreateUnbounded<OutboundMessage>(new UnboundedChannelOptions { SingleReader = true });
+        _queue = Channel.CreateUnbounded<(OutboundMessage, string?)>(new UnboundedChannelOptions { SingleReader = true });
         _ = WriteLoopAsync();
     }
 
@@ -82,7 +82,16 @@ internal sealed class MqttTransport : ISessionTransport
     public bool IsClosing => Volatile.Read(ref _closeRequested) != 0;
     public Task Completion => _done.Task;
 
-    public EnqueueResult TryEnqueue(in OutboundMessage message)
+    /// <summary>The device subscribed to <c>devices/{id}/rpc</c>: rpcs reach it (otherwise the API answers 409).</summary>
+    public bool AcceptsRpc { get; set; }
+
+    public EnqueueResult TryEnqueueRpc(string id, MessageData request, string? traceParent) =>
+        // MQTT 5 carries the id as correlation data beside the request's own bytes; 3.1.1 wraps them: {"id","data"}.
+        Enqueue(Version == MqttProtocolVersion.V500 ? new OutboundMessage(request.RawPayload, request.RawType) : OutboundMessage.Text(EnvelopeWriter.MqttRpc(id, request)), id);
+
+    public EnqueueResult TryEnqueue(in OutboundMessage message) => Enqueue(message, null);
+
+    private EnqueueResult Enqueue(in OutboundMessage message, string? rpcId)
     {
         if (IsClosing) return EnqueueResult.Closed;
         var count = Interlocked.Increment(ref _queuedMessages);
@@ -93,7 +102,7 @@ internal sealed class MqttTransport : ISessionTransport
             if (RequestClose(CloseCodes.SlowConsumer, CloseReasons.SlowConsumer, dropBacklog: true)) _metrics.SendQueueOverflows.Add(1);
             return EnqueueResult.Overflow;
         }
-        if (!_queue.Writer.TryWrite(message))
+        if (!_queue.Writer.TryWrite((message, rpcId)))
         {
             Dequeued(message.Payload.Length);
             return EnqueueResult.Closed;
@@ -149,11 +158,13 @@ internal sealed class MqttTransport : ISessionTransport
         {
             while (await _queue.Reader.WaitToReadAsync().ConfigureAwait(false))
             {
-                while (_queue.Reader.TryRead(out var message))
+                while (_queue.Reader.TryRead(out var item))
                 {
+                    var message = item.Message;
                     Dequeued(message.Payload.Length);
                     if (IsClosing) return;
-                    await _gateway.PublishAsync(Session.DeviceId, _topic, message, Version).ConfigureAwait(false);
+                    if (item.RpcId is { } rpcId) await _gateway.PublishRpcAsync(Session.DeviceId, rpcId, message, Version).ConfigureAwait(false);
+                    else await _gateway.PublishAsync(Session.DeviceId, _topic, message, Version).ConfigureAwait(false);
                     _metrics.BytesOut.Add(message.Payload.Length);
                     message.Observer?.OnWritten();
                 }
@@ -179,6 +190,10 @@ internal static class MqttTopics
     public static string Messages(string device) => $"devices/{device}/messages";
 
     public static string Events(string device) => $"devices/{device}/events";
+
+    public static string Rpc(string device) => $"devices/{device}/rpc";
+
+    public static string RpcReply(string device) => $"devices/{device}/rpc/reply";
 
     public const string GroupPrefix = "groups/";
     public const string DevicePrefix = "devices/";

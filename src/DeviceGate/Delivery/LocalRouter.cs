@@ -45,10 +45,15 @@ internal sealed class LocalRouter(ConnectionRegistry registry, RpcCoordinator rp
         System.Diagnostics.ActivityContext trace = default)
     {
         if (!registry.TryGet(device, out var session) || session.IsClosing) return new RpcOutcome(RpcStatus.NotConnected);
-        if (session.Mode != ConnectionMode.Envelope) return new RpcOutcome(RpcStatus.RawMode);
+        var carrier = session.Transport as IRpcCarrier;
+        // Raw devices cannot answer; an MQTT device answers only while subscribed to its rpc topic.
+        if (carrier is null ? session.Mode != ConnectionMode.Envelope : !carrier.AcceptsRpc) return new RpcOutcome(RpcStatus.RawMode);
         var (rpcId, reply) = rpcs.Begin(session, id);
         var traceParent = _propagateTrace ? Telemetry.TraceParent(trace != default ? trace : System.Diagnostics.Activity.Current?.Context ?? default) : null;
-        if (session.TryEnqueue(OutboundMessage.Text(EnvelopeWriter.Rpc(rpcId, request, traceParent))) != EnqueueResult.Queued)
+        var sent = carrier is not null
+            ? carrier.TryEnqueueRpc(rpcId, request, traceParent)
+            : session.TryEnqueue(OutboundMessage.Text(EnvelopeWriter.Rpc(rpcId, request, traceParent)));
+        if (sent != EnqueueResult.Queued)
         {
             rpcs.End(rpcId);
             return new RpcOutcome(RpcStatus.NotConnected);

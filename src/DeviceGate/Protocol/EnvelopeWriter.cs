@@ -29,6 +29,13 @@ public static class EnvelopeWriter
         s.data.WriteTo(w);
     });
 
+    /// <summary>An rpc request for an MQTT 3.1.1 device (no correlation data there): <c>{"id","data"}</c> on <c>devices/{id}/rpc</c>.</summary>
+    public static byte[] MqttRpc(string id, MessageData data) => Write((id, data), static (w, s) =>
+    {
+        w.WriteString("id"u8, s.id);
+        s.data.WriteTo(w);
+    });
+
     /// <summary>
     /// The desired-state message: the whole desired document and the delta against reported, both compact JSON
     /// objects, at desired version <paramref name="version"/>.

@@ -64,6 +64,17 @@ internal sealed class RpcCoordinator(GatewayMetrics metrics) : Sessions.ISession
         return p.Reply.TrySetResult(reply);
     }
 
+    /// <summary>A reply that came as a whole (MQTT 5: correlation data, payload, an error user property).</summary>
+    public bool Complete(object connection, string id, RpcReply reply)
+    {
+        if (!_pending.TryGetValue(id, out var p) || !ReferenceEquals(p.Connection, connection) || !_pending.TryRemove(new KeyValuePair<string, Pending>(id, p)))
+        {
+            metrics.LateReplies.Add(1);
+            return false;
+        }
+        return p.Reply.TrySetResult(reply);
+    }
+
     /// <summary>The session is closing: its pending rpcs will not be answered.</summary>
     public void OnClosing(Sessions.DeviceSession session) => ConnectionGone(session);
 

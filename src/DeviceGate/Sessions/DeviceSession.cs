@@ -28,6 +28,12 @@ internal sealed class DeviceSession(string deviceId, ConnectionMode mode, Device
     /// </summary>
     public bool AcksMessages { get; set; } = mode == ConnectionMode.Envelope;
 
+    /// <summary>What carries the session, as <c>GET /api/devices/{id}</c> shows it: <c>websocket</c> or <c>mqtt</c>.</summary>
+    public string TransportName => Mode == ConnectionMode.Mqtt ? "mqtt" : "websocket";
+
+    /// <summary>The MQTT version (<c>3.1.1</c>, <c>5</c>), or the WebSocket mode (<c>raw</c>, <c>devicegate.v1.json</c>).</summary>
+    public string Protocol { get; init; } = mode == ConnectionMode.Envelope ? Subprotocols.EnvelopeJson : "raw";
+
     /// <summary>This session's presence epoch: a newer session of the same device anywhere has a higher one (set when opened).</summary>
     public long Epoch { get; internal set; }
 
@@ -77,6 +83,17 @@ internal interface ISessionTransport
     bool ClosedByDevice { get; }
 
     Task Completion { get; }
+}
+
+/// <summary>
+/// A transport that carries rpcs its own way (MQTT: a topic of their own) rather than as an envelope; it takes them
+/// only while the device listens for them (an MQTT device subscribed to <c>devices/{id}/rpc</c>).
+/// </summary>
+internal interface IRpcCarrier
+{
+    bool AcceptsRpc { get; }
+
+    EnqueueResult TryEnqueueRpc(string id, MessageData request, string? traceParent);
 }
 
 /// <summary>A session's ordered delivery lane, as the delivery side attaches it (Delivery.DeviceLane).</summary>

@@ -2,7 +2,8 @@
 namespace DeviceGate.Sessions;
 
 /// <summary>Where a device is connected: its node, and the epoch of that connection (a fencing token).</summary>
-public sealed record PresenceEntry(string Device, string Node, long Epoch, DateTimeOffset ConnectedAt);
+/// <summary>Where a device is connected; <c>Transport</c> is <c>websocket</c> or <c>mqtt</c>, <c>Protocol</c> its mode or MQTT version.</summary>
+public sealed record PresenceEntry(string Device, string Node, long Epoch, DateTimeOffset ConnectedAt, string? Transport = null, string? Protocol = null);
 
 /// <summary>
 /// Which node holds each device's connection. One node: the local registry. Cluster: Redis, with a lease per node
@@ -33,13 +34,13 @@ internal sealed class LocalPresence(ConnectionRegistry registry, NodeIdentity no
     public Task UnregisterAsync(DeviceSession connection) => Task.CompletedTask;
 
     public Task<PresenceEntry?> LocateAsync(string device) => Task.FromResult(
-        registry.TryGet(device, out var c) && !c.IsClosing ? new PresenceEntry(device, node.Id, c.Epoch, c.ConnectedAt) : null);
+        registry.TryGet(device, out var c) && !c.IsClosing ? new PresenceEntry(device, node.Id, c.Epoch, c.ConnectedAt, c.TransportName, c.Protocol) : null);
 
     public Task<IReadOnlyList<PresenceEntry>> ListAsync(string? after, int limit) => Task.FromResult<IReadOnlyList<PresenceEntry>>(
         registry.All
             .Where(c => after is null || string.CompareOrdinal(c.DeviceId, after) > 0)
             .OrderBy(c => c.DeviceId, StringComparer.Ordinal)
             .Take(limit)
-            .Select(c => new PresenceEntry(c.DeviceId, node.Id, c.Epoch, c.ConnectedAt))
+            .Select(c => new PresenceEntry(c.DeviceId, node.Id, c.Epoch, c.ConnectedAt, c.TransportName, c.Protocol))
             .ToList());
 }

@@ -70,6 +70,77 @@ public sealed class MqttTests : IAsyncLifetime
 
         var online = await _gw.Api.GetJsonAsync($"api/devices/{id}");
         Assert.True(online.GetProperty("online").GetBoolean());
+        Assert.Equal(("mqtt", version == MqttProtocolVersion.V500 ? "5" : "3.1.1"), (online.Str("transport"), online.Str("protocol")));
+    }
+
+    [Fact]
+    public async Task Rpc_over_mqtt_5_uses_the_response_topic_and_correlation_data_and_an_error_property_is_a_502()
+    {
+        const string id = "mq-rpc5";
+        await using var device = await MqttDevice.ConnectAsync(MqttDevice.Tcp(_port, id, _gw.Token(id)));
+        // Not listening for rpcs yet: like a raw device, 409.
+        using (var early = await _gw.Api.PostTextAsync($"api/devices/{id}/rpc?timeout=5", "{}")) Assert.Equal(HttpStatusCode.Conflict, early.StatusCode);
+        Assert.Equal(MqttClientSubscribeResultCode.GrantedQoS1, await device.SubscribeAsync($"devices/{id}/rpc"));
+
+        var call = _gw.Api.PostBytesAsync($"api/devices/{id}/rpc?timeout=10", "{\"cmd\":\"status\"}"u8.ToArray(), "application/json");
+        var request = (await device.ReceiveAsync()).ApplicationMessage;
+        Assert.Equal(($"devices/{id}/rpc", $"devices/{id}/rpc/reply", "{\"cmd\":\"status\"}"), (request.Topic, request.ResponseTopic, request.ConvertPayloadToString()));
+        await device.Client.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(request.ResponseTopic).WithCorrelationData(request.CorrelationData)
+            .WithPayload("{\"ok\":true}").WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build());
+        using (var response = await call)
+        {
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            Assert.True((await response.JsonAsync()).GetProperty("ok").GetBoolean());
+        }
+
+        var failing = _gw.Api.PostTextAsync($"api/devices/{id}/rpc?timeout=10", "go");
+        var second = (await device.ReceiveAsync()).ApplicationMessage;
+        await device.Client.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(second.ResponseTopic).WithCorrelationData(second.CorrelationData)
+            .WithUserProperty("error", "busy"u8.ToArray().AsMemory()).WithPayload("motor running").Build());
+        using (var response = await failing)
+        {
+            Assert.Equal(HttpStatusCode.BadGateway, response.StatusCode);
+            var problem = await response.JsonAsync();
+            Assert.Equal(("busy", "motor running"), (problem.Str("code"), problem.Str("message")));
+        }
+    }
+
+    [Fact]
+    public async Task Rpc_over_mqtt_311_wraps_the_id_in_the_payload_both_ways()
+    {
+        const string id = "mq-rpc311";
+        await using var device = await MqttDevice.ConnectAsync(MqttDevice.Tcp(_port, id, _gw.Token(id), MqttProtocolVersion.V311));
+        await device.SubscribeAsync($"devices/{id}/rpc");
+        var call = _gw.Api.PostBytesAsync($"api/devices/{id}/rpc?timeout=10", "{\"cmd\":\"status\"}"u8.ToArray(), "application/json");
+        var request = System.Text.Json.JsonDocument.Parse((await device.ReceiveAsync()).ApplicationMessage.ConvertPayloadToString()).RootElement;
+        Assert.Equal("status", request.GetProperty("data").Str("cmd"));
+        var rpcId = request.Str("id");
+        await device.PublishAsync($"devices/{id}/rpc/reply", System.Text.Json.JsonSerializer.Serialize(new { id = rpcId, data = new { temp = 21 } }));
+        using (var response = await call)
+        {
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            Assert.Equal(21, (await response.JsonAsync()).GetProperty("temp").GetInt32());
+        }
+        var failing = _gw.Api.PostTextAsync($"api/devices/{id}/rpc?timeout=10", "go");
+        var second = System.Text.Json.JsonDocument.Parse((await device.ReceiveAsync()).ApplicationMessage.ConvertPayloadToString()).RootElement;
+        await device.PublishAsync($"devices/{id}/rpc/reply", System.Text.Json.JsonSerializer.Serialize(new { id = second.Str("id"), error = new { code = "busy", message = "motor running" } }));
+        using var failed = await failing;
+        Assert.Equal(HttpStatusCode.BadGateway, failed.StatusCode);
+        Assert.Equal("busy", (await failed.JsonAsync()).Str("code"));
+    }
+
+    [Fact]
+    public async Task Revoking_the_devices_tokens_closes_its_mqtt_connection_and_keeps_it_out()
+    {
+        const string id = "mq-revoked";
+        var token = _gw.Token(id);
+        await using var device = await MqttDevice.ConnectAsync(MqttDevice.Tcp(_port, id, token));
+        using (var revoke = await _gw.Api.PostAsync($"api/devices/{id}/revoke-tokens", null)) Assert.True(revoke.IsSuccessStatusCode, $"{(int)revoke.StatusCode}");
+        var gone = await device.Disconnected.WaitAsync(Timeouts.Default);
+        Assert.Equal(MqttClientDisconnectReason.NotAuthorized, gone.Reason);
+        var (again, result) = await MqttDevice.TryConnectAsync(MqttDevice.Tcp(_port, id, token));
+        await again.DisposeAsync();
+        Assert.Equal(MqttClientConnectResultCode.NotAuthorized, result);
     }
 
     [Theory]
@@ -231,6 +302,8 @@ public sealed class MqttTests : IAsyncLifetime
             using var ws = await _gw.ConnectAsync(id);
             var gone = await mqtt.Disconnected.WaitAsync(Timeouts.Default);
             Assert.Equal(MqttClientDisconnectReason.SessionTakenOver, gone.Reason);
+            var asWebSocket = await _gw.Api.GetJsonAsync($"api/devices/{id}");
+            Assert.Equal(("websocket", "raw"), (asWebSocket.Str("transport"), asWebSocket.Str("protocol")));
 
             await using var again = await MqttDevice.ConnectAsync(MqttDevice.Tcp(_port, id, _gw.Token(id)));
             Assert.Equal((4000, "replaced"), await ws.ReceiveCloseAsync());
