@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.WebSockets;
 using System.Text.Json;
 using DeviceGate.Tests.Infrastructure;
+using MQTTnet;
 
 namespace DeviceGate.Tests.Functional;
 
@@ -30,6 +31,42 @@ public sealed class ClusterTests : IAsyncLifetime
     {
         await _one.DisposeAsync();
         await _two.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task An_mqtt_device_on_node_1_gets_sends_and_rpcs_through_node_2_and_a_websocket_connect_on_node_2_takes_it_over()
+    {
+        var port = MqttDevice.FreePort();
+        var settings = Settings(RedisServer.Shared.Configuration, _prefix, "mqtt-node-1");
+        settings["DeviceGate:Mqtt:Enabled"] = "true";
+        settings["DeviceGate:Mqtt:TcpPort"] = port.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        await using var mqttNode = await TestGateway.StartAsync(settings);
+        await using var device = await MqttDevice.ConnectAsync(MqttDevice.Tcp(port, "mqtt-far", mqttNode.Token("mqtt-far")));
+        await device.SubscribeAsync("devices/mqtt-far/messages");
+        await device.SubscribeAsync("devices/mqtt-far/rpc");
+
+        var shown = await _two.Api.GetJsonAsync("api/devices/mqtt-far");
+        Assert.Equal(("mqtt-node-1", "mqtt", "5"), (shown.Str("node"), shown.Str("transport"), shown.Str("protocol")));
+        using (var sent = await _two.Api.PostTextAsync("api/devices/mqtt-far/messages?ttl=60", "via node 2"))
+        {
+            Assert.Equal(HttpStatusCode.Accepted, sent.StatusCode);
+            var id = (await sent.JsonAsync()).Str("id");
+            Assert.Equal("via node 2", (await device.ReceiveAsync()).ApplicationMessage.ConvertPayloadToString());
+            await ApiExtensions.EventuallyAsync(async () => (await _two.Api.GetJsonAsync($"api/messages/{id}")).Str("status") == "acked", "acked, read on node 2");
+        }
+        var call = _two.Api.PostBytesAsync("api/devices/mqtt-far/rpc?timeout=10", "{\"q\":1}"u8.ToArray(), "application/json");
+        var request = (await device.ReceiveAsync()).ApplicationMessage;
+        await device.Client.PublishAsync(new MQTTnet.MqttApplicationMessageBuilder().WithTopic(request.ResponseTopic).WithCorrelationData(request.CorrelationData)
+            .WithPayload("{\"a\":2}").WithQualityOfServiceLevel(MQTTnet.Protocol.MqttQualityOfServiceLevel.AtLeastOnce).Build());
+        using (var answered = await call)
+        {
+            Assert.Equal(HttpStatusCode.OK, answered.StatusCode);
+            Assert.Equal(2, (await answered.JsonAsync()).GetProperty("a").GetInt32());
+        }
+
+        using var ws = await _two.ConnectAsync("mqtt-far");
+        var gone = await device.Disconnected.WaitAsync(Timeouts.Default);
+        Assert.Equal(MQTTnet.MqttClientDisconnectReason.SessionTakenOver, gone.Reason);
     }
 
     [Fact]

@@ -3,6 +3,7 @@ using System.Net;
 using System.Net.Http.Headers;
 using System.Net.WebSockets;
 using DeviceGate.Tests.Infrastructure;
+using MQTTnet;
 using Microsoft.Data.Sqlite;
 
 namespace DeviceGate.Tests.Functional;
@@ -51,6 +52,32 @@ public sealed class CrashTests : IDisposable
         await using var second = await GatewayProcess.StartAsync(_dir, Config);
         using var device = await ConnectAsync(second.BaseUri, "survivor");
         for (var i = 0; i < 100; i++) Assert.Equal($"msg {i}", await device.ReceiveTextAsync());
+    }
+
+    [Fact]
+    public async Task A_hundred_qos1_messages_queued_for_an_mqtt_device_survive_sigkill_and_are_acked_by_puback()
+    {
+        var port = MqttDevice.FreePort();
+        string[] config = [.. Config, "--DeviceGate:Mqtt:Enabled=true", $"--DeviceGate:Mqtt:TcpPort={port}"];
+        var ids = new List<string>();
+        await using (var first = await GatewayProcess.StartAsync(_dir, config))
+        {
+            using var api = Api(first.BaseUri);
+            for (var i = 0; i < 100; i++)
+            {
+                using var r = await api.PostAsync("api/devices/mqtt-survivor/messages?ttl=600", new StringContent($"msg {i}"));
+                Assert.Equal(HttpStatusCode.Accepted, r.StatusCode);
+                ids.Add((await r.JsonAsync()).Str("id"));
+            }
+            await first.KillHardAsync();
+        }
+        await using var second = await GatewayProcess.StartAsync(_dir, config);
+        await using var device = await MqttDevice.ConnectAsync(MqttDevice.Tcp(port, "mqtt-survivor", TestGateway.MintWithSecret("mqtt-survivor")));
+        await device.SubscribeAsync("devices/mqtt-survivor/messages");
+        for (var i = 0; i < 100; i++) Assert.Equal($"msg {i}", (await device.ReceiveAsync()).ApplicationMessage.ConvertPayloadToString());
+        using var check = Api(second.BaseUri);
+        await ApiExtensions.EventuallyAsync(async () => (await check.GetJsonAsync($"api/messages/{ids[^1]}")).Str("status") == "acked", "the last one acked by PUBACK");
+        Assert.Equal("acked", (await check.GetJsonAsync($"api/messages/{ids[0]}")).Str("status"));
     }
 
     [Fact]
