@@ -382,6 +382,9 @@ internal sealed class MqttGateway : IHostedService, IDisposable
                     if (TryGroup(filter.Topic, out var group)) ((MqttTransport)session.Transport).RecordJoin(filter.Topic, await JoinAsync(session, group).ConfigureAwait(false));
                 }
                 break;
+            case MQTTnet.Packets.MqttPublishPacket when Current(e.ClientId) is { } session:
+                Interlocked.Increment(ref ((MqttTransport)session.Transport).PublishesIn);
+                break;
             case MQTTnet.Packets.MqttUnsubscribePacket unsubscribe when Current(e.ClientId) is { } session:
                 foreach (var topic in unsubscribe.TopicFilters)
                 {
@@ -432,6 +435,12 @@ internal sealed class MqttGateway : IHostedService, IDisposable
         var session = Current(e.ClientId);
         if (session is null) return Task.CompletedTask;
         var m = e.ApplicationMessage;
+        if (Interlocked.Decrement(ref ((MqttTransport)session.Transport).PublishesIn) < 0)
+        {
+            Interlocked.Increment(ref ((MqttTransport)session.Transport).PublishesIn);
+            Will(session, m);
+            return Task.CompletedTask;
+        }
         if (m.Retain)
         {
             Refuse(e, session, MqttPubAckReasonCode.ImplementationSpecificError);
@@ -488,6 +497,19 @@ internal sealed class MqttGateway : IHostedService, IDisposable
         }
         Refuse(e, session, MqttPubAckReasonCode.TopicNameInvalid);
         return Task.CompletedTask;
+    }
+
+    /// <summary>
+    /// The will of a device that dropped (no DISCONNECT): a <c>message</c> event with <c>"will": true</c>; its topic is
+    /// given relative to <c>devices/{id}/events</c> when it is under it, whole otherwise. Not a message to anyone.
+    /// </summary>
+    private void Will(DeviceSession session, MqttApplicationMessage m)
+    {
+        var payload = System.Buffers.BuffersExtensions.ToArray(m.Payload);
+        var data = System.Text.Unicode.Utf8.IsValid(payload) ? MessageData.Text(payload) : MessageData.Binary(payload);
+        var events = MqttTopics.Events(session.DeviceId);
+        var topic = m.Topic == events || m.Topic.StartsWith(events + "/", StringComparison.Ordinal) ? m.Topic[events.Length..] : m.Topic;
+        _events.Message(session.DeviceId, data, topic: topic, will: true);
     }
 
     /// <summary>

@@ -55,6 +55,12 @@ internal sealed class MqttTransport : ISessionTransport, IRpcCarrier
     // interceptor (one SUBSCRIBE at a time per client).
     private readonly Dictionary<string, MqttSubscribeReasonCode> _joins = new(StringComparer.Ordinal);
 
+    /// <summary>
+    /// PUBLISH packets that came in and are not handled yet. MQTTnet hands a dropped client's will to the publish
+    /// interceptor like any publish, but no PUBLISH packet came in for it: that is how the will is told apart.
+    /// </summary>
+    internal int PublishesIn;
+
     internal void RecordJoin(string topic, MqttSubscribeReasonCode result)
     {
         lock (_joins) _joins[topic] = result;

@@ -58,8 +58,8 @@ internal sealed class EventHub(IOptions<GatewayOptions> options, NodeIdentity no
 
     public void Expired(string device, string messageId) => Publish(id => GatewayEvent.ForMessage(id, node.Id, EventTypes.Expired, device, messageId, time.GetUtcNow()));
 
-    public void Message(string device, MessageData data, string? traceParent = null, string? topic = null) =>
-        Publish(id => GatewayEvent.Message(id, node.Id, device, time.GetUtcNow(), data, traceParent, topic));
+    public void Message(string device, MessageData data, string? traceParent = null, string? topic = null, bool will = false) =>
+        Publish(id => GatewayEvent.Message(id, node.Id, device, time.GetUtcNow(), data, traceParent, topic, will));
 
     private void Publish(Func<long, GatewayEvent> create)
     {

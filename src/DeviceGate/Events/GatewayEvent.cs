@@ -70,13 +70,15 @@ public sealed class GatewayEvent
     /// <param name="data">What it said.</param>
     /// <param name="traceParent">The trace it continued, if any.</param>
     /// <param name="topic">For an MQTT device: the part of its topic after <c>devices/{id}/events</c> ("" for the bare topic).</param>
-    public static GatewayEvent Message(long id, string node, string device, DateTimeOffset at, MessageData data, string? traceParent = null, string? topic = null) =>
+    /// <param name="will">An MQTT device's will, published because it dropped.</param>
+    public static GatewayEvent Message(long id, string node, string device, DateTimeOffset at, MessageData data, string? traceParent = null, string? topic = null, bool will = false) =>
         Create(id, node, EventTypes.Message, device, at, static (w, s) =>
         {
             if (s.topic is not null) w.WriteString("topic"u8, s.topic);
+            if (s.will) w.WriteBoolean("will"u8, true);
             if (s.traceParent is not null) w.WriteString("traceparent"u8, s.traceParent);
             s.data.WriteTo(w, compact: true);
-        }, (data, traceParent, topic));
+        }, (data, traceParent, topic, will));
 
     /// <summary><c>acked</c> and <c>expired</c>: <c>{device, id, at}</c>, where <c>id</c> is the message id.</summary>
     /// <summary><c>state</c>: <c>{device, part, version, patch}</c>: a part of the device's state changed by <c>patch</c> (compact JSON).</summary>

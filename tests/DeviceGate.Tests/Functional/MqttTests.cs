@@ -220,6 +220,39 @@ public sealed class MqttTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_will_becomes_a_message_event_marked_will_when_the_device_drops_and_not_when_it_disconnects()
+    {
+        const string id = "mq-will";
+        await using var sse = await SseClient.OpenAsync(_gw.Api, $"api/events?types=connected,disconnected,message&device={id}");
+        var info = new System.Diagnostics.ProcessStartInfo("mosquitto_sub") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var a in new[] { "-h", "127.0.0.1", "-p", _port.ToString(System.Globalization.CultureInfo.InvariantCulture), "-i", id, "-u", "device", "-P", _gw.Token(id),
+            "-t", $"devices/{id}/messages", "--will-topic", $"devices/{id}/events/status", "--will-payload", "offline", "--will-qos", "1" })
+        {
+            info.ArgumentList.Add(a);
+        }
+        using (var sub = System.Diagnostics.Process.Start(info)!)
+        {
+            Assert.Equal("connected", (await sse.NextAsync()).Event);
+            // Dropped, not disconnected: the TCP connection ends without a DISCONNECT packet.
+            sub.Kill();
+            await sub.WaitForExitAsync();
+        }
+        var will = await sse.NextWhereAsync(e => e.Event == "message");
+        Assert.Equal(("/status", "offline", true), (will.Data.Str("topic"), will.Data.Str("data"), will.Data.GetProperty("will").GetBoolean()));
+
+        // A clean DISCONNECT sends no will; an ordinary publish is no will either.
+        var clean = await MqttDevice.ConnectAsync(MqttDevice.Tcp(_port, id, _gw.Token(id)).WithWillTopic($"devices/{id}/events/status").WithWillPayload("offline"));
+        await clean.PublishAsync($"devices/{id}/events/status", "online");
+        var ordinary = await sse.NextWhereAsync(e => e.Event == "message");
+        Assert.False(ordinary.Data.TryGetProperty("will", out _));
+        await clean.DisposeAsync();
+        await sse.NextWhereAsync(e => e.Event == "disconnected");
+        using (var ws = await _gw.ConnectAsync(id)) await ws.CloseCleanlyAsync();
+        var next = await sse.NextWhereAsync(e => e.Event != "connected");
+        Assert.Equal("disconnected", next.Event);
+    }
+
+    [Fact]
     public async Task Mosquitto_sub_receives_a_message_sent_with_the_api()
     {
         const string id = "mq-sub";
