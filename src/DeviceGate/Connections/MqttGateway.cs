@@ -382,7 +382,14 @@ internal sealed class MqttGateway : IHostedService, IDisposable
                     if (TryGroup(filter.Topic, out var group)) ((MqttTransport)session.Transport).RecordJoin(filter.Topic, await JoinAsync(session, group).ConfigureAwait(false));
                 }
                 break;
-            case MQTTnet.Packets.MqttPublishPacket when Current(e.ClientId) is { } session:
+            case MQTTnet.Packets.MqttPublishPacket publish when Current(e.ClientId) is { } session:
+                if (publish.Payload.Length > _options.Limits.MaxMessageBytes)
+                {
+                    // The same limit as a WebSocket message (1009): the device is disconnected (MQTT 5: 0x95 packet too large).
+                    e.ProcessPacket = false;
+                    session.RequestClose(Protocol.CloseCodes.TooBig, Protocol.CloseReasons.TooBig, dropBacklog: true);
+                    break;
+                }
                 Interlocked.Increment(ref ((MqttTransport)session.Transport).PublishesIn);
                 break;
             case MQTTnet.Packets.MqttUnsubscribePacket unsubscribe when Current(e.ClientId) is { } session:

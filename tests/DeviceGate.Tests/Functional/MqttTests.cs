@@ -326,6 +326,24 @@ public sealed class MqttTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_publish_over_max_message_bytes_disconnects_the_device_with_packet_too_large()
+    {
+        await using var device = await MqttDevice.ConnectAsync(MqttDevice.Tcp(_port, "mq-big", _gw.Token("mq-big")));
+        var big = new string('x', 64 * 1024 + 1);
+        try
+        {
+            await device.PublishAsync("devices/mq-big/events", big);
+        }
+        catch (MQTTnet.Exceptions.MqttCommunicationException)
+        {
+            // The disconnect may overtake the PUBACK the client waits for.
+        }
+        var gone = await device.Disconnected.WaitAsync(Timeouts.Default);
+        Assert.Equal(MqttClientDisconnectReason.PacketTooLarge, gone.Reason);
+        await ApiExtensions.EventuallyAsync(async () => !(await _gw.Api.GetJsonAsync("api/devices/mq-big")).GetProperty("online").GetBoolean(), "offline");
+    }
+
+    [Fact]
     public async Task One_connection_per_device_across_transports_in_both_directions()
     {
         const string id = "mq-takeover";
