@@ -4,7 +4,7 @@
 # ports), Debian's Chromium (dashboard and browser-example tests, through Playwright; never a browser download) and
 # nginx (the reverse-proxy tests run it on loopback with the configuration docs/operations.md documents), and
 # systemd's systemd-analyze (it checks deploy/devicegate.service; nothing is started under systemd), and
-# mosquitto-clients (the MQTT tests connect mosquitto_sub and mosquitto_pub to the gateway).
+# mosquitto-clients and python3-paho-mqtt (the MQTT tests connect mosquitto_sub, mosquitto_pub and a paho device).
 # As root it installs them with apt-get; otherwise it names the packages and stops, so no test silently skips.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -16,6 +16,7 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || missing+=(nginx)
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 command -v mosquitto_sub >/dev/null 2>&1 || missing+=(mosquitto-clients)
+/usr/bin/python3 -c 'import paho.mqtt' >/dev/null 2>&1 || missing+=(python3-paho-mqtt)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "test.sh: installing ${missing[*]} (apt-get)"

@@ -23,12 +23,16 @@ internal static class ConnectCommand
         var echo = new Option<bool>("--echo") { Description = "Connect to the echo endpoint /ws/echo instead" };
         var envelope = new Option<bool>("--envelope") { Description = "Speak the devicegate.v1.json envelope protocol (typed text goes to 'server')" };
         var reply = new Option<string?>("--reply") { Description = "Answer every rpc with this data (JSON, or text as a JSON string); implies --envelope" };
+        var mqtt = new Option<bool>("--mqtt") { Description = "Connect over MQTT 5 (TCP) instead: messages from devices/<id>/messages, typed lines to devices/<id>/events" };
+        var mqttPort = new Option<int>("--mqtt-port") { Description = "The gateway's MQTT TCP port (DeviceGate:Mqtt:TcpPort)", DefaultValueFactory = _ => Defaults.MqttTcpPort };
         var command = CommandLine.Client("connect", "Connect as a device: print what arrives, send each line typed.");
         command.Options.Add(device);
         command.Options.Add(token);
         command.Options.Add(echo);
         command.Options.Add(envelope);
         command.Options.Add(reply);
+        command.Options.Add(mqtt);
+        command.Options.Add(mqttPort);
         command.SetAction(async (parse, ct) =>
         {
             var id = parse.GetValue(device);
@@ -57,6 +61,11 @@ internal static class ConnectCommand
                 }
             }
             var replyData = parse.GetValue(reply) is { } r ? (CliConfig.IsJson(r) ? r : JsonSerializer.Serialize(r)) : null;
+            if (parse.GetValue(mqtt))
+            {
+                if (isEcho) return CommandLine.Fail("--mqtt connects a device; there is no MQTT echo.");
+                return await MqttConnect.RunAsync(server.Host, parse.GetValue(mqttPort), id!, jwt!, replyData, ct).ConfigureAwait(false);
+            }
             var useEnvelope = !isEcho && (parse.GetValue(envelope) || replyData is not null);
             return await RunAsync(ws.Uri, jwt, useEnvelope, replyData, ct).ConfigureAwait(false);
         });

@@ -33,6 +33,7 @@ internal sealed class MqttGateway : IHostedService, IDisposable
     private readonly Delivery.DeliveryService _delivery;
     private readonly IGroupDirectory _groups;
     private readonly Rpc.RpcCoordinator _rpcs;
+    private readonly State.DeviceStates _states;
     private readonly EventHub _events;
     private readonly GatewayMetrics _metrics;
     private readonly ShutdownState _shutdown;
@@ -48,7 +49,7 @@ internal sealed class MqttGateway : IHostedService, IDisposable
     private readonly ConcurrentDictionary<string, DeviceSession> _connections = new(StringComparer.Ordinal);
 
     public MqttGateway(Handshake handshake, ConnectionAdmission admission, DeviceSessions sessions, DeviceBudgets budgets, Delivery.Lanes lanes,
-        Delivery.DeliveryService delivery, IGroupDirectory groups, Rpc.RpcCoordinator rpcs, EventHub events, GatewayMetrics metrics, ShutdownState shutdown, LogLimiter logLimiter,
+        Delivery.DeliveryService delivery, IGroupDirectory groups, Rpc.RpcCoordinator rpcs, State.DeviceStates states, EventHub events, GatewayMetrics metrics, ShutdownState shutdown, LogLimiter logLimiter,
         IOptions<GatewayOptions> options, TimeProvider time, ILogger<MqttGateway> logger)
     {
         _handshake = handshake;
@@ -59,6 +60,7 @@ internal sealed class MqttGateway : IHostedService, IDisposable
         _delivery = delivery;
         _groups = groups;
         _rpcs = rpcs;
+        _states = states;
         _events = events;
         _metrics = metrics;
         _shutdown = shutdown;
@@ -478,6 +480,15 @@ internal sealed class MqttGateway : IHostedService, IDisposable
             _events.Message(session.DeviceId, data, topic: topic[events.Length..]);
             return Task.CompletedTask;
         }
+        if (topic == MqttTopics.Reported(session.DeviceId))
+        {
+            if (!State.StatePatch.TryParseObject(payload, out var patch, out _))
+            {
+                Refuse(e, session, MqttPubAckReasonCode.PayloadFormatInvalid);
+                return Task.CompletedTask;
+            }
+            return ReportAsync(e, session, patch!);
+        }
         if (topic == MqttTopics.RpcReply(session.DeviceId))
         {
             RpcReply(e, session, m, payload);
@@ -590,6 +601,20 @@ internal sealed class MqttGateway : IHostedService, IDisposable
             return;
         }
         e.CloseConnection = true;
+    }
+
+    /// <summary>A merge patch of the device's reported state (as an envelope <c>report</c>); over the size limit: MQTT 5 PUBACK 0x97.</summary>
+    private async Task ReportAsync(InterceptingPublishEventArgs e, DeviceSession session, System.Text.Json.Nodes.JsonObject patch)
+    {
+        try
+        {
+            var (outcome, _, _) = await _states.ChangeAsync(session.DeviceId, StatePart.Reported, patch, replace: false, ifMatch: null).ConfigureAwait(false);
+            if (outcome == State.StateChangeOutcome.TooLarge) Refuse(e, session, MqttPubAckReasonCode.QuotaExceeded);
+        }
+        catch (Exception ex) when (StoreFailures.Is(ex))
+        {
+            e.Response.ReasonCode = MqttPubAckReasonCode.UnspecifiedError;
+        }
     }
 
     private async Task SendToDeviceAsync(InterceptingPublishEventArgs e, DeviceSession session, string to, MessageData data)

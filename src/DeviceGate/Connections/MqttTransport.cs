@@ -199,6 +199,8 @@ internal static class MqttTopics
 
     public static string Rpc(string device) => $"devices/{device}/rpc";
 
+    public static string Reported(string device) => $"devices/{device}/state/reported";
+
     public static string RpcReply(string device) => $"devices/{device}/rpc/reply";
 
     public const string GroupPrefix = "groups/";

@@ -252,6 +252,38 @@ public sealed class MqttTests : IAsyncLifetime
         Assert.Equal("disconnected", next.Event);
     }
 
+    [Theory]
+    [InlineData("3.1.1")]
+    [InlineData("5")]
+    public async Task A_paho_device_reports_its_state_and_receives_a_message(string version)
+    {
+        var id = "mq-paho-" + version.Replace(".", "");
+        var info = new System.Diagnostics.ProcessStartInfo("/usr/bin/python3") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var a in new[] { Path.Combine(Repository.Root, "tests", "DeviceGate.Tests", "Functional", "clients", "paho_device.py"),
+            _port.ToString(System.Globalization.CultureInfo.InvariantCulture), id, _gw.Token(id), version })
+        {
+            info.ArgumentList.Add(a);
+        }
+        using var paho = System.Diagnostics.Process.Start(info)!;
+        try
+        {
+            using var cts = new CancellationTokenSource(Timeouts.Default);
+            Assert.Equal("subscribed", await paho.StandardOutput.ReadLineAsync(cts.Token));
+            // Its reported state arrives (a merge patch published to devices/{id}/state/reported).
+            await ApiExtensions.EventuallyAsync(async () => (await _gw.Api.GetJsonAsync($"api/devices/{id}/state")).GetProperty("reportedVersion").GetInt32() == 1, "reported v1");
+            var state = await _gw.Api.GetJsonAsync($"api/devices/{id}/state");
+            Assert.Equal(("1.4", 80), (state.GetProperty("reported").Str("fw"), state.GetProperty("reported").GetProperty("battery").GetProperty("level").GetInt32()));
+            await SendAsync(id, new StringContent("hello paho"));
+            Assert.Equal("hello paho", await paho.StandardOutput.ReadLineAsync(cts.Token));
+            await paho.WaitForExitAsync(cts.Token);
+            Assert.True(paho.ExitCode == 0, await paho.StandardError.ReadToEndAsync());
+        }
+        finally
+        {
+            if (!paho.HasExited) paho.Kill();
+        }
+    }
+
     [Fact]
     public async Task Mosquitto_sub_receives_a_message_sent_with_the_api()
     {

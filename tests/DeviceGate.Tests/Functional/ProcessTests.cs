@@ -77,6 +77,39 @@ public sealed class ProcessTests : IDisposable
     }
 
     [Fact]
+    public async Task Cli_connect_mqtt_receives_messages_and_publishes_typed_lines_as_events()
+    {
+        var port = MqttDevice.FreePort();
+        await using var gw = await GatewayProcess.StartAsync(_dir, "--DeviceGate:Mqtt:Enabled=true", $"--DeviceGate:Mqtt:TcpPort={port}");
+        var env = new Dictionary<string, string> { ["DEVICEGATE_URL"] = gw.BaseUri.ToString() };
+        var info = GatewayProcess.StartInfo(_dir, ["connect", "--mqtt", "--mqtt-port", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--device", "cli-mqtt"]);
+        foreach (var (k, v) in env) info.Environment[k] = v;
+        using var connect = System.Diagnostics.Process.Start(info)!;
+        var lines = new System.Collections.Concurrent.BlockingCollection<string>();
+        connect.OutputDataReceived += (_, e) => { if (e.Data is not null) lines.Add(e.Data); };
+        var connected = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        connect.ErrorDataReceived += (_, e) => { if (e.Data?.StartsWith("connected", StringComparison.Ordinal) == true) connected.TrySetResult(); };
+        connect.BeginOutputReadLine();
+        connect.BeginErrorReadLine();
+        await connected.Task.WaitAsync(Timeouts.Default);
+
+        var send = await GatewayProcess.RunCliAsync(_dir, env, "send", "cli-mqtt", "hello over mqtt");
+        Assert.True(send.Code == 0, send.StdErr);
+        Assert.True(lines.TryTake(out var received, Timeouts.Default));
+        Assert.Equal("hello over mqtt", received);
+
+        using var api = ApiExtensions.Client(gw.BaseUri, File.ReadAllText(Path.Combine(_dir, "data", "api-key")).Trim());
+        await using var sse = await SseClient.OpenAsync(api, "api/events?types=message&device=cli-mqtt");
+        await connect.StandardInput.WriteLineAsync("typed line");
+        await connect.StandardInput.FlushAsync();
+        var e = await sse.NextAsync();
+        Assert.Equal(("typed line", ""), (e.Data.Str("data"), e.Data.Str("topic")));
+        connect.StandardInput.Close();
+        await connect.WaitForExitAsync(new CancellationTokenSource(Timeouts.Default).Token);
+        Assert.Equal(0, connect.ExitCode);
+    }
+
+    [Fact]
     public async Task Cli_token_send_and_connect_work_against_a_running_server()
     {
         await using var gw = await GatewayProcess.StartAsync(_dir);
