@@ -31,8 +31,7 @@ internal sealed class DeviceSocket : ISessionTransport
     private readonly TaskCompletionSource _closeSent = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource _readDone = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource _done = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    private int _queuedMessages;
-    private long _queuedBytes;
+    private QueueBudget _queued;
     private int _closeRequested;
     private volatile bool _dropBacklog;
     private int _sendCode = 1006;
@@ -87,11 +86,8 @@ internal sealed class DeviceSocket : ISessionTransport
     public EnqueueResult TryEnqueue(in OutboundMessage message)
     {
         if (IsClosing) return EnqueueResult.Closed;
-        var count = Interlocked.Increment(ref _queuedMessages);
-        var bytes = Interlocked.Add(ref _queuedBytes, message.Payload.Length);
-        if (count > _maxQueuedMessages || bytes > _maxQueuedBytes)
+        if (!_queued.TryTake(message.Payload.Length, _maxQueuedMessages, _maxQueuedBytes))
         {
-            Dequeued(message.Payload.Length);
             if (RequestClose(CloseCodes.SlowConsumer, CloseReasons.SlowConsumer, dropBacklog: true)) _metrics.SendQueueOverflows.Add(1);
             return EnqueueResult.Overflow;
         }
@@ -361,9 +357,5 @@ internal sealed class DeviceSocket : ISessionTransport
         }
     }
 
-    private void Dequeued(int bytes)
-    {
-        Interlocked.Decrement(ref _queuedMessages);
-        Interlocked.Add(ref _queuedBytes, -bytes);
-    }
+    private void Dequeued(int bytes) => _queued.Return(bytes);
 }

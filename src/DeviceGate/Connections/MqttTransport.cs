@@ -27,8 +27,7 @@ internal sealed class MqttTransport : ISessionTransport, IRpcCarrier
     private readonly long _maxQueuedBytes;
     private readonly string _topic;
     private int _closeRequested;
-    private int _queuedMessages;
-    private long _queuedBytes;
+    private QueueBudget _queued;
 
     public MqttTransport(MqttGateway gateway, DeviceSession session, MqttProtocolVersion version, LimitsOptions limits, GatewayMetrics metrics)
     {
@@ -100,11 +99,8 @@ internal sealed class MqttTransport : ISessionTransport, IRpcCarrier
     private EnqueueResult Enqueue(in OutboundMessage message, string? rpcId)
     {
         if (IsClosing) return EnqueueResult.Closed;
-        var count = Interlocked.Increment(ref _queuedMessages);
-        var bytes = Interlocked.Add(ref _queuedBytes, message.Payload.Length);
-        if (count > _maxQueuedMessages || bytes > _maxQueuedBytes)
+        if (!_queued.TryTake(message.Payload.Length, _maxQueuedMessages, _maxQueuedBytes))
         {
-            Dequeued(message.Payload.Length);
             if (RequestClose(CloseCodes.SlowConsumer, CloseReasons.SlowConsumer, dropBacklog: true)) _metrics.SendQueueOverflows.Add(1);
             return EnqueueResult.Overflow;
         }
@@ -183,11 +179,7 @@ internal sealed class MqttTransport : ISessionTransport, IRpcCarrier
         }
     }
 
-    private void Dequeued(int bytes)
-    {
-        Interlocked.Decrement(ref _queuedMessages);
-        Interlocked.Add(ref _queuedBytes, -bytes);
-    }
+    private void Dequeued(int bytes) => _queued.Return(bytes);
 }
 
 /// <summary>The topic map of an MQTT device (docs/mqtt.md).</summary>

@@ -76,15 +76,13 @@ public sealed class ProcessTests : IDisposable
         Assert.Contains(key, stdout + stderr);
     }
 
-    [Fact]
-    public async Task Cli_connect_mqtt_receives_messages_and_publishes_typed_lines_as_events()
+    /// <summary>Starts <c>connect</c> with <paramref name="args"/>; returns once it says it is connected, with the lines it prints.</summary>
+    private async Task<(System.Diagnostics.Process Process, System.Collections.Concurrent.BlockingCollection<string> Lines)> StartConnectAsync(
+        Dictionary<string, string> env, params string[] args)
     {
-        var port = MqttDevice.FreePort();
-        await using var gw = await GatewayProcess.StartAsync(_dir, "--DeviceGate:Mqtt:Enabled=true", $"--DeviceGate:Mqtt:TcpPort={port}");
-        var env = new Dictionary<string, string> { ["DEVICEGATE_URL"] = gw.BaseUri.ToString() };
-        var info = GatewayProcess.StartInfo(_dir, ["connect", "--mqtt", "--mqtt-port", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--device", "cli-mqtt"]);
+        var info = GatewayProcess.StartInfo(_dir, ["connect", .. args]);
         foreach (var (k, v) in env) info.Environment[k] = v;
-        using var connect = System.Diagnostics.Process.Start(info)!;
+        var connect = System.Diagnostics.Process.Start(info)!;
         var lines = new System.Collections.Concurrent.BlockingCollection<string>();
         connect.OutputDataReceived += (_, e) => { if (e.Data is not null) lines.Add(e.Data); };
         var connected = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -92,6 +90,17 @@ public sealed class ProcessTests : IDisposable
         connect.BeginOutputReadLine();
         connect.BeginErrorReadLine();
         await connected.Task.WaitAsync(Timeouts.Default);
+        return (connect, lines);
+    }
+
+    [Fact]
+    public async Task Cli_connect_mqtt_receives_messages_and_publishes_typed_lines_as_events()
+    {
+        var port = MqttDevice.FreePort();
+        await using var gw = await GatewayProcess.StartAsync(_dir, "--DeviceGate:Mqtt:Enabled=true", $"--DeviceGate:Mqtt:TcpPort={port}");
+        var env = new Dictionary<string, string> { ["DEVICEGATE_URL"] = gw.BaseUri.ToString() };
+        var (connect, lines) = await StartConnectAsync(env, "--mqtt", "--mqtt-port", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--device", "cli-mqtt");
+        using var _ = connect;
 
         var send = await GatewayProcess.RunCliAsync(_dir, env, "send", "cli-mqtt", "hello over mqtt");
         Assert.True(send.Code == 0, send.StdErr);
@@ -116,16 +125,8 @@ public sealed class ProcessTests : IDisposable
         var env = new Dictionary<string, string> { ["DEVICEGATE_URL"] = gw.BaseUri.ToString() };
 
         // connect: an interactive device, fed through stdin.
-        var info = GatewayProcess.StartInfo(_dir, ["connect", "--device", "cli-dev"]);
-        foreach (var (k, v) in env) info.Environment[k] = v;
-        using var connect = System.Diagnostics.Process.Start(info)!;
-        var lines = new System.Collections.Concurrent.BlockingCollection<string>();
-        connect.OutputDataReceived += (_, e) => { if (e.Data is not null) lines.Add(e.Data); };
-        var connected = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        connect.ErrorDataReceived += (_, e) => { if (e.Data?.StartsWith("connected", StringComparison.Ordinal) == true) connected.TrySetResult(); };
-        connect.BeginOutputReadLine();
-        connect.BeginErrorReadLine();
-        await connected.Task.WaitAsync(Timeouts.Default);
+        var (connect, lines) = await StartConnectAsync(env, "--device", "cli-dev");
+        using var _ = connect;
 
         var send = await GatewayProcess.RunCliAsync(_dir, env, "send", "cli-dev", "hello from the cli");
         Assert.True(send.Code == 0, send.StdErr);
