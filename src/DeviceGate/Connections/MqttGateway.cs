@@ -336,6 +336,14 @@ internal sealed class MqttGateway : IHostedService, IDisposable
             // MQTTnet records the subscription after this returns: the lane starts once it has (ClientSubscribedTopicAsync).
             return Task.CompletedTask;
         }
+        if (filter == MqttTopics.Desired(session.DeviceId))
+        {
+            if (e.TopicFilter.QualityOfServiceLevel == MqttQualityOfServiceLevel.ExactlyOnce) e.TopicFilter.QualityOfServiceLevel = MqttQualityOfServiceLevel.AtLeastOnce;
+            e.Response.ReasonCode = e.TopicFilter.QualityOfServiceLevel == MqttQualityOfServiceLevel.AtMostOnce ? MqttSubscribeReasonCode.GrantedQoS0 : MqttSubscribeReasonCode.GrantedQoS1;
+            // From now on the lane keeps desired-state messages for it (before, they stayed stored).
+            session.TakesState = true;
+            return Task.CompletedTask;
+        }
         if (filter == MqttTopics.Rpc(session.DeviceId))
         {
             if (e.TopicFilter.QualityOfServiceLevel == MqttQualityOfServiceLevel.ExactlyOnce) e.TopicFilter.QualityOfServiceLevel = MqttQualityOfServiceLevel.AtLeastOnce;
@@ -363,8 +371,15 @@ internal sealed class MqttGateway : IHostedService, IDisposable
     /// <summary>MQTTnet has the subscription: messages published on the topic now reach the device, so its lane starts.</summary>
     private Task ClientSubscribedTopicAsync(ClientSubscribedTopicEventArgs e)
     {
-        if (Current(e.ClientId) is not { } session || e.TopicFilter.Topic != MqttTopics.Messages(session.DeviceId)) return Task.CompletedTask;
+        if (Current(e.ClientId) is not { } session) return Task.CompletedTask;
         var transport = (MqttTransport)session.Transport;
+        if (e.TopicFilter.Topic == MqttTopics.Desired(session.DeviceId))
+        {
+            // A lane that started before the device took state catches up now (its start skipped state messages).
+            if (Volatile.Read(ref transport.LaneStarted) == 1 && Interlocked.Exchange(ref transport.StateLoaded, 1) == 0 && session.Lane is { } running) _ = running.LoadStateAsync();
+            return Task.CompletedTask;
+        }
+        if (e.TopicFilter.Topic != MqttTopics.Messages(session.DeviceId)) return Task.CompletedTask;
         // Not awaited: loading the backlog must not hold up MQTTnet's handling of this client.
         if (Interlocked.Exchange(ref transport.LaneStarted, 1) == 0 && session.Lane is { } lane) _ = lane.StartAsync();
         return Task.CompletedTask;

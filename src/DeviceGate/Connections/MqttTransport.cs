@@ -50,6 +50,9 @@ internal sealed class MqttTransport : ISessionTransport, IRpcCarrier
     /// <summary>1 once the lane started (the device subscribed to its messages).</summary>
     internal int LaneStarted;
 
+    /// <summary>1 once the lane caught up with desired state for a state subscription that came after it started.</summary>
+    internal int StateLoaded;
+
     // Group joins of the SUBSCRIBE being handled, by topic: made when the packet came in, read by the subscription
     // interceptor (one SUBSCRIBE at a time per client).
     private readonly Dictionary<string, MqttSubscribeReasonCode> _joins = new(StringComparer.Ordinal);
@@ -166,6 +169,7 @@ internal sealed class MqttTransport : ISessionTransport, IRpcCarrier
                     Dequeued(message.Payload.Length);
                     if (IsClosing) return;
                     if (item.RpcId is { } rpcId) await _gateway.PublishRpcAsync(Session.DeviceId, rpcId, message, Version).ConfigureAwait(false);
+                    else if (message.Message is { IsState: true }) await _gateway.PublishAsync(Session.DeviceId, MqttTopics.Desired(Session.DeviceId), message with { Payload = DesiredPayload(message.Payload.Span) }, Version).ConfigureAwait(false);
                     else await _gateway.PublishAsync(Session.DeviceId, _topic, message, Version).ConfigureAwait(false);
                     _metrics.BytesOut.Add(message.Payload.Length);
                     message.Observer?.OnWritten();
@@ -180,6 +184,26 @@ internal sealed class MqttTransport : ISessionTransport, IRpcCarrier
     }
 
     private void Dequeued(int bytes) => _queued.Return(bytes);
+
+    /// <summary>A desired-state message as the state topic carries it: <c>{"version","desired","delta"}</c> (no envelope type or id).</summary>
+    private static byte[] DesiredPayload(ReadOnlySpan<byte> envelope)
+    {
+        var reader = new System.Text.Json.Utf8JsonReader(envelope);
+        using var doc = System.Text.Json.JsonDocument.ParseValue(ref reader);
+        var root = doc.RootElement;
+        var buffer = new System.Buffers.ArrayBufferWriter<byte>(envelope.Length);
+        using (var w = new System.Text.Json.Utf8JsonWriter(buffer, new System.Text.Json.JsonWriterOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
+        {
+            w.WriteStartObject();
+            w.WriteNumber("version"u8, root.GetProperty("version"u8).GetInt64());
+            w.WritePropertyName("desired"u8);
+            root.GetProperty("desired"u8).WriteTo(w);
+            w.WritePropertyName("delta"u8);
+            root.GetProperty("delta"u8).WriteTo(w);
+            w.WriteEndObject();
+        }
+        return buffer.WrittenSpan.ToArray();
+    }
 }
 
 /// <summary>The topic map of an MQTT device (docs/mqtt.md).</summary>
@@ -192,6 +216,8 @@ internal static class MqttTopics
     public static string Rpc(string device) => $"devices/{device}/rpc";
 
     public static string Reported(string device) => $"devices/{device}/state/reported";
+
+    public static string Desired(string device) => $"devices/{device}/state/desired";
 
     public static string RpcReply(string device) => $"devices/{device}/rpc/reply";
 

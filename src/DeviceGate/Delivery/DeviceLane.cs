@@ -49,8 +49,8 @@ internal sealed class DeviceLane : IDeviceLane
 
     private bool TracksAcks => _connection.AcksMessages;
 
-    // Desired-state messages are envelopes: only envelope devices get them (MQTT's state topic is not there yet).
-    private bool TakesState => _connection.Mode == ConnectionMode.Envelope;
+    // Raw devices never get desired-state messages; MQTT devices once they subscribed to their state topic.
+    private bool TakesState => _connection.TakesState;
 
     /// <summary>One message in this lane; also the write observer the connection calls back.</summary>
     internal sealed class Entry(DeviceLane lane, DeviceMessage message, bool durable, DateTimeOffset? expiresAt) : IWriteObserver
@@ -132,6 +132,27 @@ internal sealed class DeviceLane : IDeviceLane
             foreach (var held in _heldWhileLoading!) _waiting.Enqueue(held);
             _heldWhileLoading = null;
             Pump();
+        }
+    }
+
+    /// <summary>
+    /// The device started taking desired state after its lane started (an MQTT device subscribed to its state topic
+    /// later): its pending or owed state message joins the lane now.
+    /// </summary>
+    public async Task LoadStateAsync()
+    {
+        IReadOnlyList<StoredMessage> stored;
+        try
+        {
+            stored = await _loadPending(_connection).ConfigureAwait(false);
+        }
+        catch (Exception e) when (Storage.StoreFailures.Is(e))
+        {
+            return; // the next reconnect catches up
+        }
+        foreach (var m in stored)
+        {
+            if (m.StateVersion > 0) Push(m.ToDeviceMessage(), durable: true, m.ExpiresAt);
         }
     }
 

@@ -17,12 +17,12 @@ internal sealed class Outbox(IMessageStore store, IDeviceRouter router, IDeviceD
 
     /// <summary>
     /// A new session's backlog: the device's stored messages not yet acked, expired or cancelled, in acceptance order,
-    /// then (envelope sessions) what it is owed that no pending message carries (its desired state).
+    /// then (sessions that take desired state) what it is owed that no pending message carries (its desired state).
     /// </summary>
     public async Task<IReadOnlyList<StoredMessage>> LoadPendingAsync(DeviceSession session)
     {
         var pending = await store.LoadPendingAsync(session.DeviceId, time.GetUtcNow()).ConfigureAwait(false);
-        if (session.Mode != Protocol.ConnectionMode.Envelope) return pending;
+        if (!session.TakesState) return pending;
         foreach (var source in _owed)
         {
             if (await source.OwedAsync(session.DeviceId, pending).ConfigureAwait(false) is { } message) pending = [.. pending, message];

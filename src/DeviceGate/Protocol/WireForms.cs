@@ -13,7 +13,7 @@ public static class WireForms
     /// trace; one node has one setting, so the envelope's bytes are still made once for every recipient.
     /// </summary>
     public static OutboundMessage For(this DeviceMessage m, ConnectionMode mode, bool propagateTrace = false) =>
-        m.IsState ? OutboundMessage.Text(m.Data.Bytes)
+        m.IsState ? OutboundMessage.Text(m.Data.Bytes) with { Message = mode == ConnectionMode.Mqtt ? m : null }
         : mode == ConnectionMode.Raw ? new OutboundMessage(m.Data.RawPayload, m.Data.RawType)
         : mode == ConnectionMode.Mqtt ? new OutboundMessage(m.Data.RawPayload, m.Data.RawType, Message: m)
         : OutboundMessage.Text(m.EnvelopeBytes ??= EnvelopeWriter.Message(m, propagateTrace ? Telemetry.TraceParent(m.Trace) : null));

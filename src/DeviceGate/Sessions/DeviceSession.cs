@@ -28,6 +28,9 @@ internal sealed class DeviceSession(string deviceId, ConnectionMode mode, Device
     /// </summary>
     public bool AcksMessages { get; set; } = mode == ConnectionMode.Envelope;
 
+    /// <summary>The device takes desired-state messages: envelope devices always, MQTT devices once subscribed to their state topic.</summary>
+    public bool TakesState { get; set; } = mode == ConnectionMode.Envelope;
+
     /// <summary>What carries the session, as <c>GET /api/devices/{id}</c> shows it: <c>websocket</c> or <c>mqtt</c>.</summary>
     public string TransportName => Mode == ConnectionMode.Mqtt ? "mqtt" : "websocket";
 
@@ -109,6 +112,9 @@ internal interface IDeviceLane
 
     /// <summary>Loads the device's stored messages; they go first.</summary>
     Task StartAsync();
+
+    /// <summary>The device takes desired state from now on: its pending or owed state message joins the lane.</summary>
+    Task LoadStateAsync();
 
     void Close();
 }

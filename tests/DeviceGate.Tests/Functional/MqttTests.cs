@@ -284,6 +284,57 @@ public sealed class MqttTests : IAsyncLifetime
         }
     }
 
+    private async Task PatchDesiredAsync(string id, string patch)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Patch, $"api/devices/{id}/state/desired")
+        {
+            Content = new StringContent(patch, Encoding.UTF8, "application/merge-patch+json"),
+        };
+        using var response = await _gw.Api.SendAsync(request);
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+    }
+
+    [Fact]
+    public async Task Desired_state_reaches_the_state_topic_latest_first_and_its_puback_is_the_devices_acked_version()
+    {
+        const string id = "mq-state";
+        await PatchDesiredAsync(id, """{"fw":"1.4"}""");
+        await using var device = await MqttDevice.ConnectAsync(MqttDevice.Tcp(_port, id, _gw.Token(id)));
+        Assert.Equal(MqttClientSubscribeResultCode.GrantedQoS1, await device.SubscribeAsync($"devices/{id}/state/desired"));
+        await device.SubscribeAsync($"devices/{id}/messages");
+        var first = (await device.ReceiveAsync()).ApplicationMessage;
+        Assert.Equal($"devices/{id}/state/desired", first.Topic);
+        var doc = System.Text.Json.JsonDocument.Parse(first.ConvertPayloadToString()).RootElement;
+        Assert.Equal((1, "1.4", "1.4"), (doc.GetProperty("version").GetInt32(), doc.GetProperty("desired").Str("fw"), doc.GetProperty("delta").Str("fw")));
+        Assert.False(doc.TryGetProperty("type", out _));
+        await ApiExtensions.EventuallyAsync(async () => (await _gw.Api.GetJsonAsync($"api/devices/{id}/state")).GetProperty("ackedVersion").GetInt32() == 1, "acked v1 by PUBACK");
+
+        // Live: the next version arrives while connected; the reported state comes back on its topic.
+        await PatchDesiredAsync(id, """{"brightness":70}""");
+        var second = System.Text.Json.JsonDocument.Parse((await device.ReceiveAsync()).ApplicationMessage.ConvertPayloadToString()).RootElement;
+        Assert.Equal((2, 70), (second.GetProperty("version").GetInt32(), second.GetProperty("desired").GetProperty("brightness").GetInt32()));
+        await device.PublishAsync($"devices/{id}/state/reported", """{"fw":"1.4","brightness":70}""");
+        await ApiExtensions.EventuallyAsync(async () =>
+        {
+            var state = await _gw.Api.GetJsonAsync($"api/devices/{id}/state");
+            return state.GetProperty("ackedVersion").GetInt32() == 2 && state.GetProperty("delta").EnumerateObject().Any() == false;
+        }, "acked v2 and no delta left");
+    }
+
+    [Fact]
+    public async Task A_state_subscription_after_the_messages_one_still_gets_the_desired_state()
+    {
+        const string id = "mq-state-late";
+        await PatchDesiredAsync(id, """{"mode":"eco"}""");
+        await using var device = await MqttDevice.ConnectAsync(MqttDevice.Tcp(_port, id, _gw.Token(id), MqttProtocolVersion.V311));
+        await device.SubscribeAsync($"devices/{id}/messages");
+        await SendAsync(id, new StringContent("first a message"));
+        Assert.Equal("first a message", (await device.ReceiveAsync()).ApplicationMessage.ConvertPayloadToString());
+        await device.SubscribeAsync($"devices/{id}/state/desired");
+        var state = (await device.ReceiveAsync()).ApplicationMessage;
+        Assert.Equal(($"devices/{id}/state/desired", "eco"), (state.Topic, System.Text.Json.JsonDocument.Parse(state.ConvertPayloadToString()).RootElement.GetProperty("desired").Str("mode")));
+    }
+
     [Fact]
     public async Task Mosquitto_sub_receives_a_message_sent_with_the_api()
     {
