@@ -47,6 +47,7 @@ internal sealed class MqttGateway : IHostedService, IDisposable
 
     // The current MQTT connection of each device id on this node (MQTTnet's own takeover needs telling apart).
     private readonly ConcurrentDictionary<string, DeviceSession> _connections = new(StringComparer.Ordinal);
+    private ITimer? _keepAliveSweep;
 
     public MqttGateway(Handshake handshake, ConnectionAdmission admission, DeviceSessions sessions, DeviceBudgets budgets, Delivery.Lanes lanes,
         Delivery.DeliveryService delivery, IGroupDirectory groups, Rpc.RpcCoordinator rpcs, State.DeviceStates states, EventHub events, GatewayMetrics metrics, ShutdownState shutdown, LogLimiter logLimiter,
@@ -97,10 +98,31 @@ internal sealed class MqttGateway : IHostedService, IDisposable
         _server.ClientSubscribedTopicAsync += ClientSubscribedTopicAsync;
     }
 
-    public Task StartAsync(CancellationToken cancellationToken) => _server.StartAsync();
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        // MQTTnet drops a client silent for 1.5 times the keep-alive it asked for, but a client may ask for none (0) or
+        // for 18 hours: the sweep holds every client to DeviceGate:Mqtt:MaxKeepAlive, so a dead one leaves presence.
+        var every = TimeSpan.FromTicks(Math.Clamp(_options.Mqtt.MaxKeepAlive.Ticks / 4, TimeSpan.FromMilliseconds(250).Ticks, TimeSpan.FromSeconds(30).Ticks));
+        _keepAliveSweep = _time.CreateTimer(_ => SweepKeepAlive(), null, every, every);
+        return _server.StartAsync();
+    }
+
+    private void SweepKeepAlive()
+    {
+        var now = _time.GetTimestamp();
+        foreach (var session in _connections.Values)
+        {
+            var transport = (MqttTransport)session.Transport;
+            if (_time.GetElapsedTime(Volatile.Read(ref transport.LastHeard), now) > transport.KeepAlive * 1.5)
+            {
+                session.RequestClose(1006, MqttTransport.KeepAliveTimeout, dropBacklog: true);
+            }
+        }
+    }
 
     public async Task StopAsync(CancellationToken cancellationToken)
     {
+        _keepAliveSweep?.Dispose();
         try
         {
             await _server.StopAsync(new MqttServerStopOptionsBuilder()
@@ -112,7 +134,11 @@ internal sealed class MqttGateway : IHostedService, IDisposable
         }
     }
 
-    public void Dispose() => _server.Dispose();
+    public void Dispose()
+    {
+        _keepAliveSweep?.Dispose();
+        _server.Dispose();
+    }
 
     /// <summary><c>GET /mqtt</c>: a WebSocket with the <c>mqtt</c> subprotocol, handed to MQTTnet.</summary>
     public async Task HandleWebSocketAsync(HttpContext context)
@@ -234,6 +260,9 @@ internal sealed class MqttGateway : IHostedService, IDisposable
             var session = new DeviceSession(id, Protocol.ConnectionMode.Mqtt, outcome.Identity?.Permissions ?? Auth.DevicePermissions.Unrestricted,
                 _budgets.For(id), _time.GetUtcNow()) { Protocol = e.ProtocolVersion == MqttProtocolVersion.V500 ? "5" : "3.1.1" };
             var transport = new MqttTransport(this, session, e.ProtocolVersion, _options.Limits, _metrics) { Closing = _onClosing };
+            var asked = TimeSpan.FromSeconds(e.KeepAlivePeriod ?? 0);
+            transport.KeepAlive = asked == TimeSpan.Zero || asked > _options.Mqtt.MaxKeepAlive ? _options.Mqtt.MaxKeepAlive : asked;
+            transport.LastHeard = _time.GetTimestamp();
             session.Attach(transport, _lanes.Create(session));
             // This connection is this id's MQTT connection from now on: an older one here is MQTTnet's to stop.
             _connections.TryGetValue(id, out var older);
@@ -391,6 +420,7 @@ internal sealed class MqttGateway : IHostedService, IDisposable
     /// </summary>
     private async Task InterceptingInboundPacketAsync(InterceptingPacketEventArgs e)
     {
+        if (_connections.TryGetValue(e.ClientId, out var heard)) Volatile.Write(ref ((MqttTransport)heard.Transport).LastHeard, _time.GetTimestamp());
         switch (e.Packet)
         {
             case MQTTnet.Packets.MqttSubscribePacket subscribe when Current(e.ClientId) is { } session:

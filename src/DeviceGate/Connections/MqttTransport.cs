@@ -50,6 +50,12 @@ internal sealed class MqttTransport : ISessionTransport, IRpcCarrier
     /// <summary>1 once the lane started (the device subscribed to its messages).</summary>
     internal int LaneStarted;
 
+    /// <summary>When the device last sent a packet (TimeProvider timestamp): the keep-alive sweep drops it after 1.5 × <see cref="KeepAlive"/> of silence.</summary>
+    internal long LastHeard;
+
+    /// <summary>The keep-alive the gateway holds the device to: what it asked for, at most DeviceGate:Mqtt:MaxKeepAlive (which also stands for none).</summary>
+    internal TimeSpan KeepAlive;
+
     /// <summary>1 once the lane caught up with desired state for a state subscription that came after it started.</summary>
     internal int StateLoaded;
 
@@ -120,7 +126,7 @@ internal sealed class MqttTransport : ISessionTransport, IRpcCarrier
         if (!BeginClose(code, reason, byDevice: false)) return false;
         // Still this id's MQTT connection: MQTTnet disconnects it (an MQTT 5 client is told why). Otherwise a newer
         // MQTT connection of the same id took over, and MQTTnet stops this one itself.
-        if (_gateway.IsCurrent(Session)) _ = _gateway.DisconnectAsync(Session.DeviceId, ReasonFor(code), reason);
+        if (_gateway.IsCurrent(Session)) _ = _gateway.DisconnectAsync(Session.DeviceId, reason == KeepAliveTimeout ? MqttDisconnectReasonCode.KeepAliveTimeout : ReasonFor(code), reason);
         else _done.TrySetResult();
         return true;
     }
@@ -146,6 +152,9 @@ internal sealed class MqttTransport : ISessionTransport, IRpcCarrier
         _queue.Writer.TryComplete();
         return true;
     }
+
+    /// <summary>The close reason of a device silent past its keep-alive (MQTT 5: 0x8D).</summary>
+    internal const string KeepAliveTimeout = "keepalive_timeout";
 
     private static MqttDisconnectReasonCode ReasonFor(int code) => code switch
     {

@@ -427,6 +427,23 @@ public sealed class MqttTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_client_without_keep_alive_is_held_to_max_keep_alive_and_leaves_presence()
+    {
+        var port = MqttDevice.FreePort();
+        await using var gw = await TestGateway.StartAsync(new Dictionary<string, string>
+        {
+            ["DeviceGate:Mqtt:Enabled"] = "true",
+            ["DeviceGate:Mqtt:TcpPort"] = port.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["DeviceGate:Mqtt:MaxKeepAlive"] = "00:00:01",
+        });
+        // Keep-alive 0: it never pings, and MQTTnet alone would keep it forever.
+        await using var silent = await MqttDevice.ConnectAsync(MqttDevice.Tcp(port, "mq-silent", gw.Token("mq-silent")).WithKeepAlivePeriod(TimeSpan.Zero));
+        var gone = await silent.Disconnected.WaitAsync(Timeouts.Default);
+        Assert.Equal(MqttClientDisconnectReason.KeepAliveTimeout, gone.Reason);
+        await ApiExtensions.EventuallyAsync(async () => !(await gw.Api.GetJsonAsync("api/devices/mq-silent")).GetProperty("online").GetBoolean(), "left presence");
+    }
+
+    [Fact]
     public async Task One_connection_per_device_across_transports_in_both_directions()
     {
         const string id = "mq-takeover";
