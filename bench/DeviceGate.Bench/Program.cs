@@ -6,4 +6,5 @@ root.Subcommands.Add(Compare.Create());
 root.Subcommands.Add(Scenarios.Durable());
 root.Subcommands.Add(StoreBench.Create());
 root.Subcommands.Add(ClusterBench.Create());
+root.Subcommands.Add(MqttBench.Create());
 return await root.Parse(args).InvokeAsync();
