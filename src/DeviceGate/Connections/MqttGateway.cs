@@ -264,8 +264,22 @@ internal sealed class MqttGateway : IHostedService, IDisposable
             transport.KeepAlive = asked == TimeSpan.Zero || asked > _options.Mqtt.MaxKeepAlive ? _options.Mqtt.MaxKeepAlive : asked;
             transport.LastHeard = _time.GetTimestamp();
             session.Attach(transport, _lanes.Create(session));
-            // This connection is this id's MQTT connection from now on: an older one here is MQTTnet's to stop.
-            _connections.TryGetValue(id, out var older);
+            // An older MQTT connection of this id here is closed (4000) and gone from MQTTnet before this one is made:
+            // MQTTnet's own takeover races with an older connection that is ending at that moment (a device that
+            // disconnects and reconnects at once), and can then remove the new client instead of the old.
+            if (_connections.TryGetValue(id, out var older))
+            {
+                older.RequestClose(Protocol.CloseCodes.Replaced, Protocol.CloseReasons.Replaced, dropBacklog: true);
+                try
+                {
+                    await older.Transport.Completion.WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
+                }
+                catch (TimeoutException)
+                {
+                    // MQTTnet did not report it gone in time: its own takeover stops it, and the session ends here.
+                    ((MqttTransport)older.Transport).Disconnected(clean: false, takenOver: true);
+                }
+            }
             _connections[id] = session;
             try
             {
@@ -279,7 +293,6 @@ internal sealed class MqttGateway : IHostedService, IDisposable
                 Refuse(e, MqttConnectReasonCode.ServerUnavailable, "presence cannot be recorded right now", "store_unavailable", id);
                 return;
             }
-            if (older is not null) await older.Transport.Completion.WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
             e.SessionItems[SessionKey] = session;
             if (remote is not null) e.SessionItems["devicegate.remote"] = remote;
             admitted = false; // released when the session ends

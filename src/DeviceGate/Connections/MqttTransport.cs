@@ -124,8 +124,9 @@ internal sealed class MqttTransport : ISessionTransport, IRpcCarrier
     public bool RequestClose(int code, string reason, bool dropBacklog)
     {
         if (!BeginClose(code, reason, byDevice: false)) return false;
-        // Still this id's MQTT connection: MQTTnet disconnects it (an MQTT 5 client is told why). Otherwise a newer
-        // MQTT connection of the same id took over, and MQTTnet stops this one itself.
+        // Still this id's MQTT connection: MQTTnet disconnects it (an MQTT 5 client is told why), and Completion follows
+        // when MQTTnet reports it gone. Otherwise a newer MQTT connection of the same id took over and MQTTnet stops
+        // this one itself.
         if (_gateway.IsCurrent(Session)) _ = _gateway.DisconnectAsync(Session.DeviceId, reason == KeepAliveTimeout ? MqttDisconnectReasonCode.KeepAliveTimeout : ReasonFor(code), reason);
         else _done.TrySetResult();
         return true;

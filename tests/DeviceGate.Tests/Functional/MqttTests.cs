@@ -444,6 +444,25 @@ public sealed class MqttTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_device_that_disconnects_and_reconnects_at_once_keeps_working_every_time()
+    {
+        // Once in CI (under the whole suite's load) a device that disconnected and reconnected at once saw its new
+        // connection dropped during SUBSCRIBE; the suspected cause is MQTTnet's own takeover racing with the ending
+        // older connection, so the gateway now ends the older one first. This does not reproduce that race on
+        // demand (it passed on the old code here too); it keeps the fast-reconnect path exercised.
+        const string id = "mq-bounce";
+        for (var i = 0; i < 20; i++)
+        {
+            // Each round leaves its message unacked (in flight), as the failing case did: the next round gets it again.
+            await using var device = await MqttDevice.ConnectAsync(MqttDevice.Tcp(_port, id, _gw.Token(id)));
+            device.Acknowledge = false;
+            Assert.Equal(MqttClientSubscribeResultCode.GrantedQoS1, await device.SubscribeAsync($"devices/{id}/messages"));
+            if (i == 0) await SendAsync(id, new StringContent("in flight"), ttl: 60);
+            Assert.Equal("in flight", (await device.ReceiveAsync()).ApplicationMessage.ConvertPayloadToString());
+        }
+    }
+
+    [Fact]
     public async Task One_connection_per_device_across_transports_in_both_directions()
     {
         const string id = "mq-takeover";
