@@ -480,7 +480,7 @@ public sealed class MqttTests : IAsyncLifetime
             var online = await _gw.Api.GetJsonAsync($"api/devices/{id}");
             Assert.True(online.GetProperty("online").GetBoolean());
 
-            // A second MQTT connection of the same id takes over the first (MQTTnet's takeover, one session in the registry).
+            // A second MQTT connection of the same id takes over the first (one session in the registry).
             await using var third = await MqttDevice.ConnectAsync(MqttDevice.Tcp(_port, id, _gw.Token(id)));
             await again.Disconnected.WaitAsync(Timeouts.Default);
             await third.SubscribeAsync($"devices/{id}/messages");
