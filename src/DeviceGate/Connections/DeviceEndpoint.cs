@@ -154,9 +154,7 @@ internal sealed class DeviceEndpoint(
         metrics.MessagesReceived.Add("raw");
         Log.RawMessageReceived(logger, session.DeviceId, type, payload.Length);
         var bytes = payload.ToArray();
-        events.Message(session.DeviceId, type == WebSocketMessageType.Text && System.Text.Unicode.Utf8.IsValid(bytes)
-            ? MessageData.Text(bytes)
-            : MessageData.Binary(bytes));
+        events.Message(session.DeviceId, type == WebSocketMessageType.Text ? MessageData.TextOrBinary(bytes) : MessageData.Binary(bytes));
     }
 
     private void OnRawRateLimited(DeviceSession session) => Log.RateLimited(logger, session.DeviceId);

@@ -528,9 +528,8 @@ internal sealed class MqttGateway : IHostedService, IDisposable
         _metrics.MessagesReceived.Add("mqtt");
         var payload = System.Buffers.BuffersExtensions.ToArray(m.Payload);
         _metrics.BytesIn.Add(payload.Length);
-        var data = m.PayloadFormatIndicator == MqttPayloadFormatIndicator.CharacterData || System.Text.Unicode.Utf8.IsValid(payload)
-            ? MessageData.Text(payload)
-            : MessageData.Binary(payload);
+        // As for raw devices: text when the bytes are UTF-8 (whatever a payload format indicator claims), else binary.
+        var data = MessageData.TextOrBinary(payload);
         var topic = m.Topic;
         var events = MqttTopics.Events(session.DeviceId);
         if (topic == events || topic.StartsWith(events + "/", StringComparison.Ordinal))
@@ -582,7 +581,7 @@ internal sealed class MqttGateway : IHostedService, IDisposable
     private void Will(DeviceSession session, MqttApplicationMessage m)
     {
         var payload = System.Buffers.BuffersExtensions.ToArray(m.Payload);
-        var data = System.Text.Unicode.Utf8.IsValid(payload) ? MessageData.Text(payload) : MessageData.Binary(payload);
+        var data = MessageData.TextOrBinary(payload);
         var events = MqttTopics.Events(session.DeviceId);
         var topic = m.Topic == events || m.Topic.StartsWith(events + "/", StringComparison.Ordinal) ? m.Topic[events.Length..] : m.Topic;
         _events.Message(session.DeviceId, data, topic: topic, will: true);

@@ -45,6 +45,9 @@ public sealed class MessageData
 
     public static MessageData Binary(byte[] bytes) => new(DataKind.Binary, bytes, bytes, WebSocketMessageType.Binary, false);
 
+    /// <summary>What a device sent as bytes: text when they are valid UTF-8 (events show it as <c>data</c>), else binary (<c>dataBase64</c>).</summary>
+    public static MessageData TextOrBinary(byte[] bytes) => System.Text.Unicode.Utf8.IsValid(bytes) ? Text(bytes) : Binary(bytes);
+
     /// <summary>An API body sent as application/json: raw devices get the body exactly, envelopes embed it.</summary>
     public static MessageData Json(byte[] json) => new(DataKind.Json, json, json, WebSocketMessageType.Text, false);
 

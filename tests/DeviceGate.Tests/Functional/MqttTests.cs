@@ -336,6 +336,21 @@ public sealed class MqttTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_payload_that_claims_to_be_text_but_is_not_utf8_is_an_event_with_dataBase64()
+    {
+        const string id = "mq-liar";
+        await using var sse = await SseClient.OpenAsync(_gw.Api, $"api/events?types=message&device={id}");
+        await using var device = await MqttDevice.ConnectAsync(MqttDevice.Tcp(_port, id, _gw.Token(id)));
+        var result = await device.Client.PublishAsync(new MqttApplicationMessageBuilder().WithTopic($"devices/{id}/events")
+            .WithPayload(new byte[] { 0xff, 0xfe, 0x00, 0x41 }).WithPayloadFormatIndicator(MqttPayloadFormatIndicator.CharacterData)
+            .WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build());
+        Assert.Equal(MqttClientPublishReasonCode.Success, result.ReasonCode);
+        var e = await sse.NextAsync();
+        Assert.Equal(new byte[] { 0xff, 0xfe, 0x00, 0x41 }, Convert.FromBase64String(e.Data.Str("dataBase64")));
+        Assert.True(device.Client.IsConnected);
+    }
+
+    [Fact]
     public async Task Mosquitto_sub_receives_a_message_sent_with_the_api()
     {
         const string id = "mq-sub";
