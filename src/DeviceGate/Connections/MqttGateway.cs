@@ -174,12 +174,7 @@ internal sealed class MqttGateway : IHostedService, IDisposable
     /// <summary>One message to the device, on its messages topic: QoS 1 (the subscription's QoS caps it), user properties for MQTT 5.</summary>
     internal Task PublishAsync(string device, string topic, Messages.OutboundMessage message, MqttProtocolVersion version)
     {
-        var m = new MqttApplicationMessage
-        {
-            Topic = topic,
-            Payload = new System.Buffers.ReadOnlySequence<byte>(message.Payload),
-            QualityOfServiceLevel = MqttQualityOfServiceLevel.AtLeastOnce,
-        };
+        var m = NewMessage(topic, message, version);
         if (message.Message is { } source)
         {
             // Kept on the server's packet whatever the version (the PUBACK names it); only MQTT 5 puts them on the wire.
@@ -187,31 +182,36 @@ internal sealed class MqttGateway : IHostedService, IDisposable
             if (source.Group is not null) m.UserProperties.Add(Property("group", source.Group));
             if (message.Observer is Delivery.DeviceLane.Entry { Attempts: > 1 }) m.Dup = true;
         }
-        if (version == MqttProtocolVersion.V500)
-        {
-            if (message.Type == System.Net.WebSockets.WebSocketMessageType.Text) m.PayloadFormatIndicator = MqttPayloadFormatIndicator.CharacterData;
-            else m.ContentType = "application/octet-stream";
-        }
-        return _server.InjectApplicationMessage(new InjectedMqttApplicationMessage(m) { SenderClientId = DeviceId.Server }, CancellationToken.None);
+        if (version == MqttProtocolVersion.V500 && message.Type != System.Net.WebSockets.WebSocketMessageType.Text) m.ContentType = "application/octet-stream";
+        return InjectAsync(m);
     }
 
     /// <summary>An rpc request on <c>devices/{id}/rpc</c>: MQTT 5 names the reply topic and the rpc id (correlation data).</summary>
     internal Task PublishRpcAsync(string device, string rpcId, Messages.OutboundMessage message, MqttProtocolVersion version)
     {
-        var m = new MqttApplicationMessage
-        {
-            Topic = MqttTopics.Rpc(device),
-            Payload = new System.Buffers.ReadOnlySequence<byte>(message.Payload),
-            QualityOfServiceLevel = MqttQualityOfServiceLevel.AtLeastOnce,
-        };
+        var m = NewMessage(MqttTopics.Rpc(device), message, version);
         if (version == MqttProtocolVersion.V500)
         {
             m.ResponseTopic = MqttTopics.RpcReply(device);
             m.CorrelationData = System.Text.Encoding.UTF8.GetBytes(rpcId);
-            if (message.Type == System.Net.WebSockets.WebSocketMessageType.Text) m.PayloadFormatIndicator = MqttPayloadFormatIndicator.CharacterData;
         }
-        return _server.InjectApplicationMessage(new InjectedMqttApplicationMessage(m) { SenderClientId = DeviceId.Server }, CancellationToken.None);
+        return InjectAsync(m);
     }
+
+    /// <summary>A PUBLISH from the gateway: QoS 1 (the subscription's QoS caps it); MQTT 5 marks text payloads as UTF-8.</summary>
+    private static MqttApplicationMessage NewMessage(string topic, Messages.OutboundMessage message, MqttProtocolVersion version) => new()
+    {
+        Topic = topic,
+        Payload = new System.Buffers.ReadOnlySequence<byte>(message.Payload),
+        QualityOfServiceLevel = MqttQualityOfServiceLevel.AtLeastOnce,
+        PayloadFormatIndicator = version == MqttProtocolVersion.V500 && message.Type == System.Net.WebSockets.WebSocketMessageType.Text
+            ? MqttPayloadFormatIndicator.CharacterData
+            : MqttPayloadFormatIndicator.Unspecified,
+    };
+
+    // Sent as "server", an id no device may have: the publish interceptor lets it through to the subscriber.
+    private Task InjectAsync(MqttApplicationMessage m) =>
+        _server.InjectApplicationMessage(new InjectedMqttApplicationMessage(m) { SenderClientId = DeviceId.Server }, CancellationToken.None);
 
     private static MQTTnet.Packets.MqttUserProperty Property(string name, string value) => new(name, System.Text.Encoding.UTF8.GetBytes(value).AsMemory());
 
@@ -294,7 +294,6 @@ internal sealed class MqttGateway : IHostedService, IDisposable
                 return;
             }
             e.SessionItems[SessionKey] = session;
-            if (remote is not null) e.SessionItems["devicegate.remote"] = remote;
             admitted = false; // released when the session ends
             _ = RunAsync(session, remote);
         }
@@ -369,27 +368,20 @@ internal sealed class MqttGateway : IHostedService, IDisposable
         }
         if (filter == MqttTopics.Messages(session.DeviceId))
         {
-            // At most once or at least once; QoS 2 is served as 1 (the ack is PUBACK).
-            if (e.TopicFilter.QualityOfServiceLevel == MqttQualityOfServiceLevel.ExactlyOnce) e.TopicFilter.QualityOfServiceLevel = MqttQualityOfServiceLevel.AtLeastOnce;
-            e.Response.ReasonCode = e.TopicFilter.QualityOfServiceLevel == MqttQualityOfServiceLevel.AtMostOnce ? MqttSubscribeReasonCode.GrantedQoS0 : MqttSubscribeReasonCode.GrantedQoS1;
-            var transport = (MqttTransport)session.Transport;
-            transport.MessagesQos = e.TopicFilter.QualityOfServiceLevel;
-            session.AcksMessages = transport.MessagesQos != MqttQualityOfServiceLevel.AtMostOnce;
+            session.AcksMessages = Grant(e) != MqttQualityOfServiceLevel.AtMostOnce;
             // MQTTnet records the subscription after this returns: the lane starts once it has (ClientSubscribedTopicAsync).
             return Task.CompletedTask;
         }
         if (filter == MqttTopics.Desired(session.DeviceId))
         {
-            if (e.TopicFilter.QualityOfServiceLevel == MqttQualityOfServiceLevel.ExactlyOnce) e.TopicFilter.QualityOfServiceLevel = MqttQualityOfServiceLevel.AtLeastOnce;
-            e.Response.ReasonCode = e.TopicFilter.QualityOfServiceLevel == MqttQualityOfServiceLevel.AtMostOnce ? MqttSubscribeReasonCode.GrantedQoS0 : MqttSubscribeReasonCode.GrantedQoS1;
+            Grant(e);
             // From now on the lane keeps desired-state messages for it (before, they stayed stored).
             session.TakesState = true;
             return Task.CompletedTask;
         }
         if (filter == MqttTopics.Rpc(session.DeviceId))
         {
-            if (e.TopicFilter.QualityOfServiceLevel == MqttQualityOfServiceLevel.ExactlyOnce) e.TopicFilter.QualityOfServiceLevel = MqttQualityOfServiceLevel.AtLeastOnce;
-            e.Response.ReasonCode = e.TopicFilter.QualityOfServiceLevel == MqttQualityOfServiceLevel.AtMostOnce ? MqttSubscribeReasonCode.GrantedQoS0 : MqttSubscribeReasonCode.GrantedQoS1;
+            Grant(e);
             ((MqttTransport)session.Transport).AcceptsRpc = true;
             return Task.CompletedTask;
         }
@@ -402,6 +394,15 @@ internal sealed class MqttGateway : IHostedService, IDisposable
         }
         Deny(e);
         return Task.CompletedTask;
+    }
+
+    /// <summary>Grants a subscription to one of the device's own topics at QoS 0 or 1 (QoS 2 is served as 1: the ack is PUBACK).</summary>
+    private static MqttQualityOfServiceLevel Grant(InterceptingSubscriptionEventArgs e)
+    {
+        if (e.TopicFilter.QualityOfServiceLevel == MqttQualityOfServiceLevel.ExactlyOnce) e.TopicFilter.QualityOfServiceLevel = MqttQualityOfServiceLevel.AtLeastOnce;
+        var qos = e.TopicFilter.QualityOfServiceLevel;
+        e.Response.ReasonCode = qos == MqttQualityOfServiceLevel.AtMostOnce ? MqttSubscribeReasonCode.GrantedQoS0 : MqttSubscribeReasonCode.GrantedQoS1;
+        return qos;
     }
 
     private static void Deny(InterceptingSubscriptionEventArgs e)

@@ -81,12 +81,6 @@ internal sealed class MqttTransport : ISessionTransport, IRpcCarrier
 
     public MqttProtocolVersion Version { get; }
 
-    /// <summary>"3.1.1" or "5", as <c>GET /api/devices/{id}</c> reports it.</summary>
-    public string ProtocolName => Version == MqttProtocolVersion.V500 ? "5" : "3.1.1";
-
-    /// <summary>The QoS the device subscribed to its messages with; null while it is not subscribed.</summary>
-    public MqttQualityOfServiceLevel? MessagesQos { get; set; }
-
     /// <summary>Called once, on the first close request (the session leaves the registry).</summary>
     public Action<DeviceSession>? Closing { get; init; }
 
