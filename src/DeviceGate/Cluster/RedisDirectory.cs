@@ -31,6 +31,12 @@ internal sealed class RedisDirectory(RedisStore store, ILogger<RedisDirectory> l
 
     public Task ForgetAsync(string device) => store.ForgetDeviceAsync(device);
 
+    public Task<RememberedSession?> RememberedSessionAsync(string device, DateTimeOffset now) => store.GetSessionAsync(device, now);
+
+    public Task RememberSessionAsync(string device, RememberedSession session, bool take) => store.PutSessionAsync(device, session, take);
+
+    public void DropSession(string device) => store.DeleteSessionAsync(device).LogFailure(logger);
+
     public async Task<DateTimeOffset?> TokensNotBeforeAsync(string device) => (await store.GetDeviceAsync(device).ConfigureAwait(false))?.TokensNotBefore;
 
     public Task RevokeTokensAsync(string device, DateTimeOffset at) => store.RevokeTokensAsync(device, at);

@@ -39,6 +39,9 @@ internal sealed class RedisKeys(string prefix)
     public string TaggedPrefix => $"{Prefix}tagged:";
     public RedisKey Tagged(string key, string value) => $"{TaggedPrefix}{key}={value}";
 
+    // What a device's transport keeps between connections (MQTT subscriptions): a hash that Redis expires itself.
+    public RedisKey Session(string device) => $"{Prefix}session:{device}";
+
     // Presence
     public RedisKey Presence => $"{Prefix}presence";
     public RedisKey Epoch(string device) => $"{Prefix}epoch:{device}";

@@ -276,7 +276,8 @@ internal sealed class RedisStore(IConnectionMultiplexer redis, RedisKeys keys, T
             var set = await TagsAsync(device).ConfigureAwait(false);
             if (set.Count > 0) tags[device] = set;
         }
-        return new DirectorySnapshot(devices, memberships, notBefore, tags);
+        // Sessions are read where they are needed (RedisDirectory reads Redis every time).
+        return new DirectorySnapshot(devices, memberships, notBefore, tags, new Dictionary<string, RememberedSession>());
     });
 
     public Task SaveLastSeenAsync(string device, DateTimeOffset at) => Guard(() => Db.HashSetAsync(keys.Devices, device, Ms(at)));
@@ -333,6 +334,7 @@ internal sealed class RedisStore(IConnectionMultiplexer redis, RedisKeys keys, T
         local old = redis.call('HGETALL', KEYS[9])
         for i = 1, #old, 2 do redis.call('SREM', ARGV[7] .. old[i] .. '=' .. old[i + 1], ARGV[1]) end
         redis.call('DEL', KEYS[9])
+        redis.call('DEL', KEYS[10])
         return 1
         """;
 
@@ -362,11 +364,32 @@ internal sealed class RedisStore(IConnectionMultiplexer redis, RedisKeys keys, T
     public Task<IReadOnlyDictionary<string, string>> TagsAsync(string device) => Guard<IReadOnlyDictionary<string, string>>(async () =>
         (await Db.HashGetAllAsync(keys.Tags(device)).ConfigureAwait(false)).ToDictionary(e => (string)e.Name!, e => (string)e.Value!, StringComparer.Ordinal));
 
+    // Redis expires the key itself when the session lapses; "take" = 0 writes only over the same owner.
+    private const string PutSessionScript = """
+        if ARGV[4] == '0' and redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
+        redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'subscriptions', ARGV[2], 'until', ARGV[3])
+        redis.call('PEXPIREAT', KEYS[1], ARGV[3])
+        return 1
+        """;
+
+    public Task PutSessionAsync(string device, RememberedSession session, bool take) => Guard(() =>
+        Db.ScriptEvaluateAsync(PutSessionScript, [keys.Session(device)], [session.Owner, session.Subscriptions, Ms(session.Until), take ? "1" : "0"]));
+
+    public Task DeleteSessionAsync(string device) => Guard(() => Db.KeyDeleteAsync(keys.Session(device)));
+
+    public Task<RememberedSession?> GetSessionAsync(string device, DateTimeOffset now) => Guard<RememberedSession?>(async () =>
+    {
+        var fields = (await Db.HashGetAllAsync(keys.Session(device)).ConfigureAwait(false)).ToDictionary(e => (string)e.Name!, e => e.Value);
+        if (!fields.TryGetValue("owner", out var owner) || !fields.TryGetValue("subscriptions", out var subscriptions) || !fields.TryGetValue("until", out var until)) return null;
+        var at = DateTimeOffset.FromUnixTimeMilliseconds((long)until);
+        return at > now ? new RememberedSession(owner!, subscriptions!, at) : null;
+    });
+
     public Task ForgetDeviceAsync(string device)
     {
         var now = DateTimeOffset.UtcNow;
         return Guard(() => Db.ScriptEvaluateAsync(ForgetScript,
-            [keys.GroupsOf(device), keys.Devices, keys.TokensNotBefore, keys.Outbox(device), keys.GroupNames, keys.Expiry, keys.FinalMessages, keys.State(device), keys.Tags(device)],
+            [keys.GroupsOf(device), keys.Devices, keys.TokensNotBefore, keys.Outbox(device), keys.GroupNames, keys.Expiry, keys.FinalMessages, keys.State(device), keys.Tags(device), keys.Session(device)],
             [device, keys.Prefix + "group:", keys.Prefix + "msg:", Ms(now), Iso(now), keys.Prefix, keys.TaggedPrefix]));
     }
 

@@ -122,6 +122,13 @@ public sealed class MqttOptions
 
     /// <summary>Apply the WebSocket Origin rule (DeviceGate:WebSockets:AllowedOrigins) to <c>/mqtt</c> too.</summary>
     public bool CheckOrigin { get; set; }
+
+    /// <summary>
+    /// Longest time a client's subscriptions are remembered after it disconnects: an MQTT 3.1.1 client with clean
+    /// session false gets this, an MQTT 5 client its session expiry interval, at most this (CONNACK says so).
+    /// 00:00:00 remembers nothing.
+    /// </summary>
+    public TimeSpan MaxSessionExpiry { get; set; } = Defaults.MqttMaxSessionExpiry;
 }
 
 public sealed class TelemetryOptions
@@ -331,6 +338,7 @@ public static class Defaults
     public const int MqttTcpPort = 1883;
     public const string MqttTcpAddress = "127.0.0.1";
     public static readonly TimeSpan MqttMaxKeepAlive = TimeSpan.FromMinutes(5);
+    public static readonly TimeSpan MqttMaxSessionExpiry = TimeSpan.FromDays(1);
     public const string Url = "http://127.0.0.1:8080";
     public static readonly TimeSpan KeepAliveInterval = TimeSpan.FromSeconds(25);
     public static readonly TimeSpan KeepAliveTimeout = TimeSpan.FromSeconds(20);

@@ -52,6 +52,8 @@ internal sealed class GatewayOptionsValidator : IValidateOptions<GatewayOptions>
         Require(System.Net.IPAddress.TryParse(o.Mqtt.TcpAddress, out _), "Mqtt:TcpAddress", "must be an IP address (0.0.0.0 for every interface)");
         Require(o.Mqtt.MaxKeepAlive >= TimeSpan.FromSeconds(1) && o.Mqtt.MaxKeepAlive <= TimeSpan.FromSeconds(65535), "Mqtt:MaxKeepAlive",
             "must be between 00:00:01 and 18:12:15 (65535 s, MQTT's largest)");
+        Require(o.Mqtt.MaxSessionExpiry >= TimeSpan.Zero && o.Mqtt.MaxSessionExpiry < TimeSpan.FromSeconds(uint.MaxValue), "Mqtt:MaxSessionExpiry",
+            "must be between 00:00:00 (remember nothing) and 49710.06:28:14 (MQTT's largest)");
         Require(o.WebSockets.KeepAliveInterval >= TimeSpan.Zero, "WebSockets:KeepAliveInterval", "must not be negative (00:00:00 turns pings off)");
         Require(o.WebSockets.KeepAliveTimeout >= TimeSpan.Zero, "WebSockets:KeepAliveTimeout", "must not be negative (00:00:00 waits for pongs forever)");
         Require(o.Limits.MaxMessageBytes is >= 1 and <= 64 * 1024 * 1024, "Limits:MaxMessageBytes", "must be between 1 and 67108864");

@@ -44,13 +44,14 @@ internal sealed class MqttGateway : IHostedService, IDisposable
     private readonly MqttWebSocketServerAdapter _webSockets = new();
     private readonly MqttServer _server;
     private readonly Action<DeviceSession> _onClosing;
+    private readonly MqttSessionMemory _memory;
 
     // The current MQTT connection of each device id on this node (MQTTnet's own takeover needs telling apart).
     private readonly ConcurrentDictionary<string, DeviceSession> _connections = new(StringComparer.Ordinal);
     private ITimer? _keepAliveSweep;
 
     public MqttGateway(Handshake handshake, ConnectionAdmission admission, DeviceSessions sessions, DeviceBudgets budgets, Delivery.Lanes lanes,
-        Delivery.DeliveryService delivery, IGroupDirectory groups, Rpc.RpcCoordinator rpcs, State.DeviceStates states, EventHub events, GatewayMetrics metrics, ShutdownState shutdown, LogLimiter logLimiter,
+        Delivery.DeliveryService delivery, IGroupDirectory groups, IDeviceDirectory directory, Rpc.RpcCoordinator rpcs, State.DeviceStates states, EventHub events, GatewayMetrics metrics, ShutdownState shutdown, LogLimiter logLimiter,
         IOptions<GatewayOptions> options, TimeProvider time, ILogger<MqttGateway> logger)
     {
         _handshake = handshake;
@@ -70,6 +71,7 @@ internal sealed class MqttGateway : IHostedService, IDisposable
         _time = time;
         _logger = logger;
         _onClosing = sessions.Closing;
+        _memory = new MqttSessionMemory(directory, _options, time, logger);
 
         var mqtt = _options.Mqtt;
         var builder = new MqttServerOptionsBuilder()
@@ -96,6 +98,7 @@ internal sealed class MqttGateway : IHostedService, IDisposable
         _server.InterceptingPublishAsync += InterceptingPublishAsync;
         _server.ClientAcknowledgedPublishPacketAsync += ClientAcknowledgedPublishPacketAsync;
         _server.ClientSubscribedTopicAsync += ClientSubscribedTopicAsync;
+        _server.InterceptingOutboundPacketAsync += InterceptingOutboundPacketAsync;
     }
 
     public Task StartAsync(CancellationToken cancellationToken)
@@ -280,6 +283,7 @@ internal sealed class MqttGateway : IHostedService, IDisposable
                     ((MqttTransport)older.Transport).Disconnected(clean: false, takenOver: true);
                 }
             }
+            await _memory.OpenAsync(e, transport).ConfigureAwait(false);
             _connections[id] = session;
             try
             {
@@ -325,12 +329,25 @@ internal sealed class MqttGateway : IHostedService, IDisposable
         {
             await _sessions.CloseAsync(session, started: Volatile.Read(ref ((MqttTransport)session.Transport).StartedFlag) != 0).ConfigureAwait(false);
             _admission.Release(remote);
+            await _memory.ClosedAsync((MqttTransport)session.Transport).ConfigureAwait(false);
         }
     }
 
-    private Task ClientConnectedAsync(ClientConnectedEventArgs e)
+    /// <summary>The CONNACK says whether a remembered session was resumed, and (MQTT 5) the session expiry granted when it is not the one asked for.</summary>
+    private Task InterceptingOutboundPacketAsync(InterceptingPacketEventArgs e)
     {
-        if (!_connections.TryGetValue(e.ClientId, out var session)) return Task.CompletedTask;
+        if (e.Packet is MQTTnet.Packets.MqttConnAckPacket connack && _connections.TryGetValue(e.ClientId, out var session))
+        {
+            var transport = (MqttTransport)session.Transport;
+            connack.IsSessionPresent = transport.SessionPresent;
+            if (transport.GrantedExpiry is { } granted) connack.SessionExpiryInterval = granted;
+        }
+        return Task.CompletedTask;
+    }
+
+    private async Task ClientConnectedAsync(ClientConnectedEventArgs e)
+    {
+        if (!_connections.TryGetValue(e.ClientId, out var session)) return;
         // A resumed MQTTnet session keeps the older connection's items: this connection is the current one.
         e.SessionItems[SessionKey] = session;
         var transport = (MqttTransport)session.Transport;
@@ -339,13 +356,17 @@ internal sealed class MqttGateway : IHostedService, IDisposable
             // The lane starts when the device subscribes to its messages: stored messages wait for the subscription.
             _sessions.Started(session, (e.RemoteEndPoint as IPEndPoint)?.Address.ToString(), startLane: false);
         }
-        return Task.CompletedTask;
+        // A remembered session: its subscriptions are made again, through the same interceptors as the device's own
+        // SUBSCRIBE (before MQTTnet reads the client's next packet).
+        if (transport.Resumed is { Count: > 0 } resumed) await SafeAsync(() => _server.SubscribeAsync(e.ClientId, resumed.ToList())).ConfigureAwait(false);
     }
 
     private Task ClientDisconnectedAsync(ClientDisconnectedEventArgs e)
     {
         if (e.SessionItems[SessionKey] is not DeviceSession session) return Task.CompletedTask;
         _connections.TryRemove(new KeyValuePair<string, DeviceSession>(session.DeviceId, session));
+        // MQTT 5: a DISCONNECT may change the session expiry (MQTTnet reads an absent one as 0: the CONNECT's stays).
+        if (e.SessionExpiryInterval > 0) ((MqttTransport)session.Transport).DisconnectExpiry = e.SessionExpiryInterval;
         ((MqttTransport)session.Transport).Disconnected(clean: e.DisconnectType == MqttClientDisconnectType.Clean, takenOver: e.DisconnectType == MqttClientDisconnectType.Takeover);
         return Task.CompletedTask;
     }
@@ -366,26 +387,27 @@ internal sealed class MqttGateway : IHostedService, IDisposable
             Deny(e);
             return Task.CompletedTask;
         }
+        var transport = (MqttTransport)session.Transport;
         if (filter == MqttTopics.Messages(session.DeviceId))
         {
-            session.AcksMessages = Grant(e) != MqttQualityOfServiceLevel.AtMostOnce;
+            session.AcksMessages = Keep(transport, "messages", Grant(e)) != MqttQualityOfServiceLevel.AtMostOnce;
             // MQTTnet records the subscription after this returns: the lane starts once it has (ClientSubscribedTopicAsync).
             return Task.CompletedTask;
         }
         if (filter == MqttTopics.Desired(session.DeviceId))
         {
-            Grant(e);
+            Keep(transport, "state/desired", Grant(e));
             // From now on the lane keeps desired-state messages for it (before, they stayed stored).
             session.TakesState = true;
             return Task.CompletedTask;
         }
         if (filter == MqttTopics.Rpc(session.DeviceId))
         {
-            Grant(e);
-            ((MqttTransport)session.Transport).AcceptsRpc = true;
+            Keep(transport, "rpc", Grant(e));
+            transport.AcceptsRpc = true;
             return Task.CompletedTask;
         }
-        if (TryGroup(filter, out _) && ((MqttTransport)session.Transport).TakeJoin(filter) is { } joined)
+        if (TryGroup(filter, out _) && transport.TakeJoin(filter) is { } joined)
         {
             // Group messages reach the device on its messages topic (with a group user property): no MQTTnet subscription.
             e.ProcessSubscription = false;
@@ -405,6 +427,12 @@ internal sealed class MqttGateway : IHostedService, IDisposable
         return qos;
     }
 
+    private static MqttQualityOfServiceLevel Keep(MqttTransport transport, string suffix, MqttQualityOfServiceLevel qos)
+    {
+        transport.Own[suffix] = qos;
+        return qos;
+    }
+
     private static void Deny(InterceptingSubscriptionEventArgs e)
     {
         e.ProcessSubscription = false;
@@ -412,20 +440,21 @@ internal sealed class MqttGateway : IHostedService, IDisposable
     }
 
     /// <summary>MQTTnet has the subscription: messages published on the topic now reach the device, so its lane starts.</summary>
-    private Task ClientSubscribedTopicAsync(ClientSubscribedTopicEventArgs e)
+    private async Task ClientSubscribedTopicAsync(ClientSubscribedTopicEventArgs e)
     {
-        if (Current(e.ClientId) is not { } session) return Task.CompletedTask;
+        if (Current(e.ClientId) is not { } session) return;
         var transport = (MqttTransport)session.Transport;
+        // MQTTnet raises this outside its locks and before the SUBACK: a remembered session is written by then.
+        await _memory.ChangedAsync(transport).ConfigureAwait(false);
         if (e.TopicFilter.Topic == MqttTopics.Desired(session.DeviceId))
         {
             // A lane that started before the device took state catches up now (its start skipped state messages).
             if (Volatile.Read(ref transport.LaneStarted) == 1 && Interlocked.Exchange(ref transport.StateLoaded, 1) == 0 && session.Lane is { } running) _ = running.LoadStateAsync();
-            return Task.CompletedTask;
+            return;
         }
-        if (e.TopicFilter.Topic != MqttTopics.Messages(session.DeviceId)) return Task.CompletedTask;
+        if (e.TopicFilter.Topic != MqttTopics.Messages(session.DeviceId)) return;
         // Not awaited: loading the backlog must not hold up MQTTnet's handling of this client.
         if (Interlocked.Exchange(ref transport.LaneStarted, 1) == 0 && session.Lane is { } lane) _ = lane.StartAsync();
-        return Task.CompletedTask;
     }
 
     /// <summary>
@@ -454,8 +483,16 @@ internal sealed class MqttGateway : IHostedService, IDisposable
                 Interlocked.Increment(ref ((MqttTransport)session.Transport).PublishesIn);
                 break;
             case MQTTnet.Packets.MqttUnsubscribePacket unsubscribe when Current(e.ClientId) is { } session:
+                var own = (MqttTransport)session.Transport;
                 foreach (var topic in unsubscribe.TopicFilters)
                 {
+                    if (topic == MqttTopics.Rpc(session.DeviceId)) own.AcceptsRpc = false;
+                    if (topic == MqttTopics.Desired(session.DeviceId)) session.TakesState = false;
+                    if (topic.StartsWith(MqttTopics.DevicePrefix + session.DeviceId + "/", StringComparison.Ordinal)
+                        && own.Own.TryRemove(MqttSessionMemory.Suffix(session.DeviceId, topic), out _))
+                    {
+                        await _memory.ChangedAsync(own).ConfigureAwait(false);
+                    }
                     if (!TryGroup(topic, out var group)) continue;
                     try
                     {

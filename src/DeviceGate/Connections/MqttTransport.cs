@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Collections.Concurrent;
 using System.Net.WebSockets;
 using System.Threading.Channels;
 using DeviceGate.Protocol;
@@ -55,6 +56,30 @@ internal sealed class MqttTransport : ISessionTransport, IRpcCarrier
 
     /// <summary>The keep-alive the gateway holds the device to: what it asked for, at most DeviceGate:Mqtt:MaxKeepAlive (which also stands for none).</summary>
     internal TimeSpan KeepAlive;
+
+    /// <summary>Its subscriptions to its own topics (relative to <c>devices/{id}/</c>) with the QoS granted: what a remembered session keeps.</summary>
+    internal readonly ConcurrentDictionary<string, MqttQualityOfServiceLevel> Own = new(StringComparer.Ordinal);
+
+    /// <summary>How long its subscriptions are kept after it ends (zero: not kept), under <see cref="SessionOwner"/>.</summary>
+    internal TimeSpan RememberFor;
+
+    internal string SessionOwner = "";
+
+    /// <summary>MQTT 5: the session expiry the gateway grants when it is not what the client asked for (CONNACK says so).</summary>
+    internal uint? GrantedExpiry;
+
+    /// <summary>MQTT 5: the session expiry interval of the client's DISCONNECT, when it set one.</summary>
+    internal uint? DisconnectExpiry;
+
+    /// <summary>A remembered session was found (CONNACK session present), and the subscriptions it resumes.</summary>
+    internal bool SessionPresent;
+
+    internal IReadOnlyList<MQTTnet.Packets.MqttTopicFilter>? Resumed;
+
+    /// <summary>The subscriptions last written to the directory; writes go one at a time.</summary>
+    internal string WrittenSubscriptions = "";
+
+    internal readonly SemaphoreSlim MemoryWrites = new(1, 1);
 
     /// <summary>1 once the lane caught up with desired state for a state subscription that came after it started.</summary>
     internal int StateLoaded;

@@ -30,8 +30,20 @@ internal interface IDeviceDirectory
     /// <summary>Replaces the device's tags (empty: removes them) and makes it known; durable before it returns.</summary>
     Task SetTagsAsync(string device, IReadOnlyDictionary<string, string> tags);
 
-    /// <summary>Forgets the device: last-seen, memberships, tags, state and outbox. Its revocation stays.</summary>
+    /// <summary>Forgets the device: last-seen, memberships, tags, remembered session, state and outbox. Its revocation stays.</summary>
     Task ForgetAsync(string device);
+
+    /// <summary>The session the device's transport asked to keep between connections, unless it lapsed before <paramref name="now"/> (null then).</summary>
+    Task<RememberedSession?> RememberedSessionAsync(string device, DateTimeOffset now);
+
+    /// <summary>
+    /// Keeps <paramref name="session"/> until its Until; durable before it returns. With <paramref name="take"/> false,
+    /// only when the session kept has the same owner (a connection taken over, or followed by a clean start, writes nothing).
+    /// </summary>
+    Task RememberSessionAsync(string device, RememberedSession session, bool take);
+
+    /// <summary>A clean start: whatever was kept is dropped (written in the background, like <see cref="Seen"/>).</summary>
+    void DropSession(string device);
 
     /// <summary>Tokens issued before this are refused (null: no revocation).</summary>
     Task<DateTimeOffset?> TokensNotBeforeAsync(string device);

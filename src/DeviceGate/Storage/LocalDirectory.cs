@@ -11,6 +11,7 @@ internal sealed class LocalDirectory(IDirectoryStore store, ILogger<LocalDirecto
     private readonly ConcurrentDictionary<string, DateTimeOffset?> _devices = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, DateTimeOffset> _tokensNotBefore = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, IReadOnlyDictionary<string, string>> _tags = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, RememberedSession> _sessions = new(StringComparer.Ordinal);
     private readonly Dictionary<string, SortedSet<string>> _members = new(StringComparer.Ordinal);
     private readonly Dictionary<string, SortedSet<string>> _groupsOfDevice = new(StringComparer.Ordinal);
     private readonly Lock _gate = new();
@@ -21,6 +22,7 @@ internal sealed class LocalDirectory(IDirectoryStore store, ILogger<LocalDirecto
         foreach (var (id, seen) in snapshot.Devices) _devices[id] = seen;
         foreach (var (id, at) in snapshot.TokensNotBefore) _tokensNotBefore[id] = at;
         foreach (var (id, tags) in snapshot.Tags) _tags[id] = tags;
+        foreach (var (id, session) in snapshot.Sessions) _sessions[id] = session;
         lock (_gate)
         {
             foreach (var (g, d) in snapshot.Memberships) AddInMemory(g, d);
@@ -59,10 +61,28 @@ internal sealed class LocalDirectory(IDirectoryStore store, ILogger<LocalDirecto
         _devices.TryAdd(device, null);
     }
 
+    public Task<RememberedSession?> RememberedSessionAsync(string device, DateTimeOffset now) =>
+        Task.FromResult(_sessions.TryGetValue(device, out var kept) && kept.Until > now ? kept : null);
+
+    public async Task RememberSessionAsync(string device, RememberedSession session, bool take)
+    {
+        // The owner check is made again by the store, atomically with its write; memory follows what the store did.
+        if (!take && (!_sessions.TryGetValue(device, out var kept) || kept.Owner != session.Owner)) return;
+        await store.PutSessionAsync(device, session, take).ConfigureAwait(false);
+        if (take || (_sessions.TryGetValue(device, out var now) && now.Owner == session.Owner)) _sessions[device] = session;
+    }
+
+    public void DropSession(string device)
+    {
+        // Most devices never kept one: nothing to write for them.
+        if (_sessions.TryRemove(device, out _)) store.DeleteSessionAsync(device).LogFailure(logger);
+    }
+
     public Task ForgetAsync(string device)
     {
         _devices.TryRemove(device, out _);
         _tags.TryRemove(device, out _);
+        _sessions.TryRemove(device, out _);
         lock (_gate)
         {
             foreach (var g in GroupsOf(device)) RemoveInMemory(g, device);

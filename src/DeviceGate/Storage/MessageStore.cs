@@ -69,13 +69,29 @@ public interface IDirectoryStore
 
     /// <summary>Unexpired pending messages per device, for <c>queued</c> counts.</summary>
     Task<int> CountQueuedAsync(string device, DateTimeOffset now);
+
+    /// <summary>
+    /// Keeps the device's remembered session until its <see cref="RememberedSession.Until"/>. With
+    /// <paramref name="take"/> false, only when the one kept has the same owner (checked atomically with the write).
+    /// </summary>
+    Task PutSessionAsync(string device, RememberedSession session, bool take);
+
+    Task DeleteSessionAsync(string device);
 }
+
+/// <summary>
+/// What a device's transport keeps between its connections (MQTT: the subscriptions of a client that connected with
+/// clean session false or a session expiry), until <see cref="Until"/>. <see cref="Owner"/> names the connection that
+/// wrote it, so that a connection taken over since writes nothing.
+/// </summary>
+public sealed record RememberedSession(string Owner, string Subscriptions, DateTimeOffset Until);
 
 public sealed record DirectorySnapshot(
     IReadOnlyDictionary<string, DateTimeOffset?> Devices,
     IReadOnlyList<(string Group, string Device)> Memberships,
     IReadOnlyDictionary<string, DateTimeOffset> TokensNotBefore,
-    IReadOnlyDictionary<string, IReadOnlyDictionary<string, string>> Tags);
+    IReadOnlyDictionary<string, IReadOnlyDictionary<string, string>> Tags,
+    IReadOnlyDictionary<string, RememberedSession> Sessions);
 
 /// <summary>Optional capability of a store: readiness and outbox depth for /readyz and /metrics.</summary>
 public interface IStoreHealth

@@ -7,7 +7,7 @@ internal static class SqliteSchema
 {
     /// <summary>'DGAT': marks the file as a DeviceGate database (PRAGMA application_id).</summary>
     public const int ApplicationId = 0x44474154;
-    public const int Version = 3;
+    public const int Version = 4;
 
     // seq is the rowid: new rows always get max+1, which is all acceptance order needs (no AUTOINCREMENT
     // bookkeeping per insert). Final rows have no index of their own: the once-a-minute purge scans, which is
@@ -43,6 +43,7 @@ internal static class SqliteSchema
           desired_version INTEGER NOT NULL, reported_version INTEGER NOT NULL, acked_version INTEGER NOT NULL,
           desired_at INTEGER, reported_at INTEGER);
         CREATE TABLE tags(device TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY(device, key));
+        CREATE TABLE sessions(device TEXT PRIMARY KEY, owner TEXT NOT NULL, subscriptions TEXT NOT NULL, until INTEGER NOT NULL);
         """;
 
     // Version 1 kept a device's revocation in its devices row, so forgetting the device dropped it.
@@ -59,6 +60,11 @@ internal static class SqliteSchema
     private const string MigrateFrom2 = """
         ALTER TABLE messages ADD COLUMN state_version INTEGER NOT NULL DEFAULT 0;
         CREATE TABLE tags(device TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY(device, key));
+        """;
+
+    // Version 3 kept no MQTT sessions.
+    private const string MigrateFrom3 = """
+        CREATE TABLE sessions(device TEXT PRIMARY KEY, owner TEXT NOT NULL, subscriptions TEXT NOT NULL, until INTEGER NOT NULL);
         """;
 
     /// <summary>Opens (creating if absent) and checks the database; throws a clear InvalidOperationException otherwise.</summary>
@@ -82,12 +88,13 @@ internal static class SqliteSchema
             {
                 throw new InvalidOperationException($"{path} is a SQLite database of another application (application_id {appId}); refusing to use it. Point DeviceGate:Store:Path at another folder.");
             }
-            if (version is 1 or 2)
+            if (version is 1 or 2 or 3)
             {
                 // One transaction: a migration that fails leaves the file as it was.
                 using var tx = connection.BeginTransaction();
                 if (version == 1) Execute(connection, MigrateFrom1, tx);
-                Execute(connection, MigrateFrom2, tx);
+                if (version <= 2) Execute(connection, MigrateFrom2, tx);
+                Execute(connection, MigrateFrom3, tx);
                 Execute(connection, $"PRAGMA user_version = {Version};", tx);
                 tx.Commit();
                 version = Version;

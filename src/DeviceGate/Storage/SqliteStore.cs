@@ -497,7 +497,7 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IStateStore,
 
     public Task PurgeAsync(DateTimeOffset before) => WriteAsync((c, tx) =>
     {
-        var cmd = Writer("DELETE FROM messages WHERE pending = 0 AND updated_at < $b; DELETE FROM idempotency WHERE created_at < $b;", ("$b", Ms(before)));
+        var cmd = Writer("DELETE FROM messages WHERE pending = 0 AND updated_at < $b; DELETE FROM idempotency WHERE created_at < $b; DELETE FROM sessions WHERE until < $b;", ("$b", Ms(before)));
         cmd.ExecuteNonQuery();
         return null;
     });
@@ -551,7 +551,13 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IStateStore,
                 ((Dictionary<string, string>)set)[r.GetString(1)] = r.GetString(2);
             }
         }
-        return new DirectorySnapshot(devices, memberships, notBefore, tags);
+        var sessions = new Dictionary<string, RememberedSession>(StringComparer.Ordinal);
+        using (var cmd = Command(c, null, "SELECT device, owner, subscriptions, until FROM sessions WHERE until > $now;", ("$now", Ms(DateTimeOffset.UtcNow))))
+        using (var r = await cmd.ExecuteReaderAsync().ConfigureAwait(false))
+        {
+            while (await r.ReadAsync().ConfigureAwait(false)) sessions[r.GetString(0)] = new RememberedSession(r.GetString(1), r.GetString(2), FromMs(r.GetInt64(3)));
+        }
+        return new DirectorySnapshot(devices, memberships, notBefore, tags, sessions);
     }
 
     public Task SaveLastSeenAsync(string device, DateTimeOffset at) => WriteAsync((c, tx) =>
@@ -600,10 +606,25 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IStateStore,
         return null;
     });
 
+    public Task PutSessionAsync(string device, RememberedSession session, bool take) => WriteAsync((c, tx) =>
+    {
+        Writer(take
+                ? "INSERT INTO sessions(device, owner, subscriptions, until) VALUES($d, $o, $s, $u) ON CONFLICT(device) DO UPDATE SET owner = excluded.owner, subscriptions = excluded.subscriptions, until = excluded.until;"
+                : "UPDATE sessions SET subscriptions = $s, until = $u WHERE device = $d AND owner = $o;",
+            ("$d", device), ("$o", session.Owner), ("$s", session.Subscriptions), ("$u", Ms(session.Until))).ExecuteNonQuery();
+        return null;
+    });
+
+    public Task DeleteSessionAsync(string device) => WriteAsync((c, tx) =>
+    {
+        Writer("DELETE FROM sessions WHERE device = $d;", ("$d", device)).ExecuteNonQuery();
+        return null;
+    });
+
     public Task ForgetDeviceAsync(string device) => WriteAsync((c, tx) =>
     {
         var now = DateTimeOffset.UtcNow;
-        Writer("DELETE FROM memberships WHERE device = $d; DELETE FROM devices WHERE id = $d; DELETE FROM device_state WHERE device = $d; DELETE FROM tags WHERE device = $d;",
+        Writer("DELETE FROM memberships WHERE device = $d; DELETE FROM devices WHERE id = $d; DELETE FROM device_state WHERE device = $d; DELETE FROM tags WHERE device = $d; DELETE FROM sessions WHERE device = $d;",
             ("$d", device)).ExecuteNonQuery();
         var cancel = Writer($"""
             UPDATE messages SET status = 'cancelled', pending = 0, updated_at = $now, {HistoryAppend("'cancelled'")} WHERE device = $d AND pending = 1

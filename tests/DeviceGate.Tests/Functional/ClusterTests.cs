@@ -70,6 +70,31 @@ public sealed class ClusterTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task An_mqtt_session_kept_on_one_node_resumes_on_the_other()
+    {
+        var (portA, portB) = (MqttDevice.FreePort(), MqttDevice.FreePort());
+        Dictionary<string, string> Mqtt(string node, int port)
+        {
+            var settings = Settings(RedisServer.Shared.Configuration, _prefix, node);
+            settings["DeviceGate:Mqtt:Enabled"] = "true";
+            settings["DeviceGate:Mqtt:TcpPort"] = port.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            return settings;
+        }
+        await using var nodeA = await TestGateway.StartAsync(Mqtt("mqtt-a", portA));
+        await using var nodeB = await TestGateway.StartAsync(Mqtt("mqtt-b", portB));
+        await using (var first = await MqttDevice.ConnectAsync(MqttDevice.Tcp(portA, "roamer", nodeA.Token("roamer")).WithCleanStart(false).WithSessionExpiryInterval(600)))
+        {
+            Assert.False(first.Connected.IsSessionPresent);
+            await first.SubscribeAsync("devices/roamer/messages");
+        }
+        await using var moved = await MqttDevice.ConnectAsync(MqttDevice.Tcp(portB, "roamer", nodeB.Token("roamer")).WithCleanStart(false).WithSessionExpiryInterval(600));
+        Assert.True(moved.Connected.IsSessionPresent);
+        using var sent = await _one.Api.PostTextAsync("api/devices/roamer/messages?ttl=60", "found you");
+        Assert.Equal(HttpStatusCode.Accepted, sent.StatusCode);
+        Assert.Equal("found you", (await moved.ReceiveAsync()).ApplicationMessage.ConvertPayloadToString());
+    }
+
+    [Fact]
     public async Task A_send_through_one_node_reaches_a_device_on_the_other()
     {
         using var device = await _one.ConnectAsync("far-away");

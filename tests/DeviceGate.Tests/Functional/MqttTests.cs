@@ -459,6 +459,96 @@ public sealed class MqttTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_311_session_with_clean_session_false_resumes_its_subscriptions_and_a_clean_one_forgets_them()
+    {
+        const string id = "mq-keep311";
+        var kept = MqttDevice.Tcp(_port, id, _gw.Token(id), MqttProtocolVersion.V311).WithCleanSession(false);
+        await using (var first = await MqttDevice.ConnectAsync(kept))
+        {
+            Assert.False(first.Connected.IsSessionPresent);
+            await first.SubscribeAsync($"devices/{id}/messages");
+            await first.SubscribeAsync($"devices/{id}/rpc", MqttQualityOfServiceLevel.AtMostOnce);
+        }
+        await using (var again = await MqttDevice.ConnectAsync(kept))
+        {
+            // No SUBSCRIBE this time: the session's subscriptions are there, with their QoS.
+            Assert.True(again.Connected.IsSessionPresent);
+            var messageId = await SendAsync(id, new StringContent("resumed", Encoding.UTF8, "text/plain"), ttl: 60);
+            Assert.Equal("resumed", (await again.ReceiveAsync()).ApplicationMessage.ConvertPayloadToString());
+            await ApiExtensions.EventuallyAsync(async () => (await StatusAsync(messageId)).Status == "acked", "acked: the subscription came back at QoS 1");
+            var call = _gw.Api.PostBytesAsync($"api/devices/{id}/rpc?timeout=10", "{}"u8.ToArray(), "application/json");
+            var request = await again.ReceiveAsync();
+            Assert.Equal(($"devices/{id}/rpc", MqttQualityOfServiceLevel.AtMostOnce), (request.ApplicationMessage.Topic, request.ApplicationMessage.QualityOfServiceLevel));
+            var rpcId = System.Text.Json.JsonDocument.Parse(request.ApplicationMessage.ConvertPayloadToString()).RootElement.Str("id");
+            await again.PublishAsync($"devices/{id}/rpc/reply", System.Text.Json.JsonSerializer.Serialize(new { id = rpcId, data = 1 }));
+            using var answered = await call;
+            Assert.Equal(HttpStatusCode.OK, answered.StatusCode);
+        }
+        await using (var clean = await MqttDevice.ConnectAsync(MqttDevice.Tcp(_port, id, _gw.Token(id), MqttProtocolVersion.V311)))
+        {
+            Assert.False(clean.Connected.IsSessionPresent);
+            using var refused = await _gw.Api.PostBytesAsync($"api/devices/{id}/rpc?timeout=10", "{}"u8.ToArray(), "application/json");
+            Assert.Equal(HttpStatusCode.Conflict, refused.StatusCode);
+        }
+        await using var afterClean = await MqttDevice.ConnectAsync(kept);
+        Assert.False(afterClean.Connected.IsSessionPresent);
+        using var stillRefused = await _gw.Api.PostBytesAsync($"api/devices/{id}/rpc?timeout=10", "{}"u8.ToArray(), "application/json");
+        Assert.Equal(HttpStatusCode.Conflict, stillRefused.StatusCode);
+    }
+
+    [Fact]
+    public async Task An_mqtt_5_session_expiry_is_capped_survives_a_restart_and_one_of_zero_resumes_once_without_keeping()
+    {
+        var data = TempFolder.Create();
+        var port = MqttDevice.FreePort();
+        var settings = new Dictionary<string, string>
+        {
+            ["DeviceGate:Mqtt:Enabled"] = "true",
+            ["DeviceGate:Mqtt:TcpPort"] = port.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["DeviceGate:Mqtt:MaxSessionExpiry"] = "01:00:00",
+        };
+        const string id = "mq-keep5";
+        try
+        {
+            await using (var gw = await TestGateway.StartAsync(settings, data))
+            {
+                await using var first = await MqttDevice.ConnectAsync(MqttDevice.Tcp(port, id, gw.Token(id)).WithCleanStart(false).WithSessionExpiryInterval(uint.MaxValue));
+                Assert.Equal(3600u, first.Connected.SessionExpiryInterval);
+                await first.SubscribeAsync($"devices/{id}/messages");
+                await first.SubscribeAsync($"devices/{id}/state/desired");
+                await first.SubscribeAsync($"devices/{id}/rpc");
+                await first.Client.UnsubscribeAsync(new MqttClientUnsubscribeOptionsBuilder().WithTopicFilter($"devices/{id}/rpc").Build());
+            }
+            await using (var gw = await TestGateway.StartAsync(settings, data))
+            {
+                using (var put = await gw.Api.PatchAsync($"api/devices/{id}/state/desired", new StringContent("{\"led\":\"on\"}", Encoding.UTF8, "application/merge-patch+json")))
+                {
+                    Assert.True(put.IsSuccessStatusCode, $"{(int)put.StatusCode}");
+                }
+                using (var sent = await gw.Api.PostAsync($"api/devices/{id}/messages?ttl=60", new StringContent("after restart", Encoding.UTF8, "text/plain")))
+                {
+                    Assert.Equal(HttpStatusCode.Accepted, sent.StatusCode);
+                }
+                // Clean start false with no expiry: this connection resumes the session and keeps nothing after it.
+                await using (var resumed = await MqttDevice.ConnectAsync(MqttDevice.Tcp(port, id, gw.Token(id)).WithCleanStart(false)))
+                {
+                    Assert.True(resumed.Connected.IsSessionPresent);
+                    var topics = new[] { (await resumed.ReceiveAsync()).ApplicationMessage.Topic, (await resumed.ReceiveAsync()).ApplicationMessage.Topic };
+                    Assert.Equal([$"devices/{id}/messages", $"devices/{id}/state/desired"], topics.Order());
+                    using var noRpc = await gw.Api.PostBytesAsync($"api/devices/{id}/rpc?timeout=10", "{}"u8.ToArray(), "application/json");
+                    Assert.Equal(HttpStatusCode.Conflict, noRpc.StatusCode);
+                }
+                await using var gone = await MqttDevice.ConnectAsync(MqttDevice.Tcp(port, id, gw.Token(id)).WithCleanStart(false));
+                Assert.False(gone.Connected.IsSessionPresent);
+            }
+        }
+        finally
+        {
+            TempFolder.Delete(data);
+        }
+    }
+
+    [Fact]
     public async Task A_device_that_disconnects_and_reconnects_at_once_keeps_working_every_time()
     {
         // Once in CI (under the whole suite's load) a device that disconnected and reconnected at once saw its new

@@ -18,6 +18,9 @@ public sealed class MqttDevice : IAsyncDisposable
 
     public IMqttClient Client { get; }
 
+    /// <summary>The CONNACK as the client read it (session present, the session expiry granted).</summary>
+    public MqttClientConnectResult Connected { get; private set; } = null!;
+
     /// <summary>When false, QoS 1 messages are received and never PUBACKed (the gateway must redeliver them).</summary>
     public bool Acknowledge { get; set; } = true;
 
@@ -66,6 +69,7 @@ public sealed class MqttDevice : IAsyncDisposable
         };
         // A refused CONNECT is a result (MQTTnet 5 does not throw for it).
         var result = await client.ConnectAsync(options.Build(), new CancellationTokenSource(Timeouts.Default).Token);
+        device.Connected = result;
         return (device, result.ResultCode);
     }
 

@@ -7,6 +7,12 @@ using Microsoft.Extensions.Logging.Abstractions;
 namespace DeviceGate.Tests.Storage;
 
 /// <summary>The contract of the directory seams, run against the single-node directory (memory over SQLite) and Redis's.</summary>
+internal static class Milliseconds
+{
+    /// <summary>Stores keep times to the millisecond.</summary>
+    public static DateTimeOffset TruncateToMs(this DateTimeOffset at) => DateTimeOffset.FromUnixTimeMilliseconds(at.ToUnixTimeMilliseconds());
+}
+
 public abstract class DirectorySpec : IAsyncLifetime
 {
     private protected IDeviceDirectory Devices { get; set; } = null!;
@@ -76,6 +82,42 @@ public abstract class DirectorySpec : IAsyncLifetime
         Assert.Empty(await Devices.ListAsync(null, null, 10, Filter("model:k2")));
         await ReopenAsync();
         Assert.Empty(await Devices.TagsAsync("kiosk-b"));
+    }
+
+    [Fact]
+    public async Task A_remembered_session_survives_restarts_is_written_over_only_by_its_owner_and_lapses_drops_and_goes_with_forget()
+    {
+        var now = DateTimeOffset.UtcNow;
+        var later = now.AddHours(1);
+        Assert.Null(await Devices.RememberedSessionAsync("sensor", now));
+        await Devices.RememberSessionAsync("sensor", new RememberedSession("conn-1", "messages:1", later), take: true);
+        await ReopenAsync();
+        Assert.Equal(new RememberedSession("conn-1", "messages:1", later.TruncateToMs()), await Devices.RememberedSessionAsync("sensor", now));
+
+        // Another owner writes only by taking; the owner itself may change what it keeps.
+        await Devices.RememberSessionAsync("sensor", new RememberedSession("conn-0", "rpc:0", later), take: false);
+        Assert.Equal("messages:1", (await Devices.RememberedSessionAsync("sensor", now))!.Subscriptions);
+        await Devices.RememberSessionAsync("sensor", new RememberedSession("conn-1", "messages:1,rpc:0", later), take: false);
+        Assert.Equal("messages:1,rpc:0", (await Devices.RememberedSessionAsync("sensor", now))!.Subscriptions);
+        await Devices.RememberSessionAsync("sensor", new RememberedSession("conn-2", "", later), take: true);
+        await Devices.RememberSessionAsync("sensor", new RememberedSession("conn-1", "messages:1", later), take: false);
+        Assert.Equal(("conn-2", ""), ((await Devices.RememberedSessionAsync("sensor", now))!.Owner, (await Devices.RememberedSessionAsync("sensor", now))!.Subscriptions));
+        // Nothing to write over once it is gone.
+        await Devices.RememberSessionAsync("never-kept", new RememberedSession("conn-1", "messages:1", later), take: false);
+        Assert.Null(await Devices.RememberedSessionAsync("never-kept", now));
+
+        Assert.Null(await Devices.RememberedSessionAsync("sensor", later.AddSeconds(1)));
+        await Devices.RememberSessionAsync("lapsed", new RememberedSession("conn-1", "messages:0", now.AddSeconds(-1)), take: true);
+        Assert.Null(await Devices.RememberedSessionAsync("lapsed", now));
+
+        Devices.DropSession("sensor");
+        Assert.Null(await Devices.RememberedSessionAsync("sensor", now));
+        await Devices.RememberSessionAsync("kiosk", new RememberedSession("conn-1", "messages:1", later), take: true);
+        await Devices.ForgetAsync("kiosk");
+        Assert.Null(await Devices.RememberedSessionAsync("kiosk", now));
+        await ReopenAsync();
+        Assert.Null(await Devices.RememberedSessionAsync("sensor", now));
+        Assert.Null(await Devices.RememberedSessionAsync("kiosk", now));
     }
 
     [Fact]
