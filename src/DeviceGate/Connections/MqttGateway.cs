@@ -41,7 +41,7 @@ internal sealed class MqttGateway : IHostedService, IDisposable
     private readonly GatewayOptions _options;
     private readonly TimeProvider _time;
     private readonly ILogger<MqttGateway> _logger;
-    private readonly MqttWebSocketServerAdapter _webSockets = new();
+    private readonly MqttListener _listener;
     private readonly MqttServer _server;
     private readonly Action<DeviceSession> _onClosing;
     private readonly MqttSessionMemory _memory;
@@ -73,23 +73,17 @@ internal sealed class MqttGateway : IHostedService, IDisposable
         _onClosing = sessions.Closing;
         _memory = new MqttSessionMemory(directory, _options, time, logger);
 
-        var mqtt = _options.Mqtt;
         var builder = new MqttServerOptionsBuilder()
             .WithPersistentSessions(false)
             // MQTTnet's per-client queue sits behind ours (bounded in messages and bytes): it never needs to drop.
             .WithMaxPendingMessagesPerClient(Math.Max(_options.Limits.SendQueueMessages, _options.Delivery.MaxInFlight) + 16)
-            .WithKeepAlive();
-        if (mqtt.TcpPort > 0)
-        {
-            builder.WithDefaultEndpoint().WithDefaultEndpointPort(mqtt.TcpPort).WithDefaultEndpointBoundIPAddress(IPAddress.Parse(mqtt.TcpAddress));
-        }
-        else
-        {
-            builder.WithoutDefaultEndpoint();
-        }
-        var adapters = new List<IMqttServerAdapter> { _webSockets };
-        if (mqtt.TcpPort > 0) adapters.Add(new MQTTnet.Server.Internal.Adapter.MqttTcpServerAdapter());
-        _server = new MqttServerFactory().CreateMqttServer(builder.Build(), adapters, new MqttLog(logger, logLimiter));
+            .WithKeepAlive()
+            // MQTTnet's default is 100 s: a socket that sends no CONNECT (or stops mid-packet) holds a connection slot that long.
+            .WithDefaultCommunicationTimeout(TimeSpan.FromSeconds(10))
+            // Connections come from our listener (TCP and WebSocket, each behind a packet size guard), not MQTTnet's.
+            .WithoutDefaultEndpoint();
+        _listener = new MqttListener(_options, logger, logLimiter);
+        _server = new MqttServerFactory().CreateMqttServer(builder.Build(), [_listener], new MqttLog(logger, logLimiter));
         _server.ValidatingConnectionAsync += ValidatingConnectionAsync;
         _server.ClientConnectedAsync += ClientConnectedAsync;
         _server.ClientDisconnectedAsync += ClientDisconnectedAsync;
@@ -165,7 +159,7 @@ internal sealed class MqttGateway : IHostedService, IDisposable
             KeepAliveInterval = _options.WebSockets.KeepAliveInterval,
             KeepAliveTimeout = _options.WebSockets.KeepAliveTimeout,
         }).ConfigureAwait(false);
-        await _webSockets.RunWebSocketConnectionAsync(socket, context).ConfigureAwait(false);
+        await _listener.RunWebSocketAsync(socket, context).ConfigureAwait(false);
     }
 
     /// <summary>Still the MQTT connection of its device id here (not taken over by a newer MQTT connection).</summary>
@@ -467,6 +461,7 @@ internal sealed class MqttGateway : IHostedService, IDisposable
         switch (e.Packet)
         {
             case MQTTnet.Packets.MqttSubscribePacket subscribe when Current(e.ClientId) is { } session:
+                if (!TakeTopics(e, session, subscribe.TopicFilters.Count)) break;
                 foreach (var filter in subscribe.TopicFilters)
                 {
                     if (TryGroup(filter.Topic, out var group)) ((MqttTransport)session.Transport).RecordJoin(filter.Topic, await JoinAsync(session, group).ConfigureAwait(false));
@@ -483,6 +478,7 @@ internal sealed class MqttGateway : IHostedService, IDisposable
                 Interlocked.Increment(ref ((MqttTransport)session.Transport).PublishesIn);
                 break;
             case MQTTnet.Packets.MqttUnsubscribePacket unsubscribe when Current(e.ClientId) is { } session:
+                if (!TakeTopics(e, session, unsubscribe.TopicFilters.Count)) break;
                 var own = (MqttTransport)session.Transport;
                 foreach (var topic in unsubscribe.TopicFilters)
                 {
@@ -506,6 +502,25 @@ internal sealed class MqttGateway : IHostedService, IDisposable
                 break;
         }
     }
+
+    /// <summary>
+    /// A SUBSCRIBE or UNSUBSCRIBE may name the device's own topics and at most MaxGroupsPerDevice groups (each group
+    /// is a store write), and counts against the device's message rate: more, or far over the rate, closes the connection.
+    /// </summary>
+    private bool TakeTopics(InterceptingPacketEventArgs e, DeviceSession session, int topics)
+    {
+        var closing = topics > _options.Limits.MaxGroupsPerDevice + MqttSessionMemory.Kept.Length
+            ? TooManyTopics
+            : session.Budget.TakeMessage() == DeviceBudget.Verdict.Close ? Protocol.CloseReasons.RateLimited : null;
+        if (closing is null) return true;
+        e.ProcessPacket = false;
+        if (closing == Protocol.CloseReasons.RateLimited) _metrics.RateLimited.Add(1);
+        Log.EnvelopeError(_logger, session.DeviceId, "mqtt_" + closing);
+        session.RequestClose(Protocol.CloseCodes.PolicyViolation, closing, dropBacklog: true);
+        return false;
+    }
+
+    private const string TooManyTopics = "too_many_topics";
 
     private async Task<MqttSubscribeReasonCode> JoinAsync(DeviceSession session, string group)
     {

@@ -74,4 +74,7 @@ internal static partial class Log
 
     [LoggerMessage(1700, LogLevel.Warning, "MQTT ({Source}): {Message}; {Suppressed} more such lines since the last")]
     public static partial void MqttLibrary(ILogger logger, string source, string message, long suppressed, Exception? exception);
+
+    [LoggerMessage(1701, LogLevel.Warning, "MQTT connection from {Remote} closed: a packet announced {Announced} bytes, over the {Limit} the gateway takes; {Suppressed} more such closes since the last such line")]
+    public static partial void MqttPacketTooLarge(ILogger logger, string? remote, long announced, int limit, long suppressed);
 }

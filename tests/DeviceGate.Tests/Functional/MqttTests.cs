@@ -441,6 +441,88 @@ public sealed class MqttTests : IAsyncLifetime
         await ApiExtensions.EventuallyAsync(async () => !(await _gw.Api.GetJsonAsync("api/devices/mq-big")).GetProperty("online").GetBoolean(), "offline");
     }
 
+    /// <summary>The bytes of an MQTT fixed header: the packet type byte and its remaining length as a variable byte integer.</summary>
+    private static byte[] FixedHeader(byte type, int remaining)
+    {
+        var bytes = new List<byte> { type };
+        do
+        {
+            var digit = (byte)(remaining % 128);
+            remaining /= 128;
+            bytes.Add(remaining > 0 ? (byte)(digit | 0x80) : digit);
+        }
+        while (remaining > 0);
+        return bytes.ToArray();
+    }
+
+    private async Task<bool> ClosedAsync(System.Net.Sockets.NetworkStream stream)
+    {
+        var buffer = new byte[256];
+        using var cts = new CancellationTokenSource(Timeouts.Default);
+        try
+        {
+            while (await stream.ReadAsync(buffer, cts.Token) > 0)
+            {
+                // A DISCONNECT or CONNACK may come first; the close is what counts.
+            }
+            return true;
+        }
+        catch (IOException)
+        {
+            return true;
+        }
+    }
+
+    [Fact]
+    public async Task A_packet_that_announces_more_than_the_limit_is_refused_from_its_header_before_connect_and_after()
+    {
+        // Before CONNECT, unauthenticated: 200 MB announced, 5 bytes sent. MQTTnet would allocate the body and wait for it.
+        using (var tcp = new System.Net.Sockets.TcpClient())
+        {
+            await tcp.ConnectAsync(IPAddress.Loopback, _port);
+            var stream = tcp.GetStream();
+            await stream.WriteAsync(FixedHeader(0x10, 200_000_000));
+            Assert.True(await ClosedAsync(stream), "closed from the header alone");
+        }
+        // After CONNECT: a PUBLISH header announcing 100 MB closes the device's connection, and it leaves presence.
+        await using var device = await MqttDevice.ConnectAsync(MqttDevice.Tcp(_port, "mq-huge", _gw.Token("mq-huge")));
+        var formatter = new MqttPacketFormatterAdapter(MqttProtocolVersion.V500, new MqttBufferWriter(4096, 65535));
+        using (var tcp = new System.Net.Sockets.TcpClient())
+        {
+            await tcp.ConnectAsync(IPAddress.Loopback, _port);
+            var stream = tcp.GetStream();
+            var connect = formatter.Encode(new MqttConnectPacket { ClientId = "mq-huge", Username = "device", Password = Encoding.UTF8.GetBytes(_gw.Token("mq-huge")), KeepAlivePeriod = 60, CleanSession = true });
+            await stream.WriteAsync(connect.Join().ToArray());
+            await stream.WriteAsync(FixedHeader(0x30, 100_000_000));
+            Assert.True(await ClosedAsync(stream), "closed from the PUBLISH header");
+        }
+        await ApiExtensions.EventuallyAsync(async () => !(await _gw.Api.GetJsonAsync("api/devices/mq-huge")).GetProperty("online").GetBoolean(), "offline");
+        // The gateway goes on: a device connects and is reached.
+        await using var next = await MqttDevice.ConnectAsync(MqttDevice.Tcp(_port, "mq-after", _gw.Token("mq-after")));
+        await next.SubscribeAsync("devices/mq-after/messages");
+        await SendAsync("mq-after", new StringContent("still here", Encoding.UTF8, "text/plain"), ttl: 60);
+        Assert.Equal("still here", (await next.ReceiveAsync()).ApplicationMessage.ConvertPayloadToString());
+    }
+
+    [Fact]
+    public async Task A_subscribe_naming_more_groups_than_a_device_may_join_closes_the_connection_without_joining_any()
+    {
+        await using var device = await MqttDevice.ConnectAsync(MqttDevice.Tcp(_port, "mq-greedy", _gw.Token("mq-greedy")));
+        var many = new MqttClientSubscribeOptionsBuilder();
+        for (var i = 0; i < 1000; i++) many.WithTopicFilter($"groups/g{i}/messages");
+        try
+        {
+            await device.Client.SubscribeAsync(many.Build());
+        }
+        catch (Exception e) when (e is MQTTnet.Exceptions.MqttCommunicationException or OperationCanceledException)
+        {
+            // The close may overtake the SUBACK the client waits for.
+        }
+        var gone = await device.Disconnected.WaitAsync(Timeouts.Default);
+        Assert.Equal((MqttClientDisconnectReason.NotAuthorized, "too_many_topics"), (gone.Reason, gone.ReasonString));
+        Assert.Empty((await _gw.Api.GetJsonAsync("api/devices/mq-greedy")).GetProperty("groups").EnumerateArray());
+    }
+
     [Fact]
     public async Task A_client_without_keep_alive_is_held_to_max_keep_alive_and_leaves_presence()
     {
