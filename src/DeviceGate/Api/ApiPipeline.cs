@@ -97,9 +97,8 @@ internal static class ApiPipeline
         catch (Exception e) when (StoreFailures.Is(e) && !context.Response.HasStarted)
         {
             // Whatever route met a store or Redis that cannot answer: 503 with Retry-After and a problem body, never a bare 500.
-            metrics.StoreUnavailable.Add(e is StoreUnavailableException ? "store" : "redis");
             context.Response.Clear();
-            await SendOptions.Unavailable().ExecuteAsync(context).ConfigureAwait(false);
+            await SendOptions.Unavailable(StoreUnavailableException.CauseOf(e)).ExecuteAsync(context).ConfigureAwait(false);
         }
         finally
         {

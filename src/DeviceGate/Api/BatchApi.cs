@@ -84,7 +84,7 @@ internal static class BatchApi
                 ? await outbox.FinishDurableAsync(d).ConfigureAwait(false)
                 : await delivery.SendAsync(item.Send, DeviceId.Server).ConfigureAwait(false);
             // The same refusals as a single send's, as one item of the results.
-            results[i] = (object?)SendOptions.Refusal(result.Outcome, item.Send.Target, o.Delivery.MaxQueuedPerDevice) ?? result;
+            results[i] = (object?)SendOptions.Refusal(result.Outcome, item.Send.Target, o.Delivery.MaxQueuedPerDevice, result.Cause) ?? result;
         }
         await WriteAsync(context, results).ConfigureAwait(false);
     }

@@ -40,7 +40,7 @@ internal static class DevicesApi
         var (data, problem) = await MessageBody.ReadAsync(context.Request, o.Limits.MaxMessageBytes).ConfigureAwait(false);
         if (problem is not null) return problem;
         var result = await delivery.SendAsync(new SendRequest(id, data, lifetime, key), DeviceId.Server).ConfigureAwait(false);
-        return SendOptions.Refusal(result.Outcome, id, o.Delivery.MaxQueuedPerDevice) ?? (IResult)new AcceptedResult(new SendResponse(result.Id, result.Status));
+        return SendOptions.Refusal(result.Outcome, id, o.Delivery.MaxQueuedPerDevice, result.Cause) ?? (IResult)new AcceptedResult(new SendResponse(result.Id, result.Status));
     }
 
     private static async Task<IResult> BroadcastAsync(HttpRequest request, DeliveryService delivery, IOptions<GatewayOptions> options)
@@ -157,9 +157,9 @@ internal static class DevicesApi
         {
             await directory.SetTagsAsync(id, tags).ConfigureAwait(false);
         }
-        catch (StoreUnavailableException)
+        catch (StoreUnavailableException e)
         {
-            return SendOptions.Unavailable();
+            return SendOptions.Unavailable(e);
         }
         return Results.NoContent();
     }
@@ -172,9 +172,9 @@ internal static class DevicesApi
         {
             await directory.RevokeTokensAsync(id, time.GetUtcNow()).ConfigureAwait(false);
         }
-        catch (StoreUnavailableException)
+        catch (StoreUnavailableException e)
         {
-            return SendOptions.Unavailable();
+            return SendOptions.Unavailable(e);
         }
         await router.CloseAsync(id, CloseCodes.PolicyViolation, CloseReasons.TokenRevoked).ConfigureAwait(false);
         return Results.NoContent();
@@ -189,9 +189,9 @@ internal static class DevicesApi
         {
             await directory.ForgetAsync(id).ConfigureAwait(false);
         }
-        catch (StoreUnavailableException)
+        catch (StoreUnavailableException e)
         {
-            return SendOptions.Unavailable();
+            return SendOptions.Unavailable(e);
         }
         return Results.NoContent();
     }

@@ -41,9 +41,9 @@ internal static class GroupsApi
         {
             return await change().ConfigureAwait(false) ?? Results.NoContent();
         }
-        catch (StoreUnavailableException)
+        catch (StoreUnavailableException e)
         {
-            return SendOptions.Unavailable();
+            return SendOptions.Unavailable(e);
         }
     }
 

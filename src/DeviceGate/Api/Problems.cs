@@ -24,8 +24,12 @@ internal static class Problems
 /// </summary>
 internal sealed record ApiProblem(int Status, string Type, string Title, string Detail, int? RetryAfterSeconds = null, string? Scope = null) : IResult
 {
+    /// <summary>For 503 <c>store_unavailable</c>: why, as the metric's cause label.</summary>
+    public string? Cause { get; init; }
+
     public Task ExecuteAsync(HttpContext context)
     {
+        if (Cause is not null) context.RequestServices.GetService<GatewayMetrics>()?.StoreUnavailable.Add(Cause);
         if (RetryAfterSeconds is { } seconds) context.Response.Headers.RetryAfter = seconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
         var extensions = Scope is null ? null : new Dictionary<string, object?> { ["scope"] = Scope };
         return Results.Problem(statusCode: Status, title: Title, detail: Detail, type: Type, extensions: extensions).ExecuteAsync(context);

@@ -25,6 +25,7 @@ internal sealed class ClusterNode(
     Delivery.DeliveryTracker tracker,
     Delivery.LocalRouter local,
     ClusterStats stats,
+    UndeliveredHints hints,
     IOptions<GatewayOptions> options,
     TimeProvider time,
     ILogger<ClusterNode> logger) : BackgroundService
@@ -55,13 +56,68 @@ internal sealed class ClusterNode(
         redis.ConnectionRestored += (_, e) =>
         {
             if (e.ConnectionType == ConnectionType.Interactive) _ = ReRegisterAsync();
+            RequestCatchUp();
         };
+        // A failover (Sentinel named a new primary): what was published as the old one died may not have arrived.
+        redis.ConfigurationChanged += (_, _) => RequestCatchUp();
         await RenewLeaseAsync().ConfigureAwait(false);
         await CheckInstanceAsync().ConfigureAwait(false);
         await base.StartAsync(cancellationToken).ConfigureAwait(false);
     }
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    protected override Task ExecuteAsync(CancellationToken stoppingToken) =>
+        Task.WhenAll(RenewAsync(stoppingToken), DrainHintsAsync(stoppingToken));
+
+    // Set when Redis came back or changed primary: every device here catches up from the store (hops published while
+    // this node was not subscribed, or on a primary that died with them, were lost; the store has the messages).
+    private int _catchUpAll;
+
+    private void RequestCatchUp() => Volatile.Write(ref _catchUpAll, 1);
+
+    /// <summary>
+    /// Every second: devices here that other nodes stored messages for and could not reach catch up from the store;
+    /// after Redis came back or changed primary, every device here does (those whose read failed, again next second).
+    /// </summary>
+    private async Task DrainHintsAsync(CancellationToken stoppingToken)
+    {
+        using var timer = new PeriodicTimer(TimeSpan.FromSeconds(1), time);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(stoppingToken).ConfigureAwait(false))
+            {
+                await hints.FlushAsync().ConfigureAwait(false);
+                if (Interlocked.Exchange(ref _catchUpAll, 0) == 1) await CatchUpAllAsync(stoppingToken).ConfigureAwait(false);
+                IReadOnlyList<string> devices;
+                do
+                {
+                    devices = await hints.TakeAsync(node.Id, 256).ConfigureAwait(false);
+                    foreach (var device in devices)
+                    {
+                        if (registry.TryGet(device, out var session) && session.Lane is { } lane && !await lane.CatchUpAsync().ConfigureAwait(false))
+                        {
+                            await hints.NoteAsync(node.Id, device).ConfigureAwait(false);
+                        }
+                    }
+                }
+                while (devices.Count == 256 && !stoppingToken.IsCancellationRequested);
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
+    private async Task CatchUpAllAsync(CancellationToken stoppingToken)
+    {
+        var failed = 0;
+        await Parallel.ForEachAsync(registry.All, new ParallelOptions { MaxDegreeOfParallelism = 16, CancellationToken = stoppingToken }, async (session, _) =>
+        {
+            if (session.Lane is { } lane && !await lane.CatchUpAsync().ConfigureAwait(false)) Interlocked.Increment(ref failed);
+        }).ConfigureAwait(false);
+        if (failed > 0) RequestCatchUp();
+    }
+
+    private async Task RenewAsync(CancellationToken stoppingToken)
     {
         using var timer = new PeriodicTimer(Lease / 3, time);
         try

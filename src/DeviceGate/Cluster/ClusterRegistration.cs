@@ -11,17 +11,18 @@ internal static class ClusterRegistration
     /// <summary>Cluster mode: Redis holds what nodes share (store, directory, presence, events) and carries what they say to each other.</summary>
     public static IServiceCollection AddCluster(this IServiceCollection services)
     {
-        services.AddSingleton<StackExchange.Redis.IConnectionMultiplexer>(sp =>
+        services.AddSingleton<StackExchange.Redis.IConnectionMultiplexer>(sp => Connect(sp.GetRequiredService<IOptions<GatewayOptions>>().Value));
+        // With DeviceGate:Redis:MinReplicas, durable writes and their WAITs get a connection of their own.
+        services.AddKeyedSingleton(DurableConnection, (sp, _) => Connect(sp.GetRequiredService<IOptions<GatewayOptions>>().Value));
+        services.AddSingleton(sp => new RedisKeys(sp.GetRequiredService<IOptions<GatewayOptions>>().Value.Redis.Prefix));
+        services.AddSingleton(sp =>
         {
             var o = sp.GetRequiredService<IOptions<GatewayOptions>>().Value;
-            var config = StackExchange.Redis.ConfigurationOptions.Parse(o.Redis.Configuration!);
-            // Keep trying in the background: a node starts (not ready) while Redis is away, and reconnects by itself.
-            config.AbortOnConnectFail = false;
-            return StackExchange.Redis.ConnectionMultiplexer.Connect(config);
+            var replication = o.Redis.MinReplicas > 0
+                ? new ReplicationBarrier(sp.GetRequiredKeyedService<StackExchange.Redis.IConnectionMultiplexer>(DurableConnection), o.Redis.MinReplicas, o.Redis.ReplicationTimeout)
+                : null;
+            return new RedisStore(sp.GetRequiredService<StackExchange.Redis.IConnectionMultiplexer>(), sp.GetRequiredService<RedisKeys>(), o.Delivery.StatusRetention, replication);
         });
-        services.AddSingleton(sp => new RedisKeys(sp.GetRequiredService<IOptions<GatewayOptions>>().Value.Redis.Prefix));
-        services.AddSingleton(sp => new RedisStore(sp.GetRequiredService<StackExchange.Redis.IConnectionMultiplexer>(), sp.GetRequiredService<RedisKeys>(),
-            sp.GetRequiredService<IOptions<GatewayOptions>>().Value.Delivery.StatusRetention));
         services.AddSingleton<IMessageStore>(sp => sp.GetRequiredService<RedisStore>());
         services.AddSingleton<IDirectoryStore>(sp => sp.GetRequiredService<RedisStore>());
         services.AddSingleton<IStateStore>(sp => sp.GetRequiredService<RedisStore>());
@@ -29,6 +30,7 @@ internal static class ClusterRegistration
         services.AddSingleton<IDeviceDirectory>(sp => sp.GetRequiredService<RedisDirectory>());
         services.AddSingleton<IGroupDirectory>(sp => sp.GetRequiredService<RedisDirectory>());
         services.AddSingleton<IPresence, RedisPresence>();
+        services.AddSingleton<UndeliveredHints>();
         services.AddSingleton<IClusterBus, RedisBus>();
         services.AddSingleton<IDeviceRouter, RedisRouter>();
         services.AddSingleton<IEventLog, RedisEventLog>();
@@ -36,5 +38,16 @@ internal static class ClusterRegistration
         services.AddSingleton<IOtherNodes>(sp => sp.GetRequiredService<ClusterStats>());
         services.AddHostedService<ClusterNode>();
         return services;
+    }
+
+    private const string DurableConnection = "durable";
+
+    private static StackExchange.Redis.IConnectionMultiplexer Connect(GatewayOptions o)
+    {
+        // One Redis, Sentinel endpoints with serviceName=, or a Redis Cluster's seeds: StackExchange.Redis's own syntax.
+        var config = StackExchange.Redis.ConfigurationOptions.Parse(o.Redis.Configuration!);
+        // Keep trying in the background: a node starts (not ready) while Redis is away, and reconnects by itself.
+        config.AbortOnConnectFail = false;
+        return StackExchange.Redis.ConnectionMultiplexer.Connect(config);
     }
 }

@@ -48,6 +48,9 @@ internal sealed class RedisKeys(string prefix)
     public RedisKey NodeLease(string node) => $"{Prefix}node:{node}:lease";
     public RedisKey Nodes => $"{Prefix}nodes";
 
+    /// <summary>Devices on <paramref name="node"/> that another node stored a message for and could not reach (UndeliveredHints).</summary>
+    public RedisKey Undelivered(string node) => $"{Prefix}undelivered:{node}";
+
     // Events
     public RedisKey EventSequence => $"{Prefix}event-seq";
     public RedisKey EventStream => $"{Prefix}events";

@@ -11,7 +11,7 @@ namespace DeviceGate.Cluster;
 /// straight to <see cref="LocalRouter"/>, one on another node over the bus. Redis failures become
 /// <see cref="StoreUnavailableException"/>; a ttl-0 message for a device held here is still delivered without Redis.
 /// </summary>
-internal sealed class RedisRouter(LocalRouter local, IPresence presence, IClusterBus bus, RpcCoordinator rpcs, NodeIdentity node, TimeProvider time) : IDeviceRouter
+internal sealed class RedisRouter(LocalRouter local, IPresence presence, IClusterBus bus, RpcCoordinator rpcs, NodeIdentity node, UndeliveredHints hints, TimeProvider time) : IDeviceRouter
 {
     public async Task<bool> DeliverAsync(string device, DeviceMessage message, bool durable, DateTimeOffset? expiresAt)
     {
@@ -24,11 +24,25 @@ internal sealed class RedisRouter(LocalRouter local, IPresence presence, ICluste
         {
             // Without Redis there is no fence, but a device held here can still be reached (at most once holds).
             if (!durable && local.Deliver(device, message, durable, expiresAt)) return true;
+            // Stored already: wherever the device turns out to be, it catches up once Redis answers again.
+            if (durable) hints.KeepUnlocated(device);
             throw Unavailable(e);
         }
         if (owner is null) return false;
         if (owner.Node == node.Id) return local.Deliver(device, message, durable, expiresAt, owner.Epoch);
-        return await Guard(bus.DeliverAsync(owner.Node, device, message, durable, expiresAt)).ConfigureAwait(false);
+        bool arrived;
+        try
+        {
+            arrived = await bus.DeliverAsync(owner.Node, device, message, durable, expiresAt).ConfigureAwait(false);
+        }
+        catch (Exception e) when (StoreFailures.Is(e))
+        {
+            if (durable) await hints.NoteAsync(owner.Node, device).ConfigureAwait(false);
+            throw Unavailable(e);
+        }
+        // Stored, and its node did not hear it: that node catches up from the store on the hint.
+        if (!arrived && durable) await hints.NoteAsync(owner.Node, device).ConfigureAwait(false);
+        return arrived;
     }
 
     public async Task<int> BroadcastAsync(DeviceMessage message)

@@ -12,10 +12,21 @@ namespace DeviceGate.Cluster;
 /// node. Each multi-key change is one Lua script, so it is atomic. A write Redis cannot take throws
 /// <see cref="StoreUnavailableException"/> (the API answers 503, nothing is acknowledged).
 /// </summary>
-internal sealed class RedisStore(IConnectionMultiplexer redis, RedisKeys keys, TimeSpan statusRetention)
+internal sealed class RedisStore(IConnectionMultiplexer redis, RedisKeys keys, TimeSpan statusRetention, ReplicationBarrier? replication = null)
     : IMessageStore, IDirectoryStore, IStateStore, IStoreHealth
 {
     private IDatabase Db => redis.GetDatabase();
+
+    // Durable writes (ttl sends, state writes, cancels): on the replication barrier's own connection when
+    // DeviceGate:Redis:MinReplicas > 0, so its WAIT covers them.
+    private IDatabase DurableDb => replication?.Db ?? Db;
+
+    /// <summary>With MinReplicas, a durable write is acknowledged only once WAIT confirms it; otherwise 503 (it may survive).</summary>
+    private async Task ReplicatedAsync()
+    {
+        if (replication is null) return;
+        if (!await replication.ConfirmAsync().ConfigureAwait(false)) throw new StoreUnavailableException(replication.TimedOut());
+    }
 
     private static string Iso(DateTimeOffset t) => Timestamps.Iso(t);
     private static long Ms(DateTimeOffset t) => t.ToUnixTimeMilliseconds();
@@ -94,7 +105,7 @@ internal sealed class RedisStore(IConnectionMultiplexer redis, RedisKeys keys, T
     {
         var flags = (m.Data.RawType == WebSocketMessageType.Binary ? 1 : 0) | (m.Data.RawIsJsonString ? 4 : 0);
         var quota = m.From != DeviceId.Server && maxSenderBytes != long.MaxValue;
-        var result = (RedisResult[])(await Db.ScriptEvaluateAsync(AcceptScript,
+        var result = (RedisResult[])(await DurableDb.ScriptEvaluateAsync(AcceptScript,
             [keys.Message(m.Id), keys.Outbox(m.Device), keys.Expiry, keys.Sequence, idempotencyKey is null ? "" : keys.Idempotency(idempotencyKey), keys.Devices,
                 keys.IdempotencyIndex, keys.Recent(m.Device), quota ? keys.SenderBytes(m.From) : "", keys.State(m.Device), keys.FinalMessages],
             [
@@ -103,7 +114,10 @@ internal sealed class RedisStore(IConnectionMultiplexer redis, RedisKeys keys, T
                 maxQueuedPerDevice, (long)statusRetention.TotalMilliseconds, keys.Prefix + "msg:", quota ? maxSenderBytes : 0,
                 m.StateVersion, Iso(m.CreatedAt),
             ]).ConfigureAwait(false))!;
-        return (string)result[0]! switch
+        var outcome = (string)result[0]!;
+        // A duplicate is confirmed too: the first attempt may have been answered 503 before its replicas had it.
+        if (outcome is "ok" or "superseded" or "dup") await ReplicatedAsync().ConfigureAwait(false);
+        return outcome switch
         {
             "dup" => new AcceptResult(AcceptOutcome.Duplicate, (string)result[1]!, (string)result[2]!),
             "full" => new AcceptResult(AcceptOutcome.OutboxFull, m.Id, MessageStatus.Queued),
@@ -206,13 +220,17 @@ internal sealed class RedisStore(IConnectionMultiplexer redis, RedisKeys keys, T
         """;
 
     public Task<CancelOutcome> CancelAsync(string id, DateTimeOffset at) => Guard(async () =>
-        (string?)await Db.ScriptEvaluateAsync(CancelScript, [keys.Message(id), keys.Expiry, keys.FinalMessages],
-            [Ms(at), Iso(at), id, keys.Prefix + "outbox:", keys.Prefix]).ConfigureAwait(false) switch
+    {
+        var outcome = (string?)await DurableDb.ScriptEvaluateAsync(CancelScript, [keys.Message(id), keys.Expiry, keys.FinalMessages],
+            [Ms(at), Iso(at), id, keys.Prefix + "outbox:", keys.Prefix]).ConfigureAwait(false);
+        if (outcome == "ok") await ReplicatedAsync().ConfigureAwait(false);
+        return outcome switch
         {
             "ok" => CancelOutcome.Cancelled,
             "sent" => CancelOutcome.AlreadySent,
             _ => CancelOutcome.NotFound,
-        });
+        };
+    });
 
     private const string ExpireScript = ReleaseSenderBytes + "\n" + """
         local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 1000)
@@ -495,15 +513,19 @@ internal sealed class RedisStore(IConnectionMultiplexer redis, RedisKeys keys, T
         var (jsonField, versionField, atField) = part == StatePart.Desired ? ("desired", "dv", "dat") : ("reported", "rv", "rat");
         while (true)
         {
-            var current = ToState(await Db.HashGetAllAsync(key).ConfigureAwait(false));
+            var current = ToState(await DurableDb.HashGetAllAsync(key).ConfigureAwait(false));
             var write = current.Apply(part, edit, ifMatch, at);
             if (write.Outcome != StateWriteOutcome.Written) return write;
             var version = current.Version(part);
-            var tx = Db.CreateTransaction();
+            var tx = DurableDb.CreateTransaction();
             // Written only if nobody changed this part since it was read; otherwise read again (or, with If-Match, refuse).
             tx.AddCondition(version == 0 ? Condition.HashNotExists(key, versionField) : Condition.HashEqual(key, versionField, version));
             _ = tx.HashSetAsync(key, [new HashEntry(jsonField, write.Record.Part(part)), new HashEntry(versionField, version + 1), new HashEntry(atField, Ms(at))]);
-            if (await tx.ExecuteAsync().ConfigureAwait(false)) return write;
+            if (await tx.ExecuteAsync().ConfigureAwait(false))
+            {
+                await ReplicatedAsync().ConfigureAwait(false);
+                return write;
+            }
         }
     });
 

@@ -29,6 +29,15 @@ public sealed class RedisOptions
 
     /// <summary>Prefix of every key and channel, so two clusters can share one Redis.</summary>
     public string Prefix { get; set; } = Defaults.RedisPrefix;
+
+    /// <summary>
+    /// Replicas that must have a durable write (ttl send, state write, cancel) before the API acknowledges it (Redis
+    /// WAIT); not confirmed within ReplicationTimeout: 503 store_unavailable. 0: acknowledged once the primary has it.
+    /// </summary>
+    public int MinReplicas { get; set; }
+
+    /// <summary>How long a durable write waits for MinReplicas replicas before the caller gets 503.</summary>
+    public TimeSpan ReplicationTimeout { get; set; } = Defaults.RedisReplicationTimeout;
 }
 
 public sealed class DeliveryOptions
@@ -339,6 +348,7 @@ public static class Defaults
     public const string MqttTcpAddress = "127.0.0.1";
     public static readonly TimeSpan MqttMaxKeepAlive = TimeSpan.FromMinutes(5);
     public static readonly TimeSpan MqttMaxSessionExpiry = TimeSpan.FromDays(1);
+    public static readonly TimeSpan RedisReplicationTimeout = TimeSpan.FromSeconds(1);
     public const string Url = "http://127.0.0.1:8080";
     public static readonly TimeSpan KeepAliveInterval = TimeSpan.FromSeconds(25);
     public static readonly TimeSpan KeepAliveTimeout = TimeSpan.FromSeconds(20);

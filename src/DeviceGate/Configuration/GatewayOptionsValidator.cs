@@ -84,6 +84,9 @@ internal sealed class GatewayOptionsValidator : IValidateOptions<GatewayOptions>
             Require(o.Cluster.PresenceLease >= TimeSpan.FromSeconds(1), "Cluster:PresenceLease", "must be at least 00:00:01");
         }
         Require(!string.IsNullOrEmpty(o.Redis.Prefix), "Redis:Prefix", "must not be empty");
+        Require(o.Redis.MinReplicas is >= 0 and <= 16, "Redis:MinReplicas", "must be between 0 (acknowledge once the primary has it) and 16");
+        Require(o.Redis.ReplicationTimeout > TimeSpan.Zero && o.Redis.ReplicationTimeout <= TimeSpan.FromMinutes(1), "Redis:ReplicationTimeout",
+            "must be more than 00:00:00 and at most 00:01:00");
         Require(o.Store.Synchronous is "Full" or "Normal" or "full" or "normal" or "FULL" or "NORMAL", "Store:Synchronous", "must be Full or Normal");
         Require(o.Delivery.DefaultTtl >= TimeSpan.Zero && o.Delivery.DefaultTtl <= o.Delivery.MaxTtl, "Delivery:DefaultTtl", "must be between 00:00:00 and DeviceGate:Delivery:MaxTtl");
         Require(o.Delivery.MaxTtl > TimeSpan.Zero, "Delivery:MaxTtl", "must be positive");

@@ -7,7 +7,8 @@ namespace DeviceGate.Delivery;
 public enum SendOutcome { Sent, Queued, Duplicate, NotConnected, OutboxFull, QuotaExceeded, Unavailable }
 
 /// <summary>What a send came to: the message id and the status to report.</summary>
-public readonly record struct SendResult(SendOutcome Outcome, string Id, string Status);
+/// <summary>What became of a send; <c>Cause</c>, for <see cref="SendOutcome.Unavailable"/>, says why (<see cref="Storage.StoreUnavailableException.Cause"/>).</summary>
+public readonly record struct SendResult(SendOutcome Outcome, string Id, string Status, string? Cause = null);
 
 /// <summary>
 /// The front of delivery: a send with a ttl goes through the <see cref="Outbox"/> (stored first), one without

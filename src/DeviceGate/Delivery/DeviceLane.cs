@@ -26,6 +26,10 @@ internal sealed class DeviceLane : IDeviceLane
     private readonly Queue<Entry> _waiting = new();
     private readonly Dictionary<string, Entry> _inFlight = new(StringComparer.Ordinal);
     private readonly HashSet<string> _seen = new(StringComparer.Ordinal);
+    // The last acked ids (bounded): a catch-up that read the store before an ack was recorded does not send them again.
+    private readonly HashSet<string> _acked = new(StringComparer.Ordinal);
+    private readonly Queue<string> _ackedOrder = new();
+    private const int RecentlyAcked = 1024;
     private List<Entry>? _heldWhileLoading = [];
     // The one desired-state message this lane holds (waiting or in flight), if any.
     private Entry? _state;
@@ -84,7 +88,7 @@ internal sealed class DeviceLane : IDeviceLane
             if (_closed) return false;
             // A raw device does not get state messages; it stays stored (and superseded by the next one).
             if (message.IsState && !TakesState) return true;
-            if (!_seen.Add(message.Id)) return true;
+            if (_acked.Contains(message.Id) || !_seen.Add(message.Id)) return true;
             var entry = new Entry(this, message, durable, expiresAt) { AcceptedAt = _time.GetTimestamp() };
             if (message.IsState && !AdmitState(entry)) return true;
             if (_heldWhileLoading is not null)
@@ -156,6 +160,34 @@ internal sealed class DeviceLane : IDeviceLane
         }
     }
 
+    // Under the gate.
+    private void Finished(string id)
+    {
+        if (!_acked.Add(id)) return;
+        _ackedOrder.Enqueue(id);
+        if (_ackedOrder.Count > RecentlyAcked) _acked.Remove(_ackedOrder.Dequeue());
+    }
+
+    public async Task<bool> CatchUpAsync()
+    {
+        lock (_gate)
+        {
+            // A lane still loading its backlog reads the store anyway.
+            if (_closed || _heldWhileLoading is not null) return true;
+        }
+        IReadOnlyList<StoredMessage> stored;
+        try
+        {
+            stored = await _loadPending(_connection).ConfigureAwait(false);
+        }
+        catch (Exception e) when (Storage.StoreFailures.Is(e))
+        {
+            return false;
+        }
+        foreach (var m in stored) Push(m.ToDeviceMessage(), durable: true, m.ExpiresAt);
+        return true;
+    }
+
     public void Ack(string id)
     {
         lock (_gate)
@@ -167,6 +199,7 @@ internal sealed class DeviceLane : IDeviceLane
                 return;
             }
             _seen.Remove(id);
+            Finished(id);
             if (entry == _state) _state = null;
             _tracker.Acked(_connection.DeviceId, entry);
             Pump();
@@ -237,6 +270,7 @@ internal sealed class DeviceLane : IDeviceLane
             // Raw: delivered once written (at most once after that). ttl=0 envelope: not held for its ack.
             _inFlight.Remove(entry.Message.Id);
             _seen.Remove(entry.Message.Id);
+            if (entry.Durable) Finished(entry.Message.Id);
             _tracker.Sent(_connection.DeviceId, entry, final: true);
             if (!_closed) Pump();
         }

@@ -92,7 +92,7 @@ internal sealed class Outbox(IMessageStore store, IDeviceRouter router, IDeviceD
         catch (StoreUnavailableException e)
         {
             Log.StoreWriteFailed(logger, e.InnerException?.Message ?? e.Message);
-            return new SendResult(SendOutcome.Unavailable, stored.Id, "");
+            return new SendResult(SendOutcome.Unavailable, stored.Id, "", e.Cause);
         }
         switch (accepted.Outcome)
         {

@@ -116,6 +116,13 @@ internal interface IDeviceLane
     /// <summary>The device takes desired state from now on: its pending or owed state message joins the lane.</summary>
     Task LoadStateAsync();
 
+    /// <summary>
+    /// Its stored messages that this lane does not hold join it (after a message for it was stored while the hop to
+    /// this node failed): what was acked meanwhile is not sent again.
+    /// </summary>
+    /// <returns>False when the store could not be read (nothing changed; try again later).</returns>
+    Task<bool> CatchUpAsync();
+
     void Close();
 }
 

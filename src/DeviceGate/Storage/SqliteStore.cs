@@ -698,4 +698,27 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IStateStore,
 }
 
 /// <summary>The store could not make a write durable; the API answers 503 and nothing was acknowledged.</summary>
-public sealed class StoreUnavailableException(Exception inner) : Exception("The message store cannot take writes right now.", inner);
+public sealed class StoreUnavailableException(Exception inner) : Exception("The message store cannot take writes right now.", inner)
+{
+    /// <summary>Why, as the <c>cause</c> label of devicegate_store_unavailable_total.</summary>
+    public string Cause => CauseOf(InnerException!);
+
+    /// <summary>The write happened on the primary but was not confirmed by DeviceGate:Redis:MinReplicas replicas in time: it may survive.</summary>
+    public bool MayHaveSurvived => InnerException is ReplicationTimeoutException;
+
+    public static string CauseOf(Exception e) => e switch
+    {
+        StoreUnavailableException s => s.Cause,
+        ReplicationTimeoutException => "replication",
+        StackExchange.Redis.RedisConnectionException => "redis_connection",
+        StackExchange.Redis.RedisTimeoutException or TimeoutException => "redis_timeout",
+        StackExchange.Redis.RedisServerException r when r.Message.StartsWith("READONLY", StringComparison.Ordinal) => "redis_readonly",
+        StackExchange.Redis.RedisException => "redis",
+        Microsoft.Data.Sqlite.SqliteException or IOException => "disk",
+        _ => "store",
+    };
+}
+
+/// <summary>Redis's WAIT did not confirm DeviceGate:Redis:MinReplicas replicas within DeviceGate:Redis:ReplicationTimeout.</summary>
+public sealed class ReplicationTimeoutException(int wanted, TimeSpan timeout)
+    : TimeoutException($"the write was not confirmed by {wanted} replica(s) within {timeout.TotalMilliseconds:0} ms");

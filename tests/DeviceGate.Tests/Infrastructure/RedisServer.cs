@@ -19,13 +19,17 @@ public sealed class RedisServer : IDisposable
 
     private readonly string _dir;
     private readonly bool _persistent;
+    private readonly string[] _extra;
+    private readonly string? _sentinelConfig;
     private Process? _process;
 
-    private RedisServer(int port, string dir, bool persistent)
+    private RedisServer(int port, string dir, bool persistent, string[] extra, string? sentinelConfig = null)
     {
         Port = port;
         _dir = dir;
         _persistent = persistent;
+        _extra = extra;
+        _sentinelConfig = sentinelConfig;
     }
 
     public static RedisServer Shared => LazyShared.Value;
@@ -36,25 +40,62 @@ public sealed class RedisServer : IDisposable
     public string Configuration => $"127.0.0.1:{Port},abortConnect=false,connectTimeout=2000,syncTimeout=2000,asyncTimeout=2000";
 
     /// <summary>With <paramref name="persistent"/>, AOF with fsync on every write: what the no-loss promise needs.</summary>
-    public static RedisServer Start(bool persistent = false)
+    public static RedisServer Start(bool persistent = false, params string[] extra)
+    {
+        var server = new RedisServer(FreePort(), TempFolder.Create(), persistent, extra);
+        server.Launch();
+        return server;
+    }
+
+    /// <summary>A Sentinel (redis-server --sentinel) watching <paramref name="primaryPort"/> as <paramref name="service"/>, quorum 2.</summary>
+    public static RedisServer StartSentinel(string service, int primaryPort)
+    {
+        var port = FreePort();
+        var dir = TempFolder.Create();
+        var config = Path.Combine(dir, "sentinel.conf");
+        File.WriteAllLines(config,
+        [
+            $"port {port}",
+            "bind 127.0.0.1",
+            $"dir {dir}",
+            $"sentinel monitor {service} 127.0.0.1 {primaryPort} 2",
+            $"sentinel down-after-milliseconds {service} 1000",
+            $"sentinel failover-timeout {service} 10000",
+            $"sentinel parallel-syncs {service} 1",
+        ]);
+        var server = new RedisServer(port, dir, false, [], config);
+        server.Launch();
+        return server;
+    }
+
+    internal static int FreePort()
     {
         var listener = new TcpListener(IPAddress.Loopback, 0);
         listener.Start();
         var port = ((IPEndPoint)listener.LocalEndpoint).Port;
         listener.Stop();
-        var server = new RedisServer(port, TempFolder.Create(), persistent);
-        server.Launch();
-        return server;
+        return port;
+    }
+
+    /// <summary>redis-cli against this server, bounded; its output.</summary>
+    public string Cli(params string[] args)
+    {
+        var info = new ProcessStartInfo("redis-cli") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in new[] { "-h", "127.0.0.1", "-p", Port.ToString(System.Globalization.CultureInfo.InvariantCulture) }.Concat(args)) info.ArgumentList.Add(a);
+        using var p = Process.Start(info)!;
+        var output = p.StandardOutput.ReadToEndAsync();
+        if (!p.WaitForExit(10_000)) p.Kill();
+        return output.Wait(10_000) ? output.Result : "";
     }
 
     /// <summary>(Re)starts redis-server on the same port; returns once it answers PING.</summary>
     public void Launch()
     {
         var info = new ProcessStartInfo("redis-server") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var a in new[] { "--port", Port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--bind", "127.0.0.1", "--save", "", "--appendonly", _persistent ? "yes" : "no", "--appendfsync", "always", "--dir", _dir })
-        {
-            info.ArgumentList.Add(a);
-        }
+        var args = _sentinelConfig is not null
+            ? new[] { _sentinelConfig, "--sentinel" }
+            : new[] { "--port", Port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--bind", "127.0.0.1", "--save", "", "--appendonly", _persistent ? "yes" : "no", "--appendfsync", "always", "--dir", _dir }.Concat(_extra);
+        foreach (var a in args) info.ArgumentList.Add(a);
         _process = Process.Start(info) ?? throw new InvalidOperationException("redis-server did not start (is it installed?)");
         _process.OutputDataReceived += (_, _) => { };
         _process.ErrorDataReceived += (_, _) => { };
@@ -95,5 +136,75 @@ public sealed class RedisServer : IDisposable
     {
         Stop();
         TempFolder.Delete(_dir);
+    }
+}
+
+/// <summary>
+/// Redis with Sentinel on loopback: a primary, one replica and three sentinels (quorum 2, down after 1 s), all real
+/// redis-server processes. <see cref="Configuration"/> names the sentinels with <c>serviceName</c>, as users do.
+/// </summary>
+public sealed class RedisSentinelSet : IDisposable
+{
+    public const string Service = "mymaster";
+
+    private RedisSentinelSet(RedisServer primary, RedisServer replica, IReadOnlyList<RedisServer> sentinels)
+    {
+        Primary = primary;
+        Replica = replica;
+        Sentinels = sentinels;
+    }
+
+    public RedisServer Primary { get; }
+    public RedisServer Replica { get; }
+    public IReadOnlyList<RedisServer> Sentinels { get; }
+
+    public string Configuration =>
+        string.Join(",", Sentinels.Select(s => $"127.0.0.1:{s.Port}")) + $",serviceName={Service},abortConnect=false,connectTimeout=2000,syncTimeout=2000,asyncTimeout=2000";
+
+    /// <summary>Starts them; returns once the replica is in sync and every sentinel knows the replica and the two other sentinels.</summary>
+    public static RedisSentinelSet Start()
+    {
+        var primary = RedisServer.Start(persistent: true);
+        var replica = RedisServer.Start(false, "--replicaof", "127.0.0.1", primary.Port.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        var sentinels = Enumerable.Range(0, 3).Select(_ => RedisServer.StartSentinel(Service, primary.Port)).ToList();
+        var set = new RedisSentinelSet(primary, replica, sentinels);
+        Until(() => replica.Cli("INFO", "replication").Contains("master_link_status:up", StringComparison.Ordinal), "replica in sync");
+        foreach (var s in sentinels)
+        {
+            Until(() => s.Cli("SENTINEL", "master", Service) is var info && Field(info, "num-slaves") == "1" && Field(info, "num-other-sentinels") == "2",
+                $"sentinel {s.Port} sees the set");
+        }
+        return set;
+    }
+
+    /// <summary>The port Sentinel names as the primary now.</summary>
+    public int PrimaryPort() =>
+        int.Parse(Sentinels[0].Cli("SENTINEL", "get-master-addr-by-name", Service).Split('\n', StringSplitOptions.RemoveEmptyEntries)[1].Trim(),
+            System.Globalization.CultureInfo.InvariantCulture);
+
+    // redis-cli prints a map reply one item per line: name, then value.
+    private static string? Field(string reply, string name)
+    {
+        var lines = reply.Split('\n', StringSplitOptions.TrimEntries);
+        var i = Array.IndexOf(lines, name);
+        return i >= 0 && i + 1 < lines.Length ? lines[i + 1] : null;
+    }
+
+    // Polls a condition of processes outside the test (no event to await), bounded.
+    private static void Until(Func<bool> condition, string what)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+        while (!condition())
+        {
+            if (DateTime.UtcNow > deadline) throw new TimeoutException($"Redis Sentinel set: {what} did not happen in 60 s");
+            Thread.Sleep(100);
+        }
+    }
+
+    public void Dispose()
+    {
+        foreach (var s in Sentinels) s.Dispose();
+        Replica.Dispose();
+        Primary.Dispose();
     }
 }
