@@ -26,6 +26,7 @@ internal sealed class ClusterNode(
     Delivery.LocalRouter local,
     ClusterStats stats,
     UndeliveredHints hints,
+    RedisStore store,
     IOptions<GatewayOptions> options,
     TimeProvider time,
     ILogger<ClusterNode> logger) : BackgroundService
@@ -60,6 +61,16 @@ internal sealed class ClusterNode(
         };
         // A failover (Sentinel named a new primary): what was published as the old one died may not have arrived.
         redis.ConfigurationChanged += (_, _) => RequestCatchUp();
+        try
+        {
+            // What this node id held in an earlier life is not held now.
+            await redis.GetDatabase().KeyDeleteAsync(keys.NodeDevices(node.Id)).ConfigureAwait(false);
+            await store.EnsureDeviceIndexAsync().ConfigureAwait(false);
+        }
+        catch (Exception e) when (Storage.StoreFailures.Is(e))
+        {
+            Log.ClusterError(logger, "node start", e.Message);
+        }
         await RenewLeaseAsync().ConfigureAwait(false);
         await CheckInstanceAsync().ConfigureAwait(false);
         await base.StartAsync(cancellationToken).ConfigureAwait(false);
@@ -138,7 +149,8 @@ internal sealed class ClusterNode(
         await base.StopAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            await redis.GetDatabase().KeyDeleteAsync(keys.NodeLease(node.Id)).ConfigureAwait(false);
+            var db = redis.GetDatabase();
+            await Task.WhenAll(db.KeyDeleteAsync(keys.NodeLease(node.Id)), db.KeyDeleteAsync(keys.NodeDevices(node.Id)), db.SetRemoveAsync(keys.Nodes, node.Id)).ConfigureAwait(false);
         }
         catch (Exception e) when (Storage.StoreFailures.Is(e))
         {
@@ -149,7 +161,10 @@ internal sealed class ClusterNode(
     {
         try
         {
-            await redis.GetDatabase().StringSetAsync(keys.NodeLease(node.Id), time.GetUtcNow().ToUnixTimeMilliseconds(), Lease).ConfigureAwait(false);
+            var db = redis.GetDatabase();
+            var known = db.SetAddAsync(keys.Nodes, node.Id);
+            await db.StringSetAsync(keys.NodeLease(node.Id), time.GetUtcNow().ToUnixTimeMilliseconds(), Lease).ConfigureAwait(false);
+            await known.ConfigureAwait(false);
             await stats.PublishAsync().ConfigureAwait(false);
         }
         catch (Exception e) when (Storage.StoreFailures.Is(e))

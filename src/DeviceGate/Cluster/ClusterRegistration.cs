@@ -29,7 +29,8 @@ internal static class ClusterRegistration
         services.AddSingleton<RedisDirectory>();
         services.AddSingleton<IDeviceDirectory>(sp => sp.GetRequiredService<RedisDirectory>());
         services.AddSingleton<IGroupDirectory>(sp => sp.GetRequiredService<RedisDirectory>());
-        services.AddSingleton<IPresence, RedisPresence>();
+        services.AddSingleton<RedisPresence>();
+        services.AddSingleton<IPresence>(sp => sp.GetRequiredService<RedisPresence>());
         services.AddSingleton<UndeliveredHints>();
         services.AddSingleton<IClusterBus, RedisBus>();
         services.AddSingleton<IDeviceRouter, RedisRouter>();

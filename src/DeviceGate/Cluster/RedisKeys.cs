@@ -26,6 +26,9 @@ internal sealed class RedisKeys(string prefix)
 
     // Directory
     public RedisKey Devices => $"{Prefix}devices";
+
+    /// <summary>Known device ids (a sorted set read by value), for listings by cursor and prefix.</summary>
+    public RedisKey DeviceIndex => $"{Prefix}device-index";
     public RedisKey TokensNotBefore => $"{Prefix}tokens-not-before";
     public RedisKey Group(string group) => $"{Prefix}group:{group}";
     public RedisKey GroupsOf(string device) => $"{Prefix}groups-of:{device}";
@@ -43,9 +46,14 @@ internal sealed class RedisKeys(string prefix)
     public RedisKey Session(string device) => $"{Prefix}session:{device}";
 
     // Presence
-    public RedisKey Presence => $"{Prefix}presence";
+    /// <summary>Where the device is connected: <c>node|epoch|connectedAt|transport|protocol</c>.</summary>
+    public RedisKey DevicePresence(string device) => $"{Prefix}presence:{device}";
+
+    /// <summary>The devices a node holds (a sorted set read by value), for listings and counts.</summary>
+    public RedisKey NodeDevices(string node) => $"{Prefix}node:{node}:devices";
     public RedisKey Epoch(string device) => $"{Prefix}epoch:{device}";
     public RedisKey NodeLease(string node) => $"{Prefix}node:{node}:lease";
+    /// <summary>Every node id that ever renewed a lease here (live ones have a lease key).</summary>
     public RedisKey Nodes => $"{Prefix}nodes";
 
     /// <summary>Devices on <paramref name="node"/> that another node stored a message for and could not reach (UndeliveredHints).</summary>

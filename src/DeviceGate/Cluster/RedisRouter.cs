@@ -11,7 +11,7 @@ namespace DeviceGate.Cluster;
 /// straight to <see cref="LocalRouter"/>, one on another node over the bus. Redis failures become
 /// <see cref="StoreUnavailableException"/>; a ttl-0 message for a device held here is still delivered without Redis.
 /// </summary>
-internal sealed class RedisRouter(LocalRouter local, IPresence presence, IClusterBus bus, RpcCoordinator rpcs, NodeIdentity node, UndeliveredHints hints, TimeProvider time) : IDeviceRouter
+internal sealed class RedisRouter(LocalRouter local, RedisPresence presence, IClusterBus bus, RpcCoordinator rpcs, NodeIdentity node, UndeliveredHints hints, TimeProvider time) : IDeviceRouter
 {
     public async Task<bool> DeliverAsync(string device, DeviceMessage message, bool durable, DateTimeOffset? expiresAt)
     {
@@ -48,10 +48,10 @@ internal sealed class RedisRouter(LocalRouter local, IPresence presence, ICluste
     public async Task<int> BroadcastAsync(DeviceMessage message)
     {
         var recipients = local.Broadcast(message);
-        // Every other node writes it to its own devices once; the count is what presence says they hold.
+        // Every other node writes it to its own devices once; the count is what the live nodes' sets hold (a few
+        // commands per node, never a scan of every device).
         await Guard(bus.BroadcastAsync(message)).ConfigureAwait(false);
-        var everyone = await Guard(presence.ListAsync(null, int.MaxValue)).ConfigureAwait(false);
-        return recipients + everyone.Count(p => p.Node != node.Id);
+        return recipients + (int)await Guard(presence.CountAsync(othersOnly: true)).ConfigureAwait(false);
     }
 
     public async Task<bool> CloseAsync(string device, int code, string reason)

@@ -89,6 +89,7 @@ internal sealed class RedisStore(IConnectionMultiplexer redis, RedisKeys keys, T
         redis.call('ZADD', KEYS[2], seq, ARGV[1])
         redis.call('ZADD', KEYS[3], ARGV[10], ARGV[1])
         redis.call('HSETNX', KEYS[6], ARGV[2], '')
+        redis.call('ZADD', KEYS[12], 0, ARGV[2])
         redis.call('LPUSH', KEYS[8], ARGV[1])
         redis.call('LTRIM', KEYS[8], 0, 99)
         if KEYS[9] ~= '' then redis.call('INCRBY', KEYS[9], #ARGV[6]) end
@@ -107,7 +108,7 @@ internal sealed class RedisStore(IConnectionMultiplexer redis, RedisKeys keys, T
         var quota = m.From != DeviceId.Server && maxSenderBytes != long.MaxValue;
         var result = (RedisResult[])(await DurableDb.ScriptEvaluateAsync(AcceptScript,
             [keys.Message(m.Id), keys.Outbox(m.Device), keys.Expiry, keys.Sequence, idempotencyKey is null ? "" : keys.Idempotency(idempotencyKey), keys.Devices,
-                keys.IdempotencyIndex, keys.Recent(m.Device), quota ? keys.SenderBytes(m.From) : "", keys.State(m.Device), keys.FinalMessages],
+                keys.IdempotencyIndex, keys.Recent(m.Device), quota ? keys.SenderBytes(m.From) : "", keys.State(m.Device), keys.FinalMessages, keys.DeviceIndex],
             [
                 m.Id, m.Device, m.From, m.Group ?? "", (int)m.Data.Kind, m.Data.Bytes.ToArray(), Array.Empty<byte>(), flags,
                 Ms(m.CreatedAt), Ms(m.ExpiresAt), StatusChange.FirstHistoryJson(MessageStatus.Queued, m.CreatedAt),
@@ -298,7 +299,29 @@ internal sealed class RedisStore(IConnectionMultiplexer redis, RedisKeys keys, T
         return new DirectorySnapshot(devices, memberships, notBefore, tags, new Dictionary<string, RememberedSession>());
     });
 
-    public Task SaveLastSeenAsync(string device, DateTimeOffset at) => Guard(() => Db.HashSetAsync(keys.Devices, device, Ms(at)));
+    /// <summary>Data written before the device index existed: the index is built once from the devices hash.</summary>
+    public async Task EnsureDeviceIndexAsync()
+    {
+        var db = Db;
+        if (await db.KeyExistsAsync(keys.DeviceIndex).ConfigureAwait(false) || !await db.KeyExistsAsync(keys.Devices).ConfigureAwait(false)) return;
+        var batch = new List<SortedSetEntry>(1000);
+        await foreach (var e in db.HashScanAsync(keys.Devices, pageSize: 1000).ConfigureAwait(false))
+        {
+            batch.Add(new SortedSetEntry(e.Name, 0));
+            if (batch.Count < 1000) continue;
+            await db.SortedSetAddAsync(keys.DeviceIndex, batch.ToArray()).ConfigureAwait(false);
+            batch.Clear();
+        }
+        if (batch.Count > 0) await db.SortedSetAddAsync(keys.DeviceIndex, batch.ToArray()).ConfigureAwait(false);
+    }
+
+    private const string SeenScript = """
+        redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+        redis.call('ZADD', KEYS[2], 0, ARGV[1])
+        return 1
+        """;
+
+    public Task SaveLastSeenAsync(string device, DateTimeOffset at) => Guard(() => Db.ScriptEvaluateAsync(SeenScript, [keys.Devices, keys.DeviceIndex], [device, Ms(at)]));
 
     private const string MembershipScript = """
         if ARGV[3] == '1' then
@@ -308,6 +331,7 @@ internal sealed class RedisStore(IConnectionMultiplexer redis, RedisKeys keys, T
           redis.call('SADD', KEYS[2], ARGV[1])
           redis.call('SADD', KEYS[3], ARGV[1])
           redis.call('HSETNX', KEYS[4], ARGV[2], '')
+          redis.call('ZADD', KEYS[5], 0, ARGV[2])
         else
           redis.call('SREM', KEYS[1], ARGV[2])
           redis.call('SREM', KEYS[2], ARGV[1])
@@ -317,17 +341,18 @@ internal sealed class RedisStore(IConnectionMultiplexer redis, RedisKeys keys, T
         """;
 
     public Task<bool> SetMembershipAsync(string group, string device, bool member, int maxGroups = int.MaxValue) => Guard(async () =>
-        (int)await Db.ScriptEvaluateAsync(MembershipScript, [keys.Group(group), keys.GroupsOf(device), keys.GroupNames, keys.Devices],
+        (int)await Db.ScriptEvaluateAsync(MembershipScript, [keys.Group(group), keys.GroupsOf(device), keys.GroupNames, keys.Devices, keys.DeviceIndex],
             [group, device, member ? "1" : "0", maxGroups]).ConfigureAwait(false) == 1);
 
     private const string RevokeScript = """
         redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
         redis.call('HSETNX', KEYS[2], ARGV[1], '')
+        redis.call('ZADD', KEYS[3], 0, ARGV[1])
         return 1
         """;
 
     public Task RevokeTokensAsync(string device, DateTimeOffset at) => Guard(() =>
-        Db.ScriptEvaluateAsync(RevokeScript, [keys.TokensNotBefore, keys.Devices], [device, Ms(at)]));
+        Db.ScriptEvaluateAsync(RevokeScript, [keys.TokensNotBefore, keys.Devices, keys.DeviceIndex], [device, Ms(at)]));
 
     private const string ForgetScript = ReleaseSenderBytes + "\n" + """
         for _, g in ipairs(redis.call('SMEMBERS', KEYS[1])) do
@@ -336,6 +361,7 @@ internal sealed class RedisStore(IConnectionMultiplexer redis, RedisKeys keys, T
         end
         redis.call('DEL', KEYS[1])
         redis.call('HDEL', KEYS[2], ARGV[1])
+        redis.call('ZREM', KEYS[11], ARGV[1])
         for _, id in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do
           local key = ARGV[3] .. id
           local h = redis.call('HGET', key, 'history')
@@ -365,6 +391,7 @@ internal sealed class RedisStore(IConnectionMultiplexer redis, RedisKeys keys, T
           redis.call('SADD', ARGV[2] .. ARGV[i] .. '=' .. ARGV[i + 1], ARGV[1])
         end
         redis.call('HSETNX', KEYS[2], ARGV[1], '')
+        redis.call('ZADD', KEYS[3], 0, ARGV[1])
         return 1
         """;
 
@@ -376,7 +403,7 @@ internal sealed class RedisStore(IConnectionMultiplexer redis, RedisKeys keys, T
             args.Add(k);
             args.Add(v);
         }
-        return Guard(() => Db.ScriptEvaluateAsync(SetTagsScript, [keys.Tags(device), keys.Devices], args.ToArray()));
+        return Guard(() => Db.ScriptEvaluateAsync(SetTagsScript, [keys.Tags(device), keys.Devices, keys.DeviceIndex], args.ToArray()));
     }
 
     public Task<IReadOnlyDictionary<string, string>> TagsAsync(string device) => Guard<IReadOnlyDictionary<string, string>>(async () =>
@@ -407,7 +434,7 @@ internal sealed class RedisStore(IConnectionMultiplexer redis, RedisKeys keys, T
     {
         var now = DateTimeOffset.UtcNow;
         return Guard(() => Db.ScriptEvaluateAsync(ForgetScript,
-            [keys.GroupsOf(device), keys.Devices, keys.TokensNotBefore, keys.Outbox(device), keys.GroupNames, keys.Expiry, keys.FinalMessages, keys.State(device), keys.Tags(device), keys.Session(device)],
+            [keys.GroupsOf(device), keys.Devices, keys.TokensNotBefore, keys.Outbox(device), keys.GroupNames, keys.Expiry, keys.FinalMessages, keys.State(device), keys.Tags(device), keys.Session(device), keys.DeviceIndex],
             [device, keys.Prefix + "group:", keys.Prefix + "msg:", Ms(now), Iso(now), keys.Prefix, keys.TaggedPrefix]));
     }
 
@@ -461,15 +488,17 @@ internal sealed class RedisStore(IConnectionMultiplexer redis, RedisKeys keys, T
         Guard<IReadOnlyList<(string, DateTimeOffset?)>>(async () =>
         {
             if (tags is { Count: > 0 }) return await TaggedDevicesAsync(prefix, after, limit, tags).ConfigureAwait(false);
-            var all = new List<(string, DateTimeOffset?)>();
-            await foreach (var e in Db.HashScanAsync(keys.Devices, pageSize: 1000).ConfigureAwait(false))
-            {
-                var id = (string)e.Name!;
-                if (prefix is not null && !id.StartsWith(prefix, StringComparison.Ordinal)) continue;
-                if (after is not null && string.CompareOrdinal(id, after) <= 0) continue;
-                all.Add((id, e.Value.IsNullOrEmpty ? null : DateTimeOffset.FromUnixTimeMilliseconds((long)e.Value)));
-            }
-            return all.OrderBy(d => d.Item1, StringComparer.Ordinal).Take(limit).ToList();
+            // The index (device ids by value) from the cursor, or from the prefix: a page costs one ZRANGEBYLEX and one HMGET.
+            var from = after is not null && (prefix is null || string.CompareOrdinal(after, prefix) >= 0) ? after : prefix;
+            var exclusive = from is not null && from == after;
+            var page = (await Db.SortedSetRangeByValueAsync(keys.DeviceIndex, from is null ? default : (RedisValue)from, default,
+                    exclusive ? Exclude.Start : Exclude.None, Order.Ascending, 0, limit).ConfigureAwait(false))
+                .Select(v => (string)v!)
+                .TakeWhile(id => prefix is null || id.StartsWith(prefix, StringComparison.Ordinal))
+                .ToArray();
+            if (page.Length == 0) return [];
+            var seen = await Db.HashGetAsync(keys.Devices, page.Select(id => (RedisValue)id).ToArray()).ConfigureAwait(false);
+            return page.Select((id, i) => (id, seen[i].IsNullOrEmpty ? (DateTimeOffset?)null : DateTimeOffset.FromUnixTimeMilliseconds((long)seen[i]))).ToList();
         });
 
     /// <summary>Devices matching every filter: the intersection of each filter's index sets (a union over its readings).</summary>

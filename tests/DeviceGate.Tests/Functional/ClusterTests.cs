@@ -251,6 +251,39 @@ public sealed class ClusterTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Listings_page_through_both_nodes_sets_in_id_order_and_a_moved_device_is_listed_once_under_its_node()
+    {
+        var ids = new[] { "l-a", "l-b", "l-c", "l-d", "l-e", "l-f", "l-g" };
+        var sockets = new List<ClientWebSocket>();
+        for (var i = 0; i < ids.Length; i++) sockets.Add(await (i % 2 == 0 ? _one : _two).ConnectAsync(ids[i]));
+        async Task<List<(string Id, string Node)>> AllAsync(TestGateway gw)
+        {
+            var all = new List<(string, string)>();
+            string? after = null;
+            do
+            {
+                var page = await gw.Api.GetJsonAsync("api/devices?limit=2" + (after is null ? "" : $"&after={after}"));
+                all.AddRange(page.GetProperty("devices").EnumerateArray().Select(d => (d.Str("id"), d.Str("node"))));
+                after = page.TryGetProperty("next", out var next) && next.ValueKind == JsonValueKind.String ? next.GetString() : null;
+            }
+            while (after is not null);
+            return all;
+        }
+        var listed = await AllAsync(_two);
+        Assert.Equal(ids, listed.Select(d => d.Id));
+        Assert.Equal(ids.Select((_, i) => i % 2 == 0 ? "node-1" : "node-2"), listed.Select(d => d.Node));
+
+        // l-a moves to node 2 (node 1 closes its connection with 4000).
+        using var moved = await _two.ConnectAsync("l-a");
+        Assert.Equal(4000, (await sockets[0].ReceiveCloseAsync()).Code);
+        await ApiExtensions.EventuallyAsync(async () => (await AllAsync(_one)).Count(d => d.Id == "l-a") == 1 && (await AllAsync(_one)).Single(d => d.Id == "l-a").Node == "node-2",
+            "listed once, under node 2");
+        using var broadcast = await _one.Api.PostTextAsync("api/broadcast", "count me");
+        Assert.Equal(ids.Length, (await broadcast.JsonAsync()).GetProperty("recipients").GetInt32());
+        foreach (var socket in sockets) socket.Dispose();
+    }
+
+    [Fact]
     public async Task Broadcast_and_group_messages_reach_every_node_exactly_once()
     {
         using var a = await _one.ConnectAsync("b-one");
