@@ -20,8 +20,9 @@ internal static class ClusterBench
         var broadcasts = new Option<int>("--broadcasts") { DefaultValueFactory = _ => 30 };
         var senders = new Option<int>("--senders") { DefaultValueFactory = _ => 32 };
         var dll = new Option<string?>("--server-dll");
-        var command = new Command("cluster", "Two nodes on Redis vs one node: targeted throughput and p99, broadcast time to all.");
-        foreach (var o in new Option[] { devices, messages, broadcasts, senders, dll }) command.Options.Add(o);
+        var redisKind = new Option<string>("--redis") { DefaultValueFactory = _ => "single", Description = "single (one redis-server) or sentinel (a primary, a replica and three sentinels: the durable path with MinReplicas 0 and 1)" };
+        var command = new Command("cluster", "Two nodes on Redis vs one node: targeted throughput and p99, broadcast time to all, the durable path.");
+        foreach (var o in new Option[] { devices, messages, broadcasts, senders, dll, redisKind }) command.Options.Add(o);
         command.SetAction(async parse =>
         {
             var server = parse.GetValue(dll) ?? Scenarios.DefaultDll();
@@ -34,22 +35,42 @@ internal static class ClusterBench
             {
                 results.Add(await MeasureAsync("one node", [single], n, parse.GetValue(messages), parse.GetValue(senders), parse.GetValue(broadcasts)));
             }
-            using var redis = StartRedis(out var redisPort);
+            var sentinel = parse.GetValue(redisKind) == "sentinel";
+            var processes = new List<Process>();
+            var primary = StartRedis(out var redisPort);
+            processes.Add(primary);
+            var configuration = $"127.0.0.1:{redisPort}";
+            if (sentinel)
+            {
+                processes.Add(StartRedis(out _, "--replicaof", "127.0.0.1", redisPort.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+                var sentinels = new List<int>();
+                for (var i = 0; i < 3; i++)
+                {
+                    processes.Add(StartSentinel(redisPort, out var port));
+                    sentinels.Add(port);
+                }
+                // Let the sentinels find the replica and each other before the nodes ask them for the primary.
+                await Task.Delay(TimeSpan.FromSeconds(3));
+                configuration = string.Join(",", sentinels.Select(p => $"127.0.0.1:{p}")) + ",serviceName=bench";
+            }
             var secret = Convert.ToHexString(RandomNumberGenerator.GetBytes(32));
             var key = Convert.ToHexString(RandomNumberGenerator.GetBytes(24));
-            string[] Cluster(string node) => [$"--DeviceGate:Redis:Configuration=127.0.0.1:{redisPort}", $"--DeviceGate:Cluster:NodeId={node}"];
-            await using (var one = await ServerUnderTest.StartAsync(server, secret, key, Cluster("bench-1")))
-            await using (var two = await ServerUnderTest.StartAsync(server, secret, key, Cluster("bench-2")))
+            foreach (var minReplicas in sentinel ? new[] { 0, 1 } : [0])
             {
-                results.Add(await MeasureAsync("two nodes + Redis", [one, two], n, parse.GetValue(messages), parse.GetValue(senders), parse.GetValue(broadcasts)));
+                string[] Cluster(string node) => [$"--DeviceGate:Redis:Configuration={configuration}", $"--DeviceGate:Cluster:NodeId={node}",
+                    $"--DeviceGate:Redis:MinReplicas={minReplicas}", $"--DeviceGate:Redis:Prefix=bench{minReplicas}:"];
+                var name = sentinel ? $"two nodes + Sentinel, MinReplicas={minReplicas}" : "two nodes + Redis";
+                await using var one = await ServerUnderTest.StartAsync(server, secret, key, Cluster("bench-1"));
+                await using var two = await ServerUnderTest.StartAsync(server, secret, key, Cluster("bench-2"));
+                results.Add(await MeasureAsync(name, [one, two], n, parse.GetValue(messages), parse.GetValue(senders), sentinel ? 0 : parse.GetValue(broadcasts), durable: sentinel));
             }
-            redis.Kill();
+            foreach (var p in processes) p.Kill();
             foreach (var r in results) Console.WriteLine(JsonSerializer.Serialize(r));
         });
         return command;
     }
 
-    private static async Task<object> MeasureAsync(string name, ServerUnderTest[] servers, int devices, int messages, int senders, int broadcasts)
+    private static async Task<object> MeasureAsync(string name, ServerUnderTest[] servers, int devices, int messages, int senders, int broadcasts, bool durable = false)
     {
         await using var fleet = await DeviceFleet.ConnectAsync(servers, devices, "cb-");
         using var api = servers[0].CreateApi();
@@ -58,19 +79,50 @@ internal static class ClusterBench
         var runs = new List<TargetedResult>();
         for (var i = 0; i < 3; i++) runs.Add(await fleet.RunAsync(name, api, messages, senders, "", TimeSpan.FromMinutes(3)));
         var targeted = runs.OrderBy(r => r.PerSecond).ElementAt(1);
-        var (bP50, bP99, _) = await fleet.BroadcastAsync(api, broadcasts, TimeSpan.FromSeconds(30));
+        var (bP50, bP99) = (0.0, 0.0);
+        if (broadcasts > 0) (bP50, bP99, _) = await fleet.BroadcastAsync(api, broadcasts, TimeSpan.FromSeconds(30));
         Console.WriteLine($"| {name} | {targeted.PerSecond:F0} | {targeted.P50Ms:F1} | {targeted.P99Ms:F1} | {targeted.Lost} | {bP50:F1} | {bP99:F1} |");
-        return new { scenario = "cluster", setup = name, devices, targetedPerSecond = targeted.PerSecond, targetedP99Ms = targeted.P99Ms, lost = targeted.Lost, duplicated = targeted.Duplicated, broadcastP50Ms = bP50, broadcastP99Ms = bP99 };
+        TargetedResult? stored = null;
+        if (durable)
+        {
+            // The durable path: every send is stored (ttl) before the 202, with MinReplicas its WAIT too.
+            stored = await fleet.RunAsync(name + ", ttl=60", api, messages, senders, "?ttl=60", TimeSpan.FromMinutes(3));
+            Console.WriteLine($"| {name}, durable (ttl=60) | {stored.PerSecond:F0} | {stored.P50Ms:F1} | {stored.P99Ms:F1} | {stored.Lost} | | |");
+        }
+        return new { scenario = "cluster", setup = name, devices, targetedPerSecond = targeted.PerSecond, targetedP99Ms = targeted.P99Ms, lost = targeted.Lost, duplicated = targeted.Duplicated,
+            broadcastP50Ms = bP50, broadcastP99Ms = bP99, durablePerSecond = stored?.PerSecond, durableP99Ms = stored?.P99Ms, durableLost = stored?.Lost };
     }
 
-    private static Process StartRedis(out int port)
+    private static int FreePort()
     {
         var listener = new TcpListener(IPAddress.Loopback, 0);
         listener.Start();
-        port = ((IPEndPoint)listener.LocalEndpoint).Port;
+        var port = ((IPEndPoint)listener.LocalEndpoint).Port;
         listener.Stop();
+        return port;
+    }
+
+    private static Process StartSentinel(int primaryPort, out int port)
+    {
+        port = FreePort();
+        var dir = Directory.CreateTempSubdirectory("devicegate-bench-sentinel-").FullName;
+        var config = Path.Combine(dir, "sentinel.conf");
+        File.WriteAllLines(config, [$"port {port}", "bind 127.0.0.1", $"dir {dir}", $"sentinel monitor bench 127.0.0.1 {primaryPort} 2", "sentinel down-after-milliseconds bench 2000"]);
         var info = new ProcessStartInfo("redis-server") { UseShellExecute = false, RedirectStandardOutput = true };
-        foreach (var a in new[] { "--port", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no" }) info.ArgumentList.Add(a);
+        info.ArgumentList.Add(config);
+        info.ArgumentList.Add("--sentinel");
+        var p = Process.Start(info)!;
+        p.OutputDataReceived += (_, _) => { };
+        p.BeginOutputReadLine();
+        Thread.Sleep(300);
+        return p;
+    }
+
+    private static Process StartRedis(out int port, params string[] extra)
+    {
+        port = FreePort();
+        var info = new ProcessStartInfo("redis-server") { UseShellExecute = false, RedirectStandardOutput = true };
+        foreach (var a in new[] { "--port", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no" }.Concat(extra)) info.ArgumentList.Add(a);
         var p = Process.Start(info)!;
         p.OutputDataReceived += (_, _) => { };
         p.BeginOutputReadLine();

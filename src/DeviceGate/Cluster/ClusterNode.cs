@@ -39,6 +39,11 @@ internal sealed class ClusterNode(
 
     public override async Task StartAsync(CancellationToken cancellationToken)
     {
+        if (redis.GetServers().Any(s => s.IsConnected && s.ServerType == ServerType.Cluster))
+        {
+            // The key layout still has scripts that span hash slots; refusing beats answering CROSSSLOT errors as 503s.
+            throw new InvalidOperationException("DeviceGate:Redis:Configuration names a Redis Cluster, which this version does not support yet: use one Redis, or Redis with Sentinel (serviceName=...).");
+        }
         var sub = redis.GetSubscriber();
         (await sub.SubscribeAsync(keys.NodeChannel(node.Id)).ConfigureAwait(false)).OnMessage(OnMessageAsync);
         (await sub.SubscribeAsync(keys.BroadcastChannel).ConfigureAwait(false)).OnMessage(OnMessageAsync);

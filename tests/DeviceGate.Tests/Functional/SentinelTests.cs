@@ -11,6 +11,15 @@ namespace DeviceGate.Tests.Functional;
 public sealed class SentinelTests(ITestOutputHelper output)
 {
     [Fact]
+    public async Task A_node_pointed_at_a_redis_cluster_refuses_to_start_with_a_clear_message_until_the_key_layout_supports_it()
+    {
+        using var cluster = RedisClusterSet.Start();
+        var e = await Assert.ThrowsAsync<InvalidOperationException>(() =>
+            TestGateway.StartAsync(ClusterTests.Settings(cluster.Configuration, $"rc-{Guid.NewGuid():N}:", "node-1")));
+        Assert.Contains("Redis Cluster", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Nodes_follow_the_primary_through_a_failover_by_themselves_and_devices_stay_connected()
     {
         using var redis = RedisSentinelSet.Start();

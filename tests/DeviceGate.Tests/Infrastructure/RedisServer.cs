@@ -208,3 +208,42 @@ public sealed class RedisSentinelSet : IDisposable
         Primary.Dispose();
     }
 }
+
+/// <summary>
+/// A Redis Cluster on loopback: three primaries with a replica each (<c>redis-cli --cluster create ...
+/// --cluster-replicas 1</c>), real redis-server processes. <see cref="Configuration"/> names every node as seeds.
+/// </summary>
+public sealed class RedisClusterSet : IDisposable
+{
+    private RedisClusterSet(IReadOnlyList<RedisServer> nodes) => Nodes = nodes;
+
+    public IReadOnlyList<RedisServer> Nodes { get; }
+
+    public string Configuration =>
+        string.Join(",", Nodes.Select(n => $"127.0.0.1:{n.Port}")) + ",abortConnect=false,connectTimeout=2000,syncTimeout=2000,asyncTimeout=2000";
+
+    public static RedisClusterSet Start()
+    {
+        var nodes = Enumerable.Range(0, 6).Select(_ => RedisServer.Start(false, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000")).ToList();
+        var set = new RedisClusterSet(nodes);
+        var create = new ProcessStartInfo("redis-cli") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in new[] { "--cluster", "create" }.Concat(nodes.Select(n => $"127.0.0.1:{n.Port}")).Concat(["--cluster-replicas", "1", "--cluster-yes"])) create.ArgumentList.Add(a);
+        using (var p = Process.Start(create)!)
+        {
+            var output = p.StandardOutput.ReadToEndAsync();
+            if (!p.WaitForExit(60_000) || p.ExitCode != 0) throw new InvalidOperationException($"redis-cli --cluster create failed: {(output.Wait(1000) ? output.Result : "")}");
+        }
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+        while (!nodes.All(n => n.Cli("CLUSTER", "INFO").Contains("cluster_state:ok", StringComparison.Ordinal)))
+        {
+            if (DateTime.UtcNow > deadline) throw new TimeoutException("the Redis Cluster did not reach cluster_state:ok in 60 s");
+            Thread.Sleep(100);
+        }
+        return set;
+    }
+
+    public void Dispose()
+    {
+        foreach (var n in Nodes) n.Dispose();
+    }
+}
