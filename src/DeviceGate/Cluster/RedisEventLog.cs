@@ -24,7 +24,7 @@ internal sealed class RedisEventLog(IConnectionMultiplexer redis, RedisKeys keys
         local seq = redis.call('INCR', KEYS[1])
         local json = string.gsub(ARGV[1], '"seq":0', '"seq":' .. seq, 1)
         redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], seq .. '-1', 'e', json)
-        redis.call('PUBLISH', ARGV[3], json)
+        redis.call('SPUBLISH', ARGV[3], json)
         return seq
         """;
 

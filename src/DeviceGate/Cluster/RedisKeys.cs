@@ -59,12 +59,13 @@ internal sealed class RedisKeys(string prefix)
     /// <summary>Devices on <paramref name="node"/> that another node stored a message for and could not reach (UndeliveredHints).</summary>
     public RedisKey Undelivered(string node) => $"{Prefix}undelivered:{node}";
 
-    // Events
-    public RedisKey EventSequence => $"{Prefix}event-seq";
-    public RedisKey EventStream => $"{Prefix}events";
+    // Events: one hash tag, so the append script (counter, stream, shard channel) stays in one slot of a Redis Cluster.
+    public RedisKey EventSequence => $"{Prefix}{{events}}:seq";
+    public RedisKey EventStream => $"{Prefix}{{events}}:stream";
 
-    // Channels
-    public RedisChannel NodeChannel(string node) => RedisChannel.Literal($"{Prefix}node:{node}");
+    // Channels. A node's own channel and the events channel are shard channels (SPUBLISH/SSUBSCRIBE): in a Redis
+    // Cluster a message to one node goes through one shard, not every one; broadcast is one classic channel.
+    public RedisChannel NodeChannel(string node) => RedisChannel.Sharded($"{Prefix}{{node:{node}}}:channel");
     public RedisChannel BroadcastChannel => RedisChannel.Literal($"{Prefix}broadcast");
-    public RedisChannel EventsChannel => RedisChannel.Literal($"{Prefix}events");
+    public RedisChannel EventsChannel => RedisChannel.Sharded($"{Prefix}{{events}}:channel");
 }
