@@ -160,8 +160,9 @@ internal sealed class RedisStore(IConnectionMultiplexer redis, RedisKeys keys, T
         local function release(key, prefix)
           local sender = redis.call('HGET', key, 'sender')
           if sender and sender ~= 'server' then
-            local left = redis.call('DECRBY', prefix .. 'sender-bytes:' .. sender, redis.call('HSTRLEN', key, 'data'))
-            if left <= 0 then redis.call('DEL', prefix .. 'sender-bytes:' .. sender) end
+            local counter = prefix .. '{' .. sender .. '}:sender-bytes'
+            local left = redis.call('DECRBY', counter, redis.call('HSTRLEN', key, 'data'))
+            if left <= 0 then redis.call('DEL', counter) end
           end
         end
         """;
@@ -214,7 +215,7 @@ internal sealed class RedisStore(IConnectionMultiplexer redis, RedisKeys keys, T
         local h = redis.call('HGET', KEYS[1], 'history')
         h = string.sub(h, 1, -2) .. ',{"status":"cancelled","at":"' .. ARGV[2] .. '"}]'
         redis.call('HSET', KEYS[1], 'status', 'cancelled', 'pending', '0', 'updated', ARGV[1], 'history', h)
-        redis.call('ZREM', ARGV[4] .. device, ARGV[3])
+        redis.call('ZREM', ARGV[4] .. '{' .. device .. '}:outbox', ARGV[3])
         redis.call('ZREM', KEYS[2], ARGV[3])
         redis.call('ZADD', KEYS[3], ARGV[1], ARGV[3])
         return 'ok'
@@ -223,7 +224,7 @@ internal sealed class RedisStore(IConnectionMultiplexer redis, RedisKeys keys, T
     public Task<CancelOutcome> CancelAsync(string id, DateTimeOffset at) => Guard(async () =>
     {
         var outcome = (string?)await DurableDb.ScriptEvaluateAsync(CancelScript, [keys.Message(id), keys.Expiry, keys.FinalMessages],
-            [Ms(at), Iso(at), id, keys.Prefix + "outbox:", keys.Prefix]).ConfigureAwait(false);
+            [Ms(at), Iso(at), id, keys.Prefix, keys.Prefix]).ConfigureAwait(false);
         if (outcome == "ok") await ReplicatedAsync().ConfigureAwait(false);
         return outcome switch
         {
@@ -245,7 +246,7 @@ internal sealed class RedisStore(IConnectionMultiplexer redis, RedisKeys keys, T
             local h = redis.call('HGET', key, 'history')
             h = string.sub(h, 1, -2) .. ',{"status":"expired","at":"' .. ARGV[2] .. '"}]'
             redis.call('HSET', key, 'status', 'expired', 'pending', '0', 'updated', ARGV[1], 'history', h)
-            redis.call('ZREM', ARGV[4] .. device, id)
+            redis.call('ZREM', ARGV[4] .. '{' .. device .. '}:outbox', id)
             redis.call('ZADD', KEYS[2], ARGV[1], id)
             table.insert(out, id)
             table.insert(out, device)
@@ -257,7 +258,7 @@ internal sealed class RedisStore(IConnectionMultiplexer redis, RedisKeys keys, T
     public Task<IReadOnlyList<(string Id, string Device)>> ExpireDueAsync(DateTimeOffset now) => Guard<IReadOnlyList<(string, string)>>(async () =>
     {
         var r = (RedisResult[])(await Db.ScriptEvaluateAsync(ExpireScript, [keys.Expiry, keys.FinalMessages],
-            [Ms(now), Iso(now), keys.Prefix + "msg:", keys.Prefix + "outbox:", keys.Prefix]).ConfigureAwait(false))!;
+            [Ms(now), Iso(now), keys.Prefix + "msg:", keys.Prefix, keys.Prefix]).ConfigureAwait(false))!;
         var list = new List<(string, string)>();
         for (var i = 0; i + 1 < r.Length; i += 2) list.Add(((string)r[i]!, (string)r[i + 1]!));
         return list;
