@@ -7,7 +7,15 @@ using Xunit.Abstractions;
 
 namespace DeviceGate.Tests.Functional;
 
+/// <summary>
+/// Runs alone: its failovers start many redis-server processes and four busy senders, enough load to make the timing
+/// tests around it (keep-alive against a proxy's timeout) miss their marks.
+/// </summary>
+[CollectionDefinition(nameof(FailoverCollection), DisableParallelization = true)]
+public sealed class FailoverCollection;
+
 /// <summary>Cluster mode on Redis with Sentinel (issue 19): real redis-server processes, a primary killed with SIGKILL.</summary>
+[Collection(nameof(FailoverCollection))]
 public sealed class SentinelTests(ITestOutputHelper output)
 {
     [Fact]
