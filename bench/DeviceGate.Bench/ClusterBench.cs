@@ -121,8 +121,10 @@ internal static class ClusterBench
     private static Process StartRedis(out int port, params string[] extra)
     {
         port = FreePort();
+        // A folder of its own: a replica writes the primary's snapshot (dump.rdb) there when it syncs, whatever --save says.
+        var dir = Directory.CreateTempSubdirectory("devicegate-bench-redis-").FullName;
         var info = new ProcessStartInfo("redis-server") { UseShellExecute = false, RedirectStandardOutput = true };
-        foreach (var a in new[] { "--port", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no" }.Concat(extra)) info.ArgumentList.Add(a);
+        foreach (var a in new[] { "--port", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir }.Concat(extra)) info.ArgumentList.Add(a);
         var p = Process.Start(info)!;
         p.OutputDataReceived += (_, _) => { };
         p.BeginOutputReadLine();
