@@ -1,7 +1,5 @@
 using System.CommandLine;
 using System.Diagnostics;
-using System.Net;
-using System.Net.Sockets;
 using System.Security.Cryptography;
 using System.Text.Json;
 
@@ -93,18 +91,9 @@ internal static class ClusterBench
             broadcastP50Ms = bP50, broadcastP99Ms = bP99, durablePerSecond = stored?.PerSecond, durableP99Ms = stored?.P99Ms, durableLost = stored?.Lost };
     }
 
-    private static int FreePort()
-    {
-        var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        var port = ((IPEndPoint)listener.LocalEndpoint).Port;
-        listener.Stop();
-        return port;
-    }
-
     private static Process StartSentinel(int primaryPort, out int port)
     {
-        port = FreePort();
+        port = Scenarios.FreePort();
         var dir = Directory.CreateTempSubdirectory("devicegate-bench-sentinel-").FullName;
         var config = Path.Combine(dir, "sentinel.conf");
         File.WriteAllLines(config, [$"port {port}", "bind 127.0.0.1", $"dir {dir}", $"sentinel monitor bench 127.0.0.1 {primaryPort} 2", "sentinel down-after-milliseconds bench 2000"]);
@@ -120,7 +109,7 @@ internal static class ClusterBench
 
     private static Process StartRedis(out int port, params string[] extra)
     {
-        port = FreePort();
+        port = Scenarios.FreePort();
         // A folder of its own: a replica writes the primary's snapshot (dump.rdb) there when it syncs, whatever --save says.
         var dir = Directory.CreateTempSubdirectory("devicegate-bench-redis-").FullName;
         var info = new ProcessStartInfo("redis-server") { UseShellExecute = false, RedirectStandardOutput = true };

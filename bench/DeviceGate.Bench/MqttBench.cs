@@ -54,18 +54,9 @@ internal static class MqttBench
         return command;
     }
 
-    private static int FreePort()
-    {
-        var probe = new TcpListener(IPAddress.Loopback, 0);
-        probe.Start();
-        var port = ((IPEndPoint)probe.LocalEndpoint).Port;
-        probe.Stop();
-        return port;
-    }
-
     private static async Task<Dictionary<string, double>> RunDeviceGateAsync(string dll, int n, int m, int senders, List<string> failures)
     {
-        var port = FreePort();
+        var port = Scenarios.FreePort();
         string[] settings =
         [
             "--DeviceGate:Mqtt:Enabled=true", $"--DeviceGate:Mqtt:TcpPort={port}",
@@ -100,7 +91,7 @@ internal static class MqttBench
 
     private static async Task<Dictionary<string, double>> RunMosquittoAsync(int n, int m, int senders, List<string> failures)
     {
-        var port = FreePort();
+        var port = Scenarios.FreePort();
         var dir = Directory.CreateTempSubdirectory("mosquitto-bench-").FullName;
         var conf = Path.Combine(dir, "mosquitto.conf");
         // The same shape as DeviceGate's defaults where mosquitto has a knob: 32 in flight, 1000 queued per client.

@@ -16,10 +16,7 @@ internal sealed class OtlpSink : IAsyncDisposable
     public OtlpSink()
     {
         // HttpListener needs a port up front: find a free one on loopback.
-        var probe = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
-        probe.Start();
-        Port = ((IPEndPoint)probe.LocalEndpoint).Port;
-        probe.Stop();
+        Port = Scenarios.FreePort();
         _listener.Prefixes.Add($"http://127.0.0.1:{Port}/");
         _listener.Start();
         _serving = ServeAsync();

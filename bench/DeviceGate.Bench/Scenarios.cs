@@ -5,6 +5,16 @@ namespace DeviceGate.Bench;
 
 internal static class Scenarios
 {
+    /// <summary>A TCP port on 127.0.0.1 that was free a moment ago, for a process the tool starts.</summary>
+    internal static int FreePort()
+    {
+        var probe = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        probe.Start();
+        var port = ((System.Net.IPEndPoint)probe.LocalEndpoint).Port;
+        probe.Stop();
+        return port;
+    }
+
     internal static string DefaultDll()
     {
         // bench/DeviceGate.Bench/bin/Release/net10.0 -> src/DeviceGate/bin/Release/net10.0/DeviceGate.dll

@@ -1,6 +1,4 @@
 using System.Collections.Concurrent;
-using System.Net;
-using System.Net.Sockets;
 using DeviceGate.Client;
 using DeviceGate.Tests.Infrastructure;
 
@@ -155,10 +153,7 @@ public sealed class DeviceClientTests : IDisposable
     [Fact]
     public async Task Queued_messages_reach_the_handler_exactly_once_across_a_kill_9_restart()
     {
-        var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        var port = ((IPEndPoint)listener.LocalEndpoint).Port;
-        listener.Stop();
+        var port = Loopback.FreePort();
         string[] args = [$"--DeviceGate:Auth:TokenSecret={TestGateway.Secret}", $"--DeviceGate:Auth:ApiKeys:0={TestGateway.ApiKey}", "--urls", $"http://127.0.0.1:{port}"];
         var server = new Uri($"http://127.0.0.1:{port}/");
         using var api = ApiExtensions.Client(server, TestGateway.ApiKey);

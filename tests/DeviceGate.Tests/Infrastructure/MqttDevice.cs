@@ -1,6 +1,4 @@
 using System.Diagnostics;
-using System.Net;
-using System.Net.Sockets;
 using System.Threading.Channels;
 using MQTTnet;
 using MQTTnet.Formatter;
@@ -28,14 +26,7 @@ public sealed class MqttDevice : IAsyncDisposable
     public Task<MqttClientDisconnectedEventArgs> Disconnected => _disconnected.Task;
 
     /// <summary>A free TCP port on loopback for the gateway's MQTT listener.</summary>
-    public static int FreePort()
-    {
-        var probe = new TcpListener(IPAddress.Loopback, 0);
-        probe.Start();
-        var port = ((IPEndPoint)probe.LocalEndpoint).Port;
-        probe.Stop();
-        return port;
-    }
+    public static int FreePort() => Loopback.FreePort();
 
     public static MqttClientOptionsBuilder Tcp(int port, string clientId, string? token, MqttProtocolVersion version = MqttProtocolVersion.V500)
     {

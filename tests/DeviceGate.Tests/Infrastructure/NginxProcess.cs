@@ -95,12 +95,7 @@ public sealed partial class NginxProcess : IAsyncDisposable
 
     private static string ReadLog(string dir) => File.Exists(Path.Combine(dir, "error.log")) ? File.ReadAllText(Path.Combine(dir, "error.log")) : "";
 
-    private static int FreePort()
-    {
-        using var l = new TcpListener(IPAddress.Loopback, 0);
-        l.Start();
-        return ((IPEndPoint)l.LocalEndpoint).Port;
-    }
+    private static int FreePort() => Loopback.FreePort();
 
     [GeneratedRegex("```nginx\\n(.*?)```", RegexOptions.Singleline)]
     private static partial Regex NginxBlock();

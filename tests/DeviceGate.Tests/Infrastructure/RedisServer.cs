@@ -68,14 +68,7 @@ public sealed class RedisServer : IDisposable
         return server;
     }
 
-    internal static int FreePort()
-    {
-        var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        var port = ((IPEndPoint)listener.LocalEndpoint).Port;
-        listener.Stop();
-        return port;
-    }
+    private static int FreePort() => Loopback.FreePort();
 
     /// <summary>redis-cli against this server, bounded; its output.</summary>
     public string Cli(params string[] args)

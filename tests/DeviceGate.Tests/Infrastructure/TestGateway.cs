@@ -100,6 +100,19 @@ public static class Timeouts
     public static readonly TimeSpan Default = TimeSpan.FromSeconds(20);
 }
 
+public static class Loopback
+{
+    /// <summary>A TCP port on 127.0.0.1 that was free a moment ago, for a server the test starts.</summary>
+    public static int FreePort()
+    {
+        var probe = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        probe.Start();
+        var port = ((System.Net.IPEndPoint)probe.LocalEndpoint).Port;
+        probe.Stop();
+        return port;
+    }
+}
+
 public static class TempFolder
 {
     public static string Create()
