@@ -10,7 +10,8 @@ internal sealed class RedisKeys(string prefix)
     // Outbox and statuses
     public RedisKey Message(string id) => $"{Prefix}msg:{id}";
     // Keys of one device carry the device id as their hash tag ({device}), so a script on one device's keys stays in
-    // one slot of a Redis Cluster.
+    // one slot of a Redis Cluster. RedisStore's Lua builds the outbox and sender-bytes names of a device it reads from
+    // a message hash the same way (prefix .. '{' .. device .. '}:outbox').
     private string OfDevice(string device, string kind) => $"{Prefix}{{{device}}}:{kind}";
 
     public RedisKey Outbox(string device) => OfDevice(device, "outbox");

@@ -211,7 +211,7 @@ internal sealed class RedisStore(IConnectionMultiplexer redis, RedisKeys keys, T
         local device = redis.call('HGET', KEYS[1], 'device')
         if not device then return 'nf' end
         if redis.call('HGET', KEYS[1], 'status') ~= 'queued' then return 'sent' end
-        release(KEYS[1], ARGV[5])
+        release(KEYS[1], ARGV[4])
         local h = redis.call('HGET', KEYS[1], 'history')
         h = string.sub(h, 1, -2) .. ',{"status":"cancelled","at":"' .. ARGV[2] .. '"}]'
         redis.call('HSET', KEYS[1], 'status', 'cancelled', 'pending', '0', 'updated', ARGV[1], 'history', h)
@@ -224,7 +224,7 @@ internal sealed class RedisStore(IConnectionMultiplexer redis, RedisKeys keys, T
     public Task<CancelOutcome> CancelAsync(string id, DateTimeOffset at) => Guard(async () =>
     {
         var outcome = (string?)await DurableDb.ScriptEvaluateAsync(CancelScript, [keys.Message(id), keys.Expiry, keys.FinalMessages],
-            [Ms(at), Iso(at), id, keys.Prefix, keys.Prefix]).ConfigureAwait(false);
+            [Ms(at), Iso(at), id, keys.Prefix]).ConfigureAwait(false);
         if (outcome == "ok") await ReplicatedAsync().ConfigureAwait(false);
         return outcome switch
         {
@@ -241,7 +241,7 @@ internal sealed class RedisStore(IConnectionMultiplexer redis, RedisKeys keys, T
           local key = ARGV[3] .. id
           redis.call('ZREM', KEYS[1], id)
           if redis.call('HGET', key, 'pending') == '1' then
-            release(key, ARGV[5])
+            release(key, ARGV[4])
             local device = redis.call('HGET', key, 'device')
             local h = redis.call('HGET', key, 'history')
             h = string.sub(h, 1, -2) .. ',{"status":"expired","at":"' .. ARGV[2] .. '"}]'
@@ -258,7 +258,7 @@ internal sealed class RedisStore(IConnectionMultiplexer redis, RedisKeys keys, T
     public Task<IReadOnlyList<(string Id, string Device)>> ExpireDueAsync(DateTimeOffset now) => Guard<IReadOnlyList<(string, string)>>(async () =>
     {
         var r = (RedisResult[])(await Db.ScriptEvaluateAsync(ExpireScript, [keys.Expiry, keys.FinalMessages],
-            [Ms(now), Iso(now), keys.Prefix + "msg:", keys.Prefix, keys.Prefix]).ConfigureAwait(false))!;
+            [Ms(now), Iso(now), keys.Prefix + "msg:", keys.Prefix]).ConfigureAwait(false))!;
         var list = new List<(string, string)>();
         for (var i = 0; i + 1 < r.Length; i += 2) list.Add(((string)r[i]!, (string)r[i + 1]!));
         return list;

@@ -384,20 +384,20 @@ internal sealed class MqttGateway : IHostedService, IDisposable
         var transport = (MqttTransport)session.Transport;
         if (filter == MqttTopics.Messages(session.DeviceId))
         {
-            session.AcksMessages = Keep(transport, "messages", Grant(e)) != MqttQualityOfServiceLevel.AtMostOnce;
+            session.AcksMessages = Keep(transport, MqttSessionMemory.Messages, Grant(e)) != MqttQualityOfServiceLevel.AtMostOnce;
             // MQTTnet records the subscription after this returns: the lane starts once it has (ClientSubscribedTopicAsync).
             return Task.CompletedTask;
         }
         if (filter == MqttTopics.Desired(session.DeviceId))
         {
-            Keep(transport, "state/desired", Grant(e));
+            Keep(transport, MqttSessionMemory.Desired, Grant(e));
             // From now on the lane keeps desired-state messages for it (before, they stayed stored).
             session.TakesState = true;
             return Task.CompletedTask;
         }
         if (filter == MqttTopics.Rpc(session.DeviceId))
         {
-            Keep(transport, "rpc", Grant(e));
+            Keep(transport, MqttSessionMemory.Rpc, Grant(e));
             transport.AcceptsRpc = true;
             return Task.CompletedTask;
         }
@@ -480,15 +480,13 @@ internal sealed class MqttGateway : IHostedService, IDisposable
             case MQTTnet.Packets.MqttUnsubscribePacket unsubscribe when Current(e.ClientId) is { } session:
                 if (!TakeTopics(e, session, unsubscribe.TopicFilters.Count)) break;
                 var own = (MqttTransport)session.Transport;
+                var keptChanged = false;
                 foreach (var topic in unsubscribe.TopicFilters)
                 {
                     if (topic == MqttTopics.Rpc(session.DeviceId)) own.AcceptsRpc = false;
                     if (topic == MqttTopics.Desired(session.DeviceId)) session.TakesState = false;
-                    if (topic.StartsWith(MqttTopics.DevicePrefix + session.DeviceId + "/", StringComparison.Ordinal)
-                        && own.Own.TryRemove(MqttSessionMemory.Suffix(session.DeviceId, topic), out _))
-                    {
-                        await _memory.ChangedAsync(own).ConfigureAwait(false);
-                    }
+                    keptChanged |= topic.StartsWith(MqttTopics.DevicePrefix + session.DeviceId + "/", StringComparison.Ordinal)
+                        && own.Own.TryRemove(MqttSessionMemory.Suffix(session.DeviceId, topic), out _);
                     if (!TryGroup(topic, out var group)) continue;
                     try
                     {
@@ -499,6 +497,8 @@ internal sealed class MqttGateway : IHostedService, IDisposable
                         Log.StoreWriteFailed(_logger, ex.Message);
                     }
                 }
+                // One write for the whole UNSUBSCRIBE, before its UNSUBACK.
+                if (keptChanged) await _memory.ChangedAsync(own).ConfigureAwait(false);
                 break;
         }
     }

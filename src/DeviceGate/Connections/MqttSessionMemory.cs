@@ -103,7 +103,9 @@ internal sealed class MqttSessionMemory(IDeviceDirectory directory, GatewayOptio
     }
 
     /// <summary>The topics a session may keep, relative to <c>devices/{id}/</c>.</summary>
-    internal static readonly string[] Kept = ["messages", "state/desired", "rpc"];
+    internal const string Messages = "messages", Desired = "state/desired", Rpc = "rpc";
+
+    internal static readonly string[] Kept = [Messages, Desired, Rpc];
 
     internal static string Suffix(string device, string topic) => topic[(MqttTopics.DevicePrefix.Length + device.Length + 1)..];
 

@@ -143,22 +143,8 @@ internal sealed class DeviceLane : IDeviceLane
     /// The device started taking desired state after its lane started (an MQTT device subscribed to its state topic
     /// later): its pending or owed state message joins the lane now.
     /// </summary>
-    public async Task LoadStateAsync()
-    {
-        IReadOnlyList<StoredMessage> stored;
-        try
-        {
-            stored = await _loadPending(_connection).ConfigureAwait(false);
-        }
-        catch (Exception e) when (Storage.StoreFailures.Is(e))
-        {
-            return; // the next reconnect catches up
-        }
-        foreach (var m in stored)
-        {
-            if (m.StateVersion > 0) Push(m.ToDeviceMessage(), durable: true, m.ExpiresAt);
-        }
-    }
+    // When the store cannot answer, the next reconnect catches up.
+    public Task LoadStateAsync() => PushStoredAsync(m => m.StateVersion > 0);
 
     // Under the gate.
     private void Finished(string id)
@@ -168,13 +154,19 @@ internal sealed class DeviceLane : IDeviceLane
         if (_ackedOrder.Count > RecentlyAcked) _acked.Remove(_ackedOrder.Dequeue());
     }
 
-    public async Task<bool> CatchUpAsync()
+    public Task<bool> CatchUpAsync()
     {
         lock (_gate)
         {
             // A lane still loading its backlog reads the store anyway.
-            if (_closed || _heldWhileLoading is not null) return true;
+            if (_closed || _heldWhileLoading is not null) return Task.FromResult(true);
         }
+        return PushStoredAsync(_ => true);
+    }
+
+    /// <summary>The device's stored messages that <paramref name="which"/> picks join the lane (Push skips what it holds or finished); false when the store could not be read.</summary>
+    private async Task<bool> PushStoredAsync(Func<StoredMessage, bool> which)
+    {
         IReadOnlyList<StoredMessage> stored;
         try
         {
@@ -184,7 +176,10 @@ internal sealed class DeviceLane : IDeviceLane
         {
             return false;
         }
-        foreach (var m in stored) Push(m.ToDeviceMessage(), durable: true, m.ExpiresAt);
+        foreach (var m in stored)
+        {
+            if (which(m)) Push(m.ToDeviceMessage(), durable: true, m.ExpiresAt);
+        }
         return true;
     }
 

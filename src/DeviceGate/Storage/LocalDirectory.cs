@@ -69,7 +69,7 @@ internal sealed class LocalDirectory(IDirectoryStore store, ILogger<LocalDirecto
         // The owner check is made again by the store, atomically with its write; memory follows what the store did.
         if (!take && (!_sessions.TryGetValue(device, out var kept) || kept.Owner != session.Owner)) return;
         await store.PutSessionAsync(device, session, take).ConfigureAwait(false);
-        if (take || (_sessions.TryGetValue(device, out var now) && now.Owner == session.Owner)) _sessions[device] = session;
+        if (take || (_sessions.TryGetValue(device, out var current) && current.Owner == session.Owner)) _sessions[device] = session;
     }
 
     public void DropSession(string device)
