@@ -18,7 +18,7 @@ internal static class ClusterBench
         var broadcasts = new Option<int>("--broadcasts") { DefaultValueFactory = _ => 30 };
         var senders = new Option<int>("--senders") { DefaultValueFactory = _ => 32 };
         var dll = new Option<string?>("--server-dll");
-        var redisKind = new Option<string>("--redis") { DefaultValueFactory = _ => "single", Description = "single (one redis-server) or sentinel (a primary, a replica and three sentinels: the durable path with MinReplicas 0 and 1)" };
+        var redisKind = new Option<string>("--redis") { DefaultValueFactory = _ => "single", Description = "single (one redis-server), sentinel (a primary, a replica and three sentinels: the durable path with MinReplicas 0 and 1) or cluster (a Redis Cluster of three primaries with a replica each, against one redis-server, MinReplicas 0 and 1)" };
         var command = new Command("cluster", "Two nodes on Redis vs one node: targeted throughput and p99, broadcast time to all, the durable path.");
         foreach (var o in new Option[] { devices, messages, broadcasts, senders, dll, redisKind }) command.Options.Add(o);
         command.SetAction(async parse =>
@@ -29,38 +29,57 @@ internal static class ClusterBench
             Console.WriteLine($"| setup ({n} devices) | targeted msg/s | p50 ms | p99 ms | lost | broadcast p50 ms | broadcast p99 ms |");
             Console.WriteLine("|---|---|---|---|---|---|---|");
 
-            await using (var single = await ServerUnderTest.StartAsync(server))
+            await using (var alone = await ServerUnderTest.StartAsync(server))
             {
-                results.Add(await MeasureAsync("one node", [single], n, parse.GetValue(messages), parse.GetValue(senders), parse.GetValue(broadcasts)));
+                results.Add(await MeasureAsync("one node", [alone], n, parse.GetValue(messages), parse.GetValue(senders), parse.GetValue(broadcasts)));
             }
-            var sentinel = parse.GetValue(redisKind) == "sentinel";
+            var kind = parse.GetValue(redisKind);
             var processes = new List<Process>();
-            var primary = StartRedis(out var redisPort);
-            processes.Add(primary);
-            var configuration = $"127.0.0.1:{redisPort}";
-            if (sentinel)
+            processes.Add(StartRedis(out var redisPort));
+            var single = $"127.0.0.1:{redisPort}";
+            // (name, configuration, MinReplicas, durable path measured)
+            var setups = new List<(string Name, string Configuration, int MinReplicas, bool Durable)>();
+            switch (kind)
             {
-                processes.Add(StartRedis(out _, "--replicaof", "127.0.0.1", redisPort.ToString(System.Globalization.CultureInfo.InvariantCulture)));
-                var sentinels = new List<int>();
-                for (var i = 0; i < 3; i++)
+                case "sentinel":
                 {
-                    processes.Add(StartSentinel(redisPort, out var port));
-                    sentinels.Add(port);
+                    processes.Add(StartRedis(out _, "--replicaof", "127.0.0.1", redisPort.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+                    var sentinels = new List<int>();
+                    for (var i = 0; i < 3; i++)
+                    {
+                        processes.Add(StartSentinel(redisPort, out var port));
+                        sentinels.Add(port);
+                    }
+                    // Let the sentinels find the replica and each other before the nodes ask them for the primary.
+                    await Task.Delay(TimeSpan.FromSeconds(3));
+                    var configuration = string.Join(",", sentinels.Select(p => $"127.0.0.1:{p}")) + ",serviceName=bench";
+                    setups.Add(("two nodes + Sentinel, MinReplicas=0", configuration, 0, true));
+                    setups.Add(("two nodes + Sentinel, MinReplicas=1", configuration, 1, true));
+                    break;
                 }
-                // Let the sentinels find the replica and each other before the nodes ask them for the primary.
-                await Task.Delay(TimeSpan.FromSeconds(3));
-                configuration = string.Join(",", sentinels.Select(p => $"127.0.0.1:{p}")) + ",serviceName=bench";
+                case "cluster":
+                {
+                    var configuration = await StartClusterAsync(processes);
+                    setups.Add(("two nodes + Redis", single, 0, true));
+                    setups.Add(("two nodes + Redis Cluster (3 primaries), MinReplicas=0", configuration, 0, true));
+                    setups.Add(("two nodes + Redis Cluster (3 primaries), MinReplicas=1", configuration, 1, true));
+                    break;
+                }
+                default:
+                    setups.Add(("two nodes + Redis", single, 0, false));
+                    break;
             }
             var secret = Convert.ToHexString(RandomNumberGenerator.GetBytes(32));
             var key = Convert.ToHexString(RandomNumberGenerator.GetBytes(24));
-            foreach (var minReplicas in sentinel ? new[] { 0, 1 } : [0])
+            for (var s = 0; s < setups.Count; s++)
             {
-                string[] Cluster(string node) => [$"--DeviceGate:Redis:Configuration={configuration}", $"--DeviceGate:Cluster:NodeId={node}",
-                    $"--DeviceGate:Redis:MinReplicas={minReplicas}", $"--DeviceGate:Redis:Prefix=bench{minReplicas}:"];
-                var name = sentinel ? $"two nodes + Sentinel, MinReplicas={minReplicas}" : "two nodes + Redis";
+                var setup = setups[s];
+                string[] Cluster(string node) => [$"--DeviceGate:Redis:Configuration={setup.Configuration}", $"--DeviceGate:Cluster:NodeId={node}",
+                    $"--DeviceGate:Redis:MinReplicas={setup.MinReplicas}", $"--DeviceGate:Redis:Prefix=bench{s}:"];
                 await using var one = await ServerUnderTest.StartAsync(server, secret, key, Cluster("bench-1"));
                 await using var two = await ServerUnderTest.StartAsync(server, secret, key, Cluster("bench-2"));
-                results.Add(await MeasureAsync(name, [one, two], n, parse.GetValue(messages), parse.GetValue(senders), sentinel ? 0 : parse.GetValue(broadcasts), durable: sentinel));
+                results.Add(await MeasureAsync(setup.Name, [one, two], n, parse.GetValue(messages), parse.GetValue(senders),
+                    kind == "sentinel" ? 0 : parse.GetValue(broadcasts), durable: setup.Durable));
             }
             foreach (var p in processes) p.Kill();
             foreach (var r in results) Console.WriteLine(JsonSerializer.Serialize(r));
@@ -89,6 +108,41 @@ internal static class ClusterBench
         }
         return new { scenario = "cluster", setup = name, devices, targetedPerSecond = targeted.PerSecond, targetedP99Ms = targeted.P99Ms, lost = targeted.Lost, duplicated = targeted.Duplicated,
             broadcastP50Ms = bP50, broadcastP99Ms = bP99, durablePerSecond = stored?.PerSecond, durableP99Ms = stored?.P99Ms, durableLost = stored?.Lost };
+    }
+
+    /// <summary>Six redis-servers made a cluster of three primaries with a replica each; returns the seeds once cluster_state is ok.</summary>
+    private static async Task<string> StartClusterAsync(List<Process> processes)
+    {
+        var ports = new List<int>();
+        for (var i = 0; i < 6; i++)
+        {
+            processes.Add(StartRedis(out var port, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "5000"));
+            ports.Add(port);
+        }
+        var create = new ProcessStartInfo("redis-cli") { UseShellExecute = false, RedirectStandardOutput = true };
+        foreach (var a in new[] { "--cluster", "create" }.Concat(ports.Select(p => $"127.0.0.1:{p}")).Concat(["--cluster-replicas", "1", "--cluster-yes"])) create.ArgumentList.Add(a);
+        using (var p = Process.Start(create)!)
+        {
+            await p.StandardOutput.ReadToEndAsync();
+            if (!p.WaitForExit(60_000) || p.ExitCode != 0) throw new InvalidOperationException("redis-cli --cluster create failed");
+        }
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+        while (!ports.All(port => Cli(port, "CLUSTER", "INFO").Contains("cluster_state:ok", StringComparison.Ordinal)))
+        {
+            if (DateTime.UtcNow > deadline) throw new TimeoutException("the Redis Cluster did not reach cluster_state:ok in 60 s");
+            await Task.Delay(200);
+        }
+        return string.Join(",", ports.Select(p => $"127.0.0.1:{p}"));
+    }
+
+    private static string Cli(int port, params string[] args)
+    {
+        var info = new ProcessStartInfo("redis-cli") { UseShellExecute = false, RedirectStandardOutput = true };
+        foreach (var a in new[] { "-p", port.ToString(System.Globalization.CultureInfo.InvariantCulture) }.Concat(args)) info.ArgumentList.Add(a);
+        using var p = Process.Start(info)!;
+        var output = p.StandardOutput.ReadToEnd();
+        p.WaitForExit(10_000);
+        return output;
     }
 
     private static Process StartSentinel(int primaryPort, out int port)

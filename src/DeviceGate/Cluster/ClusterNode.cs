@@ -39,11 +39,6 @@ internal sealed class ClusterNode(
 
     public override async Task StartAsync(CancellationToken cancellationToken)
     {
-        if (redis.GetServers().Any(s => s.IsConnected && s.ServerType == ServerType.Cluster))
-        {
-            // The key layout still has scripts that span hash slots; refusing beats answering CROSSSLOT errors as 503s.
-            throw new InvalidOperationException("DeviceGate:Redis:Configuration names a Redis Cluster, which this version does not support yet: use one Redis, or Redis with Sentinel (serviceName=...).");
-        }
         var sub = redis.GetSubscriber();
         (await sub.SubscribeAsync(keys.NodeChannel(node.Id)).ConfigureAwait(false)).OnMessage(OnMessageAsync);
         (await sub.SubscribeAsync(keys.BroadcastChannel).ConfigureAwait(false)).OnMessage(OnMessageAsync);
@@ -62,10 +57,12 @@ internal sealed class ClusterNode(
         redis.ConnectionRestored += (_, e) =>
         {
             if (e.ConnectionType == ConnectionType.Interactive) _ = ReRegisterAsync();
-            RequestCatchUp();
+            Troubled();
         };
-        // A failover (Sentinel named a new primary): what was published as the old one died may not have arrived.
-        redis.ConfigurationChanged += (_, _) => RequestCatchUp();
+        // A failover (Sentinel named a new primary, a Redis Cluster shard promoted a replica): what was published as
+        // the old primary died, or while this node's subscription moved, may not have arrived.
+        redis.ConfigurationChanged += (_, _) => Troubled();
+        redis.ConnectionFailed += (_, _) => Troubled();
         try
         {
             // What this node id held in an earlier life is not held now.
@@ -90,6 +87,20 @@ internal sealed class ClusterNode(
 
     private void RequestCatchUp() => Volatile.Write(ref _catchUpAll, 1);
 
+    // Until then Redis is settling after trouble (a connection failed or came back, the topology changed): every
+    // device here catches up every few seconds, so a hop lost at any moment of a failover, even one published after
+    // the first catch-up ran, is found in the store once the failover is over.
+    private long _settlingUntil;
+    private int _ticks;
+
+    private static readonly TimeSpan Settling = TimeSpan.FromSeconds(20);
+
+    private void Troubled()
+    {
+        Volatile.Write(ref _settlingUntil, (time.GetUtcNow() + Settling).UtcTicks);
+        RequestCatchUp();
+    }
+
     /// <summary>
     /// Every second: devices here that other nodes stored messages for and could not reach catch up from the store;
     /// after Redis came back or changed primary, every device here does (those whose read failed, again next second).
@@ -102,11 +113,18 @@ internal sealed class ClusterNode(
             while (await timer.WaitForNextTickAsync(stoppingToken).ConfigureAwait(false))
             {
                 await hints.FlushAsync().ConfigureAwait(false);
-                if (Interlocked.Exchange(ref _catchUpAll, 0) == 1) await CatchUpAllAsync(stoppingToken).ConfigureAwait(false);
+                var settling = time.GetUtcNow().UtcTicks < Volatile.Read(ref _settlingUntil) && ++_ticks % 3 == 0;
+                if (Interlocked.Exchange(ref _catchUpAll, 0) == 1 || settling) await CatchUpAllAsync(stoppingToken).ConfigureAwait(false);
                 IReadOnlyList<string> devices;
                 do
                 {
-                    devices = await hints.TakeAsync(node.Id, 256).ConfigureAwait(false);
+                    if (await hints.TakeAsync(node.Id, 256).ConfigureAwait(false) is not { } taken)
+                    {
+                        // The hints cannot be read: what they would name is found by catching everyone up once they can.
+                        Troubled();
+                        break;
+                    }
+                    devices = taken;
                     foreach (var device in devices)
                     {
                         if (registry.TryGet(device, out var session) && session.Lane is { } lane && !await lane.CatchUpAsync().ConfigureAwait(false))
@@ -202,7 +220,7 @@ internal sealed class ClusterNode(
             // Lost: presence, the event counter and the event log are gone (and whatever was stored without persistence).
             var last = events.LastId;
             Log.RedisDataLost(logger, last);
-            await db.ScriptEvaluateAsync(RaiseEventSequenceScript, [keys.EventSequence], [last]).ConfigureAwait(false);
+            await OneSlot.EvaluateAsync(db, RaiseEventSequenceScript, [keys.EventSequence], [last]).ConfigureAwait(false);
             events.Lost(last);
             await ReRegisterAsync().ConfigureAwait(false);
         }

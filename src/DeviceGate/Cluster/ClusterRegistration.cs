@@ -49,6 +49,9 @@ internal static class ClusterRegistration
         var config = StackExchange.Redis.ConfigurationOptions.Parse(o.Redis.Configuration!);
         // Keep trying in the background: a node starts (not ready) while Redis is away, and reconnects by itself.
         config.AbortOnConnectFail = false;
+        // After a Redis Cluster failover, StackExchange.Redis may keep sending a shard's writes to its demoted primary
+        // (refused as "cannot be issued to a replica") until it reads the topology again: every 5 s unless configured.
+        if (!o.Redis.Configuration!.Contains("configCheckSeconds", StringComparison.OrdinalIgnoreCase)) config.ConfigCheckSeconds = 5;
         return StackExchange.Redis.ConnectionMultiplexer.Connect(config);
     }
 }

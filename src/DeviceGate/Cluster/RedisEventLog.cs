@@ -32,7 +32,7 @@ internal sealed class RedisEventLog(IConnectionMultiplexer redis, RedisKeys keys
     {
         try
         {
-            await redis.GetDatabase().ScriptEvaluateAsync(AppendScript,
+            await OneSlot.EvaluateAsync(redis.GetDatabase(), AppendScript,
                 [keys.EventSequence, keys.EventStream], [json, options.Value.Events.ReplayBuffer, keys.EventsChannel.ToString()]).ConfigureAwait(false);
         }
         catch (Exception e)

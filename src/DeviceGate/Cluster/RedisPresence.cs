@@ -29,7 +29,7 @@ internal sealed class RedisPresence(IConnectionMultiplexer redis, RedisKeys keys
         var device = connection.DeviceId;
         var db = Db;
         var index = db.SortedSetAddAsync(keys.NodeDevices(node.Id), device, 0);
-        var r = (RedisResult[])(await db.ScriptEvaluateAsync(RegisterScript, [keys.DevicePresence(device), keys.Epoch(device)],
+        var r = (RedisResult[])(await OneSlot.EvaluateAsync(db, RegisterScript, [keys.DevicePresence(device), keys.Epoch(device)],
             [node.Id, connection.ConnectedAt.ToUnixTimeMilliseconds() + "|" + connection.TransportName + "|" + connection.Protocol]).ConfigureAwait(false))!;
         await index.ConfigureAwait(false);
         var epoch = (long)r[0];
@@ -53,7 +53,7 @@ internal sealed class RedisPresence(IConnectionMultiplexer redis, RedisKeys keys
         var device = connection.DeviceId;
         try
         {
-            var now = (string?)await Db.ScriptEvaluateAsync(UnregisterScript, [keys.DevicePresence(device)],
+            var now = (string?)await OneSlot.EvaluateAsync(Db, UnregisterScript, [keys.DevicePresence(device)],
                 [$"{node.Id}|{connection.Epoch}|{connection.ConnectedAt.ToUnixTimeMilliseconds()}|{connection.TransportName}|{connection.Protocol}"]).ConfigureAwait(false);
             // A newer connection of the device on this node keeps its place in this node's set.
             if (Parse(device, now)?.Node != node.Id) await Db.SortedSetRemoveAsync(keys.NodeDevices(node.Id), device).ConfigureAwait(false);

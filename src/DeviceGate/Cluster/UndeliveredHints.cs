@@ -68,18 +68,22 @@ internal sealed class UndeliveredHints(IConnectionMultiplexer redis, RedisKeys k
         }
     }
 
-    /// <summary>The devices other nodes could not reach on this node (each once), taken out of the set.</summary>
-    public async Task<IReadOnlyList<string>> TakeAsync(string node, int max)
+    private const string TakeScript = "return redis.call('SPOP', KEYS[1], ARGV[1])";
+
+    /// <summary>The devices other nodes could not reach on this node (each once), taken out of the set; null when Redis cannot say.</summary>
+    public async Task<IReadOnlyList<string>?> TakeAsync(string node, int max)
     {
         try
         {
-            var taken = await redis.GetDatabase().SetPopAsync(keys.Undelivered(node), max).ConfigureAwait(false);
+            // A script rather than SPOP with a count: StackExchange.Redis failed to read that reply (InternalFailure)
+            // after a Redis Cluster failover, and a node that cannot drain its hints never catches up.
+            var taken = (RedisResult[])(await OneSlot.EvaluateAsync(redis.GetDatabase(), TakeScript, [keys.Undelivered(node)], [max]).ConfigureAwait(false))!;
             return taken.Select(v => (string)v!).ToList();
         }
         catch (Exception e) when (Storage.StoreFailures.Is(e))
         {
             Log.ClusterError(logger, "undelivered hints", e.Message);
-            return [];
+            return null;
         }
     }
 }

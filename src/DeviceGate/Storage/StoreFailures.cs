@@ -8,5 +8,7 @@ namespace DeviceGate.Storage;
 internal static class StoreFailures
 {
     public static bool Is(Exception e) =>
-        e is StoreUnavailableException or StackExchange.Redis.RedisException or StackExchange.Redis.RedisTimeoutException;
+        e is StoreUnavailableException or StackExchange.Redis.RedisException or StackExchange.Redis.RedisTimeoutException
+            // Refused before sending (a Redis Cluster primary demoted by a failover, until the slot map is read again).
+            or StackExchange.Redis.RedisCommandException;
 }

@@ -7,8 +7,23 @@ using MQTTnet;
 namespace DeviceGate.Tests.Functional;
 
 /// <summary>Two real gateways (separate Kestrel hosts, separate data folders) sharing one real redis-server.</summary>
-public sealed class ClusterTests : IAsyncLifetime
+public sealed class ClusterTests : ClusterSpec
 {
+    protected override string Redis => RedisServer.Shared.Configuration;
+}
+
+/// <summary>The same two gateways on a Redis Cluster of three primaries with a replica each (keys spread over slots).</summary>
+public sealed class RedisClusterTests : ClusterSpec
+{
+    protected override string Redis => RedisClusterSet.Shared.Configuration;
+}
+
+/// <summary>What two nodes do together, whatever Redis they share: one test base, one fixture per kind of Redis.</summary>
+public abstract class ClusterSpec : IAsyncLifetime
+{
+    /// <summary>The StackExchange.Redis configuration both nodes use.</summary>
+    protected abstract string Redis { get; }
+
     private readonly string _prefix = $"cluster-{Guid.NewGuid():N}:";
     private TestGateway _one = null!;
     private TestGateway _two = null!;
@@ -23,8 +38,8 @@ public sealed class ClusterTests : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        _one = await TestGateway.StartAsync(Settings(RedisServer.Shared.Configuration, _prefix, "node-1"));
-        _two = await TestGateway.StartAsync(Settings(RedisServer.Shared.Configuration, _prefix, "node-2"));
+        _one = await TestGateway.StartAsync(Settings(Redis, _prefix, "node-1"));
+        _two = await TestGateway.StartAsync(Settings(Redis, _prefix, "node-2"));
     }
 
     public async Task DisposeAsync()
@@ -37,7 +52,7 @@ public sealed class ClusterTests : IAsyncLifetime
     public async Task An_mqtt_device_on_node_1_gets_sends_and_rpcs_through_node_2_and_a_websocket_connect_on_node_2_takes_it_over()
     {
         var port = MqttDevice.FreePort();
-        var settings = Settings(RedisServer.Shared.Configuration, _prefix, "mqtt-node-1");
+        var settings = Settings(Redis, _prefix, "mqtt-node-1");
         settings["DeviceGate:Mqtt:Enabled"] = "true";
         settings["DeviceGate:Mqtt:TcpPort"] = port.ToString(System.Globalization.CultureInfo.InvariantCulture);
         await using var mqttNode = await TestGateway.StartAsync(settings);
@@ -75,7 +90,7 @@ public sealed class ClusterTests : IAsyncLifetime
         var (portA, portB) = (MqttDevice.FreePort(), MqttDevice.FreePort());
         Dictionary<string, string> Mqtt(string node, int port)
         {
-            var settings = Settings(RedisServer.Shared.Configuration, _prefix, node);
+            var settings = Settings(Redis, _prefix, node);
             settings["DeviceGate:Mqtt:Enabled"] = "true";
             settings["DeviceGate:Mqtt:TcpPort"] = port.ToString(System.Globalization.CultureInfo.InvariantCulture);
             return settings;
@@ -212,7 +227,7 @@ public sealed class ClusterTests : IAsyncLifetime
         var key = TestIssuer.NewEcKey("cluster-ec");
         issuer.Publish(key);
         var prefix = $"cluster-id-{Guid.NewGuid():N}:";
-        Dictionary<string, string> With(string node) => new(Settings(RedisServer.Shared.Configuration, prefix, node))
+        Dictionary<string, string> With(string node) => new(Settings(Redis, prefix, node))
         {
             ["DeviceGate:Auth:Keys:sender:Key"] = "cluster-sender-key-0123456789",
             ["DeviceGate:Auth:Keys:sender:Scopes:0"] = "messages:send:idp-*",

@@ -136,7 +136,7 @@ public sealed class RedisServer : IDisposable
 /// Redis with Sentinel on loopback: a primary, one replica and three sentinels (quorum 2, down after 1 s), all real
 /// redis-server processes. <see cref="Configuration"/> names the sentinels with <c>serviceName</c>, as users do.
 /// </summary>
-public sealed class RedisSentinelSet : IDisposable
+public sealed class RedisSentinelSet : IFailingRedis
 {
     public const string Service = "mymaster";
 
@@ -194,6 +194,15 @@ public sealed class RedisSentinelSet : IDisposable
         }
     }
 
+    public Func<bool> KillPrimaryOf(string key)
+    {
+        var old = PrimaryPort();
+        Primary.Stop();
+        return () => PrimaryPort() != old;
+    }
+
+    public void RelaunchKilled() => Primary.Launch();
+
     public void Dispose()
     {
         foreach (var s in Sentinels) s.Dispose();
@@ -206,9 +215,19 @@ public sealed class RedisSentinelSet : IDisposable
 /// A Redis Cluster on loopback: three primaries with a replica each (<c>redis-cli --cluster create ...
 /// --cluster-replicas 1</c>), real redis-server processes. <see cref="Configuration"/> names every node as seeds.
 /// </summary>
-public sealed class RedisClusterSet : IDisposable
+public sealed class RedisClusterSet : IFailingRedis
 {
+    private static readonly Lazy<RedisClusterSet> LazyShared = new(() =>
+    {
+        var set = Start();
+        AppDomain.CurrentDomain.ProcessExit += (_, _) => set.Dispose();
+        return set;
+    });
+
     private RedisClusterSet(IReadOnlyList<RedisServer> nodes) => Nodes = nodes;
+
+    /// <summary>One cluster for tests that only need one (each uses its own key prefix); tests that kill a node start their own.</summary>
+    public static RedisClusterSet Shared => LazyShared.Value;
 
     public IReadOnlyList<RedisServer> Nodes { get; }
 
@@ -232,11 +251,67 @@ public sealed class RedisClusterSet : IDisposable
             if (DateTime.UtcNow > deadline) throw new TimeoutException("the Redis Cluster did not reach cluster_state:ok in 60 s");
             Thread.Sleep(100);
         }
+        // Replicas that have not finished their first sync answer WAIT with 0: MinReplicas tests start once all have.
+        while (nodes.Select(n => n.Cli("INFO", "replication")).Count(i => i.Contains("role:slave", StringComparison.Ordinal) && i.Contains("master_link_status:up", StringComparison.Ordinal)) < 3)
+        {
+            if (DateTime.UtcNow > deadline) throw new TimeoutException("the Redis Cluster's replicas did not sync in 60 s");
+            Thread.Sleep(100);
+        }
         return set;
+    }
+
+    private RedisServer? _killed;
+
+    /// <summary>The node that serves <paramref name="slot"/> as primary, as a live node other than <paramref name="except"/> sees it (CLUSTER NODES).</summary>
+    public RedisServer? PrimaryOf(int slot, RedisServer? except = null)
+    {
+        var asked = Nodes.First(n => n != except && n != _killed);
+        foreach (var line in asked.Cli("CLUSTER", "NODES").Split('\n', StringSplitOptions.RemoveEmptyEntries))
+        {
+            // <id> <ip:port@cport> <flags> <primary> <ping> <pong> <epoch> <link> <slot ranges...>
+            var f = line.Trim().Split(' ');
+            if (f.Length < 9 || !f[2].Contains("master", StringComparison.Ordinal) || f[2].Contains("fail", StringComparison.Ordinal)) continue;
+            foreach (var range in f[8..].Where(r => !r.StartsWith('[')))
+            {
+                var bounds = range.Split('-').Select(b => int.Parse(b, System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+                if (slot < bounds[0] || slot > bounds[^1]) continue;
+                var port = int.Parse(f[1][(f[1].LastIndexOf(':') + 1)..f[1].IndexOf('@')], System.Globalization.CultureInfo.InvariantCulture);
+                return Nodes.FirstOrDefault(n => n.Port == port);
+            }
+        }
+        return null;
+    }
+
+    public Func<bool> KillPrimaryOf(string key)
+    {
+        var slot = DeviceGate.Cluster.OneSlot.Of(key);
+        var primary = PrimaryOf(slot) ?? throw new InvalidOperationException($"no primary serves slot {slot}");
+        primary.Stop();
+        _killed = primary;
+        return () => PrimaryOf(slot, primary) is { } now && now != primary && now.Cli("CLUSTER", "INFO").Contains("cluster_state:ok", StringComparison.Ordinal);
+    }
+
+    /// <summary>The killed primary comes back with its nodes.conf: the cluster makes it a replica of the one promoted.</summary>
+    public void RelaunchKilled()
+    {
+        _killed?.Launch();
+        _killed = null;
     }
 
     public void Dispose()
     {
         foreach (var n in Nodes) n.Dispose();
     }
+}
+
+/// <summary>A Redis set-up whose primary a failover test kills with SIGKILL (Sentinel, or one shard of a Redis Cluster).</summary>
+public interface IFailingRedis : IDisposable
+{
+    string Configuration { get; }
+
+    /// <summary>Kills the primary that holds <paramref name="key"/>; the check it returns is true once a replica took its place.</summary>
+    Func<bool> KillPrimaryOf(string key);
+
+    /// <summary>Starts the killed primary again (it rejoins as a replica).</summary>
+    void RelaunchKilled();
 }

@@ -179,8 +179,21 @@ public sealed class LocalDirectorySpec : DirectorySpec
     }
 }
 
-public sealed class RedisDirectorySpec : DirectorySpec
+public sealed class RedisDirectorySpec : RedisDirectorySpecBase
 {
+    protected override string Configuration => RedisServer.Shared.Configuration;
+}
+
+/// <summary>The Redis directory on a Redis Cluster of three primaries (its scripts must keep to one slot each).</summary>
+public sealed class RedisClusterDirectorySpec : RedisDirectorySpecBase
+{
+    protected override string Configuration => RedisClusterSet.Shared.Configuration;
+}
+
+public abstract class RedisDirectorySpecBase : DirectorySpec
+{
+    protected abstract string Configuration { get; }
+
     private readonly string _prefix = $"dir-{Guid.NewGuid():N}:";
     private StackExchange.Redis.IConnectionMultiplexer? _redis;
 
@@ -189,7 +202,7 @@ public sealed class RedisDirectorySpec : DirectorySpec
     protected override async Task ReopenAsync()
     {
         if (_redis is not null) await _redis.DisposeAsync();
-        _redis = await StackExchange.Redis.ConnectionMultiplexer.ConnectAsync(RedisServer.Shared.Configuration);
+        _redis = await StackExchange.Redis.ConnectionMultiplexer.ConnectAsync(Configuration);
         var directory = new RedisDirectory(new RedisStore(_redis, new RedisKeys(_prefix), TimeSpan.FromDays(1)), NullLogger<RedisDirectory>.Instance);
         (Devices, Groups) = (directory, directory);
     }

@@ -134,13 +134,26 @@ public sealed class SqliteStateStoreSpec : StateStoreSpec
     }
 }
 
-public sealed class RedisStateStoreSpec : StateStoreSpec
+public sealed class RedisStateStoreSpec : RedisStateStoreSpecBase
 {
+    protected override string Configuration => RedisServer.Shared.Configuration;
+}
+
+/// <summary>The Redis state store on a Redis Cluster of three primaries.</summary>
+public sealed class RedisClusterStateStoreSpec : RedisStateStoreSpecBase
+{
+    protected override string Configuration => RedisClusterSet.Shared.Configuration;
+}
+
+public abstract class RedisStateStoreSpecBase : StateStoreSpec
+{
+    protected abstract string Configuration { get; }
+
     private StackExchange.Redis.IConnectionMultiplexer? _redis;
 
     protected override async Task OpenAsync()
     {
-        _redis = await StackExchange.Redis.ConnectionMultiplexer.ConnectAsync(RedisServer.Shared.Configuration);
+        _redis = await StackExchange.Redis.ConnectionMultiplexer.ConnectAsync(Configuration);
         var store = new RedisStore(_redis, new RedisKeys($"state-{Guid.NewGuid():N}:"), TimeSpan.FromDays(1));
         (States, Directory) = (store, store);
     }
