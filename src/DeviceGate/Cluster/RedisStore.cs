@@ -222,8 +222,9 @@ internal sealed class RedisStore(IConnectionMultiplexer redis, RedisKeys keys, T
         {
             await Task.WhenAll(pointer, expiry, script).ConfigureAwait(false);
         }
-        catch when (quota)
+        catch when (quota && !script.IsCompletedSuccessfully)
         {
+            // Not stored: the reservation goes back (when only a companion write failed, the message is stored and keeps it).
             _ = ReleaseAsync(db, m.From, bytes).ContinueWith(static t => _ = t.Exception, TaskScheduler.Default);
             throw;
         }

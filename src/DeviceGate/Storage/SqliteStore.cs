@@ -713,6 +713,10 @@ public sealed class StoreUnavailableException(Exception inner) : Exception("The 
         StackExchange.Redis.RedisConnectionException => "redis_connection",
         StackExchange.Redis.RedisTimeoutException or TimeoutException => "redis_timeout",
         StackExchange.Redis.RedisServerException r when r.Message.StartsWith("READONLY", StringComparison.Ordinal) => "redis_readonly",
+        // A Redis Cluster shard failing over: refused by the cluster, or by the client before sending to a demoted primary.
+        StackExchange.Redis.RedisServerException r when r.Message.StartsWith("CLUSTERDOWN", StringComparison.Ordinal) || r.Message.StartsWith("TRYAGAIN", StringComparison.Ordinal)
+            || r.Message.StartsWith("MASTERDOWN", StringComparison.Ordinal) => "redis_cluster",
+        StackExchange.Redis.RedisCommandException => "redis_cluster",
         StackExchange.Redis.RedisException => "redis",
         Microsoft.Data.Sqlite.SqliteException or IOException => "disk",
         _ => "store",
