@@ -28,7 +28,7 @@ internal static class Compare
         var sources = new Option<int>("--sources") { Description = "Loopback source addresses (127.0.0.2 ...)", DefaultValueFactory = _ => 8 };
         var scenarios = new Option<string>("--scenarios") { DefaultValueFactory = _ => "connect,fanout,targeted,batch,echo,d2d,churn" };
         var hold = new Option<double>("--hold-seconds") { Description = "Keep the fleet connected this long after connecting (to attach dotnet-gcdump or dotnet-trace)" };
-        var only = new Option<string?>("--servers") { Description = "baseline,devicegate (default both)" };
+        var only = new Option<string?>("--servers") { Description = "which servers, in the order of each round: baseline (Kestrel), node (Node ws: npm ci --prefix bench/Baseline.Node first), devicegate (default baseline,devicegate)" };
         var url = new Option<string?>("--url") { Description = "Drive an already running server speaking DeviceGate's contract instead (one pass, no ratios)" };
         var pid = new Option<int>("--pid") { Description = "With --url: its process id, for memory and file figures from /proc" };
         var apiKey = new Option<string?>("--api-key") { Description = "With --url: an API key" };
@@ -70,6 +70,8 @@ internal static class Compare
                 {
                     await using var server = kind == "baseline"
                         ? await ServerUnderTest.StartBaselineAsync(parse.GetValue(baselineDll) ?? BaselineDll())
+                        : kind == "node"
+                        ? await ServerUnderTest.StartNodeBaselineAsync(NodeBaselineScript())
                         : await ServerUnderTest.StartAsync(parse.GetValue(dll) ?? Scenarios.DefaultDll(),
                             ["--DeviceGate:Limits:MaxConnections=200000", "--DeviceGate:Limits:ConnectsPerSecond=100000", "--DeviceGate:Limits:ConnectsBurst=100000",
                             // echo does 2,000 round trips per connection as fast as it can: what the per-device rate limit (200/s) is there to stop.
@@ -93,6 +95,8 @@ internal static class Compare
     internal sealed record Settings(int Devices, int Messages, int Senders, int Broadcasts, int EchoConnections, int EchoRoundTrips,
         TimeSpan Churn, int BatchSize, int ConnectConcurrency, HashSet<string> Scenarios, TimeSpan Hold);
 
+    private static string NodeBaselineScript() => Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "../../../../..", "bench/Baseline.Node/server.js"));
+
     private static string BaselineDll()
     {
         var repo = Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "../../../../.."));
@@ -102,7 +106,7 @@ internal static class Compare
     private static async Task RunAllAsync(ServerUnderTest server, Settings s, int round, List<Sample> samples, List<string> failures)
     {
         void Add(string scenario, string metric, double value) => samples.Add(new Sample(scenario, metric, server.Kind, round, value));
-        var dg = server.Kind != "baseline"; // DeviceGate itself, or an external server speaking its whole contract
+        var dg = server.Kind is not ("baseline" or "node"); // DeviceGate itself, or an external server speaking its whole contract
         using var api = server.CreateApi();
 
         // Warm-up: JIT tiers, pools and the first connections, so the memory baseline below is the server at rest.
@@ -238,26 +242,33 @@ internal static class Compare
         Console.WriteLine($"N = {s.Devices} devices, {s.Messages} targeted messages, {s.Senders} senders, {rounds} round(s) A B A B; medians; ratio = DeviceGate / baseline");
         Console.WriteLine();
         var json = new List<string>();
-        Console.WriteLine("| scenario | metric | baseline | DeviceGate | ratio |");
-        Console.WriteLine("|---|---|---|---|---|");
+        var withNode = samples.Any(x => x.Kind == "node");
+        Console.WriteLine(withNode ? "| scenario | metric | baseline | Node ws | DeviceGate | ratio | ratio to Node ws |" : "| scenario | metric | baseline | DeviceGate | ratio |");
+        Console.WriteLine(withNode ? "|---|---|---|---|---|---|---|" : "|---|---|---|---|---|");
         foreach (var scenario in samples.Select(x => x.Scenario).Distinct())
         {
             var line = new Dictionary<string, object> { ["scenario"] = scenario, ["devices"] = s.Devices, ["rounds"] = rounds };
             foreach (var metric in samples.Where(x => x.Scenario == scenario).Select(x => x.Metric).Distinct())
             {
-                var b = Median(samples.Where(x => x.Scenario == scenario && x.Metric == metric && x.Kind == "baseline").Select(x => x.Value));
-                var d = Median(samples.Where(x => x.Scenario == scenario && x.Metric == metric && x.Kind != "baseline").Select(x => x.Value));
-                // The batch path has no baseline of its own: it is held against the baseline's per-message targeted rate.
-                if (scenario == "batch" && metric == "messages/s")
-                {
-                    b = Median(samples.Where(x => x.Scenario == "targeted" && x.Metric == metric && x.Kind == "baseline").Select(x => x.Value));
-                }
-                var ratio = double.IsFinite(b) && b != 0 && double.IsFinite(d) ? d / b : double.NaN;
-                Console.WriteLine($"| {scenario} | {metric} | {Fmt(b)} | {Fmt(d)} | {(double.IsNaN(ratio) ? "" : ratio.ToString("F2"))} |");
+                double Of(string kind, string sc) => Median(samples.Where(x => x.Scenario == sc && x.Metric == metric && x.Kind == kind).Select(x => x.Value));
+                var d = Median(samples.Where(x => x.Scenario == scenario && x.Metric == metric && x.Kind is not ("baseline" or "node")).Select(x => x.Value));
+                // The batch path has no baseline of its own: it is held against the baselines' per-message targeted rate.
+                var against = scenario == "batch" && metric == "messages/s" ? "targeted" : scenario;
+                var b = Of("baseline", against);
+                var n = Of("node", against);
+                static double Ratio(double x, double y) => double.IsFinite(x) && double.IsFinite(y) && y != 0 ? x / y : double.NaN;
+                static string R(double r) => double.IsNaN(r) ? "" : r.ToString("F2");
+                var ratio = Ratio(d, b);
+                var toNode = Ratio(d, n);
+                Console.WriteLine(withNode
+                    ? $"| {scenario} | {metric} | {Fmt(b)} | {Fmt(n)} | {Fmt(d)} | {R(ratio)} | {R(toNode)} |"
+                    : $"| {scenario} | {metric} | {Fmt(b)} | {Fmt(d)} | {R(ratio)} |");
                 var key = metric.Replace(" ", "_").Replace("/", "_per_").Replace("%", "pct");
                 line[$"baseline_{key}"] = double.IsNaN(b) ? null! : Math.Round(b, 3);
+                if (withNode) line[$"node_{key}"] = double.IsNaN(n) ? null! : Math.Round(n, 3);
                 line[$"devicegate_{key}"] = double.IsNaN(d) ? null! : Math.Round(d, 3);
                 if (!double.IsNaN(ratio)) line[$"ratio_{key}"] = Math.Round(ratio, 3);
+                if (!double.IsNaN(toNode)) line[$"ratio_node_{key}"] = Math.Round(toNode, 3);
             }
             json.Add(JsonSerializer.Serialize(line));
         }

@@ -39,7 +39,7 @@ internal sealed partial class ServerUnderTest : IAsyncDisposable
     public static ServerUnderTest Attach(Uri baseUri, string apiKey, string secret, int pid) =>
         new(null, null, baseUri, apiKey, secret, pid) { Kind = "external" };
 
-    /// <summary>Which server this is: <c>devicegate</c> or <c>baseline</c>.</summary>
+    /// <summary>Which server this is: <c>devicegate</c>, <c>baseline</c> (Kestrel) or <c>node</c> (Node ws).</summary>
     public string Kind { get; private init; } = "devicegate";
 
     /// <summary>Resident memory of the server process, from /proc (bytes).</summary>
@@ -65,6 +65,18 @@ internal sealed partial class ServerUnderTest : IAsyncDisposable
         return new ServerUnderTest(s.Process, s.DataDir, s.Uri, "none", secret) { Kind = "baseline" };
     }
 
+    /// <summary>The Node baseline (bench/Baseline.Node: Node's http server and the ws package, the same routes and shape).</summary>
+    public static async Task<ServerUnderTest> StartNodeBaselineAsync(string script)
+    {
+        if (!Directory.Exists(Path.Combine(Path.GetDirectoryName(script)!, "node_modules", "ws")))
+        {
+            throw new InvalidOperationException($"the Node baseline needs its package: npm ci --prefix {Path.GetDirectoryName(script)}");
+        }
+        var secret = Convert.ToHexString(RandomNumberGenerator.GetBytes(32));
+        var s = await StartProcessAsync(script, ["--urls", "http://127.0.0.1:0"], secret, "none", "node");
+        return new ServerUnderTest(s.Process, s.DataDir, s.Uri, "none", secret) { Kind = "node" };
+    }
+
     public static Task<ServerUnderTest> StartAsync(string dll, params string[] extra) =>
         StartAsync(dll, Convert.ToHexString(RandomNumberGenerator.GetBytes(32)), Convert.ToHexString(RandomNumberGenerator.GetBytes(24)), extra);
 
@@ -76,10 +88,10 @@ internal sealed partial class ServerUnderTest : IAsyncDisposable
         return new ServerUnderTest(s.Process, s.DataDir, s.Uri, key, secret);
     }
 
-    private static async Task<(Process Process, string DataDir, Uri Uri)> StartProcessAsync(string dll, IEnumerable<string> args, string secret, string key)
+    private static async Task<(Process Process, string DataDir, Uri Uri)> StartProcessAsync(string dll, IEnumerable<string> args, string secret, string key, string host = "dotnet")
     {
         var dataDir = Directory.CreateTempSubdirectory("devicegate-bench-").FullName;
-        var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false, WorkingDirectory = dataDir };
+        var info = new ProcessStartInfo(host) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false, WorkingDirectory = dataDir };
         info.ArgumentList.Add(dll);
         foreach (var a in args) info.ArgumentList.Add(a);
         var process = Process.Start(info)!;

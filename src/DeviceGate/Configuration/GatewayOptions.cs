@@ -300,8 +300,15 @@ public sealed class LimitsOptions
     /// <summary>Concurrent connections from one client address (429 with Retry-After past it); 0 = off.</summary>
     public int MaxConnectionsPerIp { get; set; }
 
-    /// <summary>Messages per second one device may send (token bucket refill); past it they are dropped.</summary>
+    /// <summary>
+    /// Messages per second one device may send (token bucket refill). Past it an envelope device's message is
+    /// answered <c>rate_limited</c> and dropped; a raw device, an echo client or an MQTT device is read no further
+    /// until the budget refills (TCP flow control slows it down), so nothing it sent is lost.
+    /// </summary>
     public int DeviceMessagesPerSecond { get; set; } = Defaults.DeviceMessagesPerSecond;
+
+    /// <summary>How long a raw, echo or MQTT device may stay held to its message rate without a break before it is closed with 1008 <c>rate_limited</c>.</summary>
+    public TimeSpan ThrottledCloseAfter { get; set; } = Defaults.ThrottledCloseAfter;
 
     /// <summary>Messages one device may send at once before the rate applies.</summary>
     public int DeviceMessagesBurst { get; set; } = Defaults.DeviceMessagesBurst;
@@ -365,6 +372,7 @@ public static class Defaults
     public const int ConnectsBurst = 10_000;
     public const int DeviceMessagesPerSecond = 200;
     public const int DeviceMessagesBurst = 400;
+    public static readonly TimeSpan ThrottledCloseAfter = TimeSpan.FromMinutes(1);
     public const int DeviceDurableMessagesPerMinute = 600;
     public const long DeviceStoredBytes = 16 * 1024 * 1024;
     public const int MaxGroupsPerDevice = 100;

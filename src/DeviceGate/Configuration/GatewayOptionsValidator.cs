@@ -100,6 +100,7 @@ internal sealed class GatewayOptionsValidator : IValidateOptions<GatewayOptions>
         Require(o.Limits.MaxConnectionsPerIp >= 0, "Limits:MaxConnectionsPerIp", "must be 0 (off) or more");
         Require(o.Limits.DeviceMessagesPerSecond >= 1, "Limits:DeviceMessagesPerSecond", "must be at least 1");
         Require(o.Limits.DeviceMessagesBurst >= 1, "Limits:DeviceMessagesBurst", "must be at least 1");
+        Require(o.Limits.ThrottledCloseAfter > TimeSpan.Zero, "Limits:ThrottledCloseAfter", "must be positive");
         Require(o.Limits.DeviceDurableMessagesPerMinute >= 1, "Limits:DeviceDurableMessagesPerMinute", "must be at least 1");
         Require(o.Limits.DeviceStoredBytes >= 1, "Limits:DeviceStoredBytes", "must be at least 1");
         Require(o.Limits.MaxGroupsPerDevice >= 1, "Limits:MaxGroupsPerDevice", "must be at least 1");

@@ -209,7 +209,8 @@ internal sealed class DeviceSocket : ISessionTransport
                 else if (!IsClosing)
                 {
                     _metrics.BytesIn.Add(length);
-                    if (TakeMessageToken()) _onMessage(Session, buffer is null ? ReadOnlySpan<byte>.Empty : buffer.AsSpan(0, length), type);
+                    var allowed = Session.Mode == Protocol.ConnectionMode.Raw ? await ThrottleAsync().ConfigureAwait(false) : TakeMessageToken();
+                    if (allowed) _onMessage(Session, buffer is null ? ReadOnlySpan<byte>.Empty : buffer.AsSpan(0, length), type);
                 }
                 if (buffer is not null)
                 {
@@ -259,8 +260,41 @@ internal sealed class DeviceSocket : ISessionTransport
         }
     }
 
+    // Whether this raw connection is being held to its rate now (logged when it starts).
+    private bool _held;
+
     /// <summary>
-    /// The device's message budget (DeviceMessagesPerSecond, DeviceMessagesBurst). A message over the rate is dropped,
+    /// A raw device's (and an echo client's) message budget: a message over the rate waits here, and nothing more is
+    /// read from the socket meanwhile, so TCP flow control slows the device down and nothing it sent is lost. Each
+    /// wait is at most one token's refill (1/DeviceMessagesPerSecond), so the WebSocket's keep-alive pongs are read in
+    /// between. A device held without a break for longer than ThrottledCloseAfter is closed with 1008 rate_limited.
+    /// </summary>
+    private async ValueTask<bool> ThrottleAsync()
+    {
+        var waited = false;
+        while (Session.Budget.Throttle(out var close) is { } wait)
+        {
+            if (!waited)
+            {
+                waited = true;
+                _metrics.RateLimited.Add(1);
+                if (!_held) RateLimited?.Invoke(Session);
+                _held = true;
+            }
+            if (close)
+            {
+                RequestClose(CloseCodes.PolicyViolation, CloseReasons.RateLimited, dropBacklog: false);
+                return false;
+            }
+            await Task.Delay(wait, _time).ConfigureAwait(false);
+            if (IsClosing) return false;
+        }
+        if (!waited) _held = false;
+        return true;
+    }
+
+    /// <summary>
+    /// An envelope device's message budget (DeviceMessagesPerSecond, DeviceMessagesBurst). A message over the rate is dropped,
     /// never waited for: reading goes on. A device that keeps going past a second budget of the same size is closed
     /// with 1008 rate_limited.
     /// </summary>

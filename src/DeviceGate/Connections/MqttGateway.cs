@@ -566,18 +566,35 @@ internal sealed class MqttGateway : IHostedService, IDisposable
             Refuse(e, session, MqttPubAckReasonCode.ImplementationSpecificError);
             return Task.CompletedTask;
         }
-        switch (session.Budget.TakeMessage())
+        return session.Budget.Throttle(out var close) is { } wait ? ThrottledAsync(e, session, m, wait, close) : HandlePublishAsync(e, session, m);
+    }
+
+    /// <summary>
+    /// Over its message rate an MQTT device waits here: MQTTnet reads nothing more from its connection meanwhile
+    /// (TCP flow control slows it down) and nothing it published is lost. Each wait is at most one token's refill;
+    /// held without a break past ThrottledCloseAfter, the device is disconnected (rate_limited).
+    /// </summary>
+    private async Task ThrottledAsync(InterceptingPublishEventArgs e, DeviceSession session, MqttApplicationMessage m, TimeSpan wait, bool close)
+    {
+        Log.RateLimited(_logger, session.DeviceId);
+        _metrics.RateLimited.Add(1);
+        while (true)
         {
-            case DeviceBudget.Verdict.Dropped:
-                Log.RateLimited(_logger, session.DeviceId);
-                _metrics.RateLimited.Add(1);
-                e.Response.ReasonCode = MqttPubAckReasonCode.QuotaExceeded;
-                return Task.CompletedTask;
-            case DeviceBudget.Verdict.Close:
-                _metrics.RateLimited.Add(1);
+            if (close)
+            {
+                e.ProcessPublish = false;
                 session.RequestClose(Protocol.CloseCodes.PolicyViolation, Protocol.CloseReasons.RateLimited, dropBacklog: true);
-                return Task.CompletedTask;
+                return;
+            }
+            await Task.Delay(wait, _time).ConfigureAwait(false);
+            if (session.Budget.Throttle(out close) is not { } next) break;
+            wait = next;
         }
+        await HandlePublishAsync(e, session, m).ConfigureAwait(false);
+    }
+
+    private Task HandlePublishAsync(InterceptingPublishEventArgs e, DeviceSession session, MqttApplicationMessage m)
+    {
         _metrics.MessagesReceived.Add("mqtt");
         var payload = System.Buffers.BuffersExtensions.ToArray(m.Payload);
         _metrics.BytesIn.Add(payload.Length);

@@ -42,7 +42,7 @@ internal static partial class Log
     [LoggerMessage(1300, LogLevel.Error, "Message store write failed: {Error}")]
     public static partial void StoreWriteFailed(ILogger logger, string error);
 
-    [LoggerMessage(1011, LogLevel.Debug, "Device {DeviceId} is over its message rate; message dropped")]
+    [LoggerMessage(1011, LogLevel.Debug, "Device {DeviceId} is over its message rate (an envelope's message is dropped with rate_limited; a raw or MQTT device's reading pauses)")]
     public static partial void RateLimited(ILogger logger, string deviceId);
 
     [LoggerMessage(1500, LogLevel.Information, "Device token keys fetched from {Address}: {Count} signing keys")]

@@ -16,10 +16,14 @@ internal sealed class DeviceBudget
     private TokenBucket _violations;
     private TokenBucket _errors;
     private TokenBucket _durable;
+    private readonly TimeSpan _throttledCloseAfter;
+    // When the device started waiting for its budget without a break since (0: it is not held).
+    private long _throttledSince;
 
     public DeviceBudget(LimitsOptions limits, TimeProvider time)
     {
         _time = time;
+        _throttledCloseAfter = limits.ThrottledCloseAfter;
         _messages = new TokenBucket(limits.DeviceMessagesPerSecond, limits.DeviceMessagesBurst);
         _violations = new TokenBucket(limits.DeviceMessagesPerSecond, limits.DeviceMessagesBurst);
         _errors = new TokenBucket(Defaults.EnvelopeErrorsPerSecond, Defaults.EnvelopeErrorBurst);
@@ -37,6 +41,31 @@ internal sealed class DeviceBudget
             // The second budget refills at the same rate; it is only spent while the first is empty.
             if (_messages.TryTake(now, _time)) return Verdict.Allowed;
             return _violations.Spend(now, _time) ? Verdict.Dropped : Verdict.Close;
+        }
+    }
+
+    /// <summary>
+    /// Flow control for a device that gets no answer per message (raw, echo, MQTT): null when the message it sent
+    /// may be handled now (a token is taken), else how long to stop reading before asking again. The device counts
+    /// as held from its first wait until it sends slower than the rate (a message finds a spare token beyond its
+    /// own); <paramref name="close"/> turns true once it has been held longer than ThrottledCloseAfter.
+    /// </summary>
+    public TimeSpan? Throttle(out bool close)
+    {
+        lock (_gate)
+        {
+            var now = _time.GetTimestamp();
+            var tokens = _messages.Available(now, _time);
+            if (tokens >= 1)
+            {
+                if (tokens >= 2) _throttledSince = 0;
+                _messages.TryTake(now, _time);
+                close = false;
+                return null;
+            }
+            if (_throttledSince == 0) _throttledSince = now;
+            close = _time.GetElapsedTime(_throttledSince, now) > _throttledCloseAfter;
+            return TimeSpan.FromSeconds((1 - tokens) / _messages.PerSecond);
         }
     }
 

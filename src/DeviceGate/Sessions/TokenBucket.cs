@@ -28,6 +28,13 @@ internal struct TokenBucket
         return true;
     }
 
+    /// <summary>The tokens the bucket holds now.</summary>
+    public double Available(long now, TimeProvider time)
+    {
+        Refill(now, time);
+        return _tokens;
+    }
+
     /// <summary>Takes a token even when there is none (the balance goes negative); false when it went below zero.</summary>
     public bool Spend(long now, TimeProvider time)
     {

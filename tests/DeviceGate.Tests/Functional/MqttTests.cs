@@ -524,6 +524,32 @@ public sealed class MqttTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task An_mqtt_device_over_its_rate_is_slowed_down_and_no_qos0_publish_is_lost()
+    {
+        var port = MqttDevice.FreePort();
+        await using var gw = await TestGateway.StartAsync(new Dictionary<string, string>
+        {
+            ["DeviceGate:Mqtt:Enabled"] = "true",
+            ["DeviceGate:Mqtt:TcpPort"] = port.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["DeviceGate:Limits:DeviceMessagesPerSecond"] = "20",
+            ["DeviceGate:Limits:DeviceMessagesBurst"] = "5",
+        });
+        const string id = "mq-fast";
+        await using var sse = await SseClient.OpenAsync(gw.Api, $"api/events?types=message&device={id}");
+        await using var device = await MqttDevice.ConnectAsync(MqttDevice.Tcp(port, id, gw.Token(id)));
+        for (var i = 0; i < 30; i++)
+        {
+            await device.Client.PublishAsync(new MqttApplicationMessageBuilder().WithTopic($"devices/{id}/events").WithPayload($"m{i}")
+                .WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtMostOnce).Build());
+        }
+        var seen = new List<string>();
+        while (seen.Count < 30) seen.Add((await sse.NextAsync()).Data.Str("data"));
+        // QoS 0 has no negative answer: what is over the rate waits (the gateway stops reading), and arrives.
+        Assert.Equal(Enumerable.Range(0, 30).Select(i => $"m{i}"), seen);
+        Assert.True(device.Client.IsConnected);
+    }
+
+    [Fact]
     public async Task A_client_without_keep_alive_is_held_to_max_keep_alive_and_leaves_presence()
     {
         var port = MqttDevice.FreePort();

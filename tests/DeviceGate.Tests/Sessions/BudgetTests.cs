@@ -49,6 +49,47 @@ public sealed class BudgetTests
     }
 
     [Fact]
+    public void A_raw_device_over_its_rate_waits_one_refill_at_a_time_and_is_closed_only_when_held_past_the_bound()
+    {
+        var budget = new DeviceBudget(new LimitsOptions { DeviceMessagesPerSecond = 4, DeviceMessagesBurst = 2, ThrottledCloseAfter = TimeSpan.FromSeconds(10) }, _time);
+        Assert.Null(budget.Throttle(out _));
+        Assert.Null(budget.Throttle(out _));
+        // Empty: wait a quarter second (one token at 4/s), then it goes through.
+        Assert.Equal(TimeSpan.FromSeconds(0.25), budget.Throttle(out var close));
+        Assert.False(close);
+        _time.Advance(TimeSpan.FromSeconds(0.25));
+        Assert.Null(budget.Throttle(out _));
+        // Kept at the rate for 10 s: still held (no spare token ever), not closed yet; past 10 s, closed.
+        for (var i = 0; i < 40; i++)
+        {
+            Assert.NotNull(budget.Throttle(out close));
+            Assert.False(close);
+            _time.Advance(TimeSpan.FromSeconds(0.25));
+            Assert.Null(budget.Throttle(out _));
+        }
+        _time.Advance(TimeSpan.FromSeconds(0.1));
+        Assert.NotNull(budget.Throttle(out close));
+        Assert.True(close);
+    }
+
+    [Fact]
+    public void A_raw_device_that_slows_below_its_rate_is_no_longer_held()
+    {
+        var budget = new DeviceBudget(new LimitsOptions { DeviceMessagesPerSecond = 4, DeviceMessagesBurst = 2, ThrottledCloseAfter = TimeSpan.FromSeconds(1) }, _time);
+        budget.Throttle(out _);
+        budget.Throttle(out _);
+        Assert.NotNull(budget.Throttle(out _)); // held from now
+        // Half a second idle: two tokens again, so the next message finds one to spare: the hold ends.
+        _time.Advance(TimeSpan.FromSeconds(0.5));
+        Assert.Null(budget.Throttle(out _));
+        _time.Advance(TimeSpan.FromSeconds(2));
+        budget.Throttle(out _);
+        budget.Throttle(out _);
+        Assert.NotNull(budget.Throttle(out var close));
+        Assert.False(close); // a new hold, not the old one's 2.5 s
+    }
+
+    [Fact]
     public void A_device_over_its_rate_is_dropped_then_closed_past_the_second_budget()
     {
         var budget = new DeviceBudget(Limits(perSecond: 1, burst: 3), _time);
