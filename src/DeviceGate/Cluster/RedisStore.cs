@@ -125,8 +125,6 @@ internal sealed class RedisStore(IConnectionMultiplexer redis, RedisKeys keys, T
     private Task ReleaseAsync(IDatabaseAsync db, string sender, long bytes) =>
         sender.Length == 0 || sender == DeviceId.Server || bytes <= 0 ? Task.CompletedTask : OneSlot.EvaluateAsync(db, ReleaseScript, [keys.SenderBytes(sender)], [bytes]);
 
-    private Task ReleaseAsync(IDatabaseAsync db, RedisResult released) =>
-        ReleaseAsync(db, (string?)((RedisResult[])released!)[0] ?? "", (long)((RedisResult[])released!)[1]);
 
     /// <summary>Lua, on the directory's slot: the device is known (a message or a membership made it so).</summary>
     private const string KnownScript = """
