@@ -272,6 +272,14 @@ public sealed class WebSocketsOptions
 
     /// <summary>Negotiate permessage-deflate when a client offers it. Decompressed size is limited like wire size.</summary>
     public bool EnableCompression { get; set; }
+
+    /// <summary>
+    /// Answer device upgrades (<c>GET /ws</c>, <c>GET /ws/echo</c>) at the connection level, before Kestrel's HTTP
+    /// layer, so no HTTP request stays alive behind each device (about 5 KiB less per device); every other request
+    /// goes to the HTTP pipeline as before. <c>false</c>: device upgrades go through the HTTP pipeline too. With
+    /// <c>EnableCompression</c>, and over HTTP/2, upgrades always take the HTTP pipeline.
+    /// </summary>
+    public bool ConnectionLevelUpgrade { get; set; } = true;
 }
 
 public sealed class LimitsOptions

@@ -42,29 +42,30 @@ internal sealed class DeviceEndpoint(
         if (logLimiter.ShouldLog("read_loop", out var suppressed)) Log.ReadLoopFailed(logger, session.DeviceId, suppressed, e);
     }
 
-    public async Task HandleAsync(HttpContext context)
+    /// <summary>Runs one device upgrade, whichever path it came by, until the device leaves; never leaves the connection half set up.</summary>
+    public async Task HandleAsync(DeviceUpgrade upgrade)
     {
-        var remote = context.Connection.RemoteIpAddress;
+        var remote = upgrade.RemoteIp;
         if (shutdown.IsDraining)
         {
-            await RefuseAsync(context, 503, "draining", "server is shutting down", null, 5).ConfigureAwait(false);
+            await RefuseAsync(upgrade, 503, "draining", "server is shutting down", null, 5).ConfigureAwait(false);
             return;
         }
         // What costs nothing to refuse is refused before admission, so it takes no connect-rate token.
-        var request = handshake.CheckRequest(context);
+        var request = handshake.CheckRequest(upgrade);
         if (!request.Accepted)
         {
-            await RefuseAsync(context, request, null).ConfigureAwait(false);
+            await RefuseAsync(upgrade, request.Status, request.Code, request.Reason, request.DeviceId, null).ConfigureAwait(false);
             return;
         }
         if (admission.TryAdmit(remote) is { } refusal)
         {
-            await RefuseAsync(context, refusal.Status, refusal.Code, refusal.Reason, request.DeviceId, refusal.RetryAfterSeconds).ConfigureAwait(false);
+            await RefuseAsync(upgrade, refusal.Status, refusal.Code, refusal.Reason, request.DeviceId, refusal.RetryAfterSeconds).ConfigureAwait(false);
             return;
         }
         try
         {
-            await AdmittedAsync(context, request.DeviceId!, request.Token, request.Certificate).ConfigureAwait(false);
+            await AdmittedAsync(upgrade, request.DeviceId!, request.Token, request.Certificate).ConfigureAwait(false);
         }
         finally
         {
@@ -72,7 +73,7 @@ internal sealed class DeviceEndpoint(
         }
     }
 
-    private async Task AdmittedAsync(HttpContext context, string deviceId, string? token, System.Security.Cryptography.X509Certificates.X509Certificate2? certificate)
+    private async Task AdmittedAsync(DeviceUpgrade upgrade, string deviceId, string? token, System.Security.Cryptography.X509Certificates.X509Certificate2? certificate)
     {
         Handshake.Outcome outcome;
         try
@@ -81,12 +82,12 @@ internal sealed class DeviceEndpoint(
         }
         catch (Exception e) when (Storage.StoreFailures.Is(e))
         {
-            await RefuseAsync(context, 503, "store_unavailable", "the directory (revocations) cannot be read right now", deviceId, 5).ConfigureAwait(false);
+            await RefuseAsync(upgrade, 503, "store_unavailable", "the directory (revocations) cannot be read right now", deviceId, 5).ConfigureAwait(false);
             return;
         }
         if (!outcome.Accepted)
         {
-            await RefuseAsync(context, outcome, null).ConfigureAwait(false);
+            await RefuseAsync(upgrade, outcome.Status, outcome.Code, outcome.Reason, outcome.DeviceId, null).ConfigureAwait(false);
             return;
         }
 
@@ -95,7 +96,8 @@ internal sealed class DeviceEndpoint(
         var expiresAt = outcome.Identity?.ExpiresAt;
         // This method's state lives as long as the connection: keep the parsed token (and its claim dictionaries) out of it.
         outcome = default;
-        var mode = context.WebSockets.WebSocketRequestedProtocols.Contains(Subprotocols.EnvelopeJson) ? ConnectionMode.Envelope : ConnectionMode.Raw;
+        token = null;
+        var mode = upgrade.RequestedProtocols.Contains(Subprotocols.EnvelopeJson) ? ConnectionMode.Envelope : ConnectionMode.Raw;
         var envelope = mode == ConnectionMode.Envelope;
         var session = new DeviceSession(deviceId, mode, permissions, budgets.For(deviceId), time.GetUtcNow());
         var transport = new DeviceSocket(session, options.Value.Limits, time, metrics, envelope ? _onEnvelope : _onRaw)
@@ -110,21 +112,20 @@ internal sealed class DeviceEndpoint(
         try
         {
             await sessions.OpenAsync(session).ConfigureAwait(false);
-            socket = await context.WebSockets.AcceptWebSocketAsync(AcceptContext(options.Value.WebSockets,
-                mode == ConnectionMode.Envelope ? Subprotocols.EnvelopeJson : null)).ConfigureAwait(false);
+            socket = await upgrade.AcceptAsync(envelope ? Subprotocols.EnvelopeJson : null, options.Value.WebSockets).ConfigureAwait(false);
         }
         catch (Exception e)
         {
             transport.Abandon();
-            if (!Storage.StoreFailures.Is(e) || context.Response.HasStarted) throw;
-            await RefuseAsync(context, 503, "store_unavailable", "presence cannot be recorded right now", deviceId, 5).ConfigureAwait(false);
+            if (!Storage.StoreFailures.Is(e) || upgrade.HasStarted) throw;
+            await RefuseAsync(upgrade, 503, "store_unavailable", "presence cannot be recorded right now", deviceId, 5).ConfigureAwait(false);
             return;
         }
         using var owned = socket;
         var started = false;
         try
         {
-            sessions.Started(session, context.Connection.RemoteIpAddress?.ToString());
+            sessions.Started(session, upgrade.RemoteIp?.ToString());
             started = true;
             using var expiry = ScheduleTokenExpiry(session, expiresAt);
             // What the device sends is not part of its upgrade request's trace (that request lasts as long as the
@@ -138,15 +139,6 @@ internal sealed class DeviceEndpoint(
             await sessions.CloseAsync(session, started).ConfigureAwait(false);
         }
     }
-
-    internal static WebSocketAcceptContext AcceptContext(WebSocketsOptions ws, string? subprotocol) => new()
-    {
-        KeepAliveInterval = ws.KeepAliveInterval,
-        KeepAliveTimeout = ws.KeepAliveTimeout,
-        SubProtocol = subprotocol,
-        // permessage-deflate only when configured; the read loop limits the decompressed size like the wire size.
-        DangerousEnableCompression = ws.EnableCompression,
-    };
 
     /// <summary>What a raw device sends goes to the event stream: text as <c>data</c>, binary as <c>dataBase64</c>.</summary>
     private void OnRawMessage(DeviceSession session, ReadOnlySpan<byte> payload, WebSocketMessageType type)
@@ -164,22 +156,14 @@ internal sealed class DeviceEndpoint(
         ? ExpiryTimer.Start(time, exp, () => session.RequestClose(CloseCodes.PolicyViolation, CloseReasons.TokenExpired, dropBacklog: true))
         : null;
 
-    private Task RefuseAsync(HttpContext context, Handshake.Outcome outcome, int? retryAfter)
-    {
-        Handshake.AddRefusalHeaders(context.Response, outcome.Status);
-        return RefuseAsync(context, outcome.Status, outcome.Code, outcome.Reason, outcome.DeviceId, retryAfter);
-    }
-
-    private Task RefuseAsync(HttpContext context, int status, string code, string reason, string? deviceId, int? retryAfter)
+    private Task RefuseAsync(DeviceUpgrade upgrade, int status, string code, string reason, string? deviceId, int? retryAfter)
     {
         metrics.HandshakesRefused.Add(code);
         // A flood of refusals is one line per reason per interval; the counter above stays exact.
         if (logLimiter.ShouldLog("refused:" + code, out var suppressed))
         {
-            Log.HandshakeRefused(logger, status, reason, deviceId, context.Connection.RemoteIpAddress?.ToString(), suppressed);
+            Log.HandshakeRefused(logger, status, reason, deviceId, upgrade.RemoteIp?.ToString(), suppressed);
         }
-        if (retryAfter is { } seconds) context.Response.Headers.RetryAfter = seconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
-        return Results.Problem(statusCode: status, title: reason, type: "handshake_refused", extensions: new Dictionary<string, object?> { ["reason"] = code })
-            .ExecuteAsync(context);
+        return upgrade.RefuseAsync(status, code, reason, retryAfter);
     }
 }

@@ -15,35 +15,32 @@ internal sealed class EchoEndpoint(
     GatewayMetrics metrics,
     TimeProvider time)
 {
-    public async Task HandleAsync(HttpContext context)
+    public async Task HandleAsync(DeviceUpgrade upgrade)
     {
         if (shutdown.IsDraining)
         {
-            context.Response.Headers.RetryAfter = "5";
-            await Refuse(context, 503, "draining", "server is shutting down");
+            await Refuse(upgrade, 503, "draining", "server is shutting down", 5);
             return;
         }
-        if (handshake.CheckOrigin(context.Request) is { } refused)
+        if (handshake.CheckOrigin(upgrade) is { } refused)
         {
-            await Refuse(context, 403, "origin", refused);
+            await Refuse(upgrade, 403, "origin", refused, null);
             return;
         }
-        if (Handshake.UpgradeProblem(context) is { } problem)
+        if (Handshake.UpgradeProblem(upgrade) is { } problem)
         {
-            Handshake.AddRefusalHeaders(context.Response, problem.Status);
-            await Refuse(context, problem.Status, problem.Code, problem.Reason);
+            await Refuse(upgrade, problem.Status, problem.Code, problem.Reason, null);
             return;
         }
-        var remote = context.Connection.RemoteIpAddress;
+        var remote = upgrade.RemoteIp;
         if (admission.TryAdmit(remote) is { } refusal)
         {
-            context.Response.Headers.RetryAfter = refusal.RetryAfterSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
-            await Refuse(context, refusal.Status, refusal.Code, refusal.Reason);
+            await Refuse(upgrade, refusal.Status, refusal.Code, refusal.Reason, refusal.RetryAfterSeconds);
             return;
         }
         try
         {
-            using var socket = await context.WebSockets.AcceptWebSocketAsync(DeviceEndpoint.AcceptContext(options.Value.WebSockets, null)).ConfigureAwait(false);
+            using var socket = await upgrade.AcceptAsync(null, options.Value.WebSockets).ConfigureAwait(false);
             // An echo session is nobody's device: never registered, no lane, a budget of its own.
             var session = new DeviceSession("echo", Protocol.ConnectionMode.Raw, Auth.DevicePermissions.Unrestricted, budgets.Unshared(), time.GetUtcNow());
             var transport = new DeviceSocket(session, options.Value.Limits, time, metrics, Echo);
@@ -64,10 +61,11 @@ internal sealed class EchoEndpoint(
         }
     }
 
-    private Task Refuse(HttpContext context, int status, string code, string reason)
+    private Task Refuse(DeviceUpgrade upgrade, int status, string code, string reason, int? retryAfter)
     {
         metrics.HandshakesRefused.Add(code);
-        return Results.Problem(statusCode: status, title: reason, type: "handshake_refused").ExecuteAsync(context);
+        // The echo endpoint's problem bodies never carried a reason; its refusals are counted by it all the same.
+        return upgrade.RefuseAsync(status, null, reason, retryAfter);
     }
 
     private static void Echo(DeviceSession connection, ReadOnlySpan<byte> payload, WebSocketMessageType type) =>

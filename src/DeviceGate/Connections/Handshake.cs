@@ -17,10 +17,9 @@ internal sealed class Handshake(IOptions<GatewayOptions> options, DeviceTokens t
         public bool Accepted => Status == 0;
     }
 
-    public Outcome CheckRequest(HttpContext context)
+    public Outcome CheckRequest(DeviceUpgrade request)
     {
-        var request = context.Request;
-        var ids = request.Query["deviceId"];
+        var ids = request.Query("deviceId");
         string? id = ids.Count == 1 ? ids[0] : null;
         if (ids.Count > 1) return Refuse(400, "bad_id", "more than one deviceId");
         if (string.IsNullOrEmpty(id)) return Refuse(400, "bad_id", "missing deviceId");
@@ -30,11 +29,11 @@ internal sealed class Handshake(IOptions<GatewayOptions> options, DeviceTokens t
         var origin = CheckOrigin(request);
         if (origin is not null) return Refuse(403, "origin", origin, id);
 
-        var token = TokenOf(request);
+        var token = request.Token();
         // A token wins; without one, a client certificate (on https, with a CA file configured) is the credential.
-        var certificate = token is null && certificates.Enabled ? context.Connection.ClientCertificate : null;
+        var certificate = token is null && certificates.Enabled ? request.ClientCertificate : null;
         if (token is null && certificate is null && !options.Value.Auth.AllowAnonymousDevices) return Refuse(401, "token_missing", "missing token", id);
-        if (UpgradeProblem(context) is { } problem) return problem with { DeviceId = id };
+        if (UpgradeProblem(request) is { } problem) return problem with { DeviceId = id };
         return new Outcome(0, "ok", "ok", id, null, token, certificate);
     }
 
@@ -62,33 +61,27 @@ internal sealed class Handshake(IOptions<GatewayOptions> options, DeviceTokens t
     /// <summary>
     /// Null for a WebSocket upgrade the framework will accept. A request that is no upgrade at all gets 426; one that
     /// asks for <c>Upgrade: websocket</c> but is malformed (no or a bad <c>Sec-WebSocket-Key</c>, not a GET, no
-    /// <c>Connection: Upgrade</c>) gets 400 as RFC 6455 §4.2.1 asks, and an unknown version 426 naming version 13 (§4.4).
+    /// <c>Connection: Upgrade</c>, not HTTP/1.1) gets 400 as RFC 6455 §4.2.1 asks, and an unknown version 426 naming
+    /// version 13 (§4.4).
     /// </summary>
-    public static Outcome? UpgradeProblem(HttpContext context)
+    public static Outcome? UpgradeProblem(DeviceUpgrade request)
     {
-        if (context.WebSockets.IsWebSocketRequest) return null;
-        var headers = context.Request.Headers;
-        if (!headers.Upgrade.ToString().Contains("websocket", StringComparison.OrdinalIgnoreCase))
+        if (request.IsWebSocketRequest) return null;
+        if (!request.Header("Upgrade").Contains("websocket", StringComparison.OrdinalIgnoreCase))
         {
             return Refuse(426, "not_upgrade", "not a WebSocket upgrade request");
         }
-        if (!HttpMethods.IsGet(context.Request.Method) || !headers.Connection.ToString().Contains("upgrade", StringComparison.OrdinalIgnoreCase))
+        if (!request.IsGet || !request.Header("Connection").Contains("upgrade", StringComparison.OrdinalIgnoreCase))
         {
             return Refuse(400, "bad_upgrade", "a WebSocket upgrade is a GET with Connection: Upgrade");
         }
-        if (!IsValidKey(headers.SecWebSocketKey.ToString())) return Refuse(400, "bad_upgrade", "Sec-WebSocket-Key must be the base64 encoding of 16 bytes");
-        return Refuse(426, "bad_upgrade", "unsupported Sec-WebSocket-Version (this server speaks 13)");
+        if (!request.IsHttp11OrLater) return Refuse(400, "bad_upgrade", "a WebSocket upgrade needs HTTP/1.1");
+        if (!IsValidKey(request.Header("Sec-WebSocket-Key"))) return Refuse(400, "bad_upgrade", "Sec-WebSocket-Key must be the base64 encoding of 16 bytes");
+        if (request.Header("Sec-WebSocket-Version") != "13") return Refuse(426, "bad_upgrade", "unsupported Sec-WebSocket-Version (this server speaks 13)");
+        return Refuse(400, "bad_upgrade", "not a WebSocket upgrade this server can accept");
     }
 
-    /// <summary>Refusal headers RFC 6455 asks for: a 426 names the upgrade and the version this server speaks.</summary>
-    public static void AddRefusalHeaders(HttpResponse response, int status)
-    {
-        if (status != 426) return;
-        response.Headers.Upgrade = "websocket";
-        response.Headers.SecWebSocketVersion = "13";
-    }
-
-    private static bool IsValidKey(string key)
+    internal static bool IsValidKey(string key)
     {
         Span<byte> bytes = stackalloc byte[18];
         return key.Length == 24 && Convert.TryFromBase64String(key, bytes, out var written) && written == 16;
@@ -98,9 +91,9 @@ internal sealed class Handshake(IOptions<GatewayOptions> options, DeviceTokens t
     /// Null when the origin is allowed, otherwise why not. Devices send no Origin and are always allowed. Same origin
     /// means the same scheme, host and port as this request (an https page is not the origin of an http listener).
     /// </summary>
-    public string? CheckOrigin(HttpRequest request)
+    public string? CheckOrigin(DeviceUpgrade request)
     {
-        var origin = request.Headers.Origin.ToString();
+        var origin = request.Header("Origin");
         if (string.IsNullOrEmpty(origin)) return null;
         var allowed = options.Value.WebSockets.AllowedOrigins;
         if (allowed.Contains("*")) return null;
@@ -119,15 +112,6 @@ internal sealed class Handshake(IOptions<GatewayOptions> options, DeviceTokens t
                 && string.Equals(uri.IdnHost.Trim('[', ']'), requestHost, StringComparison.OrdinalIgnoreCase) && uri.Port == hostPort) return null;
         }
         return "origin not allowed";
-    }
-
-    /// <summary>The header token wins over the <c>access_token</c> query parameter (which browsers need).</summary>
-    private static string? TokenOf(HttpRequest request)
-    {
-        var header = BearerToken.From(request);
-        if (header is not null) return header;
-        var query = request.Query["access_token"];
-        return query.Count == 1 && !string.IsNullOrEmpty(query[0]) ? query[0] : null;
     }
 
     private static Outcome Refuse(int status, string code, string reason, string? id = null) => new(status, code, reason, id, null);

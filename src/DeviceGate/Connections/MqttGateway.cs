@@ -146,7 +146,7 @@ internal sealed class MqttGateway : IHostedService, IDisposable
             context.Response.Headers.Upgrade = "websocket";
             return;
         }
-        if (_options.Mqtt.CheckOrigin && _handshake.CheckOrigin(context.Request) is { } refused)
+        if (_options.Mqtt.CheckOrigin && _handshake.CheckOrigin(new HttpUpgrade(context)) is { } refused)
         {
             context.Response.StatusCode = StatusCodes.Status403Forbidden;
             await context.Response.WriteAsync(refused).ConfigureAwait(false);

@@ -15,6 +15,12 @@ internal static partial class Log
     [LoggerMessage(1003, LogLevel.Information, "Handshake refused with {Status}: {Reason} (device {DeviceId}, from {Remote}); {Suppressed} more with this reason since the last such line")]
     public static partial void HandshakeRefused(ILogger logger, int status, string reason, string? deviceId, string? remote, long suppressed);
 
+    [LoggerMessage(1006, LogLevel.Debug, "Malformed upgrade request refused with {Status}: {Reason} (from {Remote}); {Suppressed} more since the last such line")]
+    public static partial void MalformedUpgrade(ILogger logger, int status, string reason, string? remote, long suppressed);
+
+    [LoggerMessage(1007, LogLevel.Error, "A connection-level device upgrade failed (from {Remote}); the connection was dropped ({Suppressed} more since the last such line)")]
+    public static partial void ConnectionUpgradeFailed(ILogger logger, string? remote, long suppressed, Exception exception);
+
     [LoggerMessage(1005, LogLevel.Error, "Device {DeviceId}: handling what it sent failed; closed with 1011 ({Suppressed} more such failures since the last such line)")]
     public static partial void ReadLoopFailed(ILogger logger, string deviceId, long suppressed, Exception exception);
 

@@ -32,6 +32,8 @@ public static class GatewayHost
         builder.WebHost.ConfigureKestrel((context, kestrel) =>
         {
             context.Configuration.GetSection("Kestrel:Limits").Bind(kestrel.Limits);
+            // Device upgrades answered before the HTTP layer (DeviceGate:WebSockets:ConnectionLevelUpgrade).
+            kestrel.ConfigureEndpointDefaults(listen => listen.UseConnectionLevelUpgrades());
             // Device certificates: https endpoints ask for a client certificate and let any through the TLS handshake;
             // the device handshake judges it (Auth/DeviceCertificates) and answers 401/403 like for a token.
             if (!string.IsNullOrWhiteSpace(context.Configuration["DeviceGate:Auth:ClientCertificates:CaFile"]))
