@@ -30,4 +30,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 dotnet test
+# The functional suite once more with device upgrades through ASP.NET Core's HTTP pipeline instead of at the
+# connection level (DeviceGate:WebSockets:ConnectionLevelUpgrade=false): both paths must pass all of it.
+DeviceGate__WebSockets__ConnectionLevelUpgrade=false dotnet test tests/DeviceGate.Tests --no-build --filter "FullyQualifiedName~DeviceGate.Tests.Functional"
 (cd clients/js && npm ci --no-audit --no-fund && npm test)

@@ -164,6 +164,11 @@ internal sealed class ConnectionLevelUpgrades(
                     var lineEnd = buffer.PositionOf((byte)'\n') ?? buffer.Start;
                     requestLineBytes = buffer.Slice(0, lineEnd).Length + 1;
                     headerBytes += consumed - requestLineBytes;
+                    if (requestLineBytes > limits.MaxRequestLineSize)
+                    {
+                        input.AdvanceTo(buffer.End);
+                        return (StatusCodes.Status414UriTooLong, "request line too long");
+                    }
                 }
                 var pending = head.Complete ? 0 : buffer.Length - consumed;
                 if (!head.StartLineDone && pending > limits.MaxRequestLineSize)

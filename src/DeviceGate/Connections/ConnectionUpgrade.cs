@@ -50,6 +50,8 @@ internal sealed class ConnectionUpgrade : DeviceUpgrade
 
     private UpgradeRequestHead Head => _head ?? throw new InvalidOperationException("the upgrade was answered");
 
+    public override string Via => "connection";
+
     public override StringValues Query(string name)
     {
         _query ??= QueryHelpers.ParseNullableQuery(Head.QueryString) ?? new Dictionary<string, StringValues>();

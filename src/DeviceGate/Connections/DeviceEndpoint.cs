@@ -122,6 +122,7 @@ internal sealed class DeviceEndpoint(
             return;
         }
         using var owned = socket;
+        metrics.Upgrades.Add(upgrade.Via);
         var started = false;
         try
         {

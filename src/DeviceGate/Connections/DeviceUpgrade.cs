@@ -13,6 +13,9 @@ namespace DeviceGate.Connections;
 /// </summary>
 internal abstract class DeviceUpgrade
 {
+    /// <summary>How the upgrade arrived, as <c>devicegate_upgrades_total{path}</c> counts it: <c>connection</c> or <c>http</c>.</summary>
+    public abstract string Via { get; }
+
     public abstract StringValues Query(string name);
 
     /// <summary>A request header by its name (any case), "" when absent.</summary>
@@ -87,6 +90,7 @@ internal abstract class DeviceUpgrade
 /// <summary>An upgrade that came through ASP.NET Core's HTTP pipeline and its WebSocket middleware.</summary>
 internal sealed class HttpUpgrade(HttpContext context) : DeviceUpgrade
 {
+    public override string Via => "http";
     public override StringValues Query(string name) => context.Request.Query[name];
     public override string Header(string name) => context.Request.Headers[name].ToString();
     public override bool IsGet => HttpMethods.IsGet(context.Request.Method);

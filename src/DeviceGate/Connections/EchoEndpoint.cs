@@ -41,6 +41,7 @@ internal sealed class EchoEndpoint(
         try
         {
             using var socket = await upgrade.AcceptAsync(null, options.Value.WebSockets).ConfigureAwait(false);
+            metrics.Upgrades.Add(upgrade.Via);
             // An echo session is nobody's device: never registered, no lane, a budget of its own.
             var session = new DeviceSession("echo", Protocol.ConnectionMode.Raw, Auth.DevicePermissions.Unrestricted, budgets.Unshared(), time.GetUtcNow());
             var transport = new DeviceSocket(session, options.Value.Limits, time, metrics, Echo);

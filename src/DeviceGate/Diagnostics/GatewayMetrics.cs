@@ -30,6 +30,7 @@ internal sealed class GatewayMetrics : IDisposable
         ConnectedDevices = v.UpDownCounter("devicegate.connected_devices", "{device}", "Devices with a live WebSocket on this node.");
         ConnectionsOpened = v.Counter("devicegate.connections.opened", "{connection}", "Device connections accepted (101).");
         ConnectionsClosed = new(v.Counter("devicegate.connections.closed", "{connection}", "Device connections ended, by close code.", "code"), "code");
+        Upgrades = new(v.Counter("devicegate.upgrades", "{connection}", "WebSocket upgrades answered with 101 (devices and echo), by the way they were answered: connection (before the HTTP layer) or http (the HTTP pipeline).", "path"), "path");
         HandshakesRefused = new(v.Counter("devicegate.handshakes.refused", "{request}", "Upgrade requests refused before the 101, by reason.", "reason"), "reason");
         MessagesReceived = new(v.Counter("devicegate.messages.received", "{message}", "Messages devices sent, by mode (raw, envelope).", "mode"), "mode");
         MessagesDelivered = new(v.Counter("devicegate.messages.delivered", "{message}", "Messages written to device sockets, by kind (targeted, group, broadcast, rpc).", "kind"), "kind");
@@ -59,6 +60,7 @@ internal sealed class GatewayMetrics : IDisposable
     public Counter<long> ConnectionsOpened { get; }
     public Labelled ConnectionsClosed { get; }
     public Labelled HandshakesRefused { get; }
+    public Labelled Upgrades { get; }
     public Labelled MessagesReceived { get; }
     public Labelled MessagesDelivered { get; }
     public Counter<long> BytesIn { get; }

@@ -32,8 +32,21 @@ public static class GatewayHost
         builder.WebHost.ConfigureKestrel((context, kestrel) =>
         {
             context.Configuration.GetSection("Kestrel:Limits").Bind(kestrel.Limits);
-            // Device upgrades answered before the HTTP layer (DeviceGate:WebSockets:ConnectionLevelUpgrade).
+            // Device upgrades answered before the HTTP layer (DeviceGate:WebSockets:ConnectionLevelUpgrade). The
+            // endpoint defaults put it in front of TLS, where it sees a TLS handshake and passes it on; on the https
+            // endpoints of Kestrel:Endpoints it is put once more behind Kestrel's TLS (and client certificates), so wss
+            // devices are answered at the connection level too. An endpoint with SNI keeps Kestrel's own TLS set-up
+            // and the HTTP pipeline for its upgrades.
             kestrel.ConfigureEndpointDefaults(listen => listen.UseConnectionLevelUpgrades());
+            foreach (var endpoint in context.Configuration.GetSection("Kestrel:Endpoints").GetChildren())
+            {
+                if (endpoint["Url"]?.StartsWith("https:", StringComparison.OrdinalIgnoreCase) != true || endpoint.GetSection("Sni").Exists()) continue;
+                kestrel.ConfigurationLoader?.Endpoint(endpoint.Key, https =>
+                {
+                    https.ListenOptions.UseHttps(https.HttpsOptions);
+                    https.ListenOptions.UseConnectionLevelUpgrades();
+                });
+            }
             // Device certificates: https endpoints ask for a client certificate and let any through the TLS handshake;
             // the device handshake judges it (Auth/DeviceCertificates) and answers 401/403 like for a token.
             if (!string.IsNullOrWhiteSpace(context.Configuration["DeviceGate:Auth:ClientCertificates:CaFile"]))

@@ -125,6 +125,9 @@ public sealed class DeviceCertificateTests : IAsyncLifetime
             Assert.Equal("over mutual tls", await socket.ReceiveTextAsync());
             Assert.Equal(WebSocketState.Open, socket.State);
         }
+        // Behind Kestrel's TLS, the wss upgrade was answered the configured way (at the connection level by default).
+        var metrics = await _gw.Api.GetStringAsync("metrics");
+        Assert.Equal(1, PrometheusText.Value(metrics, $"devicegate_upgrades_total{{path=\"{TestGateway.UpgradePath}\"}}"));
         Assert.DoesNotContain(_gw.Logs.Lines, l => l.StartsWith("Error", StringComparison.Ordinal) || l.Contains("unhandled", StringComparison.OrdinalIgnoreCase));
     }
 

@@ -60,6 +60,13 @@ public sealed class TestGateway : IAsyncDisposable
         return new TestGateway(app, dataPath, owns, logs);
     }
 
+    /// <summary>
+    /// How this run's gateways answer device upgrades, as <c>devicegate_upgrades_total{path}</c> names it: test.sh runs
+    /// the functional suite a second time with <c>DeviceGate__WebSockets__ConnectionLevelUpgrade=false</c>.
+    /// </summary>
+    public static string UpgradePath =>
+        string.Equals(Environment.GetEnvironmentVariable("DeviceGate__WebSockets__ConnectionLevelUpgrade"), "false", StringComparison.OrdinalIgnoreCase) ? "http" : "connection";
+
     public string Token(string deviceId, TimeSpan? ttl = null) => App.Services.GetRequiredService<DeviceTokens>().Mint(deviceId, ttl);
 
     /// <summary>A token signed with <see cref="Secret"/>, for a gateway in another process started with it (no app to ask).</summary>
