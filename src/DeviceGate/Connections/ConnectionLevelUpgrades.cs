@@ -63,7 +63,27 @@ internal sealed class ConnectionLevelUpgrades(
             await next(connection).ConfigureAwait(false);
             return;
         }
-        await UpgradeAsync(connection, route, limits).ConfigureAwait(false);
+
+        // One async frame for the whole life of the device (not one per step): it is kept per connection.
+        var upgrade = await ReadUpgradeAsync(connection, limits).ConfigureAwait(false);
+        if (upgrade is null) return;
+        try
+        {
+            await (route == Route.Device ? devices.HandleAsync(upgrade) : echo.HandleAsync(upgrade)).ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            if (logLimiter.ShouldLog("connection_upgrade", out var suppressed)) Log.ConnectionUpgradeFailed(logger, upgrade.RemoteIp?.ToString(), suppressed, e);
+            connection.Abort(new ConnectionAbortedException("the device upgrade failed"));
+            return;
+        }
+        if (upgrade.Socket is { } socket)
+        {
+            // A close handshake that finished lets Kestrel close the connection gracefully; anything else is dropped.
+            if (socket.State != WebSocketState.Closed) connection.Abort(new ConnectionAbortedException("the WebSocket was aborted"));
+            return;
+        }
+        DiscardBuffered(connection.Transport.Input);
     }
 
     /// <summary>Reads until the first bytes say whether this is a device upgrade; consumes nothing, so the HTTP layer sees them all.</summary>
@@ -107,12 +127,12 @@ internal sealed class ConnectionLevelUpgrades(
         return Route.Http;
     }
 
-    private async Task UpgradeAsync(ConnectionContext connection, Route route, KestrelServerLimits limits)
+    /// <summary>The upgrade, once its head was read and is well-formed; null when it was refused as malformed HTTP or the client left.</summary>
+    private async Task<ConnectionUpgrade?> ReadUpgradeAsync(ConnectionContext connection, KestrelServerLimits limits)
     {
-        var input = connection.Transport.Input;
         var head = new UpgradeRequestHead(limits.MaxRequestHeaderCount);
-        var (status, problem) = await ReadHeadAsync(input, head, limits).ConfigureAwait(false);
-        if (status < 0) return; // the client went away mid-request
+        var (status, problem) = await ReadHeadAsync(connection.Transport.Input, head, limits).ConfigureAwait(false);
+        if (status < 0) return null; // the client went away mid-request
         if (status > 0)
         {
             if (logLimiter.ShouldLog("malformed_upgrade", out var suppressed))
@@ -120,27 +140,9 @@ internal sealed class ConnectionLevelUpgrades(
                 Log.MalformedUpgrade(logger, status, problem!, (connection.RemoteEndPoint as IPEndPoint)?.Address.ToString(), suppressed);
             }
             await RefuseAndCloseAsync(connection, status, problem!).ConfigureAwait(false);
-            return;
+            return null;
         }
-
-        var upgrade = new ConnectionUpgrade(connection, head, _knownProxies);
-        try
-        {
-            await (route == Route.Device ? devices.HandleAsync(upgrade) : echo.HandleAsync(upgrade)).ConfigureAwait(false);
-        }
-        catch (Exception e)
-        {
-            if (logLimiter.ShouldLog("connection_upgrade", out var suppressed)) Log.ConnectionUpgradeFailed(logger, upgrade.RemoteIp?.ToString(), suppressed, e);
-            connection.Abort(new ConnectionAbortedException("the device upgrade failed"));
-            return;
-        }
-        if (upgrade.Socket is { } socket)
-        {
-            // A close handshake that finished lets Kestrel close the connection gracefully; anything else is dropped.
-            if (socket.State != WebSocketState.Closed) connection.Abort(new ConnectionAbortedException("the WebSocket was aborted"));
-            return;
-        }
-        DiscardBuffered(input);
+        return new ConnectionUpgrade(connection, head, _knownProxies);
     }
 
     /// <summary>Reads the request head within Kestrel's RequestHeadersTimeout and limits; (0, null) when it is complete, -1 when the client left.</summary>

@@ -42,102 +42,96 @@ internal sealed class DeviceEndpoint(
         if (logLimiter.ShouldLog("read_loop", out var suppressed)) Log.ReadLoopFailed(logger, session.DeviceId, suppressed, e);
     }
 
-    /// <summary>Runs one device upgrade, whichever path it came by, until the device leaves; never leaves the connection half set up.</summary>
-    public async Task HandleAsync(DeviceUpgrade upgrade)
+    /// <summary>
+    /// Runs one device upgrade, whichever path it came by, until the device leaves; never leaves the connection half
+    /// set up. Not async itself: only <see cref="AdmittedAsync"/>'s frame stays alive per connection.
+    /// </summary>
+    public Task HandleAsync(DeviceUpgrade upgrade)
     {
-        var remote = upgrade.RemoteIp;
-        if (shutdown.IsDraining)
-        {
-            await RefuseAsync(upgrade, 503, "draining", "server is shutting down", null, 5).ConfigureAwait(false);
-            return;
-        }
+        if (shutdown.IsDraining) return RefuseAsync(upgrade, 503, "draining", "server is shutting down", null, 5);
         // What costs nothing to refuse is refused before admission, so it takes no connect-rate token.
         var request = handshake.CheckRequest(upgrade);
-        if (!request.Accepted)
+        if (!request.Accepted) return RefuseAsync(upgrade, request.Status, request.Code, request.Reason, request.DeviceId, null);
+        if (admission.TryAdmit(upgrade.RemoteIp) is { } refusal)
         {
-            await RefuseAsync(upgrade, request.Status, request.Code, request.Reason, request.DeviceId, null).ConfigureAwait(false);
-            return;
+            return RefuseAsync(upgrade, refusal.Status, refusal.Code, refusal.Reason, request.DeviceId, refusal.RetryAfterSeconds);
         }
-        if (admission.TryAdmit(remote) is { } refusal)
-        {
-            await RefuseAsync(upgrade, refusal.Status, refusal.Code, refusal.Reason, request.DeviceId, refusal.RetryAfterSeconds).ConfigureAwait(false);
-            return;
-        }
-        try
-        {
-            await AdmittedAsync(upgrade, request.DeviceId!, request.Token, request.Certificate).ConfigureAwait(false);
-        }
-        finally
-        {
-            admission.Release(remote);
-        }
+        return AdmittedAsync(upgrade, request.DeviceId!, request.Token, request.Certificate);
     }
 
+    /// <summary>An admitted upgrade: validated, registered, run; its admission is released however it ends.</summary>
     private async Task AdmittedAsync(DeviceUpgrade upgrade, string deviceId, string? token, System.Security.Cryptography.X509Certificates.X509Certificate2? certificate)
     {
-        Handshake.Outcome outcome;
         try
         {
-            outcome = await handshake.CheckTokenAsync(deviceId, token, certificate).ConfigureAwait(false);
-        }
-        catch (Exception e) when (Storage.StoreFailures.Is(e))
-        {
-            await RefuseAsync(upgrade, 503, "store_unavailable", "the directory (revocations) cannot be read right now", deviceId, 5).ConfigureAwait(false);
-            return;
-        }
-        if (!outcome.Accepted)
-        {
-            await RefuseAsync(upgrade, outcome.Status, outcome.Code, outcome.Reason, outcome.DeviceId, null).ConfigureAwait(false);
-            return;
-        }
+            Handshake.Outcome outcome;
+            try
+            {
+                outcome = await handshake.CheckTokenAsync(deviceId, token, certificate).ConfigureAwait(false);
+            }
+            catch (Exception e) when (Storage.StoreFailures.Is(e))
+            {
+                await RefuseAsync(upgrade, 503, "store_unavailable", "the directory (revocations) cannot be read right now", deviceId, 5).ConfigureAwait(false);
+                return;
+            }
+            if (!outcome.Accepted)
+            {
+                await RefuseAsync(upgrade, outcome.Status, outcome.Code, outcome.Reason, outcome.DeviceId, null).ConfigureAwait(false);
+                return;
+            }
 
-        // Registered before the 101 goes out: once a device sees its upgrade succeed, it can be reached.
-        var permissions = outcome.Identity?.Permissions ?? DevicePermissions.Unrestricted;
-        var expiresAt = outcome.Identity?.ExpiresAt;
-        // This method's state lives as long as the connection: keep the parsed token (and its claim dictionaries) out of it.
-        outcome = default;
-        token = null;
-        var mode = upgrade.RequestedProtocols.Contains(Subprotocols.EnvelopeJson) ? ConnectionMode.Envelope : ConnectionMode.Raw;
-        var envelope = mode == ConnectionMode.Envelope;
-        var session = new DeviceSession(deviceId, mode, permissions, budgets.For(deviceId), time.GetUtcNow());
-        var transport = new DeviceSocket(session, options.Value.Limits, time, metrics, envelope ? _onEnvelope : _onRaw)
-        {
-            RateLimited = envelope ? _onEnvelopeRateLimited : _onRawRateLimited,
-            Closing = _onClosing,
-            Faulted = _onFaulted,
-        };
-        session.Attach(transport, lanes.Create(session));
+            // Registered before the 101 goes out: once a device sees its upgrade succeed, it can be reached.
+            var permissions = outcome.Identity?.Permissions ?? DevicePermissions.Unrestricted;
+            var expiresAt = outcome.Identity?.ExpiresAt;
+            // This method's state lives as long as the connection: keep the parsed token (and its claim dictionaries) out of it.
+            outcome = default;
+            token = null;
+            var mode = upgrade.RequestedProtocols.Contains(Subprotocols.EnvelopeJson) ? ConnectionMode.Envelope : ConnectionMode.Raw;
+            var envelope = mode == ConnectionMode.Envelope;
+            var session = new DeviceSession(deviceId, mode, permissions, budgets.For(deviceId), time.GetUtcNow());
+            var transport = new DeviceSocket(session, options.Value.Limits, time, metrics, envelope ? _onEnvelope : _onRaw)
+            {
+                RateLimited = envelope ? _onEnvelopeRateLimited : _onRawRateLimited,
+                Closing = _onClosing,
+                Faulted = _onFaulted,
+            };
+            session.Attach(transport, lanes.Create(session));
 
-        WebSocket socket;
-        try
-        {
-            await sessions.OpenAsync(session).ConfigureAwait(false);
-            socket = await upgrade.AcceptAsync(envelope ? Subprotocols.EnvelopeJson : null, options.Value.WebSockets).ConfigureAwait(false);
-        }
-        catch (Exception e)
-        {
-            transport.Abandon();
-            if (!Storage.StoreFailures.Is(e) || upgrade.HasStarted) throw;
-            await RefuseAsync(upgrade, 503, "store_unavailable", "presence cannot be recorded right now", deviceId, 5).ConfigureAwait(false);
-            return;
-        }
-        using var owned = socket;
-        metrics.Upgrades.Add(upgrade.Via);
-        var started = false;
-        try
-        {
-            sessions.Started(session, upgrade.RemoteIp?.ToString());
-            started = true;
-            using var expiry = ScheduleTokenExpiry(session, expiresAt);
-            // What the device sends is not part of its upgrade request's trace (that request lasts as long as the
-            // connection): a device's send starts a trace of its own, or continues the one its envelope names.
-            System.Diagnostics.Activity.Current = null;
-            await transport.RunAsync(socket).ConfigureAwait(false);
+            WebSocket socket;
+            try
+            {
+                await sessions.OpenAsync(session).ConfigureAwait(false);
+                socket = await upgrade.AcceptAsync(envelope ? Subprotocols.EnvelopeJson : null, options.Value.WebSockets).ConfigureAwait(false);
+            }
+            catch (Exception e)
+            {
+                transport.Abandon();
+                if (!Storage.StoreFailures.Is(e) || upgrade.HasStarted) throw;
+                await RefuseAsync(upgrade, 503, "store_unavailable", "presence cannot be recorded right now", deviceId, 5).ConfigureAwait(false);
+                return;
+            }
+            using var owned = socket;
+            metrics.Upgrades.Add(upgrade.Via);
+            var started = false;
+            try
+            {
+                sessions.Started(session, upgrade.RemoteIp?.ToString());
+                started = true;
+                using var expiry = ScheduleTokenExpiry(session, expiresAt);
+                // What the device sends is not part of its upgrade request's trace (that request lasts as long as the
+                // connection): a device's send starts a trace of its own, or continues the one its envelope names.
+                System.Diagnostics.Activity.Current = null;
+                await transport.RunAsync(socket).ConfigureAwait(false);
+            }
+            finally
+            {
+                // Whatever happened above, the device leaves the registry, presence and the metrics, and is announced.
+                await sessions.CloseAsync(session, started).ConfigureAwait(false);
+            }
         }
         finally
         {
-            // Whatever happened above, the device leaves the registry, presence and the metrics, and is announced.
-            await sessions.CloseAsync(session, started).ConfigureAwait(false);
+            admission.Release(upgrade.RemoteIp);
         }
     }
 

@@ -23,12 +23,18 @@ internal sealed class DeviceLane : IDeviceLane
     private readonly int _maxWaiting;
     private readonly TimeSpan _ackTimeout;
     private readonly TimeProvider _time;
-    private readonly Queue<Entry> _waiting = new();
-    private readonly Dictionary<string, Entry> _inFlight = new(StringComparer.Ordinal);
-    private readonly HashSet<string> _seen = new(StringComparer.Ordinal);
+    // Made on first use: most devices are idle most of the time, and an idle lane then holds no collection at all.
+    private Queue<Entry>? _waitingOrNull;
+    private Dictionary<string, Entry>? _inFlightOrNull;
+    private HashSet<string>? _seenOrNull;
     // The last acked ids (bounded): a catch-up that read the store before an ack was recorded does not send them again.
-    private readonly HashSet<string> _acked = new(StringComparer.Ordinal);
-    private readonly Queue<string> _ackedOrder = new();
+    private HashSet<string>? _ackedOrNull;
+    private Queue<string>? _ackedOrderOrNull;
+    private Queue<Entry> _waiting => _waitingOrNull ??= new();
+    private Dictionary<string, Entry> _inFlight => _inFlightOrNull ??= new(StringComparer.Ordinal);
+    private HashSet<string> _seen => _seenOrNull ??= new(StringComparer.Ordinal);
+    private HashSet<string> _acked => _ackedOrNull ??= new(StringComparer.Ordinal);
+    private Queue<string> _ackedOrder => _ackedOrderOrNull ??= new();
     private const int RecentlyAcked = 1024;
     private List<Entry>? _heldWhileLoading = [];
     // The one desired-state message this lane holds (waiting or in flight), if any.
@@ -88,7 +94,7 @@ internal sealed class DeviceLane : IDeviceLane
             if (_closed) return false;
             // A raw device does not get state messages; it stays stored (and superseded by the next one).
             if (message.IsState && !TakesState) return true;
-            if (_acked.Contains(message.Id) || !_seen.Add(message.Id)) return true;
+            if (_ackedOrNull?.Contains(message.Id) == true || !_seen.Add(message.Id)) return true;
             var entry = new Entry(this, message, durable, expiresAt) { AcceptedAt = _time.GetTimestamp() };
             if (message.IsState && !AdmitState(entry)) return true;
             if (_heldWhileLoading is not null)
@@ -222,8 +228,8 @@ internal sealed class DeviceLane : IDeviceLane
         {
             _closed = true;
             _ackTimer?.Dispose();
-            _waiting.Clear();
-            _inFlight.Clear();
+            _waitingOrNull?.Clear();
+            _inFlightOrNull?.Clear();
         }
     }
 
@@ -274,7 +280,7 @@ internal sealed class DeviceLane : IDeviceLane
     private void Pump()
     {
         var now = _time.GetUtcNow();
-        while (!_closed && _waiting.Count > 0 && _inFlight.Count < _maxInFlight)
+        while (!_closed && _waitingOrNull is { Count: > 0 } && (_inFlightOrNull?.Count ?? 0) < _maxInFlight)
         {
             var entry = _waiting.Dequeue();
             if (entry.Dropped) continue;

@@ -9,6 +9,8 @@ internal sealed class Lanes(Outbox outbox, DeliveryTracker tracker, IOptions<Gat
     private readonly DeliveryOptions _o = options.Value.Delivery;
     private readonly int _maxWaiting = options.Value.Limits.SendQueueMessages;
     private readonly bool _propagateTrace = options.Value.Telemetry.PropagateToDevices;
+    // One delegate for every lane (a method group per call would be one more object per device).
+    private readonly Func<DeviceSession, Task<IReadOnlyList<Messages.StoredMessage>>> _loadPending = outbox.LoadPendingAsync;
 
-    public DeviceLane Create(DeviceSession session) => new(session, outbox.LoadPendingAsync, tracker, _o.MaxInFlight, _maxWaiting, _o.AckTimeout, time, _propagateTrace);
+    public DeviceLane Create(DeviceSession session) => new(session, _loadPending, tracker, _o.MaxInFlight, _maxWaiting, _o.AckTimeout, time, _propagateTrace);
 }
