@@ -1,6 +1,5 @@
 using System.Buffers;
 using System.Net.WebSockets;
-using System.Threading.Channels;
 using DeviceGate.Auth;
 using DeviceGate.Protocol;
 using DeviceGate.Sessions;
@@ -8,9 +7,14 @@ using DeviceGate.Sessions;
 namespace DeviceGate.Connections;
 
 /// <summary>
-/// The WebSocket transport of one session: a read loop that never pauses and a writer loop fed by one bounded
-/// queue. Every close goes through the writer, so only one task ever sends on the socket; enqueueing never blocks
-/// the caller. What the device is (id, budgets, lane) is its <see cref="Session"/>'s.
+/// The WebSocket transport of one session: a read loop, and one bounded queue with at most one writer at a time.
+/// A message queued while nothing is being written is written at once on the caller's thread (as SignalR's
+/// <c>HubConnectionContext.WriteAsync</c> does): Kestrel takes the bytes into the connection's pipe without waiting,
+/// so the caller pays a copy and no thread hop. Only a write that does not finish at once (a slow device, a full
+/// pipe) goes on asynchronously, and it writes whatever was queued behind it, in order, before it lets go. An idle
+/// device therefore holds no writer task and no queue storage. Every close goes through the writer too, so only one
+/// writer ever sends on the socket; enqueueing never blocks the caller. What the device is (id, budgets, lane) is
+/// its <see cref="Session"/>'s.
 /// </summary>
 internal sealed class DeviceSocket : ISessionTransport
 {
@@ -20,7 +24,11 @@ internal sealed class DeviceSocket : ISessionTransport
     private const int InitialReceiveBuffer = 4096;
 
     private WebSocket? _socket;
-    private readonly Channel<OutboundMessage> _queue;
+    // The queue (guarded by itself) and whether a writer holds the socket (1) or not (0); see Drain.
+    private readonly Queue<OutboundMessage> _queue = new();
+    private bool _queueCompleted;
+    private int _highWater;
+    private int _writing;
     private readonly int _maxMessageBytes;
     private readonly int _maxQueuedMessages;
     private readonly long _maxQueuedBytes;
@@ -31,6 +39,7 @@ internal sealed class DeviceSocket : ISessionTransport
     private readonly TaskCompletionSource _closeSent = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource _readDone = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource _done = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource _writesDone = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private QueueBudget _queued;
     private int _closeRequested;
     private volatile bool _dropBacklog;
@@ -51,9 +60,6 @@ internal sealed class DeviceSocket : ISessionTransport
         _maxQueuedBytes = limits.SendQueueBytes;
         _time = time;
         _onMessage = onMessage;
-        // Bounded only in name (our own caps decide overflow): unlike the unbounded channel, whose queue starts with a
-        // 32-slot segment, its queue holds no array until the first message, so an idle device costs ~1.4 KB less.
-        _queue = Channel.CreateBounded<OutboundMessage>(new BoundedChannelOptions(int.MaxValue) { SingleReader = true, FullMode = BoundedChannelFullMode.Wait });
     }
 
     public DeviceSession Session { get; }
@@ -91,11 +97,17 @@ internal sealed class DeviceSocket : ISessionTransport
             if (RequestClose(CloseCodes.SlowConsumer, CloseReasons.SlowConsumer, dropBacklog: true)) _metrics.SendQueueOverflows.Add(1);
             return EnqueueResult.Overflow;
         }
-        if (!_queue.Writer.TryWrite(message))
+        lock (_queue)
         {
-            Dequeued(message.Payload.Length);
-            return EnqueueResult.Closed;
+            if (_queueCompleted)
+            {
+                Dequeued(message.Payload.Length);
+                return EnqueueResult.Closed;
+            }
+            _queue.Enqueue(message);
+            if (_queue.Count > _highWater) _highWater = _queue.Count;
         }
+        Kick();
         return EnqueueResult.Queued;
     }
 
@@ -111,9 +123,11 @@ internal sealed class DeviceSocket : ISessionTransport
         CloseReason = _sendReason = reason;
         _dropBacklog = dropBacklog;
         Closing?.Invoke(Session);
-        _queue.Writer.TryComplete();
+        lock (_queue) _queueCompleted = true;
         // Every close is bounded, except shutdown's 1001, whose drain deadline the shutdown service enforces.
         if (code != CloseCodes.GoingAway && Volatile.Read(ref _socket) is { } socket) _ = AbortIfCloseStallsAsync(socket);
+        // An idle writer is woken to write the close (after the backlog, unless it is dropped).
+        Kick();
         return true;
     }
 
@@ -139,11 +153,12 @@ internal sealed class DeviceSocket : ISessionTransport
         {
             // Closed before the upgrade finished (e.g. replaced at once): the same bound applies from now on.
             if (IsClosing && _sendCode != CloseCodes.GoingAway) _ = AbortIfCloseStallsAsync(socket);
-            var writer = WriteLoopAsync(socket);
+            // What was queued before the upgrade finished (or a close requested meanwhile) is written now.
+            Kick();
             await ReadLoopAsync(socket).ConfigureAwait(false);
             _readDone.TrySetResult();
             if (socket.State != WebSocketState.Closed && !IsClosing) RequestClose(1006, "aborted", dropBacklog: true);
-            await writer.ConfigureAwait(false);
+            await _writesDone.Task.ConfigureAwait(false);
         }
         finally
         {
@@ -327,24 +342,125 @@ internal sealed class DeviceSocket : ISessionTransport
         }
     }
 
-    private async Task WriteLoopAsync(WebSocket socket)
+    /// <summary>Starts a writer on this thread unless one holds the socket (or there is no socket yet).</summary>
+    private void Kick()
     {
-        var reader = _queue.Reader;
+        if (Volatile.Read(ref _socket) is not null && Interlocked.CompareExchange(ref _writing, 1, 0) == 0) Drain();
+    }
+
+    /// <summary>
+    /// The writer, entered only by whoever set <see cref="_writing"/>: writes the queue in order while each write
+    /// finishes at once; hands over to <see cref="DrainAsync"/> at the first that does not. Once the queue is empty it
+    /// lets go of the socket and looks once more (a message queued in between would otherwise wait for the next one);
+    /// once a close was requested it writes the close instead and never lets go.
+    /// </summary>
+    private void Drain()
+    {
+        var socket = _socket!;
+        while (true)
+        {
+            if (!_dropBacklog && TryDequeue(out var message))
+            {
+                ValueTask send;
+                try
+                {
+                    send = socket.SendAsync(message.Payload, message.Type, endOfMessage: true, CancellationToken.None);
+                    if (send.IsCompleted) send.GetAwaiter().GetResult();
+                }
+                catch (Exception e) when (IsConnectionFailure(e))
+                {
+                    WriteFailed(socket);
+                    return;
+                }
+                if (!send.IsCompleted)
+                {
+                    _ = DrainAsync(socket, send, message);
+                    return;
+                }
+                Written(message);
+                continue;
+            }
+            if (IsClosing)
+            {
+                _ = CloseAsync(socket);
+                return;
+            }
+            Volatile.Write(ref _writing, 0);
+            lock (_queue)
+            {
+                if (_queue.Count == 0 && _highWater > 16)
+                {
+                    // A burst grew the queue's array: an idle device does not keep it.
+                    _queue.TrimExcess();
+                    _highWater = 0;
+                }
+                if (_queue.Count == 0 && !IsClosing) return;
+            }
+            if (Interlocked.CompareExchange(ref _writing, 1, 0) != 0) return;
+        }
+    }
+
+    /// <summary>The writer, past a write that did not finish at once: waits for it, then goes on as <see cref="Drain"/>.</summary>
+    private async Task DrainAsync(WebSocket socket, ValueTask pending, OutboundMessage message)
+    {
         try
         {
-            while (await reader.WaitToReadAsync().ConfigureAwait(false))
-            {
-                while (!_dropBacklog && reader.TryRead(out var message))
-                {
-                    Dequeued(message.Payload.Length);
-                    await socket.SendAsync(message.Payload, message.Type, endOfMessage: true, CancellationToken.None).ConfigureAwait(false);
-                    _metrics.BytesOut.Add(message.Payload.Length);
-                    message.Observer?.OnWritten();
-                }
-                if (_dropBacklog) break;
-            }
-            while (reader.TryRead(out var dropped)) Dequeued(dropped.Payload.Length);
+            await pending.ConfigureAwait(false);
+        }
+        catch (Exception e) when (IsConnectionFailure(e))
+        {
+            WriteFailed(socket);
+            return;
+        }
+        Written(message);
+        Drain();
+    }
 
+    private bool TryDequeue(out OutboundMessage message)
+    {
+        lock (_queue)
+        {
+            if (!_queue.TryDequeue(out message)) return false;
+        }
+        Dequeued(message.Payload.Length);
+        return true;
+    }
+
+    private void Written(in OutboundMessage message)
+    {
+        _metrics.BytesOut.Add(message.Payload.Length);
+        try
+        {
+            message.Observer?.OnWritten();
+        }
+        catch (Exception e)
+        {
+            // The writer may be running on a sender's thread: a failing observer (a bug of ours) ends this one
+            // connection with 1011, never the sender's call.
+            Faulted?.Invoke(Session, e);
+            RequestClose(CloseCodes.InternalError, CloseReasons.InternalError, dropBacklog: true);
+        }
+    }
+
+    private static bool IsConnectionFailure(Exception e) => e is WebSocketException or OperationCanceledException or ObjectDisposedException or IOException
+        or Microsoft.AspNetCore.Connections.ConnectionAbortedException;
+
+    /// <summary>A write failed: the connection is gone; the writer keeps the socket so nothing else writes.</summary>
+    private void WriteFailed(WebSocket socket)
+    {
+        socket.Abort();
+        RequestClose(1006, "aborted", dropBacklog: true);
+        DropQueued();
+        _closeSent.TrySetResult();
+        _writesDone.TrySetResult();
+    }
+
+    /// <summary>The close, written by the writer after the backlog (or instead of it): bounded by CloseHandshakeTimeout.</summary>
+    private async Task CloseAsync(WebSocket socket)
+    {
+        DropQueued();
+        try
+        {
             if (socket.State is WebSocketState.Open or WebSocketState.CloseReceived && _sendCode != 1006)
             {
                 await socket.CloseOutputAsync((WebSocketCloseStatus)_sendCode, _sendReason, CancellationToken.None).ConfigureAwait(false);
@@ -357,15 +473,22 @@ internal sealed class DeviceSocket : ISessionTransport
                 socket.Abort();
             }
         }
-        catch (Exception e) when (e is WebSocketException or OperationCanceledException or ObjectDisposedException or IOException
-                                      or Microsoft.AspNetCore.Connections.ConnectionAbortedException)
+        catch (Exception e) when (IsConnectionFailure(e))
         {
             socket.Abort();
         }
         finally
         {
             _closeSent.TrySetResult();
-            while (reader.TryRead(out var dropped)) Dequeued(dropped.Payload.Length);
+            DropQueued();
+            _writesDone.TrySetResult();
+        }
+    }
+
+    private void DropQueued()
+    {
+        while (TryDequeue(out _))
+        {
         }
     }
 
