@@ -310,12 +310,12 @@ public sealed class LimitsOptions
 
     /// <summary>
     /// Messages per second one device may send (token bucket refill). Past it an envelope device's message is
-    /// answered <c>rate_limited</c> and dropped; a raw device, an echo client or an MQTT device is read no further
+    /// answered <c>rate_limited</c> and dropped; a raw device or an MQTT device is read no further
     /// until the budget refills (TCP flow control slows it down), so nothing it sent is lost.
     /// </summary>
     public int DeviceMessagesPerSecond { get; set; } = Defaults.DeviceMessagesPerSecond;
 
-    /// <summary>How long a raw, echo or MQTT device may stay held to its message rate without a break before it is closed with 1008 <c>rate_limited</c>.</summary>
+    /// <summary>How long a raw or MQTT device may stay held to its message rate without a break before it is closed with 1008 <c>rate_limited</c>.</summary>
     public TimeSpan ThrottledCloseAfter { get; set; } = Defaults.ThrottledCloseAfter;
 
     /// <summary>Messages one device may send at once before the rate applies.</summary>

@@ -83,6 +83,13 @@ internal sealed class DeviceSocket : ISessionTransport
     /// <summary>Told about each message dropped by the per-device rate limit (envelope devices get an error envelope).</summary>
     public Action<DeviceSession>? RateLimited { get; init; }
 
+    /// <summary>
+    /// Whether what the peer sends is held to its session's message budget (devices: yes). The echo endpoint is not:
+    /// each message it reads is answered on the same connection, so a client goes only as fast as it reads its
+    /// replies, and one that stops reading fills its send queue and is closed with 4002.
+    /// </summary>
+    public bool HeldToRate { get; init; } = true;
+
     /// <summary>Completes when the connection has ended, whichever side ended it.</summary>
     public Task Completion => _done.Task;
 
@@ -224,7 +231,7 @@ internal sealed class DeviceSocket : ISessionTransport
                 else if (!IsClosing)
                 {
                     _metrics.BytesIn.Add(length);
-                    var allowed = Session.Mode == Protocol.ConnectionMode.Raw ? await ThrottleAsync().ConfigureAwait(false) : TakeMessageToken();
+                    var allowed = !HeldToRate || (Session.Mode == Protocol.ConnectionMode.Raw ? await ThrottleAsync().ConfigureAwait(false) : TakeMessageToken());
                     if (allowed) _onMessage(Session, buffer is null ? ReadOnlySpan<byte>.Empty : buffer.AsSpan(0, length), type);
                 }
                 if (buffer is not null)

@@ -44,7 +44,8 @@ internal sealed class EchoEndpoint(
             metrics.Upgrades.Add(upgrade.Via);
             // An echo session is nobody's device: never registered, no lane, a budget of its own.
             var session = new DeviceSession("echo", Protocol.ConnectionMode.Raw, Auth.DevicePermissions.Unrestricted, budgets.Unshared(), time.GetUtcNow());
-            var transport = new DeviceSocket(session, options.Value.Limits, time, metrics, Echo);
+            // Paced by its own replies rather than the device message rate (DeviceSocket.HeldToRate).
+            var transport = new DeviceSocket(session, options.Value.Limits, time, metrics, Echo) { HeldToRate = false };
             session.Attach(transport, lane: null);
             echoes.Add(session);
             try

@@ -55,4 +55,21 @@ public sealed class EchoTests
         using var plain = new HttpClient { BaseAddress = gw.BaseUri };
         Assert.Equal(HttpStatusCode.NotFound, (await plain.GetAsync("ws/echo")).StatusCode);
     }
+
+    [Fact]
+    public async Task Echo_is_paced_by_its_replies_not_held_to_the_device_message_rate()
+    {
+        // Default limits: 200 messages/s with a burst of 400 per device. An echo client doing 1,000 back-to-back round
+        // trips is never held: none of its messages waited for a token.
+        await using var gw = await TestGateway.StartAsync();
+        using var socket = await ConnectEchoAsync(gw);
+        for (var i = 0; i < 1000; i++)
+        {
+            await socket.SendTextAsync($"m{i}");
+            Assert.Equal($"m{i}", await socket.ReceiveTextAsync());
+        }
+        using var anonymous = new HttpClient { BaseAddress = gw.BaseUri };
+        var metrics = await anonymous.GetStringAsync("metrics");
+        Assert.Equal(0, PrometheusText.Value(metrics, "devicegate_rate_limited_messages_total"));
+    }
 }
