@@ -20,6 +20,10 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IStateStore,
     // Synchronous continuations: a write wakes the blocked writer thread directly, not through a busy thread pool.
     private readonly Channel<WriteOp> _writes = Channel.CreateUnbounded<WriteOp>(new UnboundedChannelOptions { SingleReader = true, AllowSynchronousContinuations = true });
     private readonly Dictionary<string, int> _pendingCounts = new(StringComparer.Ordinal);
+    // Devices that may have pending messages, each with a generation bumped by every message queued for it: a connect
+    // of a device not in it reads nothing from the database (most connects). Readable from any thread, unlike the
+    // counts (the writer's alone); an entry goes only when a read found nothing and no message came meanwhile.
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, long> _mayHavePending = new(StringComparer.Ordinal);
     // Payload bytes of each device sender's pending messages (DeviceGate:Limits:DeviceStoredBytes); the server's are not counted.
     private readonly Dictionary<string, long> _senderBytes = new(StringComparer.Ordinal);
     private readonly SqliteConnection _writer;
@@ -57,6 +61,7 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IStateStore,
             while (r.Read()) _pendingCounts[r.GetString(0)] = r.GetInt32(1);
         }
         _pendingTotal = _pendingCounts.Values.Sum();
+        foreach (var device in _pendingCounts.Keys) _mayHavePending[device] = 0;
         using (var cmd = _writer.CreateCommand())
         {
             cmd.CommandText = "SELECT sender, sum(length(data)) FROM messages WHERE pending = 1 AND sender <> 'server' GROUP BY sender;";
@@ -223,6 +228,8 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IStateStore,
 
     private void Adjust(string device, int delta)
     {
+        // Before the commit that makes the message readable, so a connect's read that misses it keeps the entry.
+        if (delta > 0) _mayHavePending.AddOrUpdate(device, 1, static (_, generation) => generation + 1);
         var before = _pendingCounts.GetValueOrDefault(device);
         var now = Math.Max(0, before + delta);
         _undo.Add((device, now - before, false));
@@ -424,6 +431,7 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IStateStore,
 
     private async Task<IReadOnlyList<StoredMessage>> LoadPendingCoreAsync(string device, DateTimeOffset now)
     {
+        if (!_mayHavePending.TryGetValue(device, out var generation)) return [];
         await using var c = OpenReader();
         using var cmd = Command(c, null, """
             SELECT id, sender, grp, kind, data, raw, raw_binary, created_at, expires_at, attempts, state_version
@@ -439,6 +447,8 @@ internal sealed class SqliteStore : IMessageStore, IDirectoryStore, IStateStore,
                 MessageData.Restore((DataKind)r.GetInt32(3), (byte[])r[4], form == 1, form == RawIsJsonString, r.IsDBNull(5) ? null : (byte[])r[5]),
                 FromMs(r.GetInt64(7)), FromMs(r.GetInt64(8)), r.GetInt32(9), r.GetInt64(10)));
         }
+        // Nothing pending, and nothing queued for it since the generation read above: the next connect reads nothing.
+        if (list.Count == 0) _mayHavePending.TryRemove(new KeyValuePair<string, long>(device, generation));
         return list;
     }
 

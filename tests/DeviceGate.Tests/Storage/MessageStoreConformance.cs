@@ -58,6 +58,22 @@ public abstract class MessageStoreConformance : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_device_that_had_nothing_pending_loads_what_is_queued_afterwards_also_after_a_restart()
+    {
+        // A store may remember that a device has nothing pending (so connects read nothing): it must forget it
+        // as soon as a message is queued for that device, and across a restart.
+        Assert.Empty(await Messages.LoadPendingAsync("late", T0));
+        Assert.Empty(await Messages.LoadPendingAsync("late", T0));
+        await Messages.AcceptAsync(Message("l1", "late", "x"), null, 10);
+        Assert.Equal(["l1"], (await Messages.LoadPendingAsync("late", T0)).Select(m => m.Id).ToArray());
+        await Messages.RecordAsync("late", "l1", MessageStatus.Acked, final: true, T0);
+        Assert.Empty(await Messages.LoadPendingAsync("late", T0));
+        await Messages.AcceptAsync(Message("l2", "late", "y"), null, 10);
+        await ReopenStoreAsync();
+        Assert.Equal(["l2"], (await Messages.LoadPendingAsync("late", T0)).Select(m => m.Id).ToArray());
+    }
+
+    [Fact]
     public async Task Json_payloads_keep_their_raw_form()
     {
         using var doc = System.Text.Json.JsonDocument.Parse("\"a string\"");
