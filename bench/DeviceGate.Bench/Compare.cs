@@ -121,9 +121,11 @@ internal static class Compare
         var filesAtRest = server.OpenFiles();
 
         var started = Stopwatch.GetTimestamp();
+        var cpuBefore = server.CpuSeconds();
         var progress = new Progress<int>(n => Console.Error.Write($"\r  connected {n}/{s.Devices}   "));
         await using var fleet = await DeviceFleet.ConnectAsync([server], s.Devices, "bench-", s.ConnectConcurrency, s.Devices >= 5000 ? progress : null);
         var connectSeconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
+        var cpuPerConnect = (server.CpuSeconds() - cpuBefore) / s.Devices * 1e6;
         if (s.Devices >= 5000) Console.Error.WriteLine();
         await Task.Delay(TimeSpan.FromSeconds(2)); // let the server's allocations settle before reading its RSS (a benchmark, not a test)
         var perDevice = (server.RssBytes() - rssAtRest) / (double)s.Devices;
@@ -136,7 +138,8 @@ internal static class Compare
         {
             Add("connect", "connects/s", s.Devices / connectSeconds);
             Add("connect", "KiB/device", perDevice / 1024);
-            Console.Error.WriteLine($"  connect   {s.Devices / connectSeconds,10:F0} conn/s   {perDevice / 1024,6:F1} KiB/device");
+            Add("connect", "server CPU us/connect", cpuPerConnect);
+            Console.Error.WriteLine($"  connect   {s.Devices / connectSeconds,10:F0} conn/s   {perDevice / 1024,6:F1} KiB/device   {cpuPerConnect,6:F0} µs CPU/connect");
         }
 
         if (s.Scenarios.Contains("fanout"))
@@ -145,7 +148,11 @@ internal static class Compare
             Add("fanout", "deliveries/s", rate);
             Add("fanout", "p50 ms", p50);
             Add("fanout", "p99 ms", p99);
-            Console.Error.WriteLine($"  fanout    {rate,10:F0} deliveries/s   p50 {p50,6:F1} ms  p99 {p99,6:F1} ms");
+            // What the broadcasts left behind in each idle connection (buffers that writes borrowed and kept).
+            await Task.Delay(TimeSpan.FromSeconds(2));
+            var afterBroadcast = (server.RssBytes() - rssAtRest) / (double)s.Devices;
+            Add("fanout", "KiB/device after", afterBroadcast / 1024);
+            Console.Error.WriteLine($"  fanout    {rate,10:F0} deliveries/s   p50 {p50,6:F1} ms  p99 {p99,6:F1} ms   {afterBroadcast / 1024,6:F1} KiB/device after");
         }
 
         if (s.Scenarios.Contains("targeted"))

@@ -53,6 +53,16 @@ internal sealed partial class ServerUnderTest : IAsyncDisposable
         return 0;
     }
 
+    /// <summary>CPU time the server process has used so far (user + system, from /proc/&lt;pid&gt;/stat; seconds).</summary>
+    public double CpuSeconds()
+    {
+        if (Pid == 0) return 0;
+        var stat = File.ReadAllText($"/proc/{Pid}/stat");
+        // Fields after the command name (which is in parentheses and may hold spaces): utime and stime are 14 and 15.
+        var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+        return (long.Parse(fields[11], System.Globalization.CultureInfo.InvariantCulture) + long.Parse(fields[12], System.Globalization.CultureInfo.InvariantCulture)) / 100.0;
+    }
+
     /// <summary>Open file descriptors of the server process (sockets included).</summary>
     public int OpenFiles() => Pid == 0 ? 0 : Directory.GetFiles($"/proc/{Pid}/fd").Length;
 
