@@ -18,13 +18,18 @@ test('send, broadcast, groups, rpc, status, cancel, disconnect and the event str
   const gateway = new GatewayClient({ url: gw.url, apiKey });
   const ac = new AbortController();
   t.after(() => ac.abort());
-  const events = gateway.events({ types: ['connected', 'message'], signal: ac.signal });
-  const firstEvent = events.next();
+  // The stream's request and the device's connect travel on different connections: a reader the gateway has
+  // subscribed (fetch resolves after the headers) learns the connected event's id, and the client resumes from it.
+  const raw = await fetch(`${gw.url}/api/events?types=connected`, { headers: { Authorization: `Bearer ${apiKey}` }, signal: ac.signal });
+  const frames = sseFrames(raw.body);
 
   const inbox = new Inbox();
   const d = await connected(t, gw, 'gc-1', inbox);
+  const connectedId = Number((await withTimeout(frames.next(), undefined, 'no connected frame')).value.id);
+  await frames.return(undefined);
 
-  const e = await withTimeout(firstEvent, undefined, 'no event');
+  const events = gateway.events({ types: ['connected', 'message'], lastEventId: connectedId - 1, signal: ac.signal });
+  const e = await withTimeout(events.next(), undefined, 'no event');
   assert.equal(e.value.type, 'connected');
   assert.equal(e.value.device, 'gc-1');
 
