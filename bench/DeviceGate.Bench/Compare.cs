@@ -148,8 +148,9 @@ internal static class Compare
             Add("fanout", "deliveries/s", rate);
             Add("fanout", "p50 ms", p50);
             Add("fanout", "p99 ms", p99);
-            // What the broadcasts left behind in each idle connection (buffers that writes borrowed and kept).
-            await Task.Delay(TimeSpan.FromSeconds(2));
+            // What the broadcasts left behind in each idle connection (buffers that writes borrowed and kept), once
+            // the pools had time to give back what they do not need (Kestrel's evicts idle blocks every few seconds).
+            await Task.Delay(TimeSpan.FromSeconds(s.Devices >= 5000 ? 15 : 2));
             var afterBroadcast = (server.RssBytes() - rssAtRest) / (double)s.Devices;
             Add("fanout", "KiB/device after", afterBroadcast / 1024);
             Console.Error.WriteLine($"  fanout    {rate,10:F0} deliveries/s   p50 {p50,6:F1} ms  p99 {p99,6:F1} ms   {afterBroadcast / 1024,6:F1} KiB/device after");
