@@ -3,6 +3,7 @@ using System.IO.Pipelines;
 using System.Net;
 using System.Net.WebSockets;
 using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Connections.Features;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.AspNetCore.Server.Kestrel.Core.Internal.Http;
 using Microsoft.Extensions.Options;
@@ -46,8 +47,12 @@ internal sealed class ConnectionLevelUpgrades(
         Route route;
         try
         {
-            // Kestrel waits this long for a new connection's first request; so does the look at its first bytes.
+            // Kestrel waits this long for a new connection's first request; so does the look at its first bytes. A
+            // shutdown ends the wait at once, as Kestrel closes an idle HTTP connection (a browser's preconnect
+            // would otherwise hold up the shutdown until Kestrel's own deadline aborts it).
             using var idle = new CancellationTokenSource(limits.KeepAliveTimeout, time);
+            using var closing = connection.Features.Get<IConnectionLifetimeNotificationFeature>()?.ConnectionClosedRequested
+                .UnsafeRegister(static state => ((CancellationTokenSource)state!).Cancel(), idle);
             route = await SniffAsync(connection.Transport.Input, idle.Token).ConfigureAwait(false);
         }
         catch (OperationCanceledException)

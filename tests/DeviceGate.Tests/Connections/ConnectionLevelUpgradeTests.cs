@@ -163,6 +163,19 @@ public sealed class ConnectionLevelUpgradeTests : IAsyncLifetime
             PrometheusText.Value(await _connection.Api.GetStringAsync("metrics"), "devicegate_connected_devices") == 0, "connected devices back to 0");
     }
 
+    [Fact]
+    public async Task A_connection_that_never_sent_a_byte_does_not_hold_up_shutdown()
+    {
+        await using var gw = await TestGateway.StartAsync(Settings(true));
+        using var idle = new TcpClient { NoDelay = true };
+        await idle.ConnectAsync(gw.BaseUri.Host, gw.BaseUri.Port).WaitAsync(Timeouts.Default);
+        // Kestrel would wait for it until the host's shutdown timeout (30 s); a shutdown closes it at once instead.
+        await gw.App.StopAsync().WaitAsync(TimeSpan.FromSeconds(10));
+        var buffer = new byte[1];
+        var read = await idle.GetStream().ReadAsync(buffer).AsTask().WaitAsync(Timeouts.Default);
+        Assert.Equal(0, read);
+    }
+
     private sealed record Response(int Status, string Head, byte[] Body)
     {
         public string Header(string name) => Head.Split("\r\n").Skip(1)
