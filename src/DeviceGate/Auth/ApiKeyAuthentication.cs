@@ -83,9 +83,11 @@ public sealed class ApiCallers
 internal static class BearerToken
 {
     /// <summary>The credential of an <c>Authorization: Bearer</c> header, or null.</summary>
-    public static string? From(HttpRequest request)
+    public static string? From(HttpRequest request) => From(request.Headers.Authorization.ToString());
+
+    /// <summary>The credential of an <c>Authorization</c> header's value when it is <c>Bearer</c>, or null.</summary>
+    public static string? From(string header)
     {
-        var header = request.Headers.Authorization.ToString();
         const string prefix = "Bearer ";
         if (!header.StartsWith(prefix, StringComparison.OrdinalIgnoreCase)) return null;
         var value = header[prefix.Length..].Trim();

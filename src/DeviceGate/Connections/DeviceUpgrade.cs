@@ -59,13 +59,7 @@ internal abstract class DeviceUpgrade
     /// <summary>The token: the <c>Authorization: Bearer</c> header wins over the <c>access_token</c> query parameter (which browsers need).</summary>
     public string? Token()
     {
-        var header = Header("Authorization");
-        const string prefix = "Bearer ";
-        if (header.StartsWith(prefix, StringComparison.OrdinalIgnoreCase))
-        {
-            var value = header[prefix.Length..].Trim();
-            if (value.Length > 0) return value;
-        }
+        if (Auth.BearerToken.From(Header("Authorization")) is { } header) return header;
         var query = Query("access_token");
         return query.Count == 1 && !string.IsNullOrEmpty(query[0]) ? query[0] : null;
     }
