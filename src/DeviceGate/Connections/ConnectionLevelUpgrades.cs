@@ -31,11 +31,13 @@ internal sealed class ConnectionLevelUpgrades(
     private enum Route { Http, Device, Echo }
 
     private static readonly HttpParser<UpgradeRequestHead> Parser = new(showErrorDetails: false);
-    private static readonly byte[][] DevicePrefixes = ["GET /ws?"u8.ToArray(), "GET /ws "u8.ToArray()];
-    private static readonly byte[][] EchoPrefixes = ["GET /ws/echo?"u8.ToArray(), "GET /ws/echo "u8.ToArray()];
+    private static readonly (byte[] Prefix, Route Route)[] DevicePrefixes = [("GET /ws?"u8.ToArray(), Route.Device), ("GET /ws "u8.ToArray(), Route.Device)];
+    private static readonly (byte[] Prefix, Route Route)[] AllPrefixes =
+        [.. DevicePrefixes, ("GET /ws/echo?"u8.ToArray(), Route.Echo), ("GET /ws/echo "u8.ToArray(), Route.Echo)];
     private const int LongestPrefix = 13;
 
-    private readonly bool _echo = options.Value.WebSockets.EnableEcho;
+    // The first bytes that make a connection ours: the echo endpoint's only when it is served.
+    private readonly (byte[] Prefix, Route Route)[] _prefixes = options.Value.WebSockets.EnableEcho ? AllPrefixes : DevicePrefixes;
     private readonly IReadOnlySet<IPAddress> _knownProxies = options.Value.Network.KnownProxies.Select(IPAddress.Parse).ToHashSet();
 
     /// <summary>Whether device upgrades are answered here: on by default; permessage-deflate stays with the HTTP pipeline's WebSocket middleware.</summary>
@@ -55,12 +57,10 @@ internal sealed class ConnectionLevelUpgrades(
                 .UnsafeRegister(static state => ((CancellationTokenSource)state!).Cancel(), idle);
             route = await SniffAsync(connection.Transport.Input, idle.Token).ConfigureAwait(false);
         }
-        catch (OperationCanceledException)
+        catch (Exception e) when (e is OperationCanceledException or IOException)
         {
-            return;
-        }
-        catch (Exception e) when (e is IOException or ConnectionResetException or ConnectionAbortedException)
-        {
+            // Timed out, shut down, reset or aborted (ConnectionResetException is an IOException,
+            // ConnectionAbortedException an OperationCanceledException): nothing to answer.
             return;
         }
         if (route == Route.Http)
@@ -86,9 +86,7 @@ internal sealed class ConnectionLevelUpgrades(
         {
             // A close handshake that finished lets Kestrel close the connection gracefully; anything else is dropped.
             if (socket.State != WebSocketState.Closed) connection.Abort(new ConnectionAbortedException("the WebSocket was aborted"));
-            return;
         }
-        DiscardBuffered(connection.Transport.Input);
     }
 
     /// <summary>Reads until the first bytes say whether this is a device upgrade; consumes nothing, so the HTTP layer sees them all.</summary>
@@ -116,17 +114,14 @@ internal sealed class ConnectionLevelUpgrades(
         buffer.Slice(0, length).CopyTo(first);
         first = first[..length];
         var undecided = false;
-        foreach (var (prefixes, route) in new[] { (DevicePrefixes, Route.Device), (_echo ? EchoPrefixes : [], Route.Echo) })
+        foreach (var (prefix, route) in _prefixes)
         {
-            foreach (var prefix in prefixes)
+            if (first.StartsWith(prefix))
             {
-                if (first.StartsWith(prefix))
-                {
-                    decided = true;
-                    return route;
-                }
-                if (first.Length < prefix.Length && prefix.AsSpan().StartsWith(first)) undecided = true;
+                decided = true;
+                return route;
             }
+            if (first.Length < prefix.Length && prefix.AsSpan().StartsWith(first)) undecided = true;
         }
         decided = !undecided;
         return Route.Http;
@@ -154,7 +149,7 @@ internal sealed class ConnectionLevelUpgrades(
     private async Task<(int Status, string? Problem)> ReadHeadAsync(PipeReader input, UpgradeRequestHead head, KestrelServerLimits limits)
     {
         using var deadline = new CancellationTokenSource(limits.RequestHeadersTimeout, time);
-        long requestLineBytes = 0, headerBytes = 0;
+        long headerBytes = 0;
         try
         {
             while (true)
@@ -169,7 +164,7 @@ internal sealed class ConnectionLevelUpgrades(
                 {
                     // The start line and the headers after it in this buffer: Kestrel counts only the headers' bytes.
                     var lineEnd = buffer.PositionOf((byte)'\n') ?? buffer.Start;
-                    requestLineBytes = buffer.Slice(0, lineEnd).Length + 1;
+                    var requestLineBytes = buffer.Slice(0, lineEnd).Length + 1;
                     headerBytes += consumed - requestLineBytes;
                     if (requestLineBytes > limits.MaxRequestLineSize)
                     {
@@ -217,7 +212,7 @@ internal sealed class ConnectionLevelUpgrades(
         {
             return (e.StatusCode, "malformed request");
         }
-        catch (Exception e) when (e is IOException or ConnectionResetException or ConnectionAbortedException)
+        catch (Exception e) when (e is IOException or ConnectionAbortedException)
         {
             return (-1, null);
         }
@@ -230,29 +225,9 @@ internal sealed class ConnectionLevelUpgrades(
         {
             await ConnectionUpgrade.WriteRefusalAsync(connection.Transport.Output, status, null, problem, null).ConfigureAwait(false);
         }
-        catch (Exception e) when (e is IOException or ConnectionResetException or ConnectionAbortedException or InvalidOperationException)
+        catch (Exception e) when (e is IOException or ConnectionAbortedException or InvalidOperationException)
         {
-            return;
-        }
-        DiscardBuffered(connection.Transport.Input);
-    }
-
-    /// <summary>
-    /// Drops what the client already sent beyond what was read, so closing does not reset the connection (a reset can
-    /// discard the answer before the client reads it). Never waits for more.
-    /// </summary>
-    private static void DiscardBuffered(PipeReader input)
-    {
-        try
-        {
-            for (var i = 0; i < 64 && input.TryRead(out var result); i++)
-            {
-                input.AdvanceTo(result.Buffer.End);
-                if (result.IsCompleted) break;
-            }
-        }
-        catch (InvalidOperationException)
-        {
+            // The client is gone already: nobody to answer.
         }
     }
 }

@@ -42,8 +42,12 @@ internal sealed class UpgradeRequestHead : IHttpHeadersHandler, IHttpRequestLine
     {
         get
         {
-            var i = Array.FindIndex(Kept, k => string.Equals(k, name, StringComparison.OrdinalIgnoreCase));
-            return i < 0 ? throw new ArgumentException($"{name} is not kept", nameof(name)) : _values[i] ?? "";
+            // A loop, not Array.FindIndex with a lambda: that would allocate a closure on each of a handshake's lookups.
+            for (var i = 0; i < Kept.Length; i++)
+            {
+                if (string.Equals(Kept[i], name, StringComparison.OrdinalIgnoreCase)) return _values[i] ?? "";
+            }
+            throw new ArgumentException($"{name} is not kept", nameof(name));
         }
     }
 
