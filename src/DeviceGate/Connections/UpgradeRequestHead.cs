@@ -17,25 +17,23 @@ internal sealed class UpgradeRequestHead : IHttpHeadersHandler, IHttpRequestLine
     private static readonly string[] Kept =
     [
         "Host", "Upgrade", "Connection", "Sec-WebSocket-Key", "Sec-WebSocket-Version", "Sec-WebSocket-Protocol",
-        "Sec-WebSocket-Extensions", "Origin", "Authorization", "X-Forwarded-For", "X-Forwarded-Proto", "Content-Length",
-        "Transfer-Encoding",
+        "Origin", "Authorization", "X-Forwarded-For", "X-Forwarded-Proto", "Content-Length", "Transfer-Encoding",
     ];
 
     private readonly string?[] _values = new string?[Kept.Length];
     private readonly int _maxHeaderCount;
+    private int _headerCount;
 
     public UpgradeRequestHead(int maxHeaderCount) => _maxHeaderCount = maxHeaderCount;
 
     public bool IsGet { get; private set; }
     public bool IsHttp11 { get; private set; }
-    public string Path { get; private set; } = "";
 
     /// <summary>The query string with its <c>?</c>, as sent (still percent-encoded), or "".</summary>
     public string QueryString { get; private set; } = "";
 
     public bool StartLineDone { get; private set; }
     public bool Complete { get; private set; }
-    public int HeaderCount { get; private set; }
 
     /// <summary>A kept header's value ("" when absent).</summary>
     public string this[string name]
@@ -61,14 +59,14 @@ internal sealed class UpgradeRequestHead : IHttpHeadersHandler, IHttpRequestLine
         {
             if (b is <= 0x20 or >= 0x7F) throw new BadRequest("invalid character in the request target");
         }
-        Path = Encoding.ASCII.GetString(target[..targetPath.Length]);
+        // The path is /ws or /ws/echo: the first bytes said so before this parser ran.
         QueryString = Encoding.ASCII.GetString(target[targetPath.Length..]);
         StartLineDone = true;
     }
 
     public void OnHeader(ReadOnlySpan<byte> name, ReadOnlySpan<byte> value)
     {
-        if (++HeaderCount > _maxHeaderCount) throw new TooLarge("too many request headers");
+        if (++_headerCount > _maxHeaderCount) throw new TooLarge("too many request headers");
         foreach (var b in value)
         {
             // Kestrel's parser leaves value characters to its caller; like the HTTP pipeline, refuse NUL and control characters.
