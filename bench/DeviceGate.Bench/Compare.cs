@@ -148,8 +148,8 @@ internal static class Compare
             Add("fanout", "deliveries/s", rate);
             Add("fanout", "p50 ms", p50);
             Add("fanout", "p99 ms", p99);
-            // What the broadcasts left behind in each idle connection (buffers that writes borrowed and kept), once
-            // the pools had time to give back what they do not need (Kestrel's evicts idle blocks every few seconds).
+            // What the broadcasts left behind in each idle connection (buffers that writes borrowed and the pools kept),
+            // read a while after them so a pool that gives blocks back in time gets the chance (Kestrel's did not, in 15 s).
             await Task.Delay(TimeSpan.FromSeconds(s.Devices >= 5000 ? 15 : 2));
             var afterBroadcast = (server.RssBytes() - rssAtRest) / (double)s.Devices;
             Add("fanout", "KiB/device after", afterBroadcast / 1024);
