@@ -144,8 +144,10 @@ internal static class Compare
 
         if (s.Scenarios.Contains("fanout"))
         {
+            var cpu = server.CpuSeconds();
             var (p50, p99, rate) = await fleet.BroadcastAsync(api, s.Broadcasts, TimeSpan.FromMinutes(2));
             Add("fanout", "deliveries/s", rate);
+            Add("fanout", "server CPU us/delivery", (server.CpuSeconds() - cpu) / ((double)s.Broadcasts * s.Devices) * 1e6);
             Add("fanout", "p50 ms", p50);
             Add("fanout", "p99 ms", p99);
             // What the broadcasts left behind in each idle connection (buffers that writes borrowed and the pools kept),
@@ -158,8 +160,10 @@ internal static class Compare
 
         if (s.Scenarios.Contains("targeted"))
         {
+            var cpu = server.CpuSeconds();
             var r = await fleet.RunAsync("targeted", api, s.Messages, s.Senders, "", TimeSpan.FromMinutes(3));
             AddTargeted("targeted", r);
+            Add("targeted", "server CPU us/message", (server.CpuSeconds() - cpu) / s.Messages * 1e6);
         }
 
         if (dg && s.Scenarios.Contains("batch"))
@@ -170,8 +174,10 @@ internal static class Compare
 
         if (s.Scenarios.Contains("echo"))
         {
+            var cpu = server.CpuSeconds();
             var (rate, p50, p99) = await Echo.RunAsync(server, s.EchoConnections, s.EchoRoundTrips, TimeSpan.FromMinutes(3));
             Add("echo", "round trips/s", rate);
+            Add("echo", "server CPU us/round trip", (server.CpuSeconds() - cpu) / ((double)s.EchoConnections * s.EchoRoundTrips) * 1e6);
             Add("echo", "p50 ms", p50);
             Add("echo", "p99 ms", p99);
             Console.Error.WriteLine($"  echo      {rate,10:F0} round trips/s   p50 {p50,6:F2} ms  p99 {p99,6:F2} ms");

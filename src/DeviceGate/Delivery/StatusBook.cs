@@ -9,34 +9,72 @@ namespace DeviceGate.Delivery;
 /// </summary>
 internal sealed class StatusBook(TimeProvider time)
 {
-    private sealed class Entry(string device, DateTimeOffset created)
+    /// <summary>A status and when it was reached, as the book keeps it (no object per change).</summary>
+    private readonly record struct Change(byte Status, long UtcTicks);
+
+    /// <summary>The changes after <c>queued</c>: a ttl=0 message makes at most three (sent, acked; or cancelled).</summary>
+    [System.Runtime.CompilerServices.InlineArray(3)]
+    private struct Changes
     {
-        public readonly Lock Gate = new();
-        public string Device { get; } = device;
-        public string Status = MessageStatus.Queued;
-        public DateTimeOffset Created { get; } = created;
-        public DateTimeOffset Updated = created;
-        public int Attempts;
-        public readonly List<StatusChange> History = [new(MessageStatus.Queued, created)];
+        private Change _first;
     }
 
-    private readonly ConcurrentDictionary<string, Entry> _entries = new(StringComparer.Ordinal);
-    private readonly ConcurrentQueue<string> _order = new();
+    /// <summary>One remembered message. A slot is reused when its message is forgotten.</summary>
+    private struct Slot
+    {
+        public string? Id;
+        public string Device;
+        public long CreatedTicks;
+        public int Attempts;
+        public byte Count;
+        public Changes After;
+
+        public readonly Change Last => Count == 0 ? new Change(QueuedCode, CreatedTicks) : After[Count - 1];
+    }
+
+    private static readonly string[] Statuses =
+        [MessageStatus.Queued, MessageStatus.Sent, MessageStatus.Acked, MessageStatus.Expired, MessageStatus.Cancelled, MessageStatus.Superseded];
+
+    private const byte QueuedCode = 0;
+    private const int FirstCapacity = 1024;
+
+    // A ring of value slots and an index from id to slot, under one lock: a remembered message costs no object of its
+    // own beyond its id and device strings (it was nine, and at thousands of messages a second they all lived long
+    // enough to be promoted, which made the collector's older generations the largest cost of a targeted send).
+    // The ring grows to Defaults.InMemoryStatuses, then the oldest slot is reused.
+    private readonly Lock _gate = new();
+    private readonly Dictionary<string, int> _index = new(StringComparer.Ordinal);
+    private Slot[] _slots = [];
+    private int _next;
+    private bool _full;
+
     private readonly ConcurrentDictionary<string, string> _idempotency = new(StringComparer.Ordinal);
     private readonly ConcurrentQueue<string> _keyOrder = new();
 
     // Counted here: ConcurrentQueue.Count takes a lock once the queue spans several segments, and this runs on every send.
-    private int _orderCount;
     private int _keyCount;
 
     public void Add(string id, string device)
     {
-        _entries[id] = new Entry(device, time.GetUtcNow());
-        _order.Enqueue(id);
-        if (Interlocked.Increment(ref _orderCount) > Defaults.InMemoryStatuses && _order.TryDequeue(out var old))
+        var now = time.GetUtcNow().UtcTicks;
+        lock (_gate)
         {
-            Interlocked.Decrement(ref _orderCount);
-            _entries.TryRemove(old, out _);
+            if (_index.Remove(id, out var earlier)) _slots[earlier].Id = null;
+            if (!_full && _next == _slots.Length)
+            {
+                if (_slots.Length < Defaults.InMemoryStatuses) Array.Resize(ref _slots, Math.Min(Defaults.InMemoryStatuses, Math.Max(FirstCapacity, _slots.Length * 2)));
+                else
+                {
+                    _full = true;
+                    _next = 0;
+                }
+            }
+            ref var slot = ref _slots[_next];
+            if (slot.Id is { } old) _index.Remove(old);
+            slot = new Slot { Id = id, Device = device, CreatedTicks = now };
+            _index[id] = _next;
+            _next++;
+            if (_full && _next == _slots.Length) _next = 0;
         }
     }
 
@@ -64,28 +102,42 @@ internal sealed class StatusBook(TimeProvider time)
     /// <summary>Moves a message on; <c>sent</c> counts an attempt. Final states are never left: false when nothing changed.</summary>
     public bool Record(string id, string status)
     {
-        if (!_entries.TryGetValue(id, out var e)) return false;
-        lock (e.Gate)
+        var code = Array.IndexOf(Statuses, status);
+        ArgumentOutOfRangeException.ThrowIfNegative(code, nameof(status));
+        var now = time.GetUtcNow().UtcTicks;
+        lock (_gate)
         {
-            if (e.Status is MessageStatus.Acked or MessageStatus.Expired or MessageStatus.Cancelled) return false;
-            var now = time.GetUtcNow();
-            e.Status = status;
-            e.Updated = now;
-            if (status == MessageStatus.Sent) e.Attempts++;
-            e.History.Add(new StatusChange(status, now));
+            if (!_index.TryGetValue(id, out var i)) return false;
+            ref var slot = ref _slots[i];
+            if (Statuses[slot.Last.Status] is MessageStatus.Acked or MessageStatus.Expired or MessageStatus.Cancelled) return false;
+            if (status == MessageStatus.Sent) slot.Attempts++;
+            // More changes than the slot holds (not made by ttl=0 messages today): the latest replaces the one before.
+            if (slot.Count < 3) slot.Count++;
+            slot.After[slot.Count - 1] = new Change((byte)code, now);
             return true;
         }
     }
 
-    public bool BelongsTo(string id, string device) => _entries.TryGetValue(id, out var e) && e.Device == device;
+    public bool BelongsTo(string id, string device)
+    {
+        lock (_gate) return _index.TryGetValue(id, out var i) && _slots[i].Device == device;
+    }
 
     public MessageRecord? Get(string id, TimeSpan retention)
     {
-        if (!_entries.TryGetValue(id, out var e)) return null;
-        lock (e.Gate)
+        lock (_gate)
         {
-            if (e.Status is not (MessageStatus.Queued or MessageStatus.Sent) && time.GetUtcNow() - e.Updated > retention) return null;
-            return new MessageRecord(id, e.Device, e.Status, e.Created, e.Updated, e.Attempts, e.History.ToArray());
+            if (!_index.TryGetValue(id, out var i)) return null;
+            ref readonly var slot = ref _slots[i];
+            var last = slot.Last;
+            var status = Statuses[last.Status];
+            if (status is not (MessageStatus.Queued or MessageStatus.Sent) && time.GetUtcNow().UtcTicks - last.UtcTicks > retention.Ticks) return null;
+            var history = new StatusChange[slot.Count + 1];
+            history[0] = new StatusChange(MessageStatus.Queued, At(slot.CreatedTicks));
+            for (var c = 0; c < slot.Count; c++) history[c + 1] = new StatusChange(Statuses[slot.After[c].Status], At(slot.After[c].UtcTicks));
+            return new MessageRecord(id, slot.Device, status, At(slot.CreatedTicks), At(last.UtcTicks), slot.Attempts, history);
         }
     }
+
+    private static DateTimeOffset At(long utcTicks) => new(utcTicks, TimeSpan.Zero);
 }
