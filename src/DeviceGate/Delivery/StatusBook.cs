@@ -22,7 +22,7 @@ internal sealed class StatusBook(TimeProvider time)
     /// <summary>One remembered message. A slot is reused when its message is forgotten.</summary>
     private struct Slot
     {
-        public string? Id;
+        public Guid Id;
         public string Device;
         public long CreatedTicks;
         public int Attempts;
@@ -39,11 +39,12 @@ internal sealed class StatusBook(TimeProvider time)
     private const int FirstCapacity = 1024;
 
     // A ring of value slots and an index from id to slot, under one lock: a remembered message costs no object of its
-    // own beyond its id and device strings (it was nine, and at thousands of messages a second they all lived long
-    // enough to be promoted, which made the collector's older generations the largest cost of a targeted send).
-    // The ring grows to Defaults.InMemoryStatuses, then the oldest slot is reused.
+    // own beyond its device string (it was nine, and at thousands of messages a second they all lived long enough to
+    // be promoted, which made the collector's older generations the largest cost of a targeted send). Ids are the
+    // UUIDs DeviceMessage.NewId makes, kept as Guids: an id of another shape was never given out here, so it is not
+    // found. The ring grows to Defaults.InMemoryStatuses, then the oldest slot is reused.
     private readonly Lock _gate = new();
-    private readonly Dictionary<string, int> _index = new(StringComparer.Ordinal);
+    private readonly Dictionary<Guid, int> _index = new();
     private Slot[] _slots = [];
     private int _next;
     private bool _full;
@@ -56,10 +57,11 @@ internal sealed class StatusBook(TimeProvider time)
 
     public void Add(string id, string device)
     {
+        if (!TryKey(id, out var key)) return;
         var now = time.GetUtcNow().UtcTicks;
         lock (_gate)
         {
-            if (_index.Remove(id, out var earlier)) _slots[earlier].Id = null;
+            if (_index.Remove(key, out var earlier)) _slots[earlier].Id = Guid.Empty;
             if (!_full && _next == _slots.Length)
             {
                 if (_slots.Length < Defaults.InMemoryStatuses) Array.Resize(ref _slots, Math.Min(Defaults.InMemoryStatuses, Math.Max(FirstCapacity, _slots.Length * 2)));
@@ -70,9 +72,9 @@ internal sealed class StatusBook(TimeProvider time)
                 }
             }
             ref var slot = ref _slots[_next];
-            if (slot.Id is { } old) _index.Remove(old);
-            slot = new Slot { Id = id, Device = device, CreatedTicks = now };
-            _index[id] = _next;
+            if (slot.Id != Guid.Empty) _index.Remove(slot.Id);
+            slot = new Slot { Id = key, Device = device, CreatedTicks = now };
+            _index[key] = _next;
             _next++;
             if (_full && _next == _slots.Length) _next = 0;
         }
@@ -104,10 +106,11 @@ internal sealed class StatusBook(TimeProvider time)
     {
         var code = Array.IndexOf(Statuses, status);
         ArgumentOutOfRangeException.ThrowIfNegative(code, nameof(status));
+        if (!TryKey(id, out var key)) return false;
         var now = time.GetUtcNow().UtcTicks;
         lock (_gate)
         {
-            if (!_index.TryGetValue(id, out var i)) return false;
+            if (!_index.TryGetValue(key, out var i)) return false;
             ref var slot = ref _slots[i];
             if (Statuses[slot.Last.Status] is MessageStatus.Acked or MessageStatus.Expired or MessageStatus.Cancelled) return false;
             if (status == MessageStatus.Sent) slot.Attempts++;
@@ -120,14 +123,16 @@ internal sealed class StatusBook(TimeProvider time)
 
     public bool BelongsTo(string id, string device)
     {
-        lock (_gate) return _index.TryGetValue(id, out var i) && _slots[i].Device == device;
+        if (!TryKey(id, out var key)) return false;
+        lock (_gate) return _index.TryGetValue(key, out var i) && _slots[i].Device == device;
     }
 
     public MessageRecord? Get(string id, TimeSpan retention)
     {
+        if (!TryKey(id, out var key)) return null;
         lock (_gate)
         {
-            if (!_index.TryGetValue(id, out var i)) return null;
+            if (!_index.TryGetValue(key, out var i)) return null;
             ref readonly var slot = ref _slots[i];
             var last = slot.Last;
             var status = Statuses[last.Status];
@@ -138,6 +143,10 @@ internal sealed class StatusBook(TimeProvider time)
             return new MessageRecord(id, slot.Device, status, At(slot.CreatedTicks), At(last.UtcTicks), slot.Attempts, history);
         }
     }
+
+    /// <summary>The Guid of an id as NewId writes it (lowercase, with hyphens); anything else is no id of this book.</summary>
+    private static bool TryKey(string id, out Guid key) =>
+        Guid.TryParseExact(id, "D", out key) && !id.AsSpan().ContainsAnyInRange('A', 'F') && key != Guid.Empty;
 
     private static DateTimeOffset At(long utcTicks) => new(utcTicks, TimeSpan.Zero);
 }
