@@ -97,14 +97,17 @@ public sealed class DeviceTokens
     {
         try
         {
-            var alg = _handler.ReadJsonWebToken(token).Alg;
-            if (alg == SecurityAlgorithms.HmacSha256)
+            // Read once and validated as read (the string overloads would decode it a second time); the size limit the
+            // string overload applies is applied here.
+            if (token.Length > _handler.MaximumTokenSizeInBytes) return (TokenCheck.Invalid, null);
+            var jwt = _handler.ReadJsonWebToken(token);
+            if (jwt.Alg == SecurityAlgorithms.HmacSha256)
             {
-                var result = await _handler.ValidateTokenAsync(token, _symmetric).ConfigureAwait(false);
+                var result = await _handler.ValidateTokenAsync(jwt, _symmetric).ConfigureAwait(false);
                 return Identify(result, deviceId, JwtRegisteredClaimNames.Sub, DevicePermissions.GroupsClaim, DevicePermissions.SendClaim);
             }
-            if (_issuer is null || !_jwt.AcceptedAlgorithms.Contains(alg, StringComparer.Ordinal)) return (TokenCheck.Invalid, null);
-            var validated = await ValidateIssuedAsync(token, _jwt.Audience).ConfigureAwait(false);
+            if (_issuer is null || !_jwt.AcceptedAlgorithms.Contains(jwt.Alg, StringComparer.Ordinal)) return (TokenCheck.Invalid, null);
+            var validated = await ValidateIssuedAsync(jwt, _jwt.Audience).ConfigureAwait(false);
             return validated is null ? (TokenCheck.Invalid, null) : Identify(validated, deviceId, _jwt.DeviceIdClaim, _jwt.GroupsClaim, _jwt.SendClaim);
         }
         catch (Exception e) when (e is ArgumentException or InvalidOperationException or System.Text.Json.JsonException or FormatException or OverflowException
@@ -119,7 +122,22 @@ public sealed class DeviceTokens
     /// Validates a token of the outside issuer against its current keys (and, when it names a key they lack, once more
     /// after asking for the key set again); null when there are no keys yet.
     /// </summary>
-    internal async Task<TokenValidationResult?> ValidateIssuedAsync(string token, string? audience)
+    internal Task<TokenValidationResult?> ValidateIssuedAsync(string token, string? audience)
+    {
+        JsonWebToken jwt;
+        try
+        {
+            if (token.Length > _handler.MaximumTokenSizeInBytes) return Task.FromResult<TokenValidationResult?>(null);
+            jwt = _handler.ReadJsonWebToken(token);
+        }
+        catch (Exception e) when (e is ArgumentException or SecurityTokenException or System.Text.Json.JsonException or FormatException)
+        {
+            return Task.FromResult<TokenValidationResult?>(null);
+        }
+        return ValidateIssuedAsync(jwt, audience);
+    }
+
+    private async Task<TokenValidationResult?> ValidateIssuedAsync(JsonWebToken token, string? audience)
     {
         if (_issuer is null || await _issuer.CurrentAsync().ConfigureAwait(false) is not { } keys) return null;
         var result = await _handler.ValidateTokenAsync(token, Parameters(keys.Keys, _jwt.AcceptedAlgorithms, keys.Issuer, audience)).ConfigureAwait(false);

@@ -127,13 +127,24 @@ internal sealed class DeviceBudgets : IDisposable
 
     public int Capacity { get; }
 
-    public int Count => _budgets.Count;
+    // Counted here: ConcurrentDictionary.Count takes every one of its locks, and this is read on every connect.
+    private int _count;
+
+    public int Count => Volatile.Read(ref _count);
 
     public DeviceBudget For(string deviceId)
     {
-        if (_budgets.TryGetValue(deviceId, out var budget)) return budget;
-        if (_budgets.Count >= Capacity) return new DeviceBudget(_limits, _time).Drained();
-        return _budgets.GetOrAdd(deviceId, static (_, s) => new DeviceBudget(s._limits, s._time), this);
+        while (true)
+        {
+            if (_budgets.TryGetValue(deviceId, out var budget)) return budget;
+            if (Volatile.Read(ref _count) >= Capacity) return new DeviceBudget(_limits, _time).Drained();
+            var fresh = new DeviceBudget(_limits, _time);
+            if (_budgets.TryAdd(deviceId, fresh))
+            {
+                Interlocked.Increment(ref _count);
+                return fresh;
+            }
+        }
     }
 
     /// <summary>A budget of its own for a connection without a device id (echo).</summary>
@@ -143,7 +154,7 @@ internal sealed class DeviceBudgets : IDisposable
     {
         foreach (var (id, budget) in _budgets)
         {
-            if (budget.IsIdle()) _budgets.TryRemove(new KeyValuePair<string, DeviceBudget>(id, budget));
+            if (budget.IsIdle() && _budgets.TryRemove(new KeyValuePair<string, DeviceBudget>(id, budget))) Interlocked.Decrement(ref _count);
         }
     }
 
