@@ -26,6 +26,10 @@ internal sealed class DeviceSocket : ISessionTransport
     private WebSocket? _socket;
     // The queue (guarded by itself) and whether a writer holds the socket (1) or not (0); see Drain.
     private readonly Queue<OutboundMessage> _queue = new();
+    // The oldest waiting message when it is the only one (the usual case: written at once): the queue's array is
+    // made only for a second waiting message, so a broadcast does not leave one in every idle connection.
+    private OutboundMessage _first;
+    private bool _hasFirst;
     private bool _queueCompleted;
     private int _highWater;
     private int _writing;
@@ -111,8 +115,16 @@ internal sealed class DeviceSocket : ISessionTransport
                 Dequeued(message.Payload.Length);
                 return EnqueueResult.Closed;
             }
-            _queue.Enqueue(message);
-            if (_queue.Count > _highWater) _highWater = _queue.Count;
+            if (!_hasFirst && _queue.Count == 0)
+            {
+                _first = message;
+                _hasFirst = true;
+            }
+            else
+            {
+                _queue.Enqueue(message);
+                if (_queue.Count > _highWater) _highWater = _queue.Count;
+            }
         }
         Kick();
         return EnqueueResult.Queued;
@@ -401,7 +413,7 @@ internal sealed class DeviceSocket : ISessionTransport
                     _queue.TrimExcess();
                     _highWater = 0;
                 }
-                if (_queue.Count == 0 && !IsClosing) return;
+                if (!_hasFirst && _queue.Count == 0 && !IsClosing) return;
             }
             if (Interlocked.CompareExchange(ref _writing, 1, 0) != 0) return;
         }
@@ -427,7 +439,13 @@ internal sealed class DeviceSocket : ISessionTransport
     {
         lock (_queue)
         {
-            if (!_queue.TryDequeue(out message)) return false;
+            if (_hasFirst)
+            {
+                message = _first;
+                _first = default;
+                _hasFirst = false;
+            }
+            else if (!_queue.TryDequeue(out message)) return false;
         }
         Dequeued(message.Payload.Length);
         return true;
