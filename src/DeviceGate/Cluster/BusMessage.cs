@@ -9,6 +9,9 @@ internal sealed record BusMessage
     public const string Deliver = "deliver";
     public const string Broadcast = "broadcast";
     public const string Close = "close";
+
+    /// <summary>The answer to a close: the node no longer holds a session of the device up to that epoch.</summary>
+    public const string Closed = "closed";
     public const string Rpc = "rpc";
     public const string RpcReply = "rpc-reply";
 

@@ -16,6 +16,9 @@ internal interface IClusterBus
     /// <summary>Asks <paramref name="node"/> to close the device's connection if its epoch is at most <paramref name="epoch"/>.</summary>
     Task<bool> CloseAsync(string node, string device, long epoch, int code, string reason);
 
+    /// <summary>Tells <paramref name="node"/>, which asked for a close, that it was carried out (see <see cref="Takeovers"/>).</summary>
+    Task ClosedAsync(string node, string device, long epoch);
+
     /// <summary>Asks <paramref name="node"/> to run an rpc on the device and send the reply back to this node.</summary>
     Task<bool> RpcAsync(string node, string device, string rpcId, MessageData data, TimeSpan timeout);
 

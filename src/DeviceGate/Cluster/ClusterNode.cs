@@ -26,6 +26,7 @@ internal sealed class ClusterNode(
     Delivery.LocalRouter local,
     ClusterStats stats,
     UndeliveredHints hints,
+    Takeovers takeovers,
     RedisStore store,
     IOptions<GatewayOptions> options,
     TimeProvider time,
@@ -289,7 +290,13 @@ internal sealed class ClusterNode(
                 local.Broadcast(RedisBus.ToMessage(m));
                 break;
             case BusMessage.Close:
+                // Closing takes the session out of the registry at once (before the close handshake): then the node that
+                // asked is told, and its new session's registration ends (see Takeovers).
                 local.Close(m.Device!, m.Code, m.Reason ?? "", maxEpoch: m.Epoch);
+                if (m.Origin is { } origin && origin != node.Id) _ = ConfirmCloseAsync(origin, m.Device!, m.Epoch);
+                break;
+            case BusMessage.Closed:
+                takeovers.Confirmed(m.Device!, m.Epoch);
                 break;
             case BusMessage.Rpc:
                 // Not awaited: waiting for the device must not hold up this node's channel.
@@ -298,6 +305,19 @@ internal sealed class ClusterNode(
             case BusMessage.RpcReply:
                 rpcs.CompleteRemote(m.Id!, m.Failure is null ? new RpcReply(m.ReplyJson, m.ErrorCode, m.ErrorMessage) : null, m.Failure);
                 break;
+        }
+    }
+
+    private async Task ConfirmCloseAsync(string origin, string device, long epoch)
+    {
+        try
+        {
+            await bus.ClosedAsync(origin, device, epoch).ConfigureAwait(false);
+        }
+        catch (Exception e) when (Storage.StoreFailures.Is(e))
+        {
+            // The asking node stops waiting at its bound.
+            Log.ClusterError(logger, "close confirmation", e.Message);
         }
     }
 

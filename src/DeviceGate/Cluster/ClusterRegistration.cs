@@ -29,6 +29,7 @@ internal static class ClusterRegistration
         services.AddSingleton<RedisDirectory>();
         services.AddSingleton<IDeviceDirectory>(sp => sp.GetRequiredService<RedisDirectory>());
         services.AddSingleton<IGroupDirectory>(sp => sp.GetRequiredService<RedisDirectory>());
+        services.AddSingleton<Takeovers>();
         services.AddSingleton<RedisPresence>();
         services.AddSingleton<IPresence>(sp => sp.GetRequiredService<RedisPresence>());
         services.AddSingleton<UndeliveredHints>();

@@ -23,6 +23,9 @@ internal sealed class RedisBus(IConnectionMultiplexer redis, RedisKeys keys, Nod
     public Task<bool> CloseAsync(string target, string device, long epoch, int code, string reason) =>
         SendAsync(keys.NodeChannel(target), new BusMessage { Type = BusMessage.Close, Origin = node.Id, Device = device, Epoch = epoch, Code = code, Reason = reason });
 
+    public Task ClosedAsync(string target, string device, long epoch) =>
+        SendAsync(keys.NodeChannel(target), new BusMessage { Type = BusMessage.Closed, Origin = node.Id, Device = device, Epoch = epoch });
+
     public Task<bool> RpcAsync(string target, string device, string rpcId, MessageData data, TimeSpan timeout) =>
         SendAsync(keys.NodeChannel(target), FromMessage(BusMessage.Rpc, device,
             new DeviceMessage(rpcId, DeviceId.Server, null, data) { Trace = System.Diagnostics.Activity.Current?.Context ?? default }) with

@@ -13,7 +13,7 @@ namespace DeviceGate.Cluster;
 /// a scan of every device. An entry counts only while its node's lease lives, so a node that dies loses its
 /// devices within the lease; the per-device entry is the truth, the node sets are its index.
 /// </summary>
-internal sealed class RedisPresence(IConnectionMultiplexer redis, RedisKeys keys, NodeIdentity node, IClusterBus bus, ILogger<RedisPresence> logger) : IPresence
+internal sealed class RedisPresence(IConnectionMultiplexer redis, RedisKeys keys, NodeIdentity node, IClusterBus bus, Takeovers takeovers, ILogger<RedisPresence> logger) : IPresence
 {
     private IDatabase Db => redis.GetDatabase();
 
@@ -35,8 +35,10 @@ internal sealed class RedisPresence(IConnectionMultiplexer redis, RedisKeys keys
         var epoch = (long)r[0];
         if (Parse(device, (string)r[1]!) is { } previous && previous.Node != node.Id)
         {
-            // Another node held the device: it closes that connection (4000) and, fenced by the epoch, stops delivering.
-            await bus.CloseAsync(previous.Node, device, previous.Epoch, CloseCodes.Replaced, CloseReasons.Replaced).ConfigureAwait(false);
+            // Another node held the device: it closes that connection (4000) and, fenced by the epoch, stops delivering;
+            // this registration ends once it confirmed (bounded), so no send through it reaches the old connection after.
+            await takeovers.CloseAndWaitAsync(device, previous.Epoch,
+                () => bus.CloseAsync(previous.Node, device, previous.Epoch, CloseCodes.Replaced, CloseReasons.Replaced)).ConfigureAwait(false);
         }
         return epoch;
     }

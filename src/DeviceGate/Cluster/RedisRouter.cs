@@ -6,15 +6,20 @@ using DeviceGate.Storage;
 namespace DeviceGate.Cluster;
 
 /// <summary>
-/// The router of a cluster node (see <see cref="IDeviceRouter"/> for the contract): where a device is, and whether
-/// this node's session is still its current one (by epoch), comes from presence in Redis; a device on this node goes
-/// straight to <see cref="LocalRouter"/>, one on another node over the bus. Redis failures become
-/// <see cref="StoreUnavailableException"/>; a ttl-0 message for a device held here is still delivered without Redis.
+/// The router of a cluster node (see <see cref="IDeviceRouter"/> for the contract): a device in this node's registry
+/// is reached through <see cref="LocalRouter"/> without asking Redis (a takeover by another node ends only after this
+/// node closed its session: <see cref="Takeovers"/>); for any other device, where it is comes from presence in Redis,
+/// and it is reached over the bus. Redis failures become <see cref="StoreUnavailableException"/>; a device held here
+/// is still reached without Redis.
 /// </summary>
 internal sealed class RedisRouter(LocalRouter local, RedisPresence presence, IClusterBus bus, RpcCoordinator rpcs, NodeIdentity node, UndeliveredHints hints, TimeProvider time) : IDeviceRouter
 {
     public async Task<bool> DeliverAsync(string device, DeviceMessage message, bool durable, DateTimeOffset? expiresAt)
     {
+        // A device held here is reached without asking Redis: a takeover elsewhere ends only after this node closed
+        // its session (Takeovers), and a closing session is no longer in the registry, so this registry is the truth
+        // for its own devices.
+        if (local.Deliver(device, message, durable, expiresAt)) return true;
         PresenceEntry? owner;
         try
         {
@@ -22,8 +27,6 @@ internal sealed class RedisRouter(LocalRouter local, RedisPresence presence, ICl
         }
         catch (Exception e) when (StoreFailures.Is(e))
         {
-            // Without Redis there is no fence, but a device held here can still be reached (at most once holds).
-            if (!durable && local.Deliver(device, message, durable, expiresAt)) return true;
             // Stored already: wherever the device turns out to be, it catches up once Redis answers again.
             if (durable) hints.KeepUnlocated(device);
             throw Unavailable(e);
@@ -56,6 +59,7 @@ internal sealed class RedisRouter(LocalRouter local, RedisPresence presence, ICl
 
     public async Task<bool> CloseAsync(string device, int code, string reason)
     {
+        if (local.Close(device, code, reason)) return true;
         var where = await Guard(presence.LocateAsync(device)).ConfigureAwait(false);
         if (where is null) return false;
         if (where.Node != node.Id) return await Guard(bus.CloseAsync(where.Node, device, where.Epoch, code, reason)).ConfigureAwait(false);
@@ -64,8 +68,11 @@ internal sealed class RedisRouter(LocalRouter local, RedisPresence presence, ICl
 
     public async Task<RpcOutcome> InvokeAsync(string device, MessageData request, TimeSpan timeout, CancellationToken aborted)
     {
+        // A device held here answers here (see DeliverAsync); only one that is not asks Redis where it is.
+        var here = await local.InvokeLocalAsync(device, request, timeout, aborted).ConfigureAwait(false);
+        if (here.Status != RpcStatus.NotConnected) return here;
         var where = await Guard(presence.LocateAsync(device)).ConfigureAwait(false);
-        if (where is null || where.Node == node.Id) return await local.InvokeLocalAsync(device, request, timeout, aborted).ConfigureAwait(false);
+        if (where is null || where.Node == node.Id) return here;
 
         // The device's node runs it and sends the outcome back over this node's channel.
         var rpcId = Guid.CreateVersion7().ToString();

@@ -353,6 +353,13 @@ public sealed class ClusterOptions
 
     /// <summary>How long a node's devices stay present after it stops renewing its lease (it died).</summary>
     public TimeSpan PresenceLease { get; set; } = Defaults.PresenceLease;
+
+    /// <summary>
+    /// How long a device's connect on this node waits, when another node held the device, for that node to confirm it
+    /// closed its session (only then do sends through that node stop reaching the old connection); past it the
+    /// connect goes on anyway (a node that is gone, cut off from Redis, or too old to confirm).
+    /// </summary>
+    public TimeSpan TakeoverConfirmation { get; set; } = Defaults.TakeoverConfirmation;
 }
 
 /// <summary>Every default in one place.</summary>
@@ -434,6 +441,8 @@ public static class Defaults
 
     /// <summary>Log lines that outsiders can cause (refusals, failing read loops) appear at most once per key per interval.</summary>
     public static readonly TimeSpan LogSummaryInterval = TimeSpan.FromSeconds(10);
+
+    public static readonly TimeSpan TakeoverConfirmation = TimeSpan.FromSeconds(1);
 
     /// <summary>How long the device has to answer our close frame before the socket is aborted.</summary>
     public static readonly TimeSpan CloseHandshakeTimeout = TimeSpan.FromSeconds(5);

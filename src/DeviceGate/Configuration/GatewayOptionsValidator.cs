@@ -82,6 +82,8 @@ internal sealed class GatewayOptionsValidator : IValidateOptions<GatewayOptions>
             Require(!string.IsNullOrEmpty(o.Auth.TokenSecret), "Auth:TokenSecret", "must be configured in cluster mode (DeviceGate:Redis:Configuration is set): every node must share it");
             Require(o.Auth.ApiKeys.Length > 0 || o.Auth.Keys.Count > 0, "Auth:ApiKeys", "(or DeviceGate:Auth:Keys) must list at least one key in cluster mode (DeviceGate:Redis:Configuration is set): every node must share them");
             Require(o.Cluster.PresenceLease >= TimeSpan.FromSeconds(1), "Cluster:PresenceLease", "must be at least 00:00:01");
+            Require(o.Cluster.TakeoverConfirmation > TimeSpan.Zero && o.Cluster.TakeoverConfirmation <= TimeSpan.FromMinutes(1), "Cluster:TakeoverConfirmation",
+                "must be more than 0 and at most 00:01:00");
         }
         Require(!string.IsNullOrEmpty(o.Redis.Prefix) && o.Redis.Prefix.IndexOfAny(['{', '}']) < 0, "Redis:Prefix", "must not be empty nor contain { or } (they mark Redis Cluster hash tags in key names)");
         Require(o.Redis.MinReplicas is >= 0 and <= 16, "Redis:MinReplicas", "must be between 0 (acknowledge once the primary has it) and 16");

@@ -26,6 +26,8 @@ internal sealed class DeviceLane : IDeviceLane
     // Made on first use: most devices are idle most of the time, and an idle lane then holds no collection at all.
     private Queue<Entry>? _waitingOrNull;
     private Dictionary<string, Entry>? _inFlightOrNull;
+    // Ids of the durable messages this lane holds (a stored message read again is not taken twice); ttl-0 messages
+    // are never read again, so they are not kept here.
     private HashSet<string>? _seenOrNull;
     // The last acked ids (bounded): a catch-up that read the store before an ack was recorded does not send them again.
     private HashSet<string>? _ackedOrNull;
@@ -41,6 +43,8 @@ internal sealed class DeviceLane : IDeviceLane
     private Entry? _state;
     private ITimer? _ackTimer;
     private long _order;
+    // Started and not yet written, of the messages not held for an ack (they are not in _inFlight).
+    private int _unwritten;
     private bool _closed;
     private readonly bool _propagateTrace;
 
@@ -83,6 +87,9 @@ internal sealed class DeviceLane : IDeviceLane
         /// <summary>Acceptance order in this lane: redelivery keeps it.</summary>
         public long Order;
 
+        /// <summary>Held in flight until its ack (durable, to a device that acks); otherwise done once written.</summary>
+        public bool Tracked;
+
         public void OnWritten() => lane.Written(this);
     }
 
@@ -94,7 +101,7 @@ internal sealed class DeviceLane : IDeviceLane
             if (_closed) return false;
             // A raw device does not get state messages; it stays stored (and superseded by the next one).
             if (message.IsState && !TakesState) return true;
-            if (_ackedOrNull?.Contains(message.Id) == true || !_seen.Add(message.Id)) return true;
+            if (durable && (_ackedOrNull?.Contains(message.Id) == true || !_seen.Add(message.Id))) return true;
             var entry = new Entry(this, message, durable, expiresAt) { AcceptedAt = _time.GetTimestamp() };
             if (message.IsState && !AdmitState(entry)) return true;
             if (_heldWhileLoading is not null)
@@ -107,6 +114,12 @@ internal sealed class DeviceLane : IDeviceLane
                 // The device does not keep up: the same rule as its socket queue. Durable messages stay stored.
                 _connection.RequestClose(CloseCodes.SlowConsumer, CloseReasons.SlowConsumer, dropBacklog: true);
                 return false;
+            }
+            // An idle lane (the usual case) writes it at once: no queue is made for it.
+            if (_waitingOrNull is not { Count: > 0 } && InFlight < _maxInFlight)
+            {
+                Start(entry, _time.GetUtcNow());
+                return true;
             }
             _waiting.Enqueue(entry);
             Pump();
@@ -193,13 +206,13 @@ internal sealed class DeviceLane : IDeviceLane
     {
         lock (_gate)
         {
-            if (!_inFlight.Remove(id, out var entry))
+            if (_inFlightOrNull is null || !_inFlightOrNull.Remove(id, out var entry))
             {
                 // A ttl=0 message is not held for its ack, but its status still moves.
                 _tracker.AckedUntracked(_connection.DeviceId, id);
                 return;
             }
-            _seen.Remove(id);
+            _seenOrNull?.Remove(id);
             Finished(id);
             if (entry == _state) _state = null;
             _tracker.Acked(_connection.DeviceId, entry);
@@ -213,7 +226,7 @@ internal sealed class DeviceLane : IDeviceLane
         lock (_gate)
         {
             if (_state?.Message.Id == id) _state = null;
-            if (_waiting.Any(e => e.Message.Id == id))
+            if (_waitingOrNull?.Any(e => e.Message.Id == id) == true)
             {
                 var keep = _waiting.Where(e => e.Message.Id != id).ToList();
                 _waiting.Clear();
@@ -243,13 +256,13 @@ internal sealed class DeviceLane : IDeviceLane
         {
             if (current.Message.StateVersion >= entry.Message.StateVersion)
             {
-                _seen.Remove(entry.Message.Id);
+                _seenOrNull?.Remove(entry.Message.Id);
                 return false;
             }
             // The store marked it superseded when the newer one was accepted; here it just goes.
             current.Dropped = true;
-            _seen.Remove(current.Message.Id);
-            _inFlight.Remove(current.Message.Id);
+            _seenOrNull?.Remove(current.Message.Id);
+            _inFlightOrNull?.Remove(current.Message.Id);
         }
         _state = entry;
         return true;
@@ -259,9 +272,10 @@ internal sealed class DeviceLane : IDeviceLane
     {
         lock (_gate)
         {
+            if (!entry.Tracked) _unwritten--;
             if (entry.Dropped) return;
             entry.Written = true;
-            if (TracksAcks && entry.Durable)
+            if (entry.Tracked)
             {
                 entry.AckDeadline = _time.GetTimestamp() + (long)(_ackTimeout.TotalSeconds * _time.TimestampFrequency);
                 ArmAckTimer();
@@ -269,8 +283,7 @@ internal sealed class DeviceLane : IDeviceLane
                 return;
             }
             // Raw: delivered once written (at most once after that). ttl=0 envelope: not held for its ack.
-            _inFlight.Remove(entry.Message.Id);
-            _seen.Remove(entry.Message.Id);
+            _seenOrNull?.Remove(entry.Message.Id);
             if (entry.Durable) Finished(entry.Message.Id);
             _tracker.Sent(_connection.DeviceId, entry, final: true);
             if (!_closed) Pump();
@@ -280,20 +293,30 @@ internal sealed class DeviceLane : IDeviceLane
     private void Pump()
     {
         var now = _time.GetUtcNow();
-        while (!_closed && _waitingOrNull is { Count: > 0 } && (_inFlightOrNull?.Count ?? 0) < _maxInFlight)
+        while (!_closed && _waitingOrNull is { Count: > 0 } && InFlight < _maxInFlight)
         {
-            var entry = _waiting.Dequeue();
-            if (entry.Dropped) continue;
-            if (entry.ExpiresAt is { } exp && exp <= now)
-            {
-                _seen.Remove(entry.Message.Id);
-                if (entry == _state) _state = null;
-                continue; // The expiry sweep records it.
-            }
-            entry.Order = ++_order;
-            _inFlight[entry.Message.Id] = entry;
-            if (!Write(entry)) return;
+            if (!Start(_waiting.Dequeue(), now)) return;
         }
+    }
+
+    /// <summary>Written and not acked (held for an ack), or not written yet: what MaxInFlight bounds.</summary>
+    private int InFlight => (_inFlightOrNull?.Count ?? 0) + _unwritten;
+
+    /// <summary>Hands one message to the connection; false when it refused (it is closing).</summary>
+    private bool Start(Entry entry, DateTimeOffset now)
+    {
+        if (entry.Dropped) return true;
+        if (entry.ExpiresAt is { } exp && exp <= now)
+        {
+            _seenOrNull?.Remove(entry.Message.Id);
+            if (entry == _state) _state = null;
+            return true; // The expiry sweep records it.
+        }
+        entry.Order = ++_order;
+        entry.Tracked = TracksAcks && entry.Durable;
+        if (entry.Tracked) _inFlight[entry.Message.Id] = entry;
+        else _unwritten++;
+        return Write(entry);
     }
 
     private bool Write(Entry entry)
@@ -331,7 +354,7 @@ internal sealed class DeviceLane : IDeviceLane
                 if (e.ExpiresAt is { } exp && exp <= nowUtc)
                 {
                     _inFlight.Remove(e.Message.Id);
-                    _seen.Remove(e.Message.Id);
+                    _seenOrNull?.Remove(e.Message.Id);
                     if (e == _state) _state = null;
                     continue;
                 }

@@ -12,10 +12,12 @@ namespace DeviceGate.Delivery;
 /// here. Two nodes' sends to one device may interleave (a send through another node crosses the bus).</item>
 /// <item>At most once for ttl 0: a message goes to one session or none; false means it reached none (the caller
 /// answers 404). Durable messages are stored before they come here, so false only means "delivered on reconnect".</item>
-/// <item>Takeover: once a newer session of a device is registered (anywhere), nothing handed here reaches the older
-/// one; it is closed with 4000. A cluster fences by presence epoch.</item>
+/// <item>Takeover: once a newer session of a device is registered (anywhere; registration ends before its 101),
+/// nothing handed here reaches the older one; it is closed with 4000. A cluster fences by presence epoch, and a
+/// takeover across nodes registers only once the old node confirmed its close (bounded by
+/// <c>DeviceGate:Cluster:TakeoverConfirmation</c>), so nodes reach their own devices without asking Redis.</item>
 /// <item>Failure: when what routing needs cannot be reached (Redis), the call throws
-/// <see cref="Storage.StoreUnavailableException"/> (callers answer 503), except that a ttl-0 message for a device
+/// <see cref="Storage.StoreUnavailableException"/> (callers answer 503), except that a message for a device
 /// held by this node is still handed over; nothing hangs longer than the Redis client's own timeouts.</item>
 /// </list>
 /// </summary>

@@ -84,6 +84,29 @@ public abstract class DeviceRouterSpec : IAsyncLifetime
     }
 
     [Fact]
+    public async Task After_a_takeover_away_from_the_sender_s_node_nothing_reaches_the_older_session_there()
+    {
+        // The older session is the sender's own (in a cluster, reached without asking Redis); the newer one connects
+        // through the other node. Once its 101 is out, the sender's registry no longer holds the older one.
+        using var old = await Sender.ConnectAsync("spec-leave");
+        var oldReceived = new List<string>();
+        var oldClosed = Task.Run(async () =>
+        {
+            while (true)
+            {
+                var m = await old.ReceiveMessageAsync();
+                if (m.Type == System.Net.WebSockets.WebSocketMessageType.Close) return (int)old.CloseStatus!;
+                lock (oldReceived) oldReceived.Add(m.Text);
+            }
+        });
+        using var fresh = await Holder.ConnectAsync("spec-leave");
+        for (var i = 0; i < 5; i++) Assert.True(await Router.DeliverAsync("spec-leave", Text($"after {i}"), durable: false, expiresAt: null));
+        for (var i = 0; i < 5; i++) Assert.Equal($"after {i}", await fresh.ReceiveTextAsync());
+        Assert.Equal(4000, await oldClosed);
+        lock (oldReceived) Assert.Empty(oldReceived);
+    }
+
+    [Fact]
     public async Task An_rpc_is_answered_by_the_device_and_every_failure_has_its_status()
     {
         using var device = await Holder.ConnectEnvelopeAsync("spec-rpc");

@@ -355,6 +355,62 @@ public abstract class ClusterSpec : IAsyncLifetime
         Assert.Equal("node-2", (await _one.Api.GetJsonAsync("api/devices/mover")).Str("node"));
     }
 
+    /// <summary>
+    /// Presence says a node "ghost" holds <paramref name="device"/> at epoch 7, and the returned channel hears what is
+    /// published on ghost's channel (nothing there answers unless the test does).
+    /// </summary>
+    private async Task<System.Threading.Channels.Channel<JsonDocument>> HauntAsync(StackExchange.Redis.IConnectionMultiplexer redis, string device)
+    {
+        var keys = new DeviceGate.Cluster.RedisKeys(_prefix);
+        var heard = System.Threading.Channels.Channel.CreateUnbounded<JsonDocument>();
+        (await redis.GetSubscriber().SubscribeAsync(keys.NodeChannel("ghost"))).OnMessage(m => heard.Writer.TryWrite(JsonDocument.Parse((byte[])m.Message!)));
+        await redis.GetDatabase().StringSetAsync(keys.DevicePresence(device), $"ghost|7|{DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()}|websocket|raw");
+        return heard;
+    }
+
+    [Fact]
+    public async Task A_takeover_from_another_node_completes_only_once_that_node_confirmed_its_close()
+    {
+        var settings = Settings(Redis, _prefix, "node-3");
+        settings["DeviceGate:Cluster:TakeoverConfirmation"] = "00:00:30";
+        await using var three = await TestGateway.StartAsync(settings);
+        await using var redis = await StackExchange.Redis.ConnectionMultiplexer.ConnectAsync(Redis);
+        var heard = await HauntAsync(redis, "haunted");
+
+        var connecting = three.ConnectAsync("haunted");
+        using var close = await heard.Reader.ReadAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(("close", "haunted", 7L, "node-3"),
+            (close.RootElement.Str("type"), close.RootElement.Str("device"), close.RootElement.GetProperty("epoch").GetInt64(), close.RootElement.Str("origin")));
+        // Not a wait for something to happen: the connect must still be waiting a while later (the old node has not said
+        // it let go, and until it does a send through it could still reach its old connection).
+        await Task.Delay(300);
+        Assert.False(connecting.IsCompleted);
+        var keys = new DeviceGate.Cluster.RedisKeys(_prefix);
+        await redis.GetSubscriber().PublishAsync(keys.NodeChannel("node-3"), """{"type":"closed","origin":"ghost","device":"haunted","epoch":7}""");
+        using var device = await connecting.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(HttpStatusCode.Accepted, (await _two.Api.PostTextAsync("api/devices/haunted/messages", "here")).StatusCode);
+        Assert.Equal("here", await device.ReceiveTextAsync());
+    }
+
+    [Fact]
+    public async Task A_takeover_from_a_node_that_never_confirms_waits_for_it_only_a_bounded_time()
+    {
+        var settings = Settings(Redis, _prefix, "node-4");
+        settings["DeviceGate:Cluster:TakeoverConfirmation"] = "00:00:00.5";
+        await using var four = await TestGateway.StartAsync(settings);
+        await using var redis = await StackExchange.Redis.ConnectionMultiplexer.ConnectAsync(Redis);
+        var heard = await HauntAsync(redis, "abandoned");
+
+        var started = System.Diagnostics.Stopwatch.StartNew();
+        using var device = await four.ConnectAsync("abandoned");
+        var waited = started.Elapsed;
+        using var close = await heard.Reader.ReadAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(("close", "abandoned"), (close.RootElement.Str("type"), close.RootElement.Str("device")));
+        Assert.True(waited >= TimeSpan.FromSeconds(0.45), $"the connect waited {waited} for a confirmation bounded at 0.5 s");
+        Assert.Equal(HttpStatusCode.Accepted, (await _one.Api.PostTextAsync("api/devices/abandoned/messages", "here")).StatusCode);
+        Assert.Equal("here", await device.ReceiveTextAsync());
+    }
+
     [Fact]
     public async Task Api_disconnect_works_from_any_node()
     {
