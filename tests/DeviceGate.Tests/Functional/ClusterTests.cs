@@ -368,12 +368,13 @@ public abstract class ClusterSpec : IAsyncLifetime
         return heard;
     }
 
+    private Task<TestGateway> NodeAsync(string node, string takeoverConfirmation) =>
+        TestGateway.StartAsync(new Dictionary<string, string>(Settings(Redis, _prefix, node)) { ["DeviceGate:Cluster:TakeoverConfirmation"] = takeoverConfirmation });
+
     [Fact]
     public async Task A_takeover_from_another_node_completes_only_once_that_node_confirmed_its_close()
     {
-        var settings = Settings(Redis, _prefix, "node-3");
-        settings["DeviceGate:Cluster:TakeoverConfirmation"] = "00:00:30";
-        await using var three = await TestGateway.StartAsync(settings);
+        await using var three = await NodeAsync("node-3", takeoverConfirmation: "00:00:30");
         await using var redis = await StackExchange.Redis.ConnectionMultiplexer.ConnectAsync(Redis);
         var heard = await HauntAsync(redis, "haunted");
 
@@ -395,9 +396,7 @@ public abstract class ClusterSpec : IAsyncLifetime
     [Fact]
     public async Task A_takeover_from_a_node_that_never_confirms_waits_for_it_only_a_bounded_time()
     {
-        var settings = Settings(Redis, _prefix, "node-4");
-        settings["DeviceGate:Cluster:TakeoverConfirmation"] = "00:00:00.5";
-        await using var four = await TestGateway.StartAsync(settings);
+        await using var four = await NodeAsync("node-4", takeoverConfirmation: "00:00:00.5");
         await using var redis = await StackExchange.Redis.ConnectionMultiplexer.ConnectAsync(Redis);
         var heard = await HauntAsync(redis, "abandoned");
 
