@@ -97,10 +97,7 @@ public sealed class DeviceTokens
     {
         try
         {
-            // Read once and validated as read (the string overloads would decode it a second time); the size limit the
-            // string overload applies is applied here.
-            if (token.Length > _handler.MaximumTokenSizeInBytes) return (TokenCheck.Invalid, null);
-            var jwt = _handler.ReadJsonWebToken(token);
+            if (Read(token) is not { } jwt) return (TokenCheck.Invalid, null);
             if (jwt.Alg == SecurityAlgorithms.HmacSha256)
             {
                 var result = await _handler.ValidateTokenAsync(jwt, _symmetric).ConfigureAwait(false);
@@ -122,19 +119,24 @@ public sealed class DeviceTokens
     /// Validates a token of the outside issuer against its current keys (and, when it names a key they lack, once more
     /// after asking for the key set again); null when there are no keys yet.
     /// </summary>
-    internal Task<TokenValidationResult?> ValidateIssuedAsync(string token, string? audience)
+    internal Task<TokenValidationResult?> ValidateIssuedAsync(string token, string? audience) =>
+        Read(token) is { } jwt ? ValidateIssuedAsync(jwt, audience) : Task.FromResult<TokenValidationResult?>(null);
+
+    /// <summary>
+    /// Decodes a token once, to be validated as read (the string overloads of the handler would decode it a second
+    /// time); null when it is over the size limit those overloads apply, or does not decode.
+    /// </summary>
+    private JsonWebToken? Read(string token)
     {
-        JsonWebToken jwt;
+        if (token.Length > _handler.MaximumTokenSizeInBytes) return null;
         try
         {
-            if (token.Length > _handler.MaximumTokenSizeInBytes) return Task.FromResult<TokenValidationResult?>(null);
-            jwt = _handler.ReadJsonWebToken(token);
+            return _handler.ReadJsonWebToken(token);
         }
         catch (Exception e) when (e is ArgumentException or SecurityTokenException or System.Text.Json.JsonException or FormatException)
         {
-            return Task.FromResult<TokenValidationResult?>(null);
+            return null;
         }
-        return ValidateIssuedAsync(jwt, audience);
     }
 
     private async Task<TokenValidationResult?> ValidateIssuedAsync(JsonWebToken token, string? audience)

@@ -47,7 +47,6 @@ internal sealed class StatusBook(TimeProvider time)
     private readonly Dictionary<Guid, int> _index = new();
     private Slot[] _slots = [];
     private int _next;
-    private bool _full;
 
     private readonly ConcurrentDictionary<string, string> _idempotency = new(StringComparer.Ordinal);
     private readonly ConcurrentQueue<string> _keyOrder = new();
@@ -62,21 +61,17 @@ internal sealed class StatusBook(TimeProvider time)
         lock (_gate)
         {
             if (_index.Remove(key, out var earlier)) _slots[earlier].Id = Guid.Empty;
-            if (!_full && _next == _slots.Length)
+            // Past the last slot: a larger ring while it may grow, otherwise round to the oldest.
+            if (_next == _slots.Length)
             {
                 if (_slots.Length < Defaults.InMemoryStatuses) Array.Resize(ref _slots, Math.Min(Defaults.InMemoryStatuses, Math.Max(FirstCapacity, _slots.Length * 2)));
-                else
-                {
-                    _full = true;
-                    _next = 0;
-                }
+                else _next = 0;
             }
             ref var slot = ref _slots[_next];
             if (slot.Id != Guid.Empty) _index.Remove(slot.Id);
             slot = new Slot { Id = key, Device = device, CreatedTicks = now };
             _index[key] = _next;
             _next++;
-            if (_full && _next == _slots.Length) _next = 0;
         }
     }
 

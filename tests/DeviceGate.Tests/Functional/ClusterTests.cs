@@ -328,15 +328,7 @@ public abstract class ClusterSpec : IAsyncLifetime
     {
         using var old = await _one.ConnectAsync("mover");
         var oldReceived = new List<string>();
-        var oldClosed = Task.Run(async () =>
-        {
-            while (true)
-            {
-                var m = await old.ReceiveMessageAsync();
-                if (m.Type == WebSocketMessageType.Close) return ((int)old.CloseStatus!, old.CloseStatusDescription);
-                lock (oldReceived) oldReceived.Add(m.Text);
-            }
-        });
+        var oldClosed = Task.Run(() => old.ReceiveUntilCloseAsync(oldReceived));
         using var fresh = await _two.ConnectAsync("mover");
         // Straight after the new connection's 101, sends through either node go to the new connection only.
         for (var i = 0; i < 10; i++)

@@ -32,6 +32,20 @@ public static class WebSocketExtensions
         return m.Text;
     }
 
+    /// <summary>
+    /// Reads until the server's close frame, adding each message's text to <paramref name="received"/> (under its
+    /// lock, so the test may look at it meanwhile); each message bounded like <see cref="ReceiveMessageAsync"/>.
+    /// </summary>
+    public static async Task<(int Code, string? Reason)> ReceiveUntilCloseAsync(this WebSocket socket, List<string> received)
+    {
+        while (true)
+        {
+            var m = await socket.ReceiveMessageAsync();
+            if (m.Type == WebSocketMessageType.Close) return ((int)socket.CloseStatus!, socket.CloseStatusDescription);
+            lock (received) received.Add(m.Text);
+        }
+    }
+
     /// <summary>Reads (and drops) messages until the server's close frame; returns its code and reason.</summary>
     public static async Task<(int Code, string? Reason)> ReceiveCloseAsync(this WebSocket socket, TimeSpan? timeout = null)
     {
