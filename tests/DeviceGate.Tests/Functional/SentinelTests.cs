@@ -21,7 +21,9 @@ public sealed class SentinelTests(ITestOutputHelper output)
     [Fact]
     public async Task Nodes_follow_the_primary_through_a_failover_by_themselves_and_devices_stay_connected()
     {
-        using var redis = RedisSentinelSet.Start();
+        // Down after 4 s: the time without a primary is then surely longer than one readiness probe (its write waits up
+        // to 2 s), so the probe sees it; with 1 s a quick promotion could end it inside the first probe.
+        using var redis = RedisSentinelSet.Start(downAfterMilliseconds: 4000);
         var prefix = $"sentinel-{Guid.NewGuid():N}:";
         await using var one = await TestGateway.StartAsync(ClusterTests.Settings(redis.Configuration, prefix, "node-1"));
         await using var two = await TestGateway.StartAsync(ClusterTests.Settings(redis.Configuration, prefix, "node-2"));
@@ -35,7 +37,7 @@ public sealed class SentinelTests(ITestOutputHelper output)
         var old = redis.PrimaryPort();
         redis.Primary.Stop();
         using var anonymous = new HttpClient { BaseAddress = one.BaseUri };
-        // Sentinel waits down-after-milliseconds (1 s) before it promotes: no primary until then.
+        // Sentinel waits down-after-milliseconds (4 s here) before it promotes: no primary until then.
         await ApiExtensions.EventuallyAsync(async () =>
         {
             using var r = await anonymous.GetAsync("readyz");

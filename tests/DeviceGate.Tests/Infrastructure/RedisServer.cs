@@ -47,8 +47,11 @@ public sealed class RedisServer : IDisposable
         return server;
     }
 
-    /// <summary>A Sentinel (redis-server --sentinel) watching <paramref name="primaryPort"/> as <paramref name="service"/>, quorum 2.</summary>
-    public static RedisServer StartSentinel(string service, int primaryPort)
+    /// <summary>
+    /// A Sentinel (redis-server --sentinel) watching <paramref name="primaryPort"/> as <paramref name="service"/>, quorum 2;
+    /// it calls the primary down after <paramref name="downAfterMilliseconds"/> without an answer.
+    /// </summary>
+    public static RedisServer StartSentinel(string service, int primaryPort, int downAfterMilliseconds = 1000)
     {
         var port = FreePort();
         var dir = TempFolder.Create();
@@ -59,7 +62,7 @@ public sealed class RedisServer : IDisposable
             "bind 127.0.0.1",
             $"dir {dir}",
             $"sentinel monitor {service} 127.0.0.1 {primaryPort} 2",
-            $"sentinel down-after-milliseconds {service} 1000",
+            $"sentinel down-after-milliseconds {service} {downAfterMilliseconds}",
             $"sentinel failover-timeout {service} 10000",
             $"sentinel parallel-syncs {service} 1",
         ]);
@@ -154,12 +157,15 @@ public sealed class RedisSentinelSet : IFailingRedis
     public string Configuration =>
         string.Join(",", Sentinels.Select(s => $"127.0.0.1:{s.Port}")) + $",serviceName={Service},abortConnect=false,connectTimeout=2000,syncTimeout=2000,asyncTimeout=2000";
 
-    /// <summary>Starts them; returns once the replica is in sync and every sentinel knows the replica and the two other sentinels.</summary>
-    public static RedisSentinelSet Start()
+    /// <summary>
+    /// Starts them (sentinels calling the primary down after <paramref name="downAfterMilliseconds"/>); returns once the
+    /// replica is in sync and every sentinel knows the replica and the two other sentinels.
+    /// </summary>
+    public static RedisSentinelSet Start(int downAfterMilliseconds = 1000)
     {
         var primary = RedisServer.Start(persistent: true);
         var replica = RedisServer.Start(false, "--replicaof", "127.0.0.1", primary.Port.ToString(System.Globalization.CultureInfo.InvariantCulture));
-        var sentinels = Enumerable.Range(0, 3).Select(_ => RedisServer.StartSentinel(Service, primary.Port)).ToList();
+        var sentinels = Enumerable.Range(0, 3).Select(_ => RedisServer.StartSentinel(Service, primary.Port, downAfterMilliseconds)).ToList();
         var set = new RedisSentinelSet(primary, replica, sentinels);
         Until(() => replica.Cli("INFO", "replication").Contains("master_link_status:up", StringComparison.Ordinal), "replica in sync");
         foreach (var s in sentinels)
