@@ -168,10 +168,16 @@ internal sealed class MqttGateway : IHostedService, IDisposable
     internal Task DisconnectAsync(string device, MqttDisconnectReasonCode reason, string text) =>
         SafeAsync(() => _server.DisconnectClientAsync(device, new MqttServerClientDisconnectOptionsBuilder().WithReasonCode(reason).WithReasonString(text).Build()));
 
-    /// <summary>One message to the device, on its messages topic: QoS 1 (the subscription's QoS caps it), user properties for MQTT 5.</summary>
-    internal Task PublishAsync(string device, string topic, Messages.OutboundMessage message, MqttProtocolVersion version)
+    /// <summary>
+    /// One message to the device on one of its own topics (<paramref name="suffix"/> under <c>devices/{id}/</c>), put
+    /// straight into its MQTTnet session's queue as MQTTnet's routing would for its subscription: QoS 1 capped by the
+    /// QoS granted, its MQTT 5 subscription identifier, user properties for MQTT 5. Not subscribed: not sent (as
+    /// MQTTnet drops a publish nobody subscribed to).
+    /// </summary>
+    internal static bool Publish(MqttTransport transport, string suffix, string topic, Messages.OutboundMessage message)
     {
-        var m = NewMessage(topic, message, version);
+        if (!transport.Own.TryGetValue(suffix, out var subscription) || transport.MqttSession is not { } mqtt) return false;
+        var m = NewMessage(topic, message, transport.Version, subscription);
         if (message.Message is { } source)
         {
             // Kept on the server's packet whatever the version (the PUBACK names it); only MQTT 5 puts them on the wire.
@@ -179,36 +185,35 @@ internal sealed class MqttGateway : IHostedService, IDisposable
             if (source.Group is not null) m.UserProperties.Add(Property("group", source.Group));
             if (message.Observer is Delivery.DeviceLane.Entry { Attempts: > 1 }) m.Dup = true;
         }
-        if (version == MqttProtocolVersion.V500 && message.Type != System.Net.WebSockets.WebSocketMessageType.Text) m.ContentType = "application/octet-stream";
-        return InjectAsync(m);
+        if (transport.Version == MqttProtocolVersion.V500 && message.Type != System.Net.WebSockets.WebSocketMessageType.Text) m.ContentType = "application/octet-stream";
+        return mqtt.TryEnqueueApplicationMessage(m, out _);
     }
 
     /// <summary>An rpc request on <c>devices/{id}/rpc</c>: MQTT 5 names the reply topic and the rpc id (correlation data).</summary>
-    internal Task PublishRpcAsync(string device, string rpcId, Messages.OutboundMessage message, MqttProtocolVersion version)
+    internal static bool PublishRpc(MqttTransport transport, string rpcId, Messages.OutboundMessage message)
     {
-        var m = NewMessage(MqttTopics.Rpc(device), message, version);
-        if (version == MqttProtocolVersion.V500)
+        if (!transport.Own.TryGetValue(MqttSessionMemory.Rpc, out var subscription) || transport.MqttSession is not { } mqtt) return false;
+        var device = transport.Session.DeviceId;
+        var m = NewMessage(MqttTopics.Rpc(device), message, transport.Version, subscription);
+        if (transport.Version == MqttProtocolVersion.V500)
         {
             m.ResponseTopic = MqttTopics.RpcReply(device);
             m.CorrelationData = System.Text.Encoding.UTF8.GetBytes(rpcId);
         }
-        return InjectAsync(m);
+        return mqtt.TryEnqueueApplicationMessage(m, out _);
     }
 
-    /// <summary>A PUBLISH from the gateway: QoS 1 (the subscription's QoS caps it); MQTT 5 marks text payloads as UTF-8.</summary>
-    private static MqttApplicationMessage NewMessage(string topic, Messages.OutboundMessage message, MqttProtocolVersion version) => new()
+    /// <summary>A PUBLISH from the gateway: QoS 1 capped by the subscription's; MQTT 5 marks text payloads as UTF-8.</summary>
+    private static MqttApplicationMessage NewMessage(string topic, Messages.OutboundMessage message, MqttProtocolVersion version, OwnSubscription subscription) => new()
     {
         Topic = topic,
         Payload = new System.Buffers.ReadOnlySequence<byte>(message.Payload),
-        QualityOfServiceLevel = MqttQualityOfServiceLevel.AtLeastOnce,
+        QualityOfServiceLevel = subscription.Qos == MqttQualityOfServiceLevel.AtMostOnce ? MqttQualityOfServiceLevel.AtMostOnce : MqttQualityOfServiceLevel.AtLeastOnce,
+        SubscriptionIdentifiers = version == MqttProtocolVersion.V500 && subscription.Identifier != 0 ? [subscription.Identifier] : null,
         PayloadFormatIndicator = version == MqttProtocolVersion.V500 && message.Type == System.Net.WebSockets.WebSocketMessageType.Text
             ? MqttPayloadFormatIndicator.CharacterData
             : MqttPayloadFormatIndicator.Unspecified,
     };
-
-    // Sent as "server", an id no device may have: the publish interceptor lets it through to the subscriber.
-    private Task InjectAsync(MqttApplicationMessage m) =>
-        _server.InjectApplicationMessage(new InjectedMqttApplicationMessage(m) { SenderClientId = DeviceId.Server }, CancellationToken.None);
 
     private static MQTTnet.Packets.MqttUserProperty Property(string name, string value) => new(name, System.Text.Encoding.UTF8.GetBytes(value).AsMemory());
 
@@ -327,9 +332,18 @@ internal sealed class MqttGateway : IHostedService, IDisposable
         }
     }
 
-    /// <summary>The CONNACK says whether a remembered session was resumed, and (MQTT 5) the session expiry granted when it is not the one asked for.</summary>
+    /// <summary>
+    /// Each PUBLISH MQTTnet's send loop writes to a device is the oldest of what its transport put in the session's
+    /// queue (its queue budget and the lane hear it written). The CONNACK says whether a remembered session was
+    /// resumed, and (MQTT 5) the session expiry granted when it is not the one asked for.
+    /// </summary>
     private Task InterceptingOutboundPacketAsync(InterceptingPacketEventArgs e)
     {
+        if (e.Packet is MQTTnet.Packets.MqttPublishPacket)
+        {
+            if (e.SessionItems[SessionKey] is DeviceSession { Transport: MqttTransport sending }) sending.Sent();
+            return Task.CompletedTask;
+        }
         if (e.Packet is MQTTnet.Packets.MqttConnAckPacket connack && _connections.TryGetValue(e.ClientId, out var session))
         {
             var transport = (MqttTransport)session.Transport;
@@ -384,20 +398,20 @@ internal sealed class MqttGateway : IHostedService, IDisposable
         var transport = (MqttTransport)session.Transport;
         if (filter == MqttTopics.Messages(session.DeviceId))
         {
-            session.AcksMessages = Keep(transport, MqttSessionMemory.Messages, Grant(e)) != MqttQualityOfServiceLevel.AtMostOnce;
+            session.AcksMessages = Keep(e, transport, MqttSessionMemory.Messages, Grant(e)) != MqttQualityOfServiceLevel.AtMostOnce;
             // MQTTnet records the subscription after this returns: the lane starts once it has (ClientSubscribedTopicAsync).
             return Task.CompletedTask;
         }
         if (filter == MqttTopics.Desired(session.DeviceId))
         {
-            Keep(transport, MqttSessionMemory.Desired, Grant(e));
+            Keep(e, transport, MqttSessionMemory.Desired, Grant(e));
             // From now on the lane keeps desired-state messages for it (before, they stayed stored).
             session.TakesState = true;
             return Task.CompletedTask;
         }
         if (filter == MqttTopics.Rpc(session.DeviceId))
         {
-            Keep(transport, MqttSessionMemory.Rpc, Grant(e));
+            Keep(e, transport, MqttSessionMemory.Rpc, Grant(e));
             transport.AcceptsRpc = true;
             return Task.CompletedTask;
         }
@@ -421,9 +435,10 @@ internal sealed class MqttGateway : IHostedService, IDisposable
         return qos;
     }
 
-    private static MqttQualityOfServiceLevel Keep(MqttTransport transport, string suffix, MqttQualityOfServiceLevel qos)
+    private static MqttQualityOfServiceLevel Keep(InterceptingSubscriptionEventArgs e, MqttTransport transport, string suffix, MqttQualityOfServiceLevel qos)
     {
-        transport.Own[suffix] = qos;
+        transport.MqttSession ??= e.Session;
+        transport.Own[suffix] = new OwnSubscription(qos, transport.Subscribing);
         return qos;
     }
 
@@ -462,6 +477,7 @@ internal sealed class MqttGateway : IHostedService, IDisposable
         {
             case MQTTnet.Packets.MqttSubscribePacket subscribe when Current(e.ClientId) is { } session:
                 if (!TakeTopics(e, session, subscribe.TopicFilters.Count)) break;
+                ((MqttTransport)session.Transport).Subscribing = subscribe.SubscriptionIdentifier;
                 foreach (var filter in subscribe.TopicFilters)
                 {
                     if (TryGroup(filter.Topic, out var group)) ((MqttTransport)session.Transport).RecordJoin(filter.Topic, await JoinAsync(session, group).ConfigureAwait(false));
@@ -547,10 +563,8 @@ internal sealed class MqttGateway : IHostedService, IDisposable
 
     private Task InterceptingPublishAsync(InterceptingPublishEventArgs e)
     {
-        // What the gateway itself injects (messages to devices, sent as "server", an id no device may have) goes
-        // through MQTTnet to the subscriber.
-        if (e.ClientId == DeviceId.Server) return Task.CompletedTask;
-        // Nothing a device publishes is routed by MQTTnet: it is handled here.
+        // Nothing a device publishes is routed by MQTTnet: it is handled here (what reaches devices is put into their
+        // sessions' queues directly, Publish).
         e.ProcessPublish = false;
         var session = Current(e.ClientId);
         if (session is null) return Task.CompletedTask;

@@ -146,9 +146,62 @@ internal sealed class MqttPacketSizeGuard(IMqttChannel inner, int maxPacketBytes
 
     public Task ConnectAsync(CancellationToken cancellationToken) => inner.ConnectAsync(cancellationToken);
     public Task DisconnectAsync(CancellationToken cancellationToken) => inner.DisconnectAsync(cancellationToken);
-    public Task WriteAsync(System.Buffers.ReadOnlySequence<byte> buffer, bool isEndOfPacket, CancellationToken cancellationToken) =>
-        inner.WriteAsync(buffer, isEndOfPacket, cancellationToken);
-    public void Dispose() => inner.Dispose();
+    public void Dispose()
+    {
+        inner.Dispose();
+        if (Interlocked.Exchange(ref _head, null) is { } head) System.Buffers.ArrayPool<byte>.Shared.Return(head);
+    }
+
+    /// <summary>Up to this many bytes, a packet MQTTnet writes in two parts (the packet, then its payload) goes out in one write.</summary>
+    internal const int JoinBytes = 8 * 1024;
+
+    private byte[]? _head;
+    private int _headLength;
+
+    /// <summary>
+    /// MQTTnet writes a packet with a payload in two calls (the packet, then the payload, so a large payload is not
+    /// copied); on TCP without Nagle each becomes a send and a segment of its own. A packet of up to
+    /// <see cref="JoinBytes"/> is joined in a pooled buffer and written once; a larger one is written as MQTTnet gives it.
+    /// </summary>
+    public Task WriteAsync(System.Buffers.ReadOnlySequence<byte> buffer, bool isEndOfPacket, CancellationToken cancellationToken)
+    {
+        if (_head is null)
+        {
+            if (isEndOfPacket || buffer.Length >= JoinBytes) return inner.WriteAsync(buffer, isEndOfPacket, cancellationToken);
+            // The first part of a packet: kept until its payload comes (MQTTnet writes one packet at a time).
+            _head = System.Buffers.ArrayPool<byte>.Shared.Rent(JoinBytes);
+            System.Buffers.BuffersExtensions.CopyTo(buffer, _head);
+            _headLength = (int)buffer.Length;
+            return Task.CompletedTask;
+        }
+        return WriteAfterHeadAsync(buffer, isEndOfPacket, cancellationToken);
+    }
+
+    private async Task WriteAfterHeadAsync(System.Buffers.ReadOnlySequence<byte> buffer, bool isEndOfPacket, CancellationToken cancellationToken)
+    {
+        // Taken once: Dispose (the connection ending) may return it to the pool meanwhile, and it must not go back twice.
+        if (Interlocked.Exchange(ref _head, null) is not { } head)
+        {
+            await inner.WriteAsync(buffer, isEndOfPacket, cancellationToken).ConfigureAwait(false);
+            return;
+        }
+        var length = _headLength;
+        try
+        {
+            if (length + buffer.Length <= head.Length)
+            {
+                System.Buffers.BuffersExtensions.CopyTo(buffer, head.AsSpan(length));
+                await inner.WriteAsync(new System.Buffers.ReadOnlySequence<byte>(head, 0, length + (int)buffer.Length), isEndOfPacket, cancellationToken).ConfigureAwait(false);
+                return;
+            }
+            await inner.WriteAsync(new System.Buffers.ReadOnlySequence<byte>(head, 0, length), isEndOfPacket: false, cancellationToken).ConfigureAwait(false);
+            await inner.WriteAsync(buffer, isEndOfPacket, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(head);
+        }
+    }
 
     public async Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken)
     {

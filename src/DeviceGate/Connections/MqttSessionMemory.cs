@@ -87,7 +87,7 @@ internal sealed class MqttSessionMemory(IDeviceDirectory directory, GatewayOptio
         await transport.MemoryWrites.WaitAsync().ConfigureAwait(false);
         try
         {
-            var subscriptions = Encode(transport.Own.Select(kv => (kv.Key, kv.Value)));
+            var subscriptions = Encode(transport.Own.Select(kv => (kv.Key, kv.Value.Qos)));
             if (!force && subscriptions == transport.WrittenSubscriptions) return;
             await directory.RememberSessionAsync(device, new RememberedSession(transport.SessionOwner, subscriptions, time.GetUtcNow() + keep), take: false).ConfigureAwait(false);
             transport.WrittenSubscriptions = subscriptions;

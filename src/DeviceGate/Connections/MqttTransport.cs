@@ -1,7 +1,6 @@
 using System.Buffers;
 using System.Collections.Concurrent;
 using System.Net.WebSockets;
-using System.Threading.Channels;
 using DeviceGate.Protocol;
 using DeviceGate.Sessions;
 using MQTTnet;
@@ -12,16 +11,20 @@ using MQTTnet.Server;
 namespace DeviceGate.Connections;
 
 /// <summary>
-/// An MQTT device's session transport: what the lane hands it goes, in order, into MQTTnet as a PUBLISH on
-/// <c>devices/{id}/messages</c> (MQTTnet's session queue does the packet work and the QoS 1 handshake). Bounded like
-/// the WebSocket's queue, in messages and bytes (4002 past either). Closing disconnects the client through MQTTnet
+/// An MQTT device's session transport: what the lane hands it goes at once, on the caller's thread and in order, into
+/// the device's MQTTnet session queue as a PUBLISH on its own topic (MQTTnet's send loop does the packet work and the
+/// QoS 1 handshake). Bounded like the WebSocket's queue, in messages and bytes, counting what MQTTnet has not written
+/// yet (4002 past either): a message counts as written when MQTTnet's send loop takes its PUBLISH (<see cref="Sent"/>). Closing disconnects the client through MQTTnet
 /// with the reason that matches the close code; <see cref="Completion"/> completes when MQTTnet reports it gone (or,
 /// when another MQTT connection of the same id took it over, at once: MQTTnet stops a taken-over client itself).
 /// </summary>
 internal sealed class MqttTransport : ISessionTransport, IRpcCarrier
 {
     private readonly MqttGateway _gateway;
-    private readonly Channel<(OutboundMessage Message, string? RpcId)> _queue;
+    // What is in MQTTnet's queue for this device, in its order: its bytes and who hears it was written. Every PUBLISH
+    // MQTTnet sends this client is one of these (MQTTnet routes nothing here), and it never drops one (its bound is
+    // above ours), so the send loop's PUBLISH packets take them off in order.
+    private readonly Queue<(int Bytes, IWriteObserver? Observer)> _pending = new();
     private readonly TaskCompletionSource _done = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly GatewayMetrics _metrics;
     private readonly int _maxQueuedMessages;
@@ -39,8 +42,6 @@ internal sealed class MqttTransport : ISessionTransport, IRpcCarrier
         _maxQueuedMessages = limits.SendQueueMessages;
         _maxQueuedBytes = limits.SendQueueBytes;
         _topic = MqttTopics.Messages(session.DeviceId);
-        _queue = Channel.CreateUnbounded<(OutboundMessage, string?)>(new UnboundedChannelOptions { SingleReader = true });
-        _ = WriteLoopAsync();
     }
 
     public DeviceSession Session { get; }
@@ -57,8 +58,20 @@ internal sealed class MqttTransport : ISessionTransport, IRpcCarrier
     /// <summary>The keep-alive the gateway holds the device to: what it asked for, at most DeviceGate:Mqtt:MaxKeepAlive (which also stands for none).</summary>
     internal TimeSpan KeepAlive;
 
-    /// <summary>Its subscriptions to its own topics (relative to <c>devices/{id}/</c>) with the QoS granted: what a remembered session keeps.</summary>
-    internal readonly ConcurrentDictionary<string, MqttQualityOfServiceLevel> Own = new(StringComparer.Ordinal);
+    /// <summary>
+    /// Its subscriptions to its own topics (relative to <c>devices/{id}/</c>) with the QoS granted and (MQTT 5) the
+    /// subscription identifier: what the gateway publishes to it follows them, and a remembered session keeps them.
+    /// </summary>
+    internal readonly ConcurrentDictionary<string, OwnSubscription> Own = new(StringComparer.Ordinal);
+
+    /// <summary>
+    /// MQTTnet's session of this connection, known from its first subscription: what the gateway publishes to the
+    /// device goes straight into that session's queue (MQTTnet's own routing would test every subscriber's filters).
+    /// </summary>
+    internal MqttSessionStatus? MqttSession;
+
+    /// <summary>MQTT 5: the subscription identifier of the SUBSCRIBE being handled (0: none; one SUBSCRIBE at a time per client).</summary>
+    internal uint Subscribing;
 
     /// <summary>How long its subscriptions are kept after it ends (zero: not kept), under <see cref="SessionOwner"/>.</summary>
     internal TimeSpan RememberFor;
@@ -124,20 +137,64 @@ internal sealed class MqttTransport : ISessionTransport, IRpcCarrier
 
     public EnqueueResult TryEnqueue(in OutboundMessage message) => Enqueue(message, null);
 
-    private EnqueueResult Enqueue(in OutboundMessage message, string? rpcId)
+    private EnqueueResult Enqueue(OutboundMessage message, string? rpcId)
     {
         if (IsClosing) return EnqueueResult.Closed;
-        if (!_queued.TryTake(message.Payload.Length, _maxQueuedMessages, _maxQueuedBytes))
+        string suffix, topic;
+        if (rpcId is not null) (suffix, topic) = (MqttSessionMemory.Rpc, MqttTopics.Rpc(Session.DeviceId));
+        else if (message.Message is { IsState: true })
+        {
+            (suffix, topic) = (MqttSessionMemory.Desired, MqttTopics.Desired(Session.DeviceId));
+            message = message with { Payload = DesiredPayload(message.Payload.Span) };
+        }
+        else (suffix, topic) = (MqttSessionMemory.Messages, _topic);
+        var bytes = message.Payload.Length;
+        if (!_queued.TryTake(bytes, _maxQueuedMessages, _maxQueuedBytes))
         {
             if (RequestClose(CloseCodes.SlowConsumer, CloseReasons.SlowConsumer, dropBacklog: true)) _metrics.SendQueueOverflows.Add(1);
             return EnqueueResult.Overflow;
         }
-        if (!_queue.Writer.TryWrite((message, rpcId)))
+        bool queued;
+        try
         {
-            Dequeued(message.Payload.Length);
+            // Into the pending list and MQTTnet's queue together, so both have the same order (Sent takes this lock).
+            lock (_pending)
+            {
+                queued = rpcId is null ? MqttGateway.Publish(this, suffix, topic, message) : MqttGateway.PublishRpc(this, rpcId, message);
+                if (queued) _pending.Enqueue((bytes, message.Observer));
+            }
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // MQTTnet refused the message (the server is stopping): the session ends; durable messages stay stored.
+            Dequeued(bytes);
+            RequestClose(CloseCodes.InternalError, CloseReasons.InternalError, dropBacklog: true);
             return EnqueueResult.Closed;
         }
+        // Not subscribed to that topic: not sent (as MQTTnet drops a publish nobody subscribed to), and done with;
+        // heard on another thread, as a write would be (the lane calls this holding its lock, and its next message
+        // would come back here: a lane that runs on while the device is unsubscribed must not recurse through it).
+        if (!queued) ThreadPool.UnsafeQueueUserWorkItem(static s => s.Transport.Written(s.Bytes, s.Observer), (Transport: this, Bytes: bytes, message.Observer), preferLocal: false);
         return EnqueueResult.Queued;
+    }
+
+    /// <summary>MQTTnet's send loop is writing a PUBLISH to this client (the outbound packet interceptor): the oldest pending message.</summary>
+    internal void Sent()
+    {
+        (int Bytes, IWriteObserver? Observer) next;
+        lock (_pending)
+        {
+            if (!_pending.TryDequeue(out next)) return;
+            if (_pending.Count == 0 && _pending.Capacity > 16) _pending.TrimExcess();
+        }
+        Written(next.Bytes, next.Observer);
+    }
+
+    private void Written(int bytes, IWriteObserver? observer)
+    {
+        Dequeued(bytes);
+        _metrics.BytesOut.Add(bytes);
+        observer?.OnWritten();
     }
 
     public bool RequestClose(int code, string reason, bool dropBacklog)
@@ -169,7 +226,6 @@ internal sealed class MqttTransport : ISessionTransport, IRpcCarrier
         CloseReason = reason;
         ClosedByDevice = byDevice;
         Closing?.Invoke(Session);
-        _queue.Writer.TryComplete();
         return true;
     }
 
@@ -185,32 +241,6 @@ internal sealed class MqttTransport : ISessionTransport, IRpcCarrier
         CloseCodes.TooBig => MqttDisconnectReasonCode.PacketTooLarge,
         _ => MqttDisconnectReasonCode.AdministrativeAction,
     };
-
-    private async Task WriteLoopAsync()
-    {
-        try
-        {
-            while (await _queue.Reader.WaitToReadAsync().ConfigureAwait(false))
-            {
-                while (_queue.Reader.TryRead(out var item))
-                {
-                    var message = item.Message;
-                    Dequeued(message.Payload.Length);
-                    if (IsClosing) return;
-                    if (item.RpcId is { } rpcId) await _gateway.PublishRpcAsync(Session.DeviceId, rpcId, message, Version).ConfigureAwait(false);
-                    else if (message.Message is { IsState: true }) await _gateway.PublishAsync(Session.DeviceId, MqttTopics.Desired(Session.DeviceId), message with { Payload = DesiredPayload(message.Payload.Span) }, Version).ConfigureAwait(false);
-                    else await _gateway.PublishAsync(Session.DeviceId, _topic, message, Version).ConfigureAwait(false);
-                    _metrics.BytesOut.Add(message.Payload.Length);
-                    message.Observer?.OnWritten();
-                }
-            }
-        }
-        catch (Exception e) when (e is not OutOfMemoryException)
-        {
-            // MQTTnet refused the message (the server is stopping): the session ends; durable messages stay stored.
-            RequestClose(CloseCodes.InternalError, CloseReasons.InternalError, dropBacklog: true);
-        }
-    }
 
     private void Dequeued(int bytes) => _queued.Return(bytes);
 
@@ -234,6 +264,9 @@ internal sealed class MqttTransport : ISessionTransport, IRpcCarrier
         return buffer.WrittenSpan.ToArray();
     }
 }
+
+/// <summary>A subscription to one of the device's own topics: the QoS granted and the MQTT 5 subscription identifier (0: none).</summary>
+internal readonly record struct OwnSubscription(MqttQualityOfServiceLevel Qos, uint Identifier);
 
 /// <summary>The topic map of an MQTT device (docs/mqtt.md).</summary>
 internal static class MqttTopics

@@ -49,4 +49,58 @@ public sealed class MqttPacketSizeGuardTests
         // A fifth length byte is never valid.
         Assert.False(Guard(int.MaxValue).Inspect(new byte[] { 0x30, 0x80, 0x80, 0x80, 0x80, 0x01 }));
     }
+
+    [Fact]
+    public async Task A_packet_up_to_the_join_size_goes_out_in_one_write_and_a_larger_one_as_mqttnet_splits_it()
+    {
+        // MQTTnet's own adapter with fragmentation on (as on TCP) writes a PUBLISH as its packet, then its payload.
+        var channel = new RecordingChannel();
+        using var adapter = new MQTTnet.Adapter.MqttChannelAdapter(new MqttPacketSizeGuard(channel, 1 << 20, NullLogger.Instance, new LogLimiter(TimeProvider.System)),
+            new MqttPacketFormatterAdapter(MqttProtocolVersion.V500, new MqttBufferWriter(4096, 65535)), MQTTnet.Diagnostics.Logger.MqttNetNullLogger.Instance)
+        {
+            AllowPacketFragmentation = true,
+        };
+        MqttPacket[] packets =
+        [
+            new MqttPublishPacket { Topic = "devices/d1/messages", PayloadSegment = new byte[16], QualityOfServiceLevel = MQTTnet.Protocol.MqttQualityOfServiceLevel.AtLeastOnce, PacketIdentifier = 1 },
+            new MqttPubAckPacket { PacketIdentifier = 7 },
+            new MqttPublishPacket { Topic = "devices/d1/messages", PayloadSegment = Enumerable.Range(0, 20_000).Select(i => (byte)i).ToArray() },
+            new MqttPublishPacket { Topic = "devices/d1/messages", PayloadSegment = new byte[MqttPacketSizeGuard.JoinBytes - 64] },
+        ];
+        foreach (var packet in packets) await adapter.SendPacketAsync(packet, CancellationToken.None);
+
+        Assert.Equal([1, 1, 2, 1], channel.PacketWrites);
+        Assert.Equal(packets.SelectMany(Encode).ToArray(), channel.Bytes.ToArray());
+    }
+
+    /// <summary>Records what is written, and how many writes each packet took.</summary>
+    private sealed class RecordingChannel : MQTTnet.Channel.IMqttChannel
+    {
+        private int _writes;
+        public List<byte> Bytes { get; } = [];
+        public List<int> PacketWrites { get; } = [];
+        public System.Security.Cryptography.X509Certificates.X509Certificate2 ClientCertificate => null!;
+        public System.Net.EndPoint RemoteEndPoint => new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 1);
+        public System.Net.EndPoint LocalEndPoint => RemoteEndPoint;
+        public bool IsSecureConnection => false;
+        public Task ConnectAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+        public Task DisconnectAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+        public Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) => Task.FromResult(0);
+
+        public Task WriteAsync(System.Buffers.ReadOnlySequence<byte> buffer, bool isEndOfPacket, CancellationToken cancellationToken)
+        {
+            Bytes.AddRange(System.Buffers.BuffersExtensions.ToArray(buffer));
+            _writes++;
+            if (isEndOfPacket)
+            {
+                PacketWrites.Add(_writes);
+                _writes = 0;
+            }
+            return Task.CompletedTask;
+        }
+
+        public void Dispose()
+        {
+        }
+    }
 }

@@ -201,6 +201,40 @@ public sealed class MqttTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task What_reaches_an_mqtt_5_device_carries_its_subscription_identifier_and_follows_its_subscriptions()
+    {
+        // The gateway puts messages into the device's MQTTnet session itself (not through MQTTnet's routing), so it
+        // applies the subscription as MQTTnet would: granted QoS, MQTT 5 subscription identifier, unsubscribe.
+        const string id = "mq-subid";
+        await using var device = await MqttDevice.ConnectAsync(MqttDevice.Tcp(_port, id, _gw.Token(id)));
+        var subscribed = await device.Client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder()
+            .WithTopicFilter($"devices/{id}/messages", MqttQualityOfServiceLevel.AtLeastOnce).WithSubscriptionIdentifier(7).Build());
+        Assert.Equal(MqttClientSubscribeResultCode.GrantedQoS1, subscribed.Items.Single().ResultCode);
+        Assert.Equal(MqttClientSubscribeResultCode.GrantedQoS0, await device.SubscribeAsync($"devices/{id}/rpc", MqttQualityOfServiceLevel.AtMostOnce));
+
+        await SendAsync(id, new StringContent("tagged"));
+        var tagged = (await device.ReceiveAsync()).ApplicationMessage;
+        Assert.Equal(("tagged", MqttQualityOfServiceLevel.AtLeastOnce), (tagged.ConvertPayloadToString(), tagged.QualityOfServiceLevel));
+        Assert.Equal([7u], tagged.SubscriptionIdentifiers);
+
+        var call = _gw.Api.PostBytesAsync($"api/devices/{id}/rpc?timeout=10", "{}"u8.ToArray(), "application/json");
+        var request = (await device.ReceiveAsync()).ApplicationMessage;
+        Assert.Equal(($"devices/{id}/rpc", MqttQualityOfServiceLevel.AtMostOnce), (request.Topic, request.QualityOfServiceLevel));
+        Assert.True(request.SubscriptionIdentifiers is null or { Count: 0 }, "the rpc subscription had no identifier");
+        await device.Client.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(request.ResponseTopic).WithCorrelationData(request.CorrelationData).WithPayload("1").Build());
+        using (var answered = await call) Assert.Equal(HttpStatusCode.OK, answered.StatusCode);
+
+        // Unsubscribed from its messages: what is sent now is not published to it; subscribed again, the next is.
+        await device.Client.UnsubscribeAsync(new MqttClientUnsubscribeOptionsBuilder().WithTopicFilter($"devices/{id}/messages").Build());
+        await SendAsync(id, new StringContent("not subscribed"));
+        Assert.Equal(MqttClientSubscribeResultCode.GrantedQoS1, await device.SubscribeAsync($"devices/{id}/messages"));
+        await SendAsync(id, new StringContent("subscribed again"));
+        var next = (await device.ReceiveAsync()).ApplicationMessage;
+        Assert.Equal("subscribed again", next.ConvertPayloadToString());
+        Assert.True(next.SubscriptionIdentifiers is null or { Count: 0 }, "the new subscription has no identifier");
+    }
+
+    [Fact]
     public async Task Publishes_to_events_become_message_events_with_the_topic_from_mosquitto_pub()
     {
         const string id = "mq-events";
@@ -502,6 +536,43 @@ public sealed class MqttTests : IAsyncLifetime
         await next.SubscribeAsync("devices/mq-after/messages");
         await SendAsync("mq-after", new StringContent("still here", Encoding.UTF8, "text/plain"), ttl: 60);
         Assert.Equal("still here", (await next.ReceiveAsync()).ApplicationMessage.ConvertPayloadToString());
+    }
+
+    [Fact]
+    public async Task An_mqtt_device_that_stops_reading_is_disconnected_as_a_slow_consumer_while_others_keep_receiving()
+    {
+        // What waits in MQTTnet's queue for the device counts against its send queue (50 messages / 256 KiB), as a
+        // WebSocket's does: past it the device is disconnected, nothing is dropped from the queue unnoticed.
+        const string id = "mq-slow";
+        var formatter = new MqttPacketFormatterAdapter(MqttProtocolVersion.V311, new MqttBufferWriter(4096, 65535));
+        using var tcp = new System.Net.Sockets.TcpClient { ReceiveBufferSize = 4096 };
+        await tcp.ConnectAsync(IPAddress.Loopback, _port);
+        var stream = tcp.GetStream();
+        await stream.WriteAsync(formatter.Encode(new MqttConnectPacket { ClientId = id, Username = "device", Password = Encoding.UTF8.GetBytes(_gw.Token(id)), KeepAlivePeriod = 60, CleanSession = true }).Join().ToArray());
+        await stream.WriteAsync(formatter.Encode(new MqttSubscribePacket { PacketIdentifier = 1, TopicFilters = [new MqttTopicFilter { Topic = $"devices/{id}/messages", QualityOfServiceLevel = MqttQualityOfServiceLevel.AtMostOnce }] }).Join().ToArray());
+        var answers = new byte[9]; // CONNACK (4 bytes) and SUBACK (5): then this device reads nothing more
+        await stream.ReadExactlyAsync(answers).AsTask().WaitAsync(Timeouts.Default);
+        Assert.Equal((0x20, 0x90), (answers[0], answers[4]));
+        await ApiExtensions.EventuallyAsync(async () => (await _gw.Api.GetJsonAsync($"api/devices/{id}")).GetProperty("online").GetBoolean(), "online");
+
+        await using var fast = await MqttDevice.ConnectAsync(MqttDevice.Tcp(_port, "mq-fast", _gw.Token("mq-fast")));
+        await fast.SubscribeAsync("devices/mq-fast/messages");
+        var payload = new byte[16 * 1024];
+        var overflowed = false;
+        for (var i = 0; i < 2000 && !overflowed; i++)
+        {
+            using var toSlow = await _gw.Api.PostAsync($"api/devices/{id}/messages", new ByteArrayContent(payload) { Headers = { ContentType = new("application/octet-stream") } });
+            overflowed = toSlow.StatusCode != HttpStatusCode.Accepted;
+            if (i % 100 == 0)
+            {
+                await SendAsync("mq-fast", new StringContent($"still here {i}"));
+                Assert.Equal($"still here {i}", (await fast.ReceiveAsync()).ApplicationMessage.ConvertPayloadToString());
+            }
+        }
+        Assert.True(overflowed, "the slow device's queue never overflowed");
+        await ApiExtensions.EventuallyAsync(async () => !(await _gw.Api.GetJsonAsync($"api/devices/{id}")).GetProperty("online").GetBoolean(), "the slow device left presence");
+        await SendAsync("mq-fast", new StringContent("after"));
+        Assert.Equal("after", (await fast.ReceiveAsync()).ApplicationMessage.ConvertPayloadToString());
     }
 
     [Fact]
