@@ -23,23 +23,29 @@ internal static class MqttBench
         var devices = new Option<int>("--devices") { DefaultValueFactory = _ => 1000 };
         var messages = new Option<int>("--messages") { DefaultValueFactory = _ => 20_000 };
         var senders = new Option<int>("--senders") { DefaultValueFactory = _ => 32 };
+        var warmup = new Option<int>("--warmup")
+        {
+            DefaultValueFactory = _ => 20_000,
+            Description = "Messages sent before each measured targeted run, and publishes before fan-in, not counted (JIT tiering of a .NET server takes thousands of messages; mosquitto gets the same)",
+        };
         var dll = new Option<string?>("--server-dll");
         var command = new Command("mqtt", "MQTT devices on DeviceGate against Debian's mosquitto broker: targeted QoS 1/0, fan-in, memory per connection.");
-        foreach (var o in new Option[] { devices, messages, senders, dll }) command.Options.Add(o);
+        foreach (var o in new Option[] { devices, messages, senders, warmup, dll }) command.Options.Add(o);
         command.SetAction(async (parse, ct) =>
         {
             var n = parse.GetValue(devices);
             var m = parse.GetValue(messages);
             var s = parse.GetValue(senders);
+            var w = Math.Max(0, parse.GetValue(warmup));
             var rows = new List<(string Scenario, string Metric, double Mosquitto, double DeviceGate)>();
             var failures = new List<string>();
 
-            var dg = await RunDeviceGateAsync(parse.GetValue(dll) ?? Scenarios.DefaultDll(), n, m, s, failures);
-            var mq = await RunMosquittoAsync(n, m, s, failures);
+            var dg = await RunDeviceGateAsync(parse.GetValue(dll) ?? Scenarios.DefaultDll(), n, m, s, w, failures);
+            var mq = await RunMosquittoAsync(n, m, s, w, failures);
             foreach (var key in dg.Keys.Where(mq.ContainsKey)) rows.Add((key.Split('|')[0], key.Split('|')[1], mq[key], dg[key]));
 
             Console.WriteLine();
-            Console.WriteLine($"N = {n} MQTT devices, {m} targeted messages, {s} senders; ratio = DeviceGate / mosquitto");
+            Console.WriteLine($"N = {n} MQTT devices, {m} targeted messages (after {w} not counted), {s} senders; ratio = DeviceGate / mosquitto");
             Console.WriteLine();
             Console.WriteLine("| scenario | metric | mosquitto | DeviceGate | ratio |");
             Console.WriteLine("|---|---|---|---|---|");
@@ -54,7 +60,7 @@ internal static class MqttBench
         return command;
     }
 
-    private static async Task<Dictionary<string, double>> RunDeviceGateAsync(string dll, int n, int m, int senders, List<string> failures)
+    private static async Task<Dictionary<string, double>> RunDeviceGateAsync(string dll, int n, int m, int senders, int warmup, List<string> failures)
     {
         var port = Scenarios.FreePort();
         string[] settings =
@@ -82,14 +88,15 @@ internal static class MqttBench
         {
             await fleet.SubscribeAsync(qos);
             // Warm-up (JIT, pools), not counted.
-            await fleet.MeasureAsync(Math.Min(2000, m), Send, senders);
+            if (warmup > 0) await fleet.MeasureAsync(warmup, Send, senders);
             Record(figures, $"targeted qos{(int)qos}", await fleet.MeasureAsync(m, Send, senders), qos, failures, "devicegate");
         }
+        if (warmup >= n) await fleet.FanInAsync(warmup / n);
         figures["fan-in qos1|publishes/s"] = await fleet.FanInAsync(Math.Max(1, m / n));
         return figures;
     }
 
-    private static async Task<Dictionary<string, double>> RunMosquittoAsync(int n, int m, int senders, List<string> failures)
+    private static async Task<Dictionary<string, double>> RunMosquittoAsync(int n, int m, int senders, int warmup, List<string> failures)
     {
         var port = Scenarios.FreePort();
         var dir = Directory.CreateTempSubdirectory("mosquitto-bench-").FullName;
@@ -138,7 +145,7 @@ internal static class MqttBench
                         return publisher.PublishAsync(new MqttApplicationMessageBuilder().WithTopic($"devices/{device}/messages").WithPayload(payload)
                             .WithQualityOfServiceLevel(qos).Build());
                     }
-                    await fleet.MeasureAsync(Math.Min(2000, m), Publish, senders);
+                    if (warmup > 0) await fleet.MeasureAsync(warmup, Publish, senders);
                     Record(figures, $"targeted qos{(int)qos}", await fleet.MeasureAsync(m, Publish, senders), qos, failures, "mosquitto");
                 }
             }
@@ -146,6 +153,7 @@ internal static class MqttBench
             {
                 foreach (var p in publishers) p.Dispose();
             }
+            if (warmup >= n) await fleet.FanInAsync(warmup / n);
             figures["fan-in qos1|publishes/s"] = await fleet.FanInAsync(Math.Max(1, m / n));
         }
         finally
