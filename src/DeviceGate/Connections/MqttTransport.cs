@@ -14,9 +14,10 @@ namespace DeviceGate.Connections;
 /// An MQTT device's session transport: what the lane hands it goes at once, on the caller's thread and in order, into
 /// the device's MQTTnet session queue as a PUBLISH on its own topic (MQTTnet's send loop does the packet work and the
 /// QoS 1 handshake). Bounded like the WebSocket's queue, in messages and bytes, counting what MQTTnet has not written
-/// yet (4002 past either): a message counts as written when MQTTnet's send loop takes its PUBLISH (<see cref="Sent"/>). Closing disconnects the client through MQTTnet
-/// with the reason that matches the close code; <see cref="Completion"/> completes when MQTTnet reports it gone (or,
-/// when another MQTT connection of the same id took it over, at once: MQTTnet stops a taken-over client itself).
+/// yet (4002 past either): a message counts as written when MQTTnet's send loop takes its PUBLISH (<see cref="Sent"/>).
+/// Closing disconnects the client through MQTTnet with the reason that matches the close code; <see cref="Completion"/>
+/// completes when MQTTnet reports it gone (or, when another MQTT connection of the same id took it over, at once:
+/// MQTTnet stops a taken-over client itself).
 /// </summary>
 internal sealed class MqttTransport : ISessionTransport, IRpcCarrier
 {
@@ -142,35 +143,35 @@ internal sealed class MqttTransport : ISessionTransport, IRpcCarrier
         if (IsClosing) return EnqueueResult.Closed;
         string suffix, topic;
         if (rpcId is not null) (suffix, topic) = (MqttSessionMemory.Rpc, MqttTopics.Rpc(Session.DeviceId));
-        else if (message.Message is { IsState: true })
-        {
-            (suffix, topic) = (MqttSessionMemory.Desired, MqttTopics.Desired(Session.DeviceId));
-            message = message with { Payload = DesiredPayload(message.Payload.Span) };
-        }
+        else if (message.Message is { IsState: true }) (suffix, topic) = (MqttSessionMemory.Desired, MqttTopics.Desired(Session.DeviceId));
         else (suffix, topic) = (MqttSessionMemory.Messages, _topic);
-        var bytes = message.Payload.Length;
-        if (!_queued.TryTake(bytes, _maxQueuedMessages, _maxQueuedBytes))
-        {
-            if (RequestClose(CloseCodes.SlowConsumer, CloseReasons.SlowConsumer, dropBacklog: true)) _metrics.SendQueueOverflows.Add(1);
-            return EnqueueResult.Overflow;
-        }
+        var taken = -1;
         bool queued;
         try
         {
+            if (suffix == MqttSessionMemory.Desired) message = message with { Payload = DesiredPayload(message.Payload.Span) };
+            if (!_queued.TryTake(message.Payload.Length, _maxQueuedMessages, _maxQueuedBytes))
+            {
+                if (RequestClose(CloseCodes.SlowConsumer, CloseReasons.SlowConsumer, dropBacklog: true)) _metrics.SendQueueOverflows.Add(1);
+                return EnqueueResult.Overflow;
+            }
+            taken = message.Payload.Length;
             // Into the pending list and MQTTnet's queue together, so both have the same order (Sent takes this lock).
             lock (_pending)
             {
                 queued = rpcId is null ? MqttGateway.Publish(this, suffix, topic, message) : MqttGateway.PublishRpc(this, rpcId, message);
-                if (queued) _pending.Enqueue((bytes, message.Observer));
+                if (queued) _pending.Enqueue((taken, message.Observer));
             }
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
-            // MQTTnet refused the message (the server is stopping): the session ends; durable messages stay stored.
-            Dequeued(bytes);
+            // MQTTnet refused the message (the server is stopping), or a bug of ours: this one session ends (1011),
+            // never the sender's call; durable messages stay stored.
+            if (taken >= 0) Dequeued(taken);
             RequestClose(CloseCodes.InternalError, CloseReasons.InternalError, dropBacklog: true);
             return EnqueueResult.Closed;
         }
+        var bytes = taken;
         // Not subscribed to that topic: not sent (as MQTTnet drops a publish nobody subscribed to), and done with;
         // heard on another thread, as a write would be (the lane calls this holding its lock, and its next message
         // would come back here: a lane that runs on while the device is unsubscribed must not recurse through it).
