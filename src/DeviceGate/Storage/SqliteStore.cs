@@ -720,7 +720,8 @@ public sealed class StoreUnavailableException(Exception inner) : Exception("The 
     {
         StoreUnavailableException s => s.Cause,
         ReplicationTimeoutException => "replication",
-        StackExchange.Redis.RedisConnectionException => "redis_connection",
+        // A command the client abandoned when its connection went (StoreFailures): the connection's failure.
+        StackExchange.Redis.RedisConnectionException or TaskCanceledException => "redis_connection",
         StackExchange.Redis.RedisTimeoutException or TimeoutException => "redis_timeout",
         StackExchange.Redis.RedisServerException r when r.Message.StartsWith("READONLY", StringComparison.Ordinal) => "redis_readonly",
         // A Redis Cluster shard failing over: refused by the cluster, or by the client before sending to a demoted primary.
