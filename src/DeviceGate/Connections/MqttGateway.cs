@@ -171,13 +171,24 @@ internal sealed class MqttGateway : IHostedService, IDisposable
     /// <summary>
     /// One message to the device on one of its own topics (<paramref name="suffix"/> under <c>devices/{id}/</c>), put
     /// straight into its MQTTnet session's queue as MQTTnet's routing would for its subscription: QoS 1 capped by the
-    /// QoS granted, its MQTT 5 subscription identifier, user properties for MQTT 5. Not subscribed: not sent (as
-    /// MQTTnet drops a publish nobody subscribed to).
+    /// QoS granted, its MQTT 5 subscription identifier. A message carries user properties (and, MQTT 5, a content type
+    /// when binary); an rpc request (<paramref name="rpcId"/>) carries, for MQTT 5, the reply topic and the rpc id as
+    /// correlation data. Not subscribed: not sent (as MQTTnet drops a publish nobody subscribed to).
     /// </summary>
-    internal static bool Publish(MqttTransport transport, string suffix, string topic, Messages.OutboundMessage message)
+    internal static bool Publish(MqttTransport transport, string suffix, string topic, Messages.OutboundMessage message, string? rpcId)
     {
         if (!transport.Own.TryGetValue(suffix, out var subscription) || transport.MqttSession is not { } mqtt) return false;
         var m = NewMessage(topic, message, transport.Version, subscription);
+        var v5 = transport.Version == MqttProtocolVersion.V500;
+        if (rpcId is not null)
+        {
+            if (v5)
+            {
+                m.ResponseTopic = MqttTopics.RpcReply(transport.Session.DeviceId);
+                m.CorrelationData = System.Text.Encoding.UTF8.GetBytes(rpcId);
+            }
+            return mqtt.TryEnqueueApplicationMessage(m, out _);
+        }
         if (message.Message is { } source)
         {
             // Kept on the server's packet whatever the version (the PUBACK names it); only MQTT 5 puts them on the wire.
@@ -185,21 +196,7 @@ internal sealed class MqttGateway : IHostedService, IDisposable
             if (source.Group is not null) m.UserProperties.Add(Property("group", source.Group));
             if (message.Observer is Delivery.DeviceLane.Entry { Attempts: > 1 }) m.Dup = true;
         }
-        if (transport.Version == MqttProtocolVersion.V500 && message.Type != System.Net.WebSockets.WebSocketMessageType.Text) m.ContentType = "application/octet-stream";
-        return mqtt.TryEnqueueApplicationMessage(m, out _);
-    }
-
-    /// <summary>An rpc request on <c>devices/{id}/rpc</c>: MQTT 5 names the reply topic and the rpc id (correlation data).</summary>
-    internal static bool PublishRpc(MqttTransport transport, string rpcId, Messages.OutboundMessage message)
-    {
-        if (!transport.Own.TryGetValue(MqttSessionMemory.Rpc, out var subscription) || transport.MqttSession is not { } mqtt) return false;
-        var device = transport.Session.DeviceId;
-        var m = NewMessage(MqttTopics.Rpc(device), message, transport.Version, subscription);
-        if (transport.Version == MqttProtocolVersion.V500)
-        {
-            m.ResponseTopic = MqttTopics.RpcReply(device);
-            m.CorrelationData = System.Text.Encoding.UTF8.GetBytes(rpcId);
-        }
+        if (v5 && message.Type != System.Net.WebSockets.WebSocketMessageType.Text) m.ContentType = "application/octet-stream";
         return mqtt.TryEnqueueApplicationMessage(m, out _);
     }
 

@@ -159,7 +159,7 @@ internal sealed class MqttTransport : ISessionTransport, IRpcCarrier
             // Into the pending list and MQTTnet's queue together, so both have the same order (Sent takes this lock).
             lock (_pending)
             {
-                queued = rpcId is null ? MqttGateway.Publish(this, suffix, topic, message) : MqttGateway.PublishRpc(this, rpcId, message);
+                queued = MqttGateway.Publish(this, suffix, topic, message, rpcId);
                 if (queued) _pending.Enqueue((taken, message.Observer));
             }
         }
@@ -171,11 +171,10 @@ internal sealed class MqttTransport : ISessionTransport, IRpcCarrier
             RequestClose(CloseCodes.InternalError, CloseReasons.InternalError, dropBacklog: true);
             return EnqueueResult.Closed;
         }
-        var bytes = taken;
         // Not subscribed to that topic: not sent (as MQTTnet drops a publish nobody subscribed to), and done with;
         // heard on another thread, as a write would be (the lane calls this holding its lock, and its next message
         // would come back here: a lane that runs on while the device is unsubscribed must not recurse through it).
-        if (!queued) ThreadPool.UnsafeQueueUserWorkItem(static s => s.Transport.Written(s.Bytes, s.Observer), (Transport: this, Bytes: bytes, message.Observer), preferLocal: false);
+        if (!queued) ThreadPool.UnsafeQueueUserWorkItem(static s => s.Transport.Written(s.Bytes, s.Observer), (Transport: this, Bytes: taken, message.Observer), preferLocal: false);
         return EnqueueResult.Queued;
     }
 
